@@ -1,0 +1,44 @@
+# Two commands: `make demo` runs the product on embedded defaults; `make test` runs the whole suite against real
+# PostgreSQL and Redis. Both create .venv and install what they need on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+.PHONY: demo test lint format clean
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found " + sys.version.split()[0] + ")")'
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.runtime: $(VENV)/bin/python requirements.txt constraints.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt constraints.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	touch $@
+
+demo: $(VENV)/.runtime
+	@mkdir -p var
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} \
+	ZENDESK_WEBHOOK_SECRET=$${ZENDESK_WEBHOOK_SECRET:-demo-webhook-secret} \
+	PORT=$(PORT) $(PY) manage.py demo
+
+test: $(VENV)/.dev
+	bash scripts/ensure_services.sh
+	DJANGO_SETTINGS_MODULE=agentconsole.settings_test $(VENV)/bin/ruff check .
+	DJANGO_SETTINGS_MODULE=agentconsole.settings_test $(PY) manage.py makemigrations --check --dry-run
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.dev
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

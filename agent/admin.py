@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from agent.models import AgentRun, ProposedAction, Rating, Step, Workflow
+
+
+@admin.register(Workflow)
+class WorkflowAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "phase", "enabled", "updated_at"]
+    list_filter = ["phase", "enabled"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+
+    def get_readonly_fields(self, request, obj=None) -> list[str]:  # noqa: ANN001
+        # Phase changes are promotions: made in the console with a reason and audited, not edited here.
+        return ["phase"] if obj is not None else []
+
+
+class StepInline(admin.TabularInline):
+    model = Step
+    extra = 0
+    fields = ["index", "kind", "tool_name", "content", "latency_ms", "tokens_in", "tokens_out"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+
+@admin.register(AgentRun)
+class AgentRunAdmin(admin.ModelAdmin):
+    list_display = ["pk", "ticket", "workflow", "phase", "status", "engine", "created_at"]
+    list_filter = ["status", "phase", "workflow"]
+    list_select_related = ["ticket", "workflow"]
+    readonly_fields = [f.name for f in AgentRun._meta.fields]
+    inlines = [StepInline]
+
+    def has_add_permission(self, request) -> bool:  # noqa: ANN001
+        return False
+
+
+@admin.register(Step)
+class StepAdmin(admin.ModelAdmin):
+    list_display = ["run", "index", "kind", "tool_name", "latency_ms", "created_at"]
+    list_filter = ["kind"]
+    list_select_related = ["run"]
+    readonly_fields = [f.name for f in Step._meta.fields]
+
+    def has_add_permission(self, request) -> bool:  # noqa: ANN001
+        return False
+
+
+@admin.register(ProposedAction)
+class ProposedActionAdmin(admin.ModelAdmin):
+    list_display = ["pk", "run", "tool", "risk", "status", "verification", "decided_by", "created_at"]
+    list_filter = ["status", "risk", "verification", "tool"]
+    list_select_related = ["run", "decided_by"]
+    readonly_fields = [f.name for f in ProposedAction._meta.fields]
+
+    def has_add_permission(self, request) -> bool:  # noqa: ANN001
+        return False
+
+
+@admin.register(Rating)
+class RatingAdmin(admin.ModelAdmin):
+    list_display = ["user", "value", "action", "step", "created_at"]
+    list_filter = ["value"]
+    list_select_related = ["user", "action", "step"]

@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from tickets.models import Ticket
+
+
+class Workflow(models.Model):
+    """A kind of ticket the agent handles, promoted by admins through shadow -> triage -> autonomous."""
+
+    class Phase(models.TextChoices):
+        SHADOW = "shadow", "Shadow"
+        TRIAGE = "triage", "Triage"
+        AUTONOMOUS = "autonomous", "Autonomous"
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    phase = models.CharField(max_length=16, choices=Phase.choices, default=Phase.SHADOW)
+    runbook = models.TextField(help_text="The steps the agent follows; shown to the model as its instructions.")
+    match_tags = models.JSONField(default=list, blank=True, help_text="Ticket tags that select this workflow.")
+    match_keywords = models.JSONField(
+        default=list, blank=True, help_text="Words in the subject or description that select this workflow."
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.phase})"
+
+
+class AgentRun(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+        COMPLETED = "completed", "Completed"
+        ESCALATED = "escalated", "Escalated to humans"
+        FAILED = "failed", "Failed"
+
+    class Trigger(models.TextChoices):
+        TICKET_CREATED = "ticket_created", "Ticket created"
+        MANUAL = "manual", "Started by hand"
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="runs")
+    workflow = models.ForeignKey(Workflow, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    phase = models.CharField(
+        max_length=16, choices=Workflow.Phase.choices, help_text="The phase in force when the run started."
+    )
+    trigger = models.CharField(max_length=32, choices=Trigger.choices)
+    status = models.CharField(max_length=32, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    engine = models.CharField(max_length=32, blank=True, help_text="offline or bedrock:<model id>")
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    status_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One automatic run per ticket, however often the ticket.created event is delivered.
+            models.UniqueConstraint(
+                fields=["ticket"],
+                condition=models.Q(trigger="ticket_created"),
+                name="agent_run_one_per_created_ticket",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} on ticket {self.ticket_id} ({self.status})"
+
+
+class Step(models.Model):
+    """One entry of a run's transcript, persisted the moment it happens."""
+
+    class Kind(models.TextChoices):
+        THOUGHT = "thought", "Thought"
+        ACTION = "action", "Action"
+        OBSERVATION = "observation", "Observation"
+        FINAL = "final", "Final"
+
+    run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="steps")
+    index = models.PositiveIntegerField()
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    content = models.TextField(blank=True)
+    tool_name = models.CharField(max_length=64, blank=True)
+    tool_input = models.JSONField(null=True, blank=True)
+    tool_output = models.JSONField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run_id", "index"]
+        constraints = [models.UniqueConstraint(fields=["run", "index"], name="step_run_index_unique")]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} step {self.index} {self.kind}"
+
+
+class ProposedAction(models.Model):
+    """A tool call the agent wants to make that needs a decision, or that records what ran on its own."""
+
+    class Risk(models.TextChoices):
+        READ = "read", "Read"
+        WRITE = "write", "Write"
+        HELPDESK = "helpdesk", "Helpdesk"
+
+    class Status(models.TextChoices):
+        DRY_RUN = "dry_run", "Dry run (never executable)"
+        PENDING = "pending", "Awaiting decision"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        EXECUTED = "executed", "Executed"
+        FAILED = "failed", "Execution failed"
+
+    class Verification(models.TextChoices):
+        NOT_REQUIRED = "not_required", "Not required"
+        PENDING = "pending", "Pending"
+        PASSED = "passed", "Passed"
+        FAILED = "failed", "Failed"
+
+    run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="actions")
+    step = models.ForeignKey(Step, null=True, blank=True, on_delete=models.SET_NULL, related_name="actions")
+    tool = models.CharField(max_length=64)
+    args = models.JSONField(default=dict)
+    args_hash = models.CharField(max_length=64)
+    original_args = models.JSONField(null=True, blank=True, help_text="The model's args when a reviewer edited them.")
+    rationale = models.TextField(blank=True)
+    risk = models.CharField(max_length=16, choices=Risk.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    execution_result = models.JSONField(null=True, blank=True)
+    executed_at = models.DateTimeField(null=True, blank=True)
+    verification = models.CharField(max_length=16, choices=Verification.choices, default=Verification.NOT_REQUIRED)
+    verification_result = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.tool} ({self.status}) in run {self.run_id}"
+
+    @property
+    def is_dry_run(self) -> bool:
+        return self.status == self.Status.DRY_RUN
+
+
+class Rating(models.Model):
+    """A reviewer's thumbs up or down on a proposed action or on a drafted note or reply (a Step)."""
+
+    class Value(models.IntegerChoices):
+        UP = 1, "Thumbs up"
+        DOWN = -1, "Thumbs down"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ratings")
+    action = models.ForeignKey(ProposedAction, null=True, blank=True, on_delete=models.CASCADE, related_name="ratings")
+    step = models.ForeignKey(Step, null=True, blank=True, on_delete=models.CASCADE, related_name="ratings")
+    value = models.SmallIntegerField(choices=Value.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(action__isnull=False, step__isnull=True)
+                    | models.Q(action__isnull=True, step__isnull=False)
+                ),
+                name="rating_exactly_one_target",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "action"], condition=models.Q(action__isnull=False), name="rating_one_per_action"
+            ),
+            models.UniqueConstraint(
+                fields=["user", "step"], condition=models.Q(step__isnull=False), name="rating_one_per_step"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        target = f"action {self.action_id}" if self.action_id else f"step {self.step_id}"
+        return f"{self.get_value_display()} on {target} by {self.user_id}"

@@ -1,0 +1,164 @@
+"""Demo data: users, tenant links, workflows with runbooks, and a few tickets. Safe to run any number of times."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from django.contrib.auth.models import Group, User
+from django.db import transaction
+
+from agent.models import Workflow
+from console.roles import ADMINS, REVIEWERS
+from tickets.models import TenantLink
+from tickets.services import zendesk_event_ingest
+from tickets.zendesk_webhook import EVENT_TICKET_CREATED, parse_event
+
+DEMO_ORGANIZATIONS = [
+    ("360001", "Acme Analytics", "acme"),
+    ("360002", "Globex Logistics", "globex"),
+    ("360003", "Initech Payroll", "initech"),
+    ("360004", "Umbrella Health", "umbrella"),
+    ("360005", "Hooli Search", "hooli"),
+    ("360006", "Stark Manufacturing", "stark"),
+]
+
+DEMO_WORKFLOWS = [
+    {
+        "slug": "stale-cache",
+        "name": "Stale cache reset",
+        "phase": Workflow.Phase.AUTONOMOUS,
+        "match_tags": ["stale_cache"],
+        "match_keywords": ["stale data", "old data", "not updating", "cache"],
+        "runbook": (
+            "1. Read the tenant's cache version and last reset time from the tenant_overview view.\n"
+            "2. Search the tenant's logs for cache errors in the last 24 hours.\n"
+            "3. If cache errors are present, call reset_tenant_cache for the tenant.\n"
+            "4. Verify: the cache version rose and the reset time is after the call.\n"
+            "5. Reply to the customer that the cache was refreshed, then solve the ticket."
+        ),
+    },
+    {
+        "slug": "trial-extension",
+        "name": "Trial extension",
+        "phase": Workflow.Phase.TRIAGE,
+        "match_tags": ["trial_extension"],
+        "match_keywords": ["extend my trial", "trial extension", "more time on the trial", "trial"],
+        "runbook": (
+            "1. Read the tenant's plan, status and trial end from tenant_overview.\n"
+            "2. Only a tenant that is still trialing can be extended, by at most 14 days.\n"
+            "3. Propose extend_trial with the number of days asked for (at most 14).\n"
+            "4. Verify the new trial end date, then reply with it."
+        ),
+    },
+    {
+        "slug": "account-lockout",
+        "name": "Account lockout",
+        "phase": Workflow.Phase.TRIAGE,
+        "match_tags": ["locked_out"],
+        "match_keywords": ["locked out", "cannot log in", "can't log in", "account locked"],
+        "runbook": (
+            "1. Find the user in tenant_users by email and read failed logins and lock state.\n"
+            "2. Search the logs for login failures for that user in the last hour.\n"
+            "3. Post a private note with what was found.\n"
+            "4. If the account is locked, propose unlock_user; after it runs, verify the user is unlocked.\n"
+            "5. Reply to the customer that they can log in again."
+        ),
+    },
+    {
+        "slug": "config-patch",
+        "name": "Known configuration patch",
+        "phase": Workflow.Phase.SHADOW,
+        "match_tags": ["config_issue"],
+        "match_keywords": ["terraform", "configuration", "config"],
+        "runbook": (
+            "1. Read the tenant's configuration values from tenant_config.\n"
+            "2. Search the runbooks for a known patch matching the symptom.\n"
+            "3. Propose apply_config_patch with the patch id; verify the value changed.\n"
+            "4. Reply with what was changed."
+        ),
+    },
+    {
+        "slug": "billing-question",
+        "name": "Billing question",
+        "phase": Workflow.Phase.SHADOW,
+        "match_tags": ["billing"],
+        "match_keywords": ["invoice", "billing", "charged", "refund"],
+        "runbook": (
+            "1. Call get_billing_status for the tenant.\n"
+            "2. Post a private note summarising the subscription and the last invoices.\n"
+            "3. Route the ticket to the billing pod; never promise a refund."
+        ),
+    },
+]
+
+DEMO_TICKETS = [
+    (
+        90001,
+        "360001",
+        "Dashboard shows stale data since this morning",
+        "Our numbers have not updated since 6am.",
+        ["stale_cache"],
+    ),
+    (90002, "360002", "Can we extend our trial by a week?", "We need one more week to evaluate.", ["trial_extension"]),
+    (
+        90003,
+        "360003",
+        "Locked out of my account",
+        "I get 'account locked' when I log in as ops@initech.example.",
+        ["locked_out"],
+    ),
+    (90004, "360004", "Question about last invoice", "We were charged twice in October.", ["billing"]),
+]
+
+
+@dataclass(frozen=True)
+class DemoCredentials:
+    admin_password: str
+    reviewer_password: str
+
+
+def _user(username: str, password: str, group: str, *, staff: bool) -> None:
+    user, _ = User.objects.get_or_create(username=username, defaults={"email": f"{username}@example.com"})
+    user.set_password(password)
+    user.is_staff = staff
+    user.is_superuser = staff
+    user.save()
+    user.groups.add(Group.objects.get(name=group))
+
+
+def _demo_event(external_id: int, organization_id: str, subject: str, description: str, tags: list[str]) -> bytes:
+    return json.dumps(
+        {
+            "id": f"demo-seed-{external_id}",
+            "type": EVENT_TICKET_CREATED,
+            "account_id": 1,
+            "subject": f"zen:ticket:{external_id}",
+            "detail": {
+                "id": str(external_id),
+                "subject": subject,
+                "description": description,
+                "requester_id": str(external_id * 10),
+                "organization_id": organization_id,
+                "status": "NEW",
+                "priority": "NORMAL",
+                "tags": tags,
+            },
+        }
+    ).encode()
+
+
+@transaction.atomic
+def demo_seed(*, credentials: DemoCredentials) -> None:
+    """Create or refresh the demo data. Idempotent: every row is keyed by a natural key."""
+    _user("admin", credentials.admin_password, ADMINS, staff=True)
+    _user("reviewer", credentials.reviewer_password, REVIEWERS, staff=False)
+    for organization_id, name, tenant_id in DEMO_ORGANIZATIONS:
+        TenantLink.objects.update_or_create(
+            organization_id=organization_id, defaults={"organization_name": name, "tenant_id": tenant_id}
+        )
+    for spec in DEMO_WORKFLOWS:
+        Workflow.objects.get_or_create(slug=spec["slug"], defaults={k: v for k, v in spec.items() if k != "slug"})
+    for external_id, organization_id, subject, description, tags in DEMO_TICKETS:
+        # The same path as a real delivery: a fixed event id makes the second seed a no-op.
+        zendesk_event_ingest(parsed=parse_event(_demo_event(external_id, organization_id, subject, description, tags)))

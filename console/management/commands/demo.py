@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Migrate, seed, then run the web server and a Celery worker together until Ctrl-C."
+
+    def add_arguments(self, parser) -> None:  # noqa: ANN001
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+
+    def handle(self, *args: object, **options: object) -> None:
+        for folder in settings.CELERY_BROKER_TRANSPORT_OPTIONS.values():
+            os.makedirs(folder, exist_ok=True)
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("seed_demo")
+        address = f"{options['host']}:{options['port']}"
+        python = sys.executable
+        worker = subprocess.Popen(
+            [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "agentconsole",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--pool",
+                "threads",
+                "--concurrency",
+                "8",
+            ]
+        )
+        web = subprocess.Popen([python, "manage.py", "runserver", "--noreload", address])
+        self.stdout.write(self.style.SUCCESS(f"\nAgent Console is running at http://{address}/  (Ctrl-C stops it)"))
+        self.stdout.write(f"Django admin: http://{address}/admin/")
+        self.stdout.write(f"Broker: {settings.CELERY_BROKER_URL}   Database: {settings.DATABASES['default']['NAME']}")
+        self.stdout.write(
+            "Send a signed test ticket: .venv/bin/python manage.py zendesk_send_event "
+            f"--url http://{address}/api/webhooks/zendesk\n"
+        )
+        children = [web, worker]
+        try:
+            while all(child.poll() is None for child in children):
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+            for child in children:
+                try:
+                    child.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+        failed = [child.args[2] for child in children if child.returncode not in (0, -signal.SIGTERM, None)]
+        if failed:
+            self.stderr.write(f"Stopped because a process exited: {', '.join(map(str, failed))}")

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import factory
+from django.contrib.auth.models import Group, User
+
+from agent.models import AgentRun, ProposedAction, Step, Workflow
+from audit.services import canonical_hash
+from tickets.models import TenantLink, Ticket, TicketComment
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        django_get_or_create = ["username"]
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
+    password = factory.PostGenerationMethodCall("set_password", "pass-word-123")
+
+    @factory.post_generation
+    def groups(self, create: bool, extracted: list[str] | None, **kwargs: object) -> None:
+        if create and extracted:
+            self.groups.add(*Group.objects.filter(name__in=extracted))
+        if create:
+            self.save()
+
+
+class TenantLinkFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = TenantLink
+        django_get_or_create = ["organization_id"]
+
+    organization_id = factory.Sequence(lambda n: str(500000 + n))
+    organization_name = factory.Sequence(lambda n: f"Org {n}")
+    tenant_id = factory.Sequence(lambda n: f"tenant-{n}")
+
+
+class TicketFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Ticket
+
+    source = Ticket.Source.ZENDESK
+    external_id = factory.Sequence(lambda n: str(10_000 + n))
+    subject = factory.Sequence(lambda n: f"Problem {n}")
+    description = "Something is wrong."
+    tenant_link = factory.SubFactory(TenantLinkFactory)
+    organization_id = factory.LazyAttribute(lambda t: t.tenant_link.organization_id if t.tenant_link else "")
+
+
+class TicketCommentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = TicketComment
+
+    ticket = factory.SubFactory(TicketFactory)
+    body = "A comment."
+    public = True
+    author_kind = TicketComment.AuthorKind.CUSTOMER
+
+
+class WorkflowFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Workflow
+
+    slug = factory.Sequence(lambda n: f"workflow-{n}")
+    name = factory.Sequence(lambda n: f"Workflow {n}")
+    phase = Workflow.Phase.TRIAGE
+    runbook = "1. Look.\n2. Fix."
+
+
+class AgentRunFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AgentRun
+
+    ticket = factory.SubFactory(TicketFactory)
+    phase = Workflow.Phase.TRIAGE
+    trigger = AgentRun.Trigger.MANUAL
+
+
+class StepFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Step
+
+    run = factory.SubFactory(AgentRunFactory)
+    index = factory.Sequence(lambda n: n)
+    kind = Step.Kind.THOUGHT
+    content = "Thinking."
+
+
+class ProposedActionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ProposedAction
+
+    run = factory.SubFactory(AgentRunFactory)
+    tool = "reset_tenant_cache"
+    args = factory.LazyFunction(lambda: {"tenant_id": "acme"})
+    args_hash = factory.LazyAttribute(lambda a: canonical_hash(a.args))
+    risk = ProposedAction.Risk.WRITE

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+from django.db import models
+
+
+class TenantLink(models.Model):
+    """Maps a helpdesk organization to a tenant in the company's systems.
+
+    This mapping is the only source of a ticket's tenant: never the ticket's text.
+    """
+
+    organization_id = models.CharField(max_length=64, unique=True)
+    organization_name = models.CharField(max_length=200, blank=True)
+    tenant_id = models.CharField(max_length=64, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["organization_name", "organization_id"]
+
+    def __str__(self) -> str:
+        return f"{self.organization_name or self.organization_id} -> {self.tenant_id}"
+
+
+class Ticket(models.Model):
+    class Source(models.TextChoices):
+        ZENDESK = "zendesk", "Zendesk"
+        LOCAL = "local", "Local"
+
+    class Status(models.TextChoices):
+        NEW = "new", "New"
+        OPEN = "open", "Open"
+        PENDING = "pending", "Pending"
+        HOLD = "hold", "On hold"
+        SOLVED = "solved", "Solved"
+        CLOSED = "closed", "Closed"
+
+    class Priority(models.TextChoices):
+        NONE = "", "None"
+        LOW = "low", "Low"
+        NORMAL = "normal", "Normal"
+        HIGH = "high", "High"
+        URGENT = "urgent", "Urgent"
+
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.ZENDESK)
+    external_id = models.CharField(max_length=64)
+    subject = models.CharField(max_length=500, blank=True)
+    description = models.TextField(blank=True)
+    requester_id = models.CharField(max_length=64, blank=True)
+    organization_id = models.CharField(max_length=64, blank=True, db_index=True)
+    tenant_link = models.ForeignKey(
+        TenantLink, null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW, db_index=True)
+    priority = models.CharField(max_length=16, choices=Priority.choices, blank=True, default="")
+    tags = models.JSONField(default=list, blank=True)
+    group_id = models.CharField("group / pod", max_length=64, blank=True)
+    raw_payload = models.JSONField(default=dict, blank=True)
+    external_created_at = models.DateTimeField(null=True, blank=True)
+    external_updated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    solved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "external_id"], name="ticket_source_external_id_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.external_id} {self.subject}"
+
+    @property
+    def tenant_id(self) -> str:
+        return self.tenant_link.tenant_id if self.tenant_link_id else ""
+
+
+class TicketComment(models.Model):
+    class AuthorKind(models.TextChoices):
+        CUSTOMER = "customer", "Customer"
+        AGENT = "agent", "Agent (AI)"
+        HUMAN = "human", "Human staff"
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="comments")
+    external_id = models.CharField(max_length=64, blank=True)
+    body = models.TextField()
+    public = models.BooleanField()
+    author_kind = models.CharField(max_length=16, choices=AuthorKind.choices)
+    author_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["ticket", "external_id"],
+                condition=~models.Q(external_id=""),
+                name="ticket_comment_external_id_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        visibility = "public" if self.public else "private"
+        return f"{visibility} {self.author_kind} comment on {self.ticket_id}"
+
+
+class WebhookEvent(models.Model):
+    """Every delivery we accepted, stored raw. (source, event_id) is unique: that is the idempotency key."""
+
+    source = models.CharField(max_length=16, default=Ticket.Source.ZENDESK)
+    event_id = models.CharField(max_length=128)
+    event_type = models.CharField(max_length=128)
+    payload = models.JSONField()
+    ticket = models.ForeignKey(Ticket, null=True, blank=True, on_delete=models.SET_NULL, related_name="webhook_events")
+    handled = models.BooleanField(default=False, help_text="False for event types we store but do not act on.")
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["source", "event_id"], name="webhook_event_source_id_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.event_id} {self.event_type}"

@@ -1,0 +1,200 @@
+"""What arrives from Zendesk: signature verification and the event-subscription payload schema.
+
+Zendesk signs `timestamp + raw body` with HMAC-SHA256 and sends base64 of the digest. The signing secret is
+used as the literal string it is shown as (it looks like base64 but is never decoded).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from agentconsole.errors import ApplicationError, NotAuthenticated
+
+SIGNATURE_HEADER = "X-Zendesk-Webhook-Signature"
+TIMESTAMP_HEADER = "X-Zendesk-Webhook-Signature-Timestamp"
+
+SIGNATURE_MISSING = "Missing X-Zendesk-Webhook-Signature or X-Zendesk-Webhook-Signature-Timestamp header."
+SIGNATURE_INVALID = "The webhook signature does not match."
+SECRET_NOT_CONFIGURED = "ZENDESK_WEBHOOK_SECRET is not configured; refusing unsigned webhooks."  # noqa: S105 - a message, not a secret
+TIMESTAMP_MALFORMED = "The signature timestamp is not an ISO 8601 time with a timezone."
+TIMESTAMP_STALE = "The signature timestamp is too far from now (replayed or delayed request)."
+BODY_NOT_JSON = "The body is not valid UTF-8 JSON."
+BODY_WRONG_SHAPE = "The body is not a Zendesk event of the expected shape."
+
+EVENT_TICKET_CREATED = "zen:event-type:ticket.created"
+EVENT_COMMENT_ADDED = "zen:event-type:ticket.comment_added"
+# Events that carry the ticket's current state in `detail`; we apply it and start no run.
+TICKET_UPDATE_EVENTS = frozenset(
+    f"zen:event-type:ticket.{name}"
+    for name in (
+        "status_changed",
+        "priority_changed",
+        "group_assignment_changed",
+        "tags_changed",
+        "subject_changed",
+        "description_changed",
+        "organization_changed",
+        "requester_changed",
+    )
+)
+
+
+class SignatureError(NotAuthenticated):
+    pass
+
+
+class PayloadError(ApplicationError):
+    status_code = 400
+
+
+def compute_signature(*, secret: str, timestamp: str, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), timestamp.encode() + body, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def verify_signature(
+    *, secret: str, timestamp: str | None, signature: str | None, body: bytes, now: datetime, max_skew: timedelta
+) -> None:
+    """Raise SignatureError unless the request is signed with secret at a time close to now."""
+    if not secret:
+        raise SignatureError(SECRET_NOT_CONFIGURED)
+    if not timestamp or not signature:
+        raise SignatureError(SIGNATURE_MISSING)
+    expected = compute_signature(secret=secret, timestamp=timestamp, body=body)
+    # Compare before looking at the clock so a bad signature never reveals timing of the skew check.
+    if not hmac.compare_digest(expected.encode(), signature.strip().encode()):
+        raise SignatureError(SIGNATURE_INVALID)
+    try:
+        signed_at = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        raise SignatureError(TIMESTAMP_MALFORMED) from None
+    if signed_at.tzinfo is None:
+        raise SignatureError(TIMESTAMP_MALFORMED)
+    if abs(now - signed_at) > max_skew:
+        raise SignatureError(TIMESTAMP_STALE)
+
+
+def _as_id(value: Any) -> str:
+    """Zendesk sends ids as numbers or strings; "0" and null mean "none"."""
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError("must be an id (a string or an integer)")
+    text = str(value).strip()
+    if len(text) > 64:
+        raise ValueError("is longer than 64 characters")
+    return "" if text == "0" else text
+
+
+def _as_lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+ExternalId = Annotated[str, BeforeValidator(_as_id)]
+
+
+class TicketDetail(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: Annotated[ExternalId, Field(min_length=1)]
+    subject: str | None = None
+    description: str | None = None
+    requester_id: ExternalId = ""
+    organization_id: ExternalId = ""
+    group_id: ExternalId = ""
+    status: Annotated[
+        str | None,
+        BeforeValidator(_as_lower),
+        Field(pattern="^(new|open|pending|hold|solved|closed)$"),
+    ] = None
+    priority: Annotated[str | None, BeforeValidator(_as_lower), Field(pattern="^(low|normal|high|urgent)$")] = None
+    tags: list[Annotated[str, Field(max_length=200)]] | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class CommentAuthor(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: ExternalId = ""
+    is_staff: bool = False
+
+
+class Comment(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: Annotated[ExternalId, Field(min_length=1)]
+    body: str
+    is_public: bool
+    author: CommentAuthor = CommentAuthor()
+
+
+class CommentEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    comment: Comment
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: Annotated[str, Field(min_length=1, max_length=128)]
+    type: Annotated[str, Field(min_length=1, max_length=128)]
+    account_id: ExternalId = ""
+    subject: str = ""
+    time: datetime | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+    event: dict[str, Any] = Field(default_factory=dict)
+
+
+class ParsedEvent(BaseModel):
+    envelope: Envelope
+    ticket: TicketDetail | None = None
+    comment: Comment | None = None
+    raw: dict[str, Any]
+
+    @property
+    def is_ticket_event(self) -> bool:
+        return self.ticket is not None
+
+
+def _errors(exc: ValidationError, prefix: str) -> list[dict[str, str]]:
+    return [
+        {"field": ".".join([prefix, *map(str, err["loc"])]).strip("."), "message": err["msg"]}
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+def parse_event(body: bytes) -> ParsedEvent:
+    """Parse and validate everything up front, so nothing is stored for a payload we would reject."""
+    try:
+        raw = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PayloadError(BODY_NOT_JSON, extra={"errors": [{"field": "", "message": str(exc)}]}) from None
+    if not isinstance(raw, dict):
+        raise PayloadError(BODY_WRONG_SHAPE, extra={"errors": [{"field": "", "message": "expected an object"}]})
+    try:
+        envelope = Envelope.model_validate(raw)
+    except ValidationError as exc:
+        raise PayloadError(BODY_WRONG_SHAPE, extra={"errors": _errors(exc, "")}) from None
+    handled = envelope.type in TICKET_UPDATE_EVENTS or envelope.type in (EVENT_TICKET_CREATED, EVENT_COMMENT_ADDED)
+    if not handled:
+        return ParsedEvent(envelope=envelope, raw=raw)
+    try:
+        ticket = TicketDetail.model_validate(envelope.detail)
+    except ValidationError as exc:
+        raise PayloadError(BODY_WRONG_SHAPE, extra={"errors": _errors(exc, "detail")}) from None
+    comment = None
+    if envelope.type == EVENT_COMMENT_ADDED:
+        try:
+            comment = CommentEvent.model_validate(envelope.event).comment
+        except ValidationError as exc:
+            raise PayloadError(BODY_WRONG_SHAPE, extra={"errors": _errors(exc, "event")}) from None
+    return ParsedEvent(envelope=envelope, ticket=ticket, comment=comment, raw=raw)
