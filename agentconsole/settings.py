@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "tickets",
     "agent",
     "console",
+    "sandbox",
 ]
 
 MIDDLEWARE = [
@@ -142,6 +143,43 @@ ZENDESK_API_TOKEN = env_secret("ZENDESK_API_TOKEN", "")
 # Overrides https://<subdomain>.zendesk.com, e.g. for a proxy or a local stand-in.
 ZENDESK_API_URL = env_str("ZENDESK_API_URL", "")
 ZENDESK_TIMEOUT_SECONDS = env_float("ZENDESK_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+
+# --- The company's systems the agent's tools reach ----------------------------------------------------------
+# The sandbox app stands in for them in the demo and the tests; production points these at the real ones.
+SANDBOX_ENABLED = env_bool("SANDBOX_ENABLED", True)
+SANDBOX_ADMIN_API_TOKEN = env_secret("SANDBOX_ADMIN_API_TOKEN", "")
+SANDBOX_CACHE_RESET_MIN_INTERVAL_SECONDS = env_int("SANDBOX_CACHE_RESET_MIN_INTERVAL_SECONDS", 60, minimum=0)
+
+# Read-only SQL over the support views. Empty DSN: derive one from the default database (role below on
+# PostgreSQL, a read-only file handle on SQLite).
+SUPPORT_SQL_DATABASE_URL = env_secret("SUPPORT_SQL_DATABASE_URL", "")
+SUPPORT_SQL_ROLE = env_str("SUPPORT_SQL_ROLE", "agentconsole_support_ro")
+SUPPORT_SQL_VIEWS = env_list(
+    "SUPPORT_SQL_VIEWS",
+    [
+        "support_tenant_overview",
+        "support_tenant_users",
+        "support_login_attempts",
+        "support_subscriptions",
+        "support_invoices",
+        "support_tenant_config",
+    ],
+)
+SUPPORT_SQL_TENANT_SETTING = "agentconsole.tenant_id"
+SUPPORT_SQL_STATEMENT_TIMEOUT_MS = env_int("SUPPORT_SQL_STATEMENT_TIMEOUT_MS", 2000, minimum=100)
+SUPPORT_SQL_ROW_CAP = env_int("SUPPORT_SQL_ROW_CAP", 200, minimum=1)
+
+# The company's internal Admin API: every write goes through it, never to a database.
+ADMIN_API_URL = env_str("ADMIN_API_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}/sandbox/admin-api/v1")
+ADMIN_API_TOKEN = env_secret("ADMIN_API_TOKEN", "")
+ADMIN_API_TIMEOUT_SECONDS = env_float("ADMIN_API_TIMEOUT_SECONDS", 5.0, minimum=0.1)
+ADMIN_API_MAX_ATTEMPTS = env_int("ADMIN_API_MAX_ATTEMPTS", 3, minimum=1)
+
+# Logs: "sandbox" reads the sandbox's log events; "cloudwatch" reads CloudWatch Logs through boto3.
+LOGS_BACKEND = env_choice("LOGS_BACKEND", "sandbox", ("sandbox", "cloudwatch"))
+LOGS_GROUP_NAME = env_str("LOGS_GROUP_NAME", "/company/app")
+AWS_REGION = env_str("AWS_REGION", "us-east-1")
+AGENT_ROLE_ARN = env_str("AGENT_ROLE_ARN", "")
 
 # --- Logging --------------------------------------------------------------------------------------------------
 LOGGING = {

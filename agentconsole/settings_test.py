@@ -13,6 +13,8 @@ os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("DJANGO_SECURE_COOKIES", "false")
 os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 os.environ.setdefault("ZENDESK_WEBHOOK_SECRET", "test-webhook-secret")
+os.environ.setdefault("SANDBOX_ADMIN_API_TOKEN", "test-admin-api-token")
+os.environ.setdefault("ADMIN_API_TOKEN", "test-admin-api-token")
 
 from agentconsole.settings import *  # noqa: F403
 

@@ -1,0 +1,144 @@
+"""The one small interface every tool implements, and the structured observation every call returns.
+
+A tool never raises into its caller: bad arguments, a refused call, a timeout or a crash all come back as an
+Observation the model can read and react to.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ValidationError
+
+logger = logging.getLogger(__name__)
+
+TENANT_MISMATCH = "This ticket belongs to tenant {bound!r}; a call naming tenant {asked!r} is refused."
+INVALID_ARGUMENTS = "The arguments do not match the tool's schema."
+INTERNAL_ERROR = "The tool failed unexpectedly: {error}"
+NOT_VERIFIABLE = "This tool has no verifier."
+
+
+class Risk(StrEnum):
+    READ = "read"
+    WRITE = "write"
+    HELPDESK = "helpdesk"
+
+
+class ErrorType(StrEnum):
+    INVALID_ARGUMENTS = "invalid_arguments"
+    TENANT_MISMATCH = "tenant_mismatch"
+    REFUSED = "refused"  # a guard said no (SQL guard, phase gate, business rule)
+    NOT_FOUND = "not_found"
+    TIMEOUT = "timeout"
+    UPSTREAM = "upstream_error"  # the other system failed (5xx, 429, unreachable)
+    UNEXPECTED_RESPONSE = "unexpected_response"  # the other system answered in a shape we do not know
+    VERIFICATION_FAILED = "verification_failed"
+    INTERNAL = "internal_error"
+
+
+@dataclass(frozen=True)
+class Observation:
+    ok: bool
+    data: Any = None
+    error_type: str = ""
+    message: str = ""
+    retryable: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def success(cls, data: Any, **meta: Any) -> Observation:
+        return cls(ok=True, data=data, meta=meta)
+
+    @classmethod
+    def failure(cls, error_type: str, message: str, *, retryable: bool = False, **meta: Any) -> Observation:
+        return cls(ok=False, error_type=str(error_type), message=message, retryable=retryable, meta=meta)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What a tool call is bound to. tenant_id comes from the helpdesk organization mapping, never from text."""
+
+    ticket_id: int
+    tenant_id: str
+    run_id: int | None = None
+    idempotency_key: str | None = None  # the proposed action's id for writes
+
+
+class Tool:
+    """Subclass, set the class attributes, implement run(); writes also implement verify()."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]  # written for the model: what it does, when to use it, what it returns
+    args_schema: ClassVar[type[BaseModel]]
+    risk: ClassVar[Risk]
+
+    def run(self, args: BaseModel, ctx: ToolContext) -> Observation:
+        raise NotImplementedError
+
+    def verify(self, args: BaseModel, ctx: ToolContext, result: Observation, started_at: datetime) -> Observation:
+        """Re-read system state and prove the write had its effect. Reads and helpdesk tools need none."""
+        return Observation.failure(ErrorType.INTERNAL, NOT_VERIFIABLE)
+
+    @property
+    def has_verifier(self) -> bool:
+        return type(self).verify is not Tool.verify
+
+    def parse_args(self, raw: dict[str, Any]) -> BaseModel | Observation:
+        try:
+            return self.args_schema.model_validate(raw)
+        except ValidationError as exc:
+            errors = [
+                {"field": ".".join(map(str, e["loc"])), "message": e["msg"]}
+                for e in exc.errors(include_url=False, include_input=False)
+            ]
+            return Observation.failure(ErrorType.INVALID_ARGUMENTS, INVALID_ARGUMENTS, errors=errors)
+
+    def check_tenant(self, args: BaseModel, ctx: ToolContext) -> Observation | None:
+        """Tenant binding, enforced where the tool runs whatever the model or a gate upstream decided."""
+        asked = getattr(args, "tenant_id", None)
+        if asked is not None and asked != ctx.tenant_id:
+            return Observation.failure(
+                ErrorType.TENANT_MISMATCH, TENANT_MISMATCH.format(bound=ctx.tenant_id, asked=asked)
+            )
+        return None
+
+    def invoke(self, raw_args: dict[str, Any], ctx: ToolContext) -> Observation:
+        """Validate, bind to the tenant, run. Never raises."""
+        args = self.parse_args(raw_args)
+        if isinstance(args, Observation):
+            return args
+        refused = self.check_tenant(args, ctx)
+        if refused is not None:
+            return refused
+        try:
+            return self.run(args, ctx)
+        except Exception as exc:  # the model sees the failure and adjusts; the worker never crashes on a tool
+            logger.exception("tool %s crashed", self.name)
+            return Observation.failure(ErrorType.INTERNAL, INTERNAL_ERROR.format(error=type(exc).__name__))
+
+    def invoke_verify(
+        self, raw_args: dict[str, Any], ctx: ToolContext, result: Observation, started_at: datetime
+    ) -> Observation:
+        args = self.parse_args(raw_args)
+        if isinstance(args, Observation):
+            return args
+        try:
+            return self.verify(args, ctx, result, started_at)
+        except Exception as exc:
+            logger.exception("verifier of %s crashed", self.name)
+            return Observation.failure(ErrorType.INTERNAL, INTERNAL_ERROR.format(error=type(exc).__name__))
+
+    def spec(self) -> dict[str, Any]:
+        """The tool as the model sees it (name, description, JSON schema of its arguments)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_schema": self.args_schema.model_json_schema(),
+        }
