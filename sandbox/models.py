@@ -88,6 +88,9 @@ class LoginAttempt(models.Model):
         db_table = "sandbox_login_attempt"
         ordering = ["-attempted_at"]
 
+    def __str__(self) -> str:
+        return f"{'ok' if self.success else 'failed'} login {self.email} at {self.attempted_at:%Y-%m-%d %H:%M}"
+
 
 class Subscription(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="subscriptions")
@@ -102,6 +105,9 @@ class Subscription(models.Model):
     class Meta:
         db_table = "sandbox_subscription"
         ordering = ["tenant_id", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.plan} ({self.status})"
 
 
 class Invoice(models.Model):
@@ -124,6 +130,9 @@ class Invoice(models.Model):
         db_table = "sandbox_invoice"
         ordering = ["tenant_id", "-issued_at"]
 
+    def __str__(self) -> str:
+        return f"{self.number} {self.tenant_id} {self.status}"
+
 
 class LogEvent(models.Model):
     """One application log line. The log stream is the tenant id, as the company's apps write them."""
@@ -138,6 +147,9 @@ class LogEvent(models.Model):
         db_table = "sandbox_log_event"
         ordering = ["timestamp", "id"]
 
+    def __str__(self) -> str:
+        return f"{self.timestamp:%Y-%m-%d %H:%M:%S} {self.tenant_id} {self.level}"
+
 
 class CacheReset(models.Model):
     """Every cache reset the Admin API performed; also the basis of its rate limit."""
@@ -148,6 +160,9 @@ class CacheReset(models.Model):
     class Meta:
         db_table = "sandbox_cache_reset"
         ordering = ["-performed_at"]
+
+    def __str__(self) -> str:
+        return f"cache reset of {self.tenant_id} at {self.performed_at:%Y-%m-%d %H:%M:%S}"
 
 
 class IdempotencyRecord(models.Model):
@@ -164,6 +179,9 @@ class IdempotencyRecord(models.Model):
     class Meta:
         db_table = "sandbox_idempotency_record"
         constraints = [models.UniqueConstraint(fields=["key"], name="sandbox_idempotency_key_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} key={self.key}"
 
 
 class FaultSwitch(models.Model):
