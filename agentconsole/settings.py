@@ -144,6 +144,18 @@ ZENDESK_API_TOKEN = env_secret("ZENDESK_API_TOKEN", "")
 ZENDESK_API_URL = env_str("ZENDESK_API_URL", "")
 ZENDESK_TIMEOUT_SECONDS = env_float("ZENDESK_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 
+# Engineering pods the agent may route to: "name=helpdesk group id" pairs. "humans" receives escalations.
+HELPDESK_PODS = dict(
+    pair.split("=", 1)
+    for pair in env_list(
+        "HELPDESK_PODS",
+        ["humans=20000", "billing=20001", "platform=20002", "identity=20003", "integrations=20004"],
+    )
+    if "=" in pair
+)
+if "humans" not in HELPDESK_PODS:
+    raise ImproperlyConfigured('HELPDESK_PODS must include a "humans" pod for escalations.')
+
 # --- The company's systems the agent's tools reach ----------------------------------------------------------
 # The sandbox app stands in for them in the demo and the tests; production points these at the real ones.
 SANDBOX_ENABLED = env_bool("SANDBOX_ENABLED", True)
