@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from agentconsole.env import env_bool, env_choice, env_float, env_int, env_list, env_secret, env_str
+
+ROOT = Path(__file__).resolve().parents[2]
+PRODUCTION_ENV = {
+    "DJANGO_DEBUG": "false",
+    "DJANGO_SECRET_KEY": "a-long-random-production-secret-key-0123456789-abcdefghijklmnop",
+    "DJANGO_ALLOWED_HOSTS": "console.example.com",
+    "DATABASE_URL": "sqlite:////tmp/agentconsole-deploy-check.sqlite3",
+}
+
+
+def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "ZENDESK_", "DATABASE_"))}
+    clean["DJANGO_SETTINGS_MODULE"] = "agentconsole.settings"
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_it_reads_typed_values(monkeypatch) -> None:
+    monkeypatch.setenv("X_BOOL", "Yes")
+    monkeypatch.setenv("X_INT", "42")
+    monkeypatch.setenv("X_FLOAT", "0.5")
+    monkeypatch.setenv("X_LIST", "a, b,,c")
+    monkeypatch.setenv("X_CHOICE", "offline")
+    assert env_bool("X_BOOL", False) is True
+    assert env_int("X_INT", 1) == 42
+    assert env_float("X_FLOAT", 1.0) == 0.5
+    assert env_list("X_LIST", []) == ["a", "b", "c"]
+    assert env_choice("X_CHOICE", "bedrock", ("bedrock", "offline")) == "offline"
+    assert env_str("X_UNSET", "fallback") == "fallback"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "read", "message"),
+    [
+        ("X_BOOL", "maybe", lambda: env_bool("X_BOOL", False), "X_BOOL must be a boolean"),
+        ("X_INT", "ten", lambda: env_int("X_INT", 1), "X_INT must be an integer"),
+        ("X_INT", "-1", lambda: env_int("X_INT", 1, minimum=0), "X_INT must be at least 0"),
+        ("X_FLOAT", "fast", lambda: env_float("X_FLOAT", 1.0), "X_FLOAT must be a number"),
+        ("X_CHOICE", "gpt", lambda: env_choice("X_CHOICE", "a", ("a", "b")), "X_CHOICE must be one of a, b"),
+        ("X_REQUIRED", "", lambda: env_str("X_REQUIRED"), "X_REQUIRED must be set"),
+    ],
+)
+def test_it_fails_loudly_naming_the_variable(monkeypatch, name, value, read, message) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ImproperlyConfigured, match=message):
+        read()
+
+
+def test_it_reads_a_secret_from_a_file(monkeypatch, tmp_path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("s3cret\n")
+    monkeypatch.delenv("X_SECRET", raising=False)
+    monkeypatch.setenv("X_SECRET_FILE", str(secret_file))
+    assert env_secret("X_SECRET") == "s3cret"
+
+
+def test_it_refuses_a_secret_set_twice_or_an_unreadable_file(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("X_SECRET", "inline")
+    monkeypatch.setenv("X_SECRET_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ImproperlyConfigured, match="Set only one of X_SECRET and X_SECRET_FILE"):
+        env_secret("X_SECRET")
+    monkeypatch.delenv("X_SECRET")
+    with pytest.raises(ImproperlyConfigured, match="X_SECRET_FILE points to an unreadable file"):
+        env_secret("X_SECRET")
+
+
+def test_it_passes_the_deploy_check_with_production_settings() -> None:
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION_ENV)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DJANGO_SECRET_KEY": ""}, "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off"),
+        ({"DJANGO_DEBUG": "sometimes"}, "DJANGO_DEBUG must be a boolean"),
+        ({"ZENDESK_WEBHOOK_MAX_SKEW_SECONDS": "five"}, "ZENDESK_WEBHOOK_MAX_SKEW_SECONDS must be an integer"),
+        ({"HELPDESK_PODS": "billing=1"}, 'HELPDESK_PODS must include a "humans" pod'),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be one of"),
+    ],
+)
+def test_it_refuses_to_start_with_bad_configuration(env, message) -> None:
+    result = _manage("check", env={**PRODUCTION_ENV, **env})
+    assert result.returncode != 0
+    assert message in result.stderr

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from agent.models import AgentRun, Workflow
+from console.demo import DEMO_TICKETS, DEMO_WORKFLOWS, DemoCredentials, demo_seed
+from tickets.models import TenantLink, Ticket, WebhookEvent
+
+pytestmark = pytest.mark.django_db
+
+CREDENTIALS = DemoCredentials(admin_password="admin-pass-1", reviewer_password="reviewer-pass-1")
+
+
+def _counts() -> tuple[int, ...]:
+    return tuple(model.objects.count() for model in (User, TenantLink, Workflow, Ticket, WebhookEvent, AgentRun))
+
+
+def test_it_seeds_once_however_often_it_runs() -> None:
+    demo_seed(credentials=CREDENTIALS)
+    first = _counts()
+    demo_seed(credentials=CREDENTIALS)
+    assert _counts() == first
+    assert first[2:4] == (len(DEMO_WORKFLOWS), len(DEMO_TICKETS))
+    assert set(Workflow.objects.values_list("phase", flat=True)) == {"shadow", "triage", "autonomous"}
+    assert all(ticket.tenant_link is not None for ticket in Ticket.objects.all())
+
+
+def test_it_creates_users_who_can_log_in_with_the_printed_passwords() -> None:
+    demo_seed(credentials=CREDENTIALS)
+    client = Client()
+    assert client.login(username="admin", password="admin-pass-1")
+    assert client.get("/admin/").status_code == 200
+    assert client.login(username="reviewer", password="reviewer-pass-1")
+    assert client.get("/").status_code == 200
+    assert client.get("/admin/").status_code == 302  # reviewers are not staff
