@@ -24,6 +24,8 @@ demo: $(VENV)/.runtime
 	@mkdir -p var
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} \
 	ZENDESK_WEBHOOK_SECRET=$${ZENDESK_WEBHOOK_SECRET:-demo-webhook-secret} \
+	SANDBOX_ADMIN_API_TOKEN=$${SANDBOX_ADMIN_API_TOKEN:-demo-admin-api-token} \
+	ADMIN_API_TOKEN=$${ADMIN_API_TOKEN:-demo-admin-api-token} \
 	PORT=$(PORT) $(PY) manage.py demo
 
 test: $(VENV)/.dev
