@@ -46,8 +46,9 @@ class Command(BaseCommand):
         self.stdout.write(f"Django admin: http://{address}/admin/")
         self.stdout.write(f"Broker: {settings.CELERY_BROKER_URL}   Database: {settings.DATABASES['default']['NAME']}")
         self.stdout.write(
-            "Send a signed test ticket: .venv/bin/python manage.py zendesk_send_event "
-            f"--url http://{address}/api/webhooks/zendesk\n"
+            "Send a signed test ticket: DJANGO_DEBUG=true "
+            f"ZENDESK_WEBHOOK_SECRET={settings.ZENDESK_WEBHOOK_SECRET} .venv/bin/python manage.py "
+            f"zendesk_send_event --url http://{address}/api/webhooks/zendesk\n"
         )
         children = [web, worker]
         try:
