@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from agent.models import AgentRun, ProposedAction, Rating, Step, Workflow
+from agent.models import AgentRun, ConfigPatch, ProposedAction, Rating, Runbook, Step, Workflow
 
 
 @admin.register(Workflow)
@@ -67,3 +67,17 @@ class RatingAdmin(admin.ModelAdmin):
     list_display = ["user", "value", "action", "step", "created_at"]
     list_filter = ["value"]
     list_select_related = ["user", "action", "step"]
+
+
+@admin.register(Runbook)
+class RunbookAdmin(admin.ModelAdmin):
+    list_display = ["title", "slug", "updated_at"]
+    search_fields = ["title", "slug", "body"]
+    prepopulated_fields = {"slug": ["title"]}
+
+
+@admin.register(ConfigPatch)
+class ConfigPatchAdmin(admin.ModelAdmin):
+    list_display = ["patch_id", "title", "config_key", "value", "enabled"]
+    list_filter = ["enabled"]
+    search_fields = ["patch_id", "title", "config_key"]

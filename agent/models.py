@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 
@@ -22,6 +24,19 @@ class Workflow(models.Model):
     match_tags = models.JSONField(default=list, blank=True, help_text="Ticket tags that select this workflow.")
     match_keywords = models.JSONField(
         default=list, blank=True, help_text="Words in the subject or description that select this workflow."
+    )
+    playbook = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='The runbook as steps the offline engine follows: [{"tool", "args", "why", "alternative"}].',
+    )
+    preapproved_tools = models.JSONField(
+        default=list, blank=True, help_text="Write tools that run without a human in the autonomous phase."
+    )
+    tool_limits = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Argument limits for pre-approved tools, e.g. {"extend_trial": {"days": {"max": 14}}}.',
     )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -57,6 +72,10 @@ class AgentRun(models.Model):
     engine = models.CharField(max_length=32, blank=True, help_text="offline or bedrock:<model id>")
     tokens_in = models.PositiveIntegerField(default=0)
     tokens_out = models.PositiveIntegerField(default=0)
+    turns = models.PositiveIntegerField(default=0, help_text="Model turns taken so far.")
+    active_ms = models.PositiveBigIntegerField(default=0, help_text="Time spent working, not waiting for people.")
+    lease_token = models.CharField(max_length=32, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
     status_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -89,7 +108,9 @@ class Step(models.Model):
 
     run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="steps")
     index = models.PositiveIntegerField()
+    turn = models.PositiveIntegerField(default=0)
     kind = models.CharField(max_length=16, choices=Kind.choices)
+    tool_call_id = models.CharField(max_length=100, blank=True)
     content = models.TextField(blank=True)
     tool_name = models.CharField(max_length=64, blank=True)
     tool_input = models.JSONField(null=True, blank=True)
@@ -132,8 +153,15 @@ class ProposedAction(models.Model):
     run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="actions")
     step = models.ForeignKey(Step, null=True, blank=True, on_delete=models.SET_NULL, related_name="actions")
     tool = models.CharField(max_length=64)
+    tool_call_id = models.CharField(max_length=100, blank=True)
     args = models.JSONField(default=dict)
     args_hash = models.CharField(max_length=64)
+    idempotency_key = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, help_text="Sent to the Admin API: a write happens once."
+    )
+    approved_args_hash = models.CharField(
+        max_length=64, blank=True, help_text="The hash of exactly the args that were approved; execution must match."
+    )
     original_args = models.JSONField(null=True, blank=True, help_text="The model's args when a reviewer edited them.")
     rationale = models.TextField(blank=True)
     risk = models.CharField(max_length=16, choices=Risk.choices)
@@ -144,6 +172,7 @@ class ProposedAction(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_reason = models.TextField(blank=True)
     execution_result = models.JSONField(null=True, blank=True)
+    execution_started_at = models.DateTimeField(null=True, blank=True)
     executed_at = models.DateTimeField(null=True, blank=True)
     verification = models.CharField(max_length=16, choices=Verification.choices, default=Verification.NOT_REQUIRED)
     verification_result = models.JSONField(null=True, blank=True)
@@ -151,6 +180,14 @@ class ProposedAction(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+        constraints = [
+            # One action per model tool call: a resumed run finds it instead of proposing or running it twice.
+            models.UniqueConstraint(
+                fields=["run", "tool_call_id"],
+                condition=~models.Q(tool_call_id=""),
+                name="proposed_action_one_per_tool_call",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.tool} ({self.status}) in run {self.run_id}"
@@ -196,3 +233,36 @@ class Rating(models.Model):
     def __str__(self) -> str:
         target = f"action {self.action_id}" if self.action_id else f"step {self.step_id}"
         return f"{self.get_value_display()} on {target} by {self.user_id}"
+
+
+class Runbook(models.Model):
+    """An admin-curated how-to the agent can search (search_runbooks), beside the workflows' own runbooks."""
+
+    slug = models.SlugField(max_length=100, unique=True)
+    title = models.CharField(max_length=200)
+    body = models.TextField()
+    tags = models.JSONField(default=list, blank=True, help_text="Words that help the search find this runbook.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["title"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class ConfigPatch(models.Model):
+    """A known configuration fix, curated by admins: the only config changes apply_config_patch can make."""
+
+    patch_id = models.SlugField(max_length=100, unique=True)
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True, help_text="When this fix applies; shown to the model.")
+    config_key = models.CharField(max_length=100)
+    value = models.CharField(max_length=500)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["patch_id"]
+
+    def __str__(self) -> str:
+        return f"{self.patch_id}: {self.config_key}={self.value}"

@@ -3,7 +3,7 @@ from __future__ import annotations
 import factory
 from django.contrib.auth.models import Group, User
 
-from agent.models import AgentRun, ProposedAction, Step, Workflow
+from agent.models import AgentRun, ConfigPatch, ProposedAction, Runbook, Step, Workflow
 from audit.services import canonical_hash
 from tickets.models import TenantLink, Ticket, TicketComment
 
@@ -21,7 +21,8 @@ class UserFactory(factory.django.DjangoModelFactory):
     @factory.post_generation
     def groups(self, create: bool, extracted: list[str] | None, **kwargs: object) -> None:
         if create and extracted:
-            self.groups.add(*Group.objects.filter(name__in=extracted))
+            # get_or_create: transactional tests flush the groups the data migration made.
+            self.groups.add(*(Group.objects.get_or_create(name=name)[0] for name in extracted))
         if create:
             self.save()
 
@@ -96,3 +97,24 @@ class ProposedActionFactory(factory.django.DjangoModelFactory):
     args = factory.LazyFunction(lambda: {"tenant_id": "acme"})
     args_hash = factory.LazyAttribute(lambda a: canonical_hash(a.args))
     risk = ProposedAction.Risk.WRITE
+
+
+class RunbookFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Runbook
+
+    slug = factory.Sequence(lambda n: f"runbook-{n}")
+    title = factory.Sequence(lambda n: f"Runbook {n}")
+    body = "1. Look at the logs.\n2. Fix the cause."
+    tags = factory.LazyFunction(list)
+
+
+class ConfigPatchFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ConfigPatch
+
+    patch_id = factory.Sequence(lambda n: f"patch-{n}")
+    title = factory.Sequence(lambda n: f"Config patch {n}")
+    config_key = "terraform.state_lock_timeout"
+    value = "300"
+    enabled = True

@@ -1,0 +1,127 @@
+"""Helpdesk tools: write to the ticket the run works on (Zendesk or the local helpdesk, via helpdesk_for).
+
+The ticket is always ctx.ticket_id: the model has no argument that could name another ticket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.tools import register
+from agent.tools.base import ErrorType, Observation, Risk, Tool, ToolContext
+from agentconsole.errors import ApplicationError
+from tickets.helpdesk import HelpdeskError, HelpdeskResult, helpdesk_for
+from tickets.models import Ticket
+
+TICKET_NOT_FOUND = "Ticket {ticket_id} does not exist."
+UNKNOWN_POD = "There is no pod {pod!r}. Route to one of: {allowed}."
+HELPDESK_FAILED = "The helpdesk ({backend}) failed: {message}"
+MAX_BODY_CHARS = 20_000
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class BodyArgs(_Args):
+    body: str = Field(min_length=1, max_length=MAX_BODY_CHARS, description="The text, in plain language.")
+
+
+class RouteArgs(_Args):
+    pod: str = Field(min_length=1, max_length=64, description="The pod's name, e.g. 'billing' or 'humans'.")
+
+
+class NoArgs(_Args):
+    pass
+
+
+def _on_ticket(ctx: ToolContext, operation: Callable[[object, Ticket], HelpdeskResult]) -> Observation:
+    ticket = Ticket.objects.select_related("tenant_link").filter(pk=ctx.ticket_id).first()
+    if ticket is None:
+        return Observation.failure(ErrorType.NOT_FOUND, TICKET_NOT_FOUND.format(ticket_id=ctx.ticket_id))
+    helpdesk = helpdesk_for(ticket)
+    try:
+        result = operation(helpdesk, ticket)
+    except HelpdeskError as exc:
+        return Observation.failure(
+            ErrorType.UPSTREAM,
+            HELPDESK_FAILED.format(backend=helpdesk.name, message=exc.message),
+            retryable=exc.retryable,
+            status_code=exc.status,
+        )
+    except ApplicationError as exc:  # a lifecycle rule of the local helpdesk, e.g. a closed ticket
+        return Observation.failure(ErrorType.REFUSED, exc.message)
+    return Observation.success(result.data, backend=result.backend, operation=result.operation)
+
+
+@register
+class AddPrivateNote(Tool):
+    name = "add_private_note"
+    description = (
+        "Add an internal note to the ticket, visible to support staff only, never to the customer. Use it to "
+        "record findings, evidence (log lines, values read) and what you did or recommend."
+    )
+    args_schema = BodyArgs
+    risk = Risk.HELPDESK
+
+    def run(self, args: BodyArgs, ctx: ToolContext) -> Observation:
+        return _on_ticket(ctx, lambda helpdesk, ticket: helpdesk.add_private_note(ticket, args.body))
+
+
+@register
+class RouteTicket(Tool):
+    name = "route_ticket"
+    args_schema = RouteArgs
+    risk = Risk.HELPDESK
+
+    @property
+    def description(self) -> str:  # type: ignore[override]
+        # Built per call: the pods are deployment settings, and the model should see the ones in force.
+        return (
+            "Assign the ticket to an engineering pod's queue. Pods: "
+            f"{', '.join(sorted(settings.HELPDESK_PODS))}. Use 'humans' to hand the ticket to a person."
+        )
+
+    def run(self, args: RouteArgs, ctx: ToolContext) -> Observation:
+        group_id = settings.HELPDESK_PODS.get(args.pod)
+        if group_id is None:
+            allowed = ", ".join(sorted(settings.HELPDESK_PODS))
+            return Observation.failure(
+                ErrorType.REFUSED,
+                UNKNOWN_POD.format(pod=args.pod, allowed=allowed),
+                allowed_pods=sorted(settings.HELPDESK_PODS),
+            )
+        observation = _on_ticket(ctx, lambda helpdesk, ticket: helpdesk.set_group(ticket, group_id))
+        if observation.ok:
+            return Observation.success({**observation.data, "pod": args.pod}, **observation.meta)
+        return observation
+
+
+@register
+class ReplyToCustomer(Tool):
+    name = "reply_to_customer"
+    description = (
+        "Send a public reply to the customer on the ticket. The customer reads it: be clear and polite, say "
+        "what was found and done, and never include internal details (log lines, config keys, internal names)."
+    )
+    args_schema = BodyArgs
+    risk = Risk.HELPDESK
+
+    def run(self, args: BodyArgs, ctx: ToolContext) -> Observation:
+        return _on_ticket(ctx, lambda helpdesk, ticket: helpdesk.add_public_reply(ticket, args.body))
+
+
+@register
+class SolveTicket(Tool):
+    name = "solve_ticket"
+    description = (
+        "Mark the ticket solved. Only after the fix is verified and the customer has been told. Takes no arguments."
+    )
+    args_schema = NoArgs
+    risk = Risk.HELPDESK
+
+    def run(self, args: NoArgs, ctx: ToolContext) -> Observation:
+        return _on_ticket(ctx, lambda helpdesk, ticket: helpdesk.set_solved(ticket))

@@ -1,0 +1,110 @@
+"""search_runbooks: the admin-curated runbooks and the enabled workflows' runbooks, ranked by term overlap."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.models import Runbook, Workflow
+from agent.tools import register
+from agent.tools.base import ErrorType, Observation, Risk, Tool, ToolContext
+
+NO_TERMS = "The query has no searchable words; use a few keywords such as 'stale dashboard cache'."
+TOP_N = 5
+EXCERPT_CHARS = 300
+_WORD = re.compile(r"[a-z0-9]+")
+_STOPWORDS = frozenset(
+    (  # noqa: SIM905 - a word list reads better as one string
+        "a an and are as at be but by can do does for from how i in is it its my not of on or our so that the their "
+        "this to was we what when where which why with you your"
+    ).split()
+)
+
+
+def _normalise(word: str) -> str:
+    # Plurals are the commonest mismatch between a customer's words and a runbook's ("dashboards", "locks").
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def _terms(text: str) -> list[str]:
+    words = (_normalise(w) for w in _WORD.findall(text.lower()) if w not in _STOPWORDS)
+    return list(dict.fromkeys(words))
+
+
+@dataclass(frozen=True)
+class _Doc:
+    source: str  # "runbook" or "workflow"
+    slug: str
+    title: str
+    body: str
+    tags: tuple[str, ...]
+
+
+def _excerpt(body: str, terms: list[str]) -> str:
+    lowered = body.lower()
+    hits = [i for i in (lowered.find(t) for t in terms) if i >= 0]  # a normalised term is a prefix of its word
+    start = max(0, min(hits) - EXCERPT_CHARS // 4) if hits else 0
+    text = " ".join(body[start : start + EXCERPT_CHARS].split())
+    return ("…" if start else "") + text + ("…" if start + EXCERPT_CHARS < len(body) else "")
+
+
+def _score(doc: _Doc, terms: list[str]) -> tuple[int, int]:
+    """(distinct query terms found anywhere, of those found in the title or tags): higher is better."""
+    title_words = set(_terms(" ".join([doc.title, *doc.tags])))
+    body_words = set(_terms(doc.body))
+    found = [t for t in terms if t in title_words or t in body_words]
+    return len(found), sum(1 for t in found if t in title_words)
+
+
+class SearchRunbooksArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    query: str = Field(min_length=1, max_length=500, description="A few keywords describing the problem.")
+
+
+@register
+class SearchRunbooks(Tool):
+    name = "search_runbooks"
+    description = (
+        "Search the support runbooks (how-tos for known problems, and the procedures of the ticket workflows) "
+        f"by keywords. Returns up to {TOP_N} best matches with their title, slug, tags and an excerpt around "
+        "the matching words."
+    )
+    args_schema = SearchRunbooksArgs
+    risk = Risk.READ
+
+    def run(self, args: SearchRunbooksArgs, ctx: ToolContext) -> Observation:
+        terms = _terms(args.query)
+        if not terms:
+            return Observation.failure(ErrorType.INVALID_ARGUMENTS, NO_TERMS)
+        docs = [
+            _Doc("runbook", r.slug, r.title, r.body, tuple(str(t) for t in r.tags or []))
+            for r in Runbook.objects.only("slug", "title", "body", "tags")
+        ]
+        docs += [
+            _Doc("workflow", w.slug, w.name, f"{w.description}\n{w.runbook}", tuple(str(t) for t in w.match_tags))
+            for w in Workflow.objects.filter(enabled=True).only("slug", "name", "description", "runbook", "match_tags")
+        ]
+        ranked = sorted(
+            ((score, doc) for doc in docs if (score := _score(doc, terms))[0] > 0),
+            key=lambda pair: (-pair[0][0], -pair[0][1], pair[1].title.lower()),
+        )[:TOP_N]
+        return Observation.success(
+            {
+                "query_terms": terms,
+                "results": [
+                    {
+                        "source": doc.source,
+                        "slug": doc.slug,
+                        "title": doc.title,
+                        "tags": list(doc.tags),
+                        "matched_terms": score[0],
+                        "excerpt": _excerpt(doc.body, terms),
+                    }
+                    for score, doc in ranked
+                ],
+            },
+            searched=len(docs),
+        )

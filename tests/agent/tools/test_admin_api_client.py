@@ -1,0 +1,388 @@
+"""The Admin API client at its HTTP boundary: a small local HTTP server stands in for the Admin API."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from agent.tools import get_tool
+from agent.tools.admin_api import AdminApiClient, ApiReply, TenantOut, retry_after_seconds
+from agent.tools.base import ErrorType, Observation, ToolContext
+
+TOKEN = "stand-in-token"
+TENANT = {
+    "tenant_id": "acme",
+    "name": "Acme",
+    "plan": "growth",
+    "status": "active",
+    "trial_ends_at": None,
+    "cache_version": 4,
+    "cache_reset_at": "2026-11-20T09:00:00Z",
+}
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Scripted:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    raw: bytes | None = None
+
+
+class StandIn:
+    """Answers each request with the next scripted response and records what it received."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self.script: deque[Scripted] = deque()
+        self.url = ""
+
+    def answer(self, status: int, body: Any = None, **kwargs: Any) -> None:
+        self.script.append(Scripted(status, body, **kwargs))
+
+    def handle(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        self.requests.append(
+            Recorded(
+                method=handler.command,
+                path=handler.path,
+                headers={k.lower(): v for k, v in handler.headers.items()},
+                body=handler.rfile.read(length),
+            )
+        )
+        scripted = self.script.popleft() if self.script else Scripted(599, {"error": {"code": "unscripted"}})
+        time.sleep(scripted.delay)
+        raw = scripted.raw if scripted.raw is not None else json.dumps(scripted.body).encode()
+        try:
+            handler.send_response(scripted.status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(raw)))
+            for name, value in scripted.headers.items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            handler.wfile.write(raw)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (timeout test)
+
+
+def serve(stand_in: StandIn, prefix: str) -> Iterator[StandIn]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            stand_in.handle(self)
+
+        do_POST = do_PUT = do_GET
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    stand_in.url = f"http://127.0.0.1:{server.server_address[1]}{prefix}"
+    try:
+        yield stand_in
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def stand_in() -> Iterator[StandIn]:
+    yield from serve(StandIn(), "/admin-api/v1")
+
+
+def make_client(stand_in: StandIn, **overrides: Any) -> AdminApiClient:
+    options: dict[str, Any] = {
+        "base_url": stand_in.url,
+        "token": TOKEN,
+        "timeout": 2.0,
+        "max_attempts": 3,
+        "backoff_base": 0.01,
+        "backoff_cap": 0.02,
+    }
+    return AdminApiClient(**(options | overrides))
+
+
+def test_it_sends_a_get_with_the_bearer_token_and_parses_the_body(stand_in: StandIn) -> None:
+    stand_in.answer(200, TENANT)
+
+    with make_client(stand_in) as client:
+        reply = client.get_tenant("acme")
+
+    assert isinstance(reply, ApiReply)
+    assert reply.body == TenantOut.model_validate(TENANT)
+    assert reply.body.cache_version == 4
+    assert reply.attempts == 1
+    [request] = stand_in.requests
+    assert request.method == "GET"
+    assert request.path == "/admin-api/v1/tenants/acme"
+    assert request.headers["authorization"] == f"Bearer {TOKEN}"
+    assert "idempotency-key" not in request.headers
+
+
+def test_it_posts_json_with_the_given_idempotency_key(stand_in: StandIn) -> None:
+    stand_in.answer(
+        200,
+        {
+            "tenant_id": "acme",
+            "trial_ends_at": "2026-12-10T00:00:00Z",
+            "previous_trial_ends_at": "2026-12-05T00:00:00Z",
+        },
+        headers={"Idempotent-Replayed": "true"},
+    )
+
+    with make_client(stand_in) as client:
+        reply = client.extend_trial("acme", days=5, idempotency_key="action-17")
+
+    assert isinstance(reply, ApiReply)
+    assert reply.replayed is True
+    assert reply.body.trial_ends_at == datetime(2026, 12, 10, tzinfo=UTC)
+    [request] = stand_in.requests
+    assert (request.method, request.path) == ("POST", "/admin-api/v1/tenants/acme/trial/extend")
+    assert request.headers["idempotency-key"] == "action-17"
+    assert request.headers["content-type"] == "application/json"
+    assert request.json() == {"days": 5}
+
+
+def test_it_puts_a_config_value_with_the_key_in_one_path_segment(stand_in: StandIn) -> None:
+    stand_in.answer(200, {"tenant_id": "acme", "key": "a/b", "value": "300", "previous_value": "60"})
+
+    with make_client(stand_in) as client:
+        reply = client.set_config("acme", "a/b", value="300", reason="why", idempotency_key="k-1")
+
+    assert isinstance(reply, ApiReply)
+    [request] = stand_in.requests
+    assert (request.method, request.path) == ("PUT", "/admin-api/v1/tenants/acme/config/a%2Fb")
+    assert request.json() == {"value": "300", "reason": "why"}
+
+
+def test_it_retries_a_503_with_the_same_generated_idempotency_key(stand_in: StandIn) -> None:
+    stand_in.answer(503, {"error": {"code": "unavailable", "message": "try again"}})
+    stand_in.answer(503, {"error": {"code": "unavailable", "message": "try again"}})
+    stand_in.answer(200, {"tenant_id": "acme", "cache_version": 5, "cache_reset_at": "2026-11-23T10:00:00Z"})
+
+    with make_client(stand_in) as client:
+        reply = client.reset_cache("acme", idempotency_key=None)
+
+    assert isinstance(reply, ApiReply)
+    assert reply.body.cache_version == 5
+    assert reply.attempts == 3
+    keys = {request.headers["idempotency-key"] for request in stand_in.requests}
+    assert len(stand_in.requests) == 3
+    assert len(keys) == 1
+    assert uuid.UUID(keys.pop())
+
+
+def test_it_uses_a_new_key_for_each_logical_call(stand_in: StandIn) -> None:
+    body = {"tenant_id": "acme", "cache_version": 5, "cache_reset_at": "2026-11-23T10:00:00Z"}
+    stand_in.answer(200, body)
+    stand_in.answer(200, body)
+
+    with make_client(stand_in) as client:
+        client.reset_cache("acme", idempotency_key=None)
+        client.reset_cache("acme", idempotency_key=None)
+
+    first, second = (request.headers["idempotency-key"] for request in stand_in.requests)
+    assert first != second
+
+
+def test_it_backs_off_exponentially_with_jitter_up_to_the_cap(stand_in: StandIn) -> None:
+    for _ in range(4):
+        stand_in.answer(502, {"error": {"code": "bad_gateway", "message": "upstream"}})
+    delays: list[float] = []
+
+    with make_client(stand_in, max_attempts=4, backoff_base=1.0, backoff_cap=1.5, sleep=delays.append) as client:
+        client.get_tenant("acme")
+
+    assert len(delays) == 3
+    assert 0.5 <= delays[0] <= 1.0
+    assert 0.75 <= delays[1] <= 1.5  # 2.0 capped at 1.5
+    assert 0.75 <= delays[2] <= 1.5
+
+
+def test_it_waits_for_retry_after_on_429(stand_in: StandIn) -> None:
+    stand_in.answer(429, {"error": {"code": "rate_limited", "message": "slow down"}}, headers={"Retry-After": "1"})
+    stand_in.answer(200, TENANT)
+
+    started = time.monotonic()
+    with make_client(stand_in) as client:
+        reply = client.get_tenant("acme")
+    elapsed = time.monotonic() - started
+
+    assert isinstance(reply, ApiReply)
+    assert reply.attempts == 2
+    assert elapsed >= 1.0  # the backoff alone would have waited 0.02s at most
+
+
+def test_it_returns_a_429_at_once_when_retry_after_is_beyond_the_cap(stand_in: StandIn) -> None:
+    stand_in.answer(
+        429, {"error": {"code": "rate_limited", "message": "one reset a minute"}}, headers={"Retry-After": "120"}
+    )
+
+    with make_client(stand_in) as client:
+        observation = client.reset_cache("acme", idempotency_key="k-2")
+
+    assert isinstance(observation, Observation)
+    assert observation.error_type == ErrorType.UPSTREAM
+    assert observation.retryable is True
+    assert observation.meta["retry_after_seconds"] == 120
+    assert "120" in observation.message
+    assert len(stand_in.requests) == 1
+
+
+def test_it_reports_exhausted_retries_as_a_retryable_upstream_failure(stand_in: StandIn) -> None:
+    for _ in range(3):
+        stand_in.answer(500, {"error": {"code": "internal", "message": "database is on fire"}})
+
+    with make_client(stand_in) as client:
+        observation = client.get_billing("acme")
+
+    assert isinstance(observation, Observation)
+    assert observation.ok is False
+    assert observation.error_type == ErrorType.UPSTREAM
+    assert observation.retryable is True
+    assert "database is on fire" in observation.message
+    assert observation.meta["attempts"] == 3
+    assert len(stand_in.requests) == 3
+
+
+def test_it_reports_a_changed_shape_with_expected_and_received_keys(stand_in: StandIn) -> None:
+    stand_in.answer(200, {"data": TENANT, "meta": {"api_version": "2"}})
+
+    with make_client(stand_in) as client:
+        observation = client.get_tenant("acme")
+
+    assert isinstance(observation, Observation)
+    assert observation.error_type == ErrorType.UNEXPECTED_RESPONSE
+    assert observation.retryable is False
+    assert observation.meta["received_keys"] == ["data", "meta"]
+    assert "cache_version" in observation.meta["expected_keys"]
+    assert "got keys data, meta" in observation.message
+    assert "cache_version" in observation.message
+    assert len(stand_in.requests) == 1
+
+
+def test_it_reports_a_body_that_is_not_json(stand_in: StandIn) -> None:
+    stand_in.script.append(Scripted(200, raw=b"<html>maintenance</html>"))
+
+    with make_client(stand_in) as client:
+        observation = client.get_tenant("acme")
+
+    assert isinstance(observation, Observation)
+    assert observation.error_type == ErrorType.UNEXPECTED_RESPONSE
+    assert "not JSON" in observation.message
+
+
+def test_it_turns_a_4xx_error_into_refused_with_the_api_message(stand_in: StandIn) -> None:
+    stand_in.answer(422, {"error": {"code": "invalid_days", "message": "days must be between 1 and 30"}})
+
+    with make_client(stand_in) as client:
+        observation = client.extend_trial("acme", days=31, idempotency_key="k-3")
+
+    assert isinstance(observation, Observation)
+    assert observation.error_type == ErrorType.REFUSED
+    assert observation.retryable is False
+    assert observation.meta["error_code"] == "invalid_days"
+    assert "days must be between 1 and 30" in observation.message
+    assert len(stand_in.requests) == 1
+
+
+def test_it_turns_a_404_into_not_found(stand_in: StandIn) -> None:
+    stand_in.answer(404, {"error": {"code": "user_not_found", "message": "no such user"}})
+
+    with make_client(stand_in) as client:
+        observation = client.get_user("acme", "ann@example.com")
+
+    assert isinstance(observation, Observation)
+    assert observation.error_type == ErrorType.NOT_FOUND
+    assert "no such user" in observation.message
+    assert stand_in.requests[0].path == "/admin-api/v1/tenants/acme/users/ann@example.com"
+
+
+def test_it_reports_rejected_credentials_as_an_operator_problem(stand_in: StandIn) -> None:
+    stand_in.answer(401, {"error": {"code": "unauthorized", "message": "bad token"}})
+
+    with make_client(stand_in, token="wrong") as client:
+        observation = client.get_tenant("acme")
+
+    assert isinstance(observation, Observation)
+    assert observation.error_type == ErrorType.UPSTREAM
+    assert observation.retryable is False
+    assert "ADMIN_API_TOKEN" in observation.message
+
+
+def test_it_times_out_and_retries_then_reports_a_timeout(stand_in: StandIn) -> None:
+    stand_in.answer(200, TENANT, delay=1.0)
+    stand_in.answer(200, TENANT, delay=1.0)
+
+    with make_client(stand_in, timeout=0.2, max_attempts=2) as client:
+        observation = client.get_tenant("acme")
+
+    assert isinstance(observation, Observation)
+    assert observation.error_type == ErrorType.TIMEOUT
+    assert observation.retryable is True
+    assert len(stand_in.requests) == 2
+
+
+def test_it_reports_an_unreachable_api_as_retryable() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again below: nothing listens there
+
+    client = AdminApiClient(
+        base_url=f"http://127.0.0.1:{port}/v1", token=TOKEN, timeout=1.0, max_attempts=2, backoff_base=0.01
+    )
+    with client:
+        observation = client.get_tenant("acme")
+
+    assert isinstance(observation, Observation)
+    assert observation.error_type == ErrorType.UPSTREAM
+    assert observation.retryable is True
+    assert observation.meta["attempts"] == 2
+
+
+def test_it_reads_retry_after_as_seconds_or_an_http_date() -> None:
+    now = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+    assert retry_after_seconds("7") == 7.0
+    assert retry_after_seconds(format_datetime(now + timedelta(seconds=30), usegmt=True), now=now) == 30.0
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds(None) is None
+
+
+def test_it_gives_the_tool_the_changed_shape_as_its_observation(stand_in: StandIn, settings: Any) -> None:
+    settings.ADMIN_API_URL = stand_in.url
+    settings.ADMIN_API_TOKEN = TOKEN
+    stand_in.answer(200, {"data": TENANT, "meta": {"api_version": "2"}})
+    tool = get_tool("reset_tenant_cache")
+    assert tool is not None
+
+    observation = tool.invoke({"tenant_id": "acme"}, ToolContext(ticket_id=1, tenant_id="acme"))
+
+    assert observation.ok is False
+    assert observation.error_type == ErrorType.UNEXPECTED_RESPONSE
+    assert [request.method for request in stand_in.requests] == ["GET"]  # no reset after an unreadable tenant
