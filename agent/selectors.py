@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from agent.models import Workflow
+from agent.models import Step, Workflow
 from tickets.models import Ticket
 
 
@@ -16,3 +16,7 @@ def workflow_match(*, ticket: Ticket) -> Workflow | None:
         if any(keyword.lower() in text for keyword in workflow.match_keywords if keyword.strip()):
             return workflow
     return None
+
+
+def run_transcript(*, run_id: int) -> list[Step]:
+    return list(Step.objects.filter(run_id=run_id).order_by("index"))

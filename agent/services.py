@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from django.db import IntegrityError, transaction
+import json
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
-from agent.models import AgentRun, Workflow
+from agent.models import AgentRun, ProposedAction, Step, Workflow
 from agent.selectors import workflow_match
-from agentconsole.errors import InvalidTransition
+from agent.tools.base import Observation, Tool
+from agentconsole.errors import ApplicationError, ConflictError, InvalidTransition, PermissionDeniedError
 from audit.models import AuditEvent
-from audit.services import audit_event_record
+from audit.services import audit_event_record, canonical_hash
 from tickets.models import Ticket
+
+if TYPE_CHECKING:
+    from agent.llm import ModelTurn
 
 RUN_TRANSITION_NOT_ALLOWED = "A run cannot move from {current} to {target}."
 
@@ -40,7 +50,7 @@ def agent_run_create_for_new_ticket(*, ticket: Ticket) -> AgentRun | None:
     Returns None when the ticket already has its automatic run (the partial unique constraint decides, so two
     concurrent deliveries cannot both create one).
     """
-    from agent.tasks import agent_run_execute_task  # tasks import services; import late to avoid a cycle
+    from agent.tasks import agent_run_advance_task  # tasks import services; import late to avoid a cycle
 
     workflow = workflow_match(ticket=ticket)
     try:
@@ -59,7 +69,7 @@ def agent_run_create_for_new_ticket(*, ticket: Ticket) -> AgentRun | None:
         payload={"ticket": ticket.pk, "workflow": workflow.slug if workflow else None, "phase": run.phase},
         actor_kind=AuditEvent.ActorKind.SYSTEM,
     )
-    transaction.on_commit(lambda: agent_run_execute_task.delay(run.pk))
+    transaction.on_commit(lambda: agent_run_advance_task.delay(run.pk))
     return run
 
 
@@ -85,4 +95,299 @@ def agent_run_transition(*, run: AgentRun, status: str, reason: str = "") -> Age
         payload={"from": previous, "to": status, "reason": reason},
         actor_kind=AuditEvent.ActorKind.AGENT,
     )
+    return run
+
+
+# --- The loop's writes ----------------------------------------------------------------------------------------
+
+APPROVE_DRY_RUN = "A dry run is never executable; it can only be rated."
+ACTION_ALREADY_DECIDED = "This action was already decided ({status})."
+EDITED_ARGS_INVALID = "The edited arguments do not match the tool's schema."
+EDITED_ARGS_OTHER_TENANT = "The edited arguments name another tenant than the ticket's."
+REJECT_NEEDS_REASON = "Say why you reject it: the reason goes back to the agent."
+NOT_A_REVIEWER = "Only reviewers and admins decide on proposed actions."
+
+
+def agent_run_claim(*, run_id: int, lease_seconds: int) -> AgentRun | None:
+    """Take the run for one advance. One conditional UPDATE: two workers can never both hold it, and a lease
+    left by a crashed worker expires."""
+    import uuid
+
+    now = timezone.now()
+    token = uuid.uuid4().hex
+    claimed = (
+        AgentRun.objects.filter(
+            pk=run_id,
+            status__in=[AgentRun.Status.QUEUED, AgentRun.Status.RUNNING, AgentRun.Status.AWAITING_APPROVAL],
+        )
+        .filter(models.Q(lease_expires_at__isnull=True) | models.Q(lease_expires_at__lt=now))
+        .update(lease_token=token, lease_expires_at=now + timedelta(seconds=lease_seconds))
+    )
+    if not claimed:
+        return None
+    return AgentRun.objects.select_related("ticket__tenant_link", "workflow").get(pk=run_id)
+
+
+def agent_run_release(*, run_id: int, token: str, active_ms: int) -> None:
+    AgentRun.objects.filter(pk=run_id, lease_token=token).update(
+        lease_token="", lease_expires_at=None, active_ms=models.F("active_ms") + active_ms
+    )
+
+
+def step_append(*, run: AgentRun, kind: str, content: str = "", **fields: Any) -> Step:
+    """Persist one transcript entry now, so anyone watching sees it appear."""
+    last = run.steps.order_by("-index").values_list("index", flat=True).first()
+    step = Step(run=run, index=0 if last is None else last + 1, turn=run.turns, kind=kind, content=content, **fields)
+    step.full_clean()
+    step.save()
+    return step
+
+
+@transaction.atomic
+def agent_run_record_turn(*, run: AgentRun, turn: ModelTurn, engine: str) -> None:
+    """Persist a model turn: its thought (with tokens and latency) and one action step per tool call."""
+    run = AgentRun.objects.select_for_update().get(pk=run.pk)
+    run.turns += 1
+    run.tokens_in += turn.tokens_in
+    run.tokens_out += turn.tokens_out
+    run.engine = engine[:32]
+    run.save(update_fields=["turns", "tokens_in", "tokens_out", "engine", "updated_at"])
+    if turn.tool_calls:
+        step_append(
+            run=run,
+            kind=Step.Kind.THOUGHT,
+            content=turn.text,
+            latency_ms=turn.latency_ms,
+            tokens_in=turn.tokens_in,
+            tokens_out=turn.tokens_out,
+        )
+        for call in turn.tool_calls:
+            step_append(
+                run=run,
+                kind=Step.Kind.ACTION,
+                tool_name=call.name[:64],
+                tool_call_id=call.id[:100],
+                tool_input=call.args,
+            )
+    else:
+        step_append(
+            run=run,
+            kind=Step.Kind.FINAL,
+            content=turn.text,
+            latency_ms=turn.latency_ms,
+            tokens_in=turn.tokens_in,
+            tokens_out=turn.tokens_out,
+        )
+
+
+def proposed_action_create(
+    *, run: AgentRun, step: Step, tool: Tool, args: dict[str, Any], rationale: str, status: str, reason: str
+) -> ProposedAction:
+    """Record a call the gate allowed, proposed or made a dry run; pre-approved calls say why."""
+    action = ProposedAction(
+        run=run,
+        step=step,
+        tool=tool.name,
+        tool_call_id=step.tool_call_id,
+        args=args,
+        args_hash=canonical_hash(args),
+        rationale=rationale,
+        risk=str(tool.risk),
+        status=status,
+        decision_reason=reason if status == ProposedAction.Status.APPROVED else "",
+        approved_args_hash=canonical_hash(args) if status == ProposedAction.Status.APPROVED else "",
+        decided_at=timezone.now() if status == ProposedAction.Status.APPROVED else None,
+    )
+    action.full_clean()
+    action.save()
+    audit_event_record(
+        verb=f"action.{status}",
+        obj=action,
+        payload={"tool": action.tool, "args_hash": action.args_hash, "reason": reason},
+        actor_kind=AuditEvent.ActorKind.AGENT,
+    )
+    return action
+
+
+def proposed_action_start_execution(*, action: ProposedAction) -> ProposedAction:
+    if action.execution_started_at is None:
+        action.execution_started_at = timezone.now()
+        action.save(update_fields=["execution_started_at"])
+    return action
+
+
+@transaction.atomic
+def proposed_action_record_execution(
+    *, action: ProposedAction, observation: Observation, verification: Observation | None
+) -> ProposedAction:
+    """Store what ran and what it returned, and the verifier's read-back for writes."""
+    action = ProposedAction.objects.select_for_update().get(pk=action.pk)
+    action.status = ProposedAction.Status.EXECUTED if observation.ok else ProposedAction.Status.FAILED
+    action.execution_result = observation.to_dict()
+    action.executed_at = timezone.now()
+    if verification is not None:
+        action.verification = (
+            ProposedAction.Verification.PASSED if verification.ok else ProposedAction.Verification.FAILED
+        )
+        action.verification_result = verification.to_dict()
+    elif observation.ok and action.risk == ProposedAction.Risk.WRITE:
+        action.verification = ProposedAction.Verification.PENDING
+    action.save()
+    audit_event_record(
+        verb=f"action.{action.status}",
+        obj=action,
+        payload={
+            "tool": action.tool,
+            "args_hash": canonical_hash(action.args),
+            "ok": observation.ok,
+            "error_type": observation.error_type,
+            "verification": action.verification,
+        },
+        actor_kind=AuditEvent.ActorKind.AGENT,
+    )
+    return action
+
+
+def _helpdesk_escalation(run: AgentRun, note: str) -> str:
+    """Post the note and route to the humans pod. Outside any transaction: it may call Zendesk."""
+    from tickets.helpdesk import HelpdeskError, helpdesk_for
+
+    helpdesk = helpdesk_for(run.ticket)
+    try:
+        helpdesk.add_private_note(run.ticket, note)
+        helpdesk.set_group(run.ticket, settings.HELPDESK_PODS["humans"])
+    except HelpdeskError as exc:
+        return f" (the helpdesk could not be updated: {exc.message})"
+    return ""
+
+
+def agent_run_escalate(*, run: AgentRun, reason: str) -> AgentRun:
+    """Hand the ticket to humans: a private note saying why, routed to the humans pod, the run escalated."""
+    problem = _helpdesk_escalation(run, f"Agent Console escalated this ticket to a human.\nWhy: {reason}")
+    with transaction.atomic():
+        step_append(run=run, kind=Step.Kind.FINAL, content=f"Escalated to humans: {reason}{problem}")
+        run.refresh_from_db()
+        return agent_run_transition(run=run, status=AgentRun.Status.ESCALATED, reason=reason)
+
+
+def _dry_run_note(run: AgentRun, answer: str) -> str:
+    lines = ["Agent Console (shadow phase) — nothing was executed. It would have made these calls:"]
+    for number, action in enumerate(run.actions.filter(status=ProposedAction.Status.DRY_RUN), start=1):
+        args = action.args.get("query") if action.tool == "run_sql" else json.dumps(action.args, sort_keys=True)
+        lines.append(f"{number}. {action.tool} ({action.risk}): {args}")
+        if action.rationale:
+            lines.append(f"   why: {action.rationale}")
+    lines.append(f"Summary: {answer}")
+    return "\n".join(lines)
+
+
+def agent_run_finish(*, run: AgentRun, answer: str) -> AgentRun:
+    """The model is done. In shadow, its only output is a private note listing what it would have done."""
+    if run.phase == Workflow.Phase.SHADOW:
+        from tickets.helpdesk import HelpdeskError, helpdesk_for
+
+        try:
+            helpdesk_for(run.ticket).add_private_note(run.ticket, _dry_run_note(run, answer))
+        except HelpdeskError as exc:
+            return agent_run_escalate(run=run, reason=f"the shadow note could not be posted: {exc.message}")
+    run.refresh_from_db()
+    return agent_run_transition(run=run, status=AgentRun.Status.COMPLETED, reason=answer[:500])
+
+
+def _require_reviewer(user: AbstractBaseUser) -> None:
+    from console.roles import is_reviewer
+
+    if not is_reviewer(user):
+        raise PermissionDeniedError(NOT_A_REVIEWER)
+
+
+def _enqueue_advance(run: AgentRun) -> None:
+    from agent.tasks import agent_run_advance_task
+
+    transaction.on_commit(lambda: agent_run_advance_task.delay(run.pk))
+
+
+def _resume_if_decided(action: ProposedAction) -> None:
+    run = action.run
+    if run.status == AgentRun.Status.AWAITING_APPROVAL:
+        _enqueue_advance(run)
+
+
+@transaction.atomic
+def proposed_action_approve(
+    *, action: ProposedAction, user: AbstractBaseUser, args: dict[str, Any] | None = None
+) -> ProposedAction:
+    """Approve exactly these args (optionally edited, validated, the model's originals kept). The run resumes
+    in a worker; what executes must hash to what was approved."""
+    from agent.tools import get_tool
+
+    _require_reviewer(user)
+    action = ProposedAction.objects.select_for_update().select_related("run__ticket__tenant_link").get(pk=action.pk)
+    if action.status == ProposedAction.Status.DRY_RUN:
+        raise ConflictError(APPROVE_DRY_RUN)
+    if action.status != ProposedAction.Status.PENDING:
+        raise ConflictError(ACTION_ALREADY_DECIDED.format(status=action.get_status_display()))
+    if args is not None and args != action.args:
+        tool = get_tool(action.tool)
+        parsed = tool.parse_args(args) if tool else None
+        if parsed is None or isinstance(parsed, Observation):
+            raise ApplicationError(
+                EDITED_ARGS_INVALID, extra={"errors": parsed.meta.get("errors", []) if parsed else []}
+            )
+        if "tenant_id" in args and args["tenant_id"] != action.run.ticket.tenant_id:
+            raise ApplicationError(EDITED_ARGS_OTHER_TENANT)
+        action.original_args = action.args
+        action.args = args
+        action.args_hash = canonical_hash(args)
+    action.status = ProposedAction.Status.APPROVED
+    action.approved_args_hash = action.args_hash
+    action.decided_by = user
+    action.decided_at = timezone.now()
+    action.full_clean()
+    action.save()
+    audit_event_record(
+        verb="action.approved",
+        obj=action,
+        payload={"args": action.args, "args_hash": action.args_hash, "edited": action.original_args is not None},
+        user=user,
+    )
+    _resume_if_decided(action)
+    return action
+
+
+@transaction.atomic
+def proposed_action_reject(*, action: ProposedAction, user: AbstractBaseUser, reason: str) -> ProposedAction:
+    """Reject with a reason; the reason is the observation the model sees next."""
+    _require_reviewer(user)
+    if not reason.strip():
+        raise ApplicationError(REJECT_NEEDS_REASON)
+    action = ProposedAction.objects.select_for_update().select_related("run").get(pk=action.pk)
+    if action.status != ProposedAction.Status.PENDING:
+        raise ConflictError(ACTION_ALREADY_DECIDED.format(status=action.get_status_display()))
+    action.status = ProposedAction.Status.REJECTED
+    action.decided_by = user
+    action.decided_at = timezone.now()
+    action.decision_reason = reason.strip()
+    action.full_clean()
+    action.save()
+    audit_event_record(
+        verb="action.rejected",
+        obj=action,
+        payload={"args_hash": action.args_hash, "reason": action.decision_reason},
+        user=user,
+    )
+    _resume_if_decided(action)
+    return action
+
+
+def agent_run_create_manual(*, ticket: Ticket) -> AgentRun:
+    """A run started by hand (debugging, re-runs); it is not enqueued."""
+    workflow = workflow_match(ticket=ticket)
+    run = AgentRun.objects.create(
+        ticket=ticket,
+        workflow=workflow,
+        phase=workflow.phase if workflow else Workflow.Phase.TRIAGE,
+        trigger=AgentRun.Trigger.MANUAL,
+    )
+    audit_event_record(verb="run.queued", obj=run, payload={"ticket": ticket.pk, "manual": True})
     return run

@@ -193,6 +193,19 @@ LOGS_GROUP_NAME = env_str("LOGS_GROUP_NAME", "/company/app")
 AWS_REGION = env_str("AWS_REGION", "us-east-1")
 AGENT_ROLE_ARN = env_str("AGENT_ROLE_ARN", "")
 
+# --- The agent ------------------------------------------------------------------------------------------------
+AGENT_LLM_PROVIDER = env_choice("AGENT_LLM_PROVIDER", "offline", ("offline", "bedrock"))
+BEDROCK_MODEL_ID = env_str("BEDROCK_MODEL_ID", "us.anthropic.claude-sonnet-4-6")
+BEDROCK_GUARDRAIL_ID = env_str("BEDROCK_GUARDRAIL_ID", "")
+BEDROCK_GUARDRAIL_VERSION = env_str("BEDROCK_GUARDRAIL_VERSION", "DRAFT")
+BEDROCK_MAX_ATTEMPTS = env_int("BEDROCK_MAX_ATTEMPTS", 6, minimum=1)
+BEDROCK_TIMEOUT_SECONDS = env_int("BEDROCK_TIMEOUT_SECONDS", 60, minimum=1)
+BEDROCK_MAX_OUTPUT_TOKENS = env_int("BEDROCK_MAX_OUTPUT_TOKENS", 2048, minimum=64)
+AGENT_MAX_STEPS = env_int("AGENT_MAX_STEPS", 40, minimum=2)
+AGENT_MAX_ACTIVE_SECONDS = env_int("AGENT_MAX_ACTIVE_SECONDS", 300, minimum=1)
+AGENT_MAX_TOKENS_PER_RUN = env_int("AGENT_MAX_TOKENS_PER_RUN", 200_000, minimum=1000)
+AGENT_LEASE_SECONDS = env_int("AGENT_LEASE_SECONDS", 180, minimum=5)
+
 # --- Logging --------------------------------------------------------------------------------------------------
 LOGGING = {
     "version": 1,

@@ -30,13 +30,34 @@ DEMO_WORKFLOWS = [
         "phase": Workflow.Phase.AUTONOMOUS,
         "match_tags": ["stale_cache"],
         "match_keywords": ["stale data", "old data", "not updating", "cache"],
+        "preapproved_tools": ["reset_tenant_cache"],
         "runbook": (
-            "1. Read the tenant's cache version and last reset time from the tenant_overview view.\n"
+            "1. Read the tenant's cache version and last reset time from support_tenant_overview.\n"
             "2. Search the tenant's logs for cache errors in the last 24 hours.\n"
             "3. If cache errors are present, call reset_tenant_cache for the tenant.\n"
             "4. Verify: the cache version rose and the reset time is after the call.\n"
             "5. Reply to the customer that the cache was refreshed, then solve the ticket."
         ),
+        "playbook": [
+            {
+                "tool": "run_sql",
+                "why": "read the cache state",
+                "args": {
+                    "query": "SELECT tenant_id, status, cache_version, cache_reset_at FROM support_tenant_overview"
+                },
+            },
+            {"tool": "search_logs", "why": "look for cache errors", "args": {"query": "cache_error", "minutes": 1440}},
+            {"tool": "reset_tenant_cache", "why": "reset the cache", "args": {"tenant_id": "{tenant_id}"}},
+            {
+                "tool": "reply_to_customer",
+                "why": "tell the customer",
+                "args": {
+                    "body": "Hello, we found stale entries in your workspace's cache and refreshed it. Your "
+                    "dashboards show current data again. Sorry for the trouble!"
+                },
+            },
+            {"tool": "solve_ticket", "why": "close the loop", "args": {}},
+        ],
     },
     {
         "slug": "trial-extension",
@@ -44,12 +65,30 @@ DEMO_WORKFLOWS = [
         "phase": Workflow.Phase.TRIAGE,
         "match_tags": ["trial_extension"],
         "match_keywords": ["extend my trial", "trial extension", "more time on the trial", "trial"],
+        "preapproved_tools": ["extend_trial"],
+        "tool_limits": {"extend_trial": {"days": {"max": 14}}},
         "runbook": (
-            "1. Read the tenant's plan, status and trial end from tenant_overview.\n"
+            "1. Read the tenant's plan, status and trial end from support_tenant_overview.\n"
             "2. Only a tenant that is still trialing can be extended, by at most 14 days.\n"
             "3. Propose extend_trial with the number of days asked for (at most 14).\n"
             "4. Verify the new trial end date, then reply with it."
         ),
+        "playbook": [
+            {
+                "tool": "run_sql",
+                "why": "read the trial",
+                "args": {"query": "SELECT tenant_id, plan, status, trial_ends_at FROM support_tenant_overview"},
+            },
+            {"tool": "add_private_note", "why": "share the context", "args": {"body": "Trial context:\n{findings}"}},
+            {"tool": "route_ticket", "why": "trials belong to billing", "args": {"pod": "billing"}},
+            {"tool": "extend_trial", "why": "extend by a week", "args": {"tenant_id": "{tenant_id}", "days": 7}},
+            {
+                "tool": "reply_to_customer",
+                "why": "tell the customer",
+                "args": {"body": "Hello, we extended your trial by 7 days. Enjoy the extra time!"},
+            },
+            {"tool": "solve_ticket", "why": "close the loop", "args": {}},
+        ],
     },
     {
         "slug": "account-lockout",
@@ -58,12 +97,40 @@ DEMO_WORKFLOWS = [
         "match_tags": ["locked_out"],
         "match_keywords": ["locked out", "cannot log in", "can't log in", "account locked"],
         "runbook": (
-            "1. Find the user in tenant_users by email and read failed logins and lock state.\n"
+            "1. Find the user in support_tenant_users by email and read failed logins and lock state.\n"
             "2. Search the logs for login failures for that user in the last hour.\n"
-            "3. Post a private note with what was found.\n"
+            "3. Post a private note with what was found and route the ticket to the identity pod.\n"
             "4. If the account is locked, propose unlock_user; after it runs, verify the user is unlocked.\n"
             "5. Reply to the customer that they can log in again."
         ),
+        "playbook": [
+            {
+                "tool": "run_sql",
+                "why": "read the user's lock state",
+                "args": {
+                    "query": "SELECT email, failed_logins, locked, locked_at FROM support_tenant_users "
+                    "WHERE email = '{ticket_email}'"
+                },
+            },
+            {
+                "tool": "search_logs",
+                "why": "count recent login failures",
+                "args": {"query": 'login_failed "{ticket_email}"', "minutes": 60},
+            },
+            {"tool": "add_private_note", "why": "share the context", "args": {"body": "Lockout context:\n{findings}"}},
+            {"tool": "route_ticket", "why": "lockouts belong to identity", "args": {"pod": "identity"}},
+            {
+                "tool": "unlock_user",
+                "why": "unlock the account",
+                "args": {"tenant_id": "{tenant_id}", "email": "{ticket_email}"},
+            },
+            {
+                "tool": "reply_to_customer",
+                "why": "tell the customer",
+                "args": {"body": "Hello, your account {ticket_email} is unlocked; you can log in again."},
+            },
+            {"tool": "solve_ticket", "why": "close the loop", "args": {}},
+        ],
     },
     {
         "slug": "config-patch",
@@ -72,11 +139,29 @@ DEMO_WORKFLOWS = [
         "match_tags": ["config_issue"],
         "match_keywords": ["terraform", "configuration", "config"],
         "runbook": (
-            "1. Read the tenant's configuration values from tenant_config.\n"
+            "1. Read the tenant's configuration values from support_tenant_config.\n"
             "2. Search the runbooks for a known patch matching the symptom.\n"
             "3. Propose apply_config_patch with the patch id; verify the value changed.\n"
             "4. Reply with what was changed."
         ),
+        "playbook": [
+            {
+                "tool": "run_sql",
+                "why": "read the configuration",
+                "args": {"query": "SELECT key, value FROM support_tenant_config"},
+            },
+            {"tool": "search_runbooks", "why": "find the known fix", "args": {"query": "terraform state lock timeout"}},
+            {
+                "tool": "apply_config_patch",
+                "why": "apply the known fix",
+                "args": {"tenant_id": "{tenant_id}", "patch_id": "terraform-lock-timeout"},
+            },
+            {
+                "tool": "reply_to_customer",
+                "why": "tell the customer",
+                "args": {"body": "Hello, we applied the known fix for Terraform state lock timeouts."},
+            },
+        ],
     },
     {
         "slug": "billing-question",
@@ -89,6 +174,11 @@ DEMO_WORKFLOWS = [
             "2. Post a private note summarising the subscription and the last invoices.\n"
             "3. Route the ticket to the billing pod; never promise a refund."
         ),
+        "playbook": [
+            {"tool": "get_billing_status", "why": "read billing", "args": {"tenant_id": "{tenant_id}"}},
+            {"tool": "add_private_note", "why": "share the context", "args": {"body": "Billing context:\n{findings}"}},
+            {"tool": "route_ticket", "why": "billing owns invoices", "args": {"pod": "billing"}},
+        ],
     },
 ]
 

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agent import llm
+from agent.llm import BedrockEngine, Conversation, EngineError
+from agent.loop import Outcome, run_advance
+from agent.models import AgentRun, ProposedAction
+from agent.services import proposed_action_reject
+from tests.factories import AgentRunFactory, TicketFactory, UserFactory, WorkflowFactory
+from tests.http_standin import serve
+
+pytestmark = pytest.mark.django_db
+
+
+def converse_reply(*blocks: dict, stop: str = "tool_use", tokens: tuple[int, int] = (120, 30)) -> dict:
+    return {
+        "output": {"message": {"role": "assistant", "content": list(blocks)}},
+        "stopReason": stop,
+        "usage": {"inputTokens": tokens[0], "outputTokens": tokens[1], "totalTokens": sum(tokens)},
+        "metrics": {"latencyMs": 12},
+    }
+
+
+def tool_use(tool_id: str, name: str, args: dict) -> dict:
+    return {"toolUse": {"toolUseId": tool_id, "name": name, "input": args}}
+
+
+THROTTLED = (429, {"message": "Too many requests"}, {"x-amzn-ErrorType": "ThrottlingException"})
+
+
+@pytest.fixture
+def bedrock(monkeypatch, settings):
+    """A stand-in of the Bedrock Converse API on 127.0.0.1, reached the way a VPC endpoint would be."""
+    for standin in serve():
+        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", standin.url)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        settings.AGENT_LLM_PROVIDER = "bedrock"
+        settings.AGENT_ROLE_ARN = ""
+        settings.BEDROCK_MAX_ATTEMPTS = 3
+        llm._bedrock.cache_clear()
+        yield standin
+        llm._bedrock.cache_clear()
+
+
+def _conversation() -> Conversation:
+    return Conversation(
+        system_prompt="You are an agent.", ticket_prompt="<untrusted_ticket>hi</untrusted_ticket>", exchanges=[]
+    )
+
+
+TOOLS = [{"name": "run_sql", "description": "Read views.", "input_schema": {"type": "object", "properties": {}}}]
+
+
+def test_it_sends_a_converse_request_with_cached_system_and_tools_and_reads_a_tool_use_turn(bedrock) -> None:
+    bedrock.answer(200, converse_reply({"text": "Let me look."}, tool_use("tu-1", "run_sql", {"query": "SELECT 1"})))
+    turn = BedrockEngine().next_turn(_conversation(), TOOLS)
+
+    [request] = bedrock.requests
+    assert request.method == "POST"
+    assert request.path == "/model/us.anthropic.claude-sonnet-4-6/converse"
+    assert request.headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=testing/")
+    body = request.json()
+    assert body["system"] == [{"text": "You are an agent."}, {"cachePoint": {"type": "default"}}]
+    assert body["toolConfig"]["tools"][0]["toolSpec"]["name"] == "run_sql"
+    assert body["toolConfig"]["tools"][-1] == {"cachePoint": {"type": "default"}}
+    assert body["messages"][0]["content"][0]["text"] == "<untrusted_ticket>hi</untrusted_ticket>"
+    assert turn.text == "Let me look."
+    assert [(c.id, c.name, c.args) for c in turn.tool_calls] == [("tu-1", "run_sql", {"query": "SELECT 1"})]
+    assert (turn.tokens_in, turn.tokens_out) == (120, 30)
+
+
+def test_it_retries_throttling_inside_the_client(bedrock) -> None:
+    bedrock.answer(*THROTTLED)
+    bedrock.answer(*THROTTLED)
+    bedrock.answer(200, converse_reply({"text": "All done."}, stop="end_turn"))
+    turn = BedrockEngine().next_turn(_conversation(), TOOLS)
+    assert len(bedrock.requests) == 3
+    assert (turn.text, turn.tool_calls) == ("All done.", [])
+
+
+def test_it_reports_throttling_past_the_retries_as_retryable(bedrock) -> None:
+    for _ in range(3):
+        bedrock.answer(*THROTTLED)
+    with pytest.raises(EngineError) as caught:
+        BedrockEngine().next_turn(_conversation(), TOOLS)
+    assert caught.value.retryable is True
+    assert "ThrottlingException" in str(caught.value)
+
+
+def test_it_sends_the_guardrail_when_configured(bedrock, settings) -> None:
+    settings.BEDROCK_GUARDRAIL_ID, settings.BEDROCK_GUARDRAIL_VERSION = "gr-123", "4"
+    bedrock.answer(200, converse_reply({"text": "ok"}, stop="end_turn"))
+    BedrockEngine().next_turn(_conversation(), TOOLS)
+    assert bedrock.requests[0].json()["guardrailConfig"]["guardrailIdentifier"] == "gr-123"
+
+
+def test_it_shows_the_model_a_malformed_tool_input_as_an_error_and_goes_on(bedrock) -> None:
+    run = AgentRunFactory(ticket=TicketFactory(tenant_link__tenant_id="acme"), phase="triage", status="running")
+    bedrock.answer(200, converse_reply(tool_use("tu-1", "run_sql", {"query": 42})))
+    assert run_advance(run_id=run.pk) == Outcome.CONTINUE
+    bedrock.answer(200, converse_reply({"text": "I could not query; routing to humans."}, stop="end_turn"))
+    assert run_advance(run_id=run.pk) == Outcome.DONE
+
+    second = bedrock.requests[1].json()
+    tool_result = second["messages"][-1]["content"][0]["toolResult"]
+    observation = json.loads(tool_result["content"][0]["text"])
+    assert tool_result["toolUseId"] == "tu-1"
+    assert (observation["ok"], observation["error_type"]) == (False, "invalid_arguments")
+    run.refresh_from_db()
+    assert run.status == AgentRun.Status.COMPLETED
+    assert (run.tokens_in, run.tokens_out) == (240, 60)
+    assert list(run.steps.values_list("kind", flat=True)) == ["thought", "action", "observation", "final"]
+
+
+def test_it_gives_the_model_the_reviewers_rejection_reason(bedrock) -> None:
+    workflow = WorkflowFactory(phase="triage")
+    run = AgentRunFactory(ticket=TicketFactory(tenant_link__tenant_id="acme"), workflow=workflow, phase="triage")
+    bedrock.answer(
+        200, converse_reply({"text": "Reset it."}, tool_use("tu-9", "reset_tenant_cache", {"tenant_id": "acme"}))
+    )
+    assert run_advance(run_id=run.pk) == Outcome.PAUSED
+    action = ProposedAction.objects.get(run=run)
+    assert action.status == "pending"
+    proposed_action_reject(action=action, user=UserFactory(groups=["reviewers"]), reason="Customer is on a freeze week")
+
+    bedrock.answer(200, converse_reply({"text": "Understood, escalating."}, stop="end_turn"))
+    assert run_advance(run_id=run.pk) == Outcome.DONE
+    tool_result = bedrock.requests[1].json()["messages"][-1]["content"][0]["toolResult"]
+    assert "Their reason: Customer is on a freeze week" in tool_result["content"][0]["text"]

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from agent.llm import ESCALATE_TOOL, Conversation, Exchange, OfflineEngine, ToolCall, ToolResult
+
+PLAYBOOK = [
+    {"tool": "run_sql", "why": "read", "args": {"query": "SELECT * FROM support_tenant_overview"}},
+    {
+        "tool": "reset_tenant_cache",
+        "args": {"tenant_id": "{tenant_id}"},
+        "alternative": {"tool": "add_private_note", "args": {"body": "Could not reset. {findings}"}},
+    },
+    {"tool": "reply_to_customer", "args": {"body": "Fixed for {ticket_email}"}},
+]
+
+
+def _conversation(*exchanges: Exchange, playbook=PLAYBOOK) -> Conversation:
+    return Conversation(
+        system_prompt="s",
+        ticket_prompt="t",
+        exchanges=list(exchanges),
+        playbook=playbook,
+        variables={"tenant_id": "acme", "ticket_email": "ops@acme.example"},
+    )
+
+
+def _after(call_id: str, name: str, observation: dict) -> Exchange:
+    return Exchange(text="", tool_calls=[ToolCall(call_id, name, {})], results=[ToolResult(call_id, name, observation)])
+
+
+def test_it_starts_with_the_first_step_and_says_it_is_not_an_llm() -> None:
+    engine = OfflineEngine()
+    turn = engine.next_turn(_conversation(), [])
+    assert engine.is_llm is False
+    assert [(c.id, c.name, c.args) for c in turn.tool_calls] == [
+        ("rb-0-0-main", "run_sql", {"query": "SELECT * FROM support_tenant_overview"})
+    ]
+
+
+def test_it_fills_templates_from_bound_values_and_findings() -> None:
+    read = _after("rb-0-0-main", "run_sql", {"ok": True, "data": {"rows": [["acme", 7]]}})
+    turn = OfflineEngine().next_turn(_conversation(read), [])
+    assert turn.tool_calls[0].args == {"tenant_id": "acme"}
+    failed = _after("rb-1-0-main", "reset_tenant_cache", {"ok": False, "error_type": "refused", "message": "429"})
+    turn = OfflineEngine().next_turn(_conversation(read, failed), [])
+    assert turn.tool_calls[0].name == "add_private_note"
+    assert '[["acme", 7]]' in turn.tool_calls[0].args["body"]
+
+
+def test_it_retries_a_retryable_error_once_then_takes_the_alternative() -> None:
+    transient = {"ok": False, "error_type": "upstream_error", "message": "503", "retryable": True}
+    turn = OfflineEngine().next_turn(_conversation(_after("rb-1-0-main", "reset_tenant_cache", transient)), [])
+    assert turn.tool_calls[0].id == "rb-1-1-main"
+    turn = OfflineEngine().next_turn(_conversation(_after("rb-1-1-main", "reset_tenant_cache", transient)), [])
+    assert (turn.tool_calls[0].id, turn.tool_calls[0].name) == ("rb-1-0-alt", "add_private_note")
+
+
+def test_it_escalates_with_the_reviewers_reason_after_a_rejection() -> None:
+    rejected = {"ok": False, "error_type": "rejected", "message": "A reviewer rejected this call. Their reason: VIP"}
+    turn = OfflineEngine().next_turn(_conversation(_after("rb-2-0-main", "reply_to_customer", rejected)), [])
+    [call] = turn.tool_calls
+    assert call.name == ESCALATE_TOOL
+    assert "Their reason: VIP" in call.args["reason"]
+
+
+def test_it_finishes_after_the_last_step_and_escalates_without_a_playbook() -> None:
+    done = _after("rb-2-0-main", "reply_to_customer", {"ok": True, "data": {}})
+    assert OfflineEngine().next_turn(_conversation(done), []).tool_calls == []
+    assert OfflineEngine().next_turn(_conversation(playbook=[]), []).tool_calls[0].name == ESCALATE_TOOL
