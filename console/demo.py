@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from django.contrib.auth.models import Group, User
 from django.db import transaction
 
-from agent.models import Workflow
+from agent.models import ConfigPatch, Runbook, Workflow
 from console.roles import ADMINS, REVIEWERS
+from sandbox.seed import sandbox_seed
 from tickets.models import TenantLink
 from tickets.services import zendesk_event_ingest
 from tickets.zendesk_webhook import EVENT_TICKET_CREATED, parse_event
@@ -182,6 +183,34 @@ DEMO_WORKFLOWS = [
     },
 ]
 
+DEMO_CONFIG_PATCHES = [
+    {
+        "patch_id": "terraform-lock-timeout",
+        "title": "Terraform state lock timeout",
+        "description": "Applies when Terraform runs fail with 'Error acquiring the state lock' and the tenant's "
+        "terraform.state_lock_timeout is 0.",
+        "config_key": "terraform.state_lock_timeout",
+        "value": "300",
+    },
+]
+
+DEMO_RUNBOOKS = [
+    {
+        "slug": "terraform-state-lock",
+        "title": "Terraform state lock timeouts",
+        "tags": ["terraform", "config", "lock"],
+        "body": "Symptom: runs fail acquiring the state lock. Cause: terraform.state_lock_timeout is 0. "
+        "Fix: apply the known patch terraform-lock-timeout (sets it to 300), then verify the value.",
+    },
+    {
+        "slug": "stale-dashboards",
+        "title": "Dashboards show stale data",
+        "tags": ["cache", "dashboard", "stale"],
+        "body": "Look for cache_error lines in the tenant's logs. A cache reset (rate-limited to one a minute) "
+        "clears stale entries; verify the cache version rose.",
+    },
+]
+
 DEMO_TICKETS = [
     (
         90001,
@@ -247,6 +276,11 @@ def demo_seed(*, credentials: DemoCredentials) -> None:
         TenantLink.objects.update_or_create(
             organization_id=organization_id, defaults={"organization_name": name, "tenant_id": tenant_id}
         )
+    sandbox_seed()
+    for patch in DEMO_CONFIG_PATCHES:
+        ConfigPatch.objects.get_or_create(patch_id=patch["patch_id"], defaults=patch)
+    for runbook in DEMO_RUNBOOKS:
+        Runbook.objects.get_or_create(slug=runbook["slug"], defaults=runbook)
     for spec in DEMO_WORKFLOWS:
         Workflow.objects.get_or_create(slug=spec["slug"], defaults={k: v for k, v in spec.items() if k != "slug"})
     for external_id, organization_id, subject, description, tags in DEMO_TICKETS:

@@ -4,8 +4,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from agent.models import AgentRun, Workflow
+from agent.models import AgentRun, ConfigPatch, Runbook, Workflow
 from console.demo import DEMO_TICKETS, DEMO_WORKFLOWS, DemoCredentials, demo_seed
+from sandbox.models import Tenant
 from tickets.models import TenantLink, Ticket, WebhookEvent
 
 pytestmark = pytest.mark.django_db
@@ -14,7 +15,8 @@ CREDENTIALS = DemoCredentials(admin_password="admin-pass-1", reviewer_password="
 
 
 def _counts() -> tuple[int, ...]:
-    return tuple(model.objects.count() for model in (User, TenantLink, Workflow, Ticket, WebhookEvent, AgentRun))
+    models = (User, TenantLink, Workflow, Ticket, WebhookEvent, AgentRun, ConfigPatch, Runbook, Tenant)
+    return tuple(model.objects.count() for model in models)
 
 
 def test_it_seeds_once_however_often_it_runs() -> None:
@@ -25,6 +27,11 @@ def test_it_seeds_once_however_often_it_runs() -> None:
     assert first[2:4] == (len(DEMO_WORKFLOWS), len(DEMO_TICKETS))
     assert set(Workflow.objects.values_list("phase", flat=True)) == {"shadow", "triage", "autonomous"}
     assert all(ticket.tenant_link is not None for ticket in Ticket.objects.all())
+    # every demo organization maps to a tenant the sandbox company really has
+    assert set(TenantLink.objects.values_list("tenant_id", flat=True)) <= set(
+        Tenant.objects.values_list("id", flat=True)
+    )
+    assert all(workflow.playbook for workflow in Workflow.objects.all())
 
 
 def test_it_creates_users_who_can_log_in_with_the_printed_passwords() -> None:

@@ -15,7 +15,7 @@ from tests.factories import (
 
 pytestmark = pytest.mark.django_db
 
-CONSOLE_APPS = {"audit", "tickets", "agent"}
+CONSOLE_APPS = {"audit", "tickets", "agent", "sandbox"}
 
 
 def test_it_registers_every_console_model_in_the_admin() -> None:
