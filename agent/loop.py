@@ -19,6 +19,7 @@ from agent.gate import Verdict, gate_decide, run_state
 from agent.llm import ESCALATE_TOOL, ModelTurn, engine_get
 from agent.models import AgentRun, ProposedAction, Step
 from agent.services import (
+    FINAL_STATUSES,
     agent_run_claim,
     agent_run_escalate,
     agent_run_finish,
@@ -210,7 +211,8 @@ def run_advance(*, run_id: int) -> Outcome:
     """Advance a run by at most one model turn. Safe to call again at any point: it resumes."""
     run = agent_run_claim(run_id=run_id, lease_seconds=settings.AGENT_LEASE_SECONDS)
     if run is None:
-        return Outcome.BUSY
+        finished = not AgentRun.objects.filter(pk=run_id).exclude(status__in=FINAL_STATUSES).exists()
+        return Outcome.DONE if finished else Outcome.BUSY
     started = time.monotonic()
     try:
         if run.status == AgentRun.Status.QUEUED:

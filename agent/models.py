@@ -154,7 +154,7 @@ class ProposedAction(models.Model):
     step = models.ForeignKey(Step, null=True, blank=True, on_delete=models.SET_NULL, related_name="actions")
     tool = models.CharField(max_length=64)
     tool_call_id = models.CharField(max_length=100, blank=True)
-    args = models.JSONField(default=dict)
+    args = models.JSONField(default=dict, blank=True)  # {} is a valid call (solve_ticket takes no arguments)
     args_hash = models.CharField(max_length=64)
     idempotency_key = models.UUIDField(
         default=uuid.uuid4, unique=True, editable=False, help_text="Sent to the Admin API: a write happens once."

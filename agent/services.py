@@ -41,7 +41,7 @@ _RUN_TRANSITIONS: dict[str, set[str]] = {
     AgentRun.Status.ESCALATED: set(),
     AgentRun.Status.FAILED: set(),
 }
-_FINAL = {AgentRun.Status.COMPLETED, AgentRun.Status.ESCALATED, AgentRun.Status.FAILED}
+FINAL_STATUSES = frozenset({AgentRun.Status.COMPLETED, AgentRun.Status.ESCALATED, AgentRun.Status.FAILED})
 
 
 def agent_run_create_for_new_ticket(*, ticket: Ticket) -> AgentRun | None:
@@ -85,7 +85,7 @@ def agent_run_transition(*, run: AgentRun, status: str, reason: str = "") -> Age
     now = timezone.now()
     if status == AgentRun.Status.RUNNING and run.started_at is None:
         run.started_at = now
-    if status in _FINAL:
+    if status in FINAL_STATUSES:
         run.finished_at = now
     run.full_clean()
     run.save(update_fields=["status", "status_reason", "started_at", "finished_at", "updated_at"])
@@ -322,7 +322,11 @@ def proposed_action_approve(
     from agent.tools import get_tool
 
     _require_reviewer(user)
-    action = ProposedAction.objects.select_for_update().select_related("run__ticket__tenant_link").get(pk=action.pk)
+    action = (
+        ProposedAction.objects.select_for_update(of=("self",))
+        .select_related("run__ticket__tenant_link")
+        .get(pk=action.pk)
+    )
     if action.status == ProposedAction.Status.DRY_RUN:
         raise ConflictError(APPROVE_DRY_RUN)
     if action.status != ProposedAction.Status.PENDING:

@@ -8,9 +8,12 @@ logger = logging.getLogger(__name__)
 
 # Backoff for a model that is throttled or unreachable after the client's own retries.
 _MODEL_RETRY_DELAYS = (5, 15, 45, 120, 300)
+# A run another worker holds (a redelivered message, or a lease a dead worker left): look again shortly.
+_BUSY_RETRY_SECONDS = 3
+_BUSY_MAX_RETRIES = 100
 
 
-@shared_task(bind=True, acks_late=True, max_retries=len(_MODEL_RETRY_DELAYS))
+@shared_task(bind=True, acks_late=True, max_retries=_BUSY_MAX_RETRIES)
 def agent_run_advance_task(self, run_id: int) -> str:  # noqa: ANN001 - Celery's bound task
     """Advance a run by one model turn, then enqueue the next turn if there is one.
 
@@ -20,16 +23,25 @@ def agent_run_advance_task(self, run_id: int) -> str:  # noqa: ANN001 - Celery's
     from agent.llm import EngineError
     from agent.loop import Outcome, run_advance
     from agent.models import AgentRun
-    from agent.services import agent_run_escalate
+    from agent.services import FINAL_STATUSES, agent_run_escalate
 
     try:
         outcome = run_advance(run_id=run_id)
     except EngineError as exc:
-        if exc.retryable and self.request.retries < self.max_retries:
+        if exc.retryable and self.request.retries < len(_MODEL_RETRY_DELAYS):
             raise self.retry(countdown=_MODEL_RETRY_DELAYS[self.request.retries], exc=exc) from exc
         run = AgentRun.objects.select_related("ticket").get(pk=run_id)
         agent_run_escalate(run=run, reason=f"The model could not answer: {exc}")
         return "done"
+    except Exception:
+        # A bug must not leave a run silently "running": hand the ticket to humans and keep the traceback.
+        logger.exception("agent run %s failed", run_id)
+        run = AgentRun.objects.select_related("ticket").get(pk=run_id)
+        if run.status not in FINAL_STATUSES:
+            agent_run_escalate(run=run, reason="The agent hit an internal error; see the worker log.")
+        return "done"
     if outcome == Outcome.CONTINUE:
         agent_run_advance_task.delay(run_id)
+    elif outcome == Outcome.BUSY and self.request.retries < self.max_retries:
+        raise self.retry(countdown=_BUSY_RETRY_SECONDS)
     return str(outcome)

@@ -1,0 +1,142 @@
+"""End to end: the real webhook, a real Celery worker process on the real Redis broker, the real PostgreSQL
+database, and the sandbox company's Admin API over HTTP (pytest-django's live server). Only the model is
+replaced: the offline engine is the product's own deterministic runbook follower."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test import Client
+
+from agent.models import AgentRun, ConfigPatch, Workflow
+from console.demo import DEMO_CONFIG_PATCHES, DEMO_ORGANIZATIONS, DEMO_WORKFLOWS
+from sandbox.models import FaultSwitch
+from sandbox.seed import sandbox_seed
+from tests.conftest import WEBHOOK_URL, signed_headers, zendesk_event
+from tickets.models import TenantLink, Ticket
+
+ROOT = Path(__file__).resolve().parents[3]
+FINAL = {"completed", "escalated", "failed"}
+
+
+@dataclass
+class Worker:
+    env: dict[str, str]
+    log_dir: Path
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    def start(self, **extra_env: str) -> subprocess.Popen:
+        log = (self.log_dir / f"worker-{len(self.processes)}.log").open("w")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "agentconsole", "worker", "--pool", "threads",
+             "--concurrency", "4", "--without-mingle", "--without-gossip", "--without-heartbeat",
+             "--loglevel", "INFO", "--hostname", f"e2e{len(self.processes)}@%h"],
+            cwd=ROOT, env={**self.env, **extra_env}, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.processes.append(process)
+        log_path = Path(log.name)
+        deadline = time.monotonic() + 60
+        while "ready." not in log_path.read_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the worker did not start:\n{log_path.read_text()}")
+            time.sleep(0.2)
+        return process
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM kill would: no chance to hand messages back."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                process.wait(timeout=10)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text() for p in sorted(self.log_dir.glob("worker-*.log")))
+
+
+@pytest.fixture
+def worker(live_server, broker, tmp_path) -> Iterator[Worker]:
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "agentconsole.settings_test",
+        # The worker must use the test database this test process created, not the configured name.
+        "TEST_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "TEST_REDIS_URL": settings.CELERY_BROKER_URL,
+        "ADMIN_API_URL": f"{live_server.url}/sandbox/admin-api/v1",
+        "AGENT_LLM_PROVIDER": "offline",
+        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+    }
+    handle = Worker(env=env, log_dir=tmp_path)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def company(transactional_db, settings, live_server) -> Callable[..., None]:
+    """Seed the sandbox company and the console's configuration; workflows in the phases a test asks for."""
+    settings.ADMIN_API_URL = f"{live_server.url}/sandbox/admin-api/v1"
+
+    def seed(**phases: str) -> None:
+        sandbox_seed()
+        for organization_id, name, tenant_id in DEMO_ORGANIZATIONS:
+            TenantLink.objects.create(organization_id=organization_id, organization_name=name, tenant_id=tenant_id)
+        for patch in DEMO_CONFIG_PATCHES:
+            ConfigPatch.objects.create(**patch)
+        for spec in DEMO_WORKFLOWS:
+            Workflow.objects.create(**{**spec, "phase": phases.get(spec["slug"].replace("-", "_"), spec["phase"])})
+        FaultSwitch.objects.update_or_create(pk=1, defaults={})
+
+    return seed
+
+
+def deliver(ticket_id: int, organization_id: str, subject: str, description: str, tags: list[str]) -> Ticket:
+    """A signed ticket.created event through the real webhook; its run is enqueued when the request commits."""
+    body = json.dumps(
+        zendesk_event(
+            event_id=f"e2e-{ticket_id}",
+            ticket_id=ticket_id,
+            organization_id=organization_id,
+            subject=subject,
+            description=description,
+            tags=tags,
+            status="NEW",
+        )
+    ).encode()
+    response = Client().post(WEBHOOK_URL, data=body, content_type="application/json", headers=signed_headers(body))
+    assert response.status_code == 202, response.content
+    return Ticket.objects.get(pk=response.json()["ticket_id"])
+
+
+def wait_for_run(ticket: Ticket, statuses: set[str], worker: Worker, timeout: float = 60) -> AgentRun:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = AgentRun.objects.filter(ticket=ticket).first()
+        if run is not None and run.status in statuses:
+            return run
+        time.sleep(0.2)
+    run = AgentRun.objects.filter(ticket=ticket).first()
+    raise AssertionError(
+        f"run did not reach {statuses}: {run and run.status}; steps: "
+        f"{list(run.steps.values_list('kind', 'tool_name', 'tool_output')) if run else None}\n{worker.logs()[-4000:]}"
+    )
