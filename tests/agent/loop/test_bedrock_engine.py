@@ -4,46 +4,14 @@ import json
 
 import pytest
 
-from agent import llm
 from agent.llm import BedrockEngine, Conversation, EngineError
 from agent.loop import Outcome, run_advance
 from agent.models import AgentRun, ProposedAction
 from agent.services import proposed_action_reject
+from tests.agent.loop.conftest import THROTTLED, converse_reply, tool_use
 from tests.factories import AgentRunFactory, TicketFactory, UserFactory, WorkflowFactory
-from tests.http_standin import serve
 
 pytestmark = pytest.mark.django_db
-
-
-def converse_reply(*blocks: dict, stop: str = "tool_use", tokens: tuple[int, int] = (120, 30)) -> dict:
-    return {
-        "output": {"message": {"role": "assistant", "content": list(blocks)}},
-        "stopReason": stop,
-        "usage": {"inputTokens": tokens[0], "outputTokens": tokens[1], "totalTokens": sum(tokens)},
-        "metrics": {"latencyMs": 12},
-    }
-
-
-def tool_use(tool_id: str, name: str, args: dict) -> dict:
-    return {"toolUse": {"toolUseId": tool_id, "name": name, "input": args}}
-
-
-THROTTLED = (429, {"message": "Too many requests"}, {"x-amzn-ErrorType": "ThrottlingException"})
-
-
-@pytest.fixture
-def bedrock(monkeypatch, settings):
-    """A stand-in of the Bedrock Converse API on 127.0.0.1, reached the way a VPC endpoint would be."""
-    for standin in serve():
-        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", standin.url)
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        settings.AGENT_LLM_PROVIDER = "bedrock"
-        settings.AGENT_ROLE_ARN = ""
-        settings.BEDROCK_MAX_ATTEMPTS = 3
-        llm._bedrock.cache_clear()
-        yield standin
-        llm._bedrock.cache_clear()
 
 
 def _conversation() -> Conversation:

@@ -1,0 +1,52 @@
+"""Offline stand-ins for what is out of our reach: the Bedrock Converse API (a local HTTP server reached
+through AWS_ENDPOINT_URL_BEDROCK_RUNTIME, so the real langchain-aws and botocore code runs), plus the sandbox
+company behind a live server for tests that need its Admin API."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent import llm
+from sandbox.models import FaultSwitch
+from sandbox.seed import sandbox_seed
+from tests.http_standin import serve
+
+
+def converse_reply(*blocks: dict, stop: str = "tool_use", tokens: tuple[int, int] = (120, 30)) -> dict:
+    return {
+        "output": {"message": {"role": "assistant", "content": list(blocks)}},
+        "stopReason": stop,
+        "usage": {"inputTokens": tokens[0], "outputTokens": tokens[1], "totalTokens": sum(tokens)},
+        "metrics": {"latencyMs": 12},
+    }
+
+
+def tool_use(tool_id: str, name: str, args: dict) -> dict:
+    return {"toolUse": {"toolUseId": tool_id, "name": name, "input": args}}
+
+
+THROTTLED = (429, {"message": "Too many requests"}, {"x-amzn-ErrorType": "ThrottlingException"})
+
+
+@pytest.fixture
+def bedrock(monkeypatch, settings):
+    """A stand-in of the Bedrock Converse API on 127.0.0.1, reached the way a VPC endpoint would be."""
+    for standin in serve():
+        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", standin.url)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        settings.AGENT_LLM_PROVIDER = "bedrock"
+        settings.AGENT_ROLE_ARN = ""
+        settings.BEDROCK_MAX_ATTEMPTS = 3
+        llm._bedrock.cache_clear()
+        yield standin
+        llm._bedrock.cache_clear()
+
+
+@pytest.fixture
+def bedrock_company(bedrock, settings, live_server):
+    """The Bedrock stand-in, and the seeded sandbox company's Admin API on a live server."""
+    settings.ADMIN_API_URL = f"{live_server.url}/sandbox/admin-api/v1"
+    sandbox_seed()
+    FaultSwitch.objects.update_or_create(pk=1, defaults={})
+    return bedrock
