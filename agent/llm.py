@@ -263,6 +263,13 @@ def _bedrock() -> BedrockEngine:
     return BedrockEngine()
 
 
+def engine_label() -> str:
+    """How the console names the engine in force: the offline engine always says it is not an LLM."""
+    if settings.AGENT_LLM_PROVIDER == "bedrock":
+        return f"Claude on Amazon Bedrock ({settings.BEDROCK_MODEL_ID})"
+    return OFFLINE_LABEL
+
+
 def engine_get() -> Engine:
     if settings.AGENT_LLM_PROVIDER == "bedrock":
         return _bedrock()

@@ -6,6 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from agent.llm import engine_label
 from console.roles import is_admin, is_reviewer
 from console.selectors import ticket_list
 
@@ -20,5 +21,5 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "console/home.html",
-        {"tickets": ticket_list(), "is_admin": is_admin(request.user)},
+        {"tickets": ticket_list(), "is_admin": is_admin(request.user), "engine_label": engine_label()},
     )

@@ -44,3 +44,10 @@ def test_it_serves_the_login_page(anonymous) -> None:
     response = anonymous.get("/accounts/login/")
     assert response.status_code == 200
     assert b'name="username"' in response.content
+
+
+def test_it_says_the_offline_engine_is_not_an_llm(reviewer, settings) -> None:
+    settings.AGENT_LLM_PROVIDER = "offline"
+    assert b"Offline engine (deterministic runbook follower, not an LLM)" in reviewer.get("/").content
+    settings.AGENT_LLM_PROVIDER = "bedrock"
+    assert b"Claude on Amazon Bedrock (us.anthropic.claude-sonnet-4-6)" in reviewer.get("/").content
