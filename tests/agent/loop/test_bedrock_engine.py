@@ -30,7 +30,7 @@ def test_it_sends_a_converse_request_with_cached_system_and_tools_and_reads_a_to
     [request] = bedrock.requests
     assert request.method == "POST"
     assert request.path == "/model/us.anthropic.claude-sonnet-4-6/converse"
-    assert request.headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=testing/")
+    assert request.headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=testing/")
     body = request.json()
     assert body["system"] == [{"text": "You are an agent."}, {"cachePoint": {"type": "default"}}]
     assert body["toolConfig"]["tools"][0]["toolSpec"]["name"] == "run_sql"

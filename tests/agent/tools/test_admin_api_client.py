@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -20,6 +15,7 @@ import pytest
 from agent.tools import get_tool
 from agent.tools.admin_api import AdminApiClient, ApiReply, TenantOut, retry_after_seconds
 from agent.tools.base import ErrorType, Observation, ToolContext
+from tests.http_standin import Scripted, StandIn, serve
 
 TOKEN = "stand-in-token"
 TENANT = {
@@ -33,86 +29,9 @@ TENANT = {
 }
 
 
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
-class Scripted:
-    status: int
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-    raw: bytes | None = None
-
-
-class StandIn:
-    """Answers each request with the next scripted response and records what it received."""
-
-    def __init__(self) -> None:
-        self.requests: list[Recorded] = []
-        self.script: deque[Scripted] = deque()
-        self.url = ""
-
-    def answer(self, status: int, body: Any = None, **kwargs: Any) -> None:
-        self.script.append(Scripted(status, body, **kwargs))
-
-    def handle(self, handler: BaseHTTPRequestHandler) -> None:
-        length = int(handler.headers.get("Content-Length") or 0)
-        self.requests.append(
-            Recorded(
-                method=handler.command,
-                path=handler.path,
-                headers={k.lower(): v for k, v in handler.headers.items()},
-                body=handler.rfile.read(length),
-            )
-        )
-        scripted = self.script.popleft() if self.script else Scripted(599, {"error": {"code": "unscripted"}})
-        time.sleep(scripted.delay)
-        raw = scripted.raw if scripted.raw is not None else json.dumps(scripted.body).encode()
-        try:
-            handler.send_response(scripted.status)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(raw)))
-            for name, value in scripted.headers.items():
-                handler.send_header(name, value)
-            handler.end_headers()
-            handler.wfile.write(raw)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (timeout test)
-
-
-def serve(stand_in: StandIn, prefix: str) -> Iterator[StandIn]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            stand_in.handle(self)
-
-        do_POST = do_PUT = do_GET
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    stand_in.url = f"http://127.0.0.1:{server.server_address[1]}{prefix}"
-    try:
-        yield stand_in
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.fixture
 def stand_in() -> Iterator[StandIn]:
-    yield from serve(StandIn(), "/admin-api/v1")
+    yield from serve(StandIn(fallback=Scripted(599, {"error": {"code": "unscripted"}})), "/admin-api/v1")
 
 
 def make_client(stand_in: StandIn, **overrides: Any) -> AdminApiClient:

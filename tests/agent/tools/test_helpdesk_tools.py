@@ -7,8 +7,8 @@ import pytest
 
 from agent.tools import get_tool
 from agent.tools.base import ErrorType, Observation, ToolContext
-from tests.agent.tools.test_admin_api_client import StandIn, serve
 from tests.factories import TicketFactory
+from tests.http_standin import StandIn, serve
 from tickets.models import Ticket, TicketComment
 
 

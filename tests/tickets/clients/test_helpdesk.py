@@ -34,8 +34,8 @@ def test_it_posts_a_private_note_with_public_false_and_token_auth(zendesk, clien
     assert (request.method, request.path) == ("PUT", "/api/v2/tickets/35436.json")
     assert request.json() == {"ticket": {"comment": {"body": "4 failed logins in the last hour", "public": False}}}
     expected_auth = base64.b64encode(b"bot@example.com/token:tok-123").decode()
-    assert request.headers["Authorization"] == f"Basic {expected_auth}"
-    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["authorization"] == f"Basic {expected_auth}"
+    assert request.headers["content-type"] == "application/json"
     assert (result.backend, result.operation) == ("zendesk", "add_private_note")
 
 
