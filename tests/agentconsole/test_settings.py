@@ -96,3 +96,12 @@ def test_it_refuses_to_start_with_bad_configuration(env, message) -> None:
     result = _manage("check", env={**PRODUCTION_ENV, **env})
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_it_treats_a_bare_checkout_as_development_but_never_a_configured_one() -> None:
+    bare = _manage("shell", "-c", "from django.conf import settings; print(settings.DEBUG)", env={})
+    assert bare.stdout.strip().endswith("True"), bare.stderr
+    configured = _manage(
+        "shell", "-c", "from django.conf import settings; print(settings.DEBUG)", env={"DJANGO_SECRET_KEY": "k" * 50}
+    )
+    assert configured.stdout.strip().endswith("False"), configured.stderr
