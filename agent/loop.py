@@ -42,6 +42,10 @@ REJECTED = "A reviewer rejected this call. Their reason: {reason}"
 DRY_RUN = "Shadow phase: this call was recorded as a dry run and not executed. Continue as if planning."
 
 
+# What a turn changes on the run; refreshing only these keeps its ticket, tenant and workflow loaded.
+RUN_STATE_FIELDS = ["status", "status_reason", "turns", "tokens_in", "tokens_out", "engine", "updated_at"]
+
+
 class Outcome(StrEnum):
     CONTINUE = "continue"  # more turns to go: enqueue the next advance
     PAUSED = "paused"  # waiting for a reviewer
@@ -177,7 +181,7 @@ def _act(run: AgentRun) -> Outcome | None:
         if observation.error_type == ErrorType.VERIFICATION_FAILED:
             agent_run_escalate(run=run, reason=f"Verification of {step.tool_name} failed: {observation.message}")
             return Outcome.DONE
-    run.refresh_from_db()
+    run.refresh_from_db(fields=RUN_STATE_FIELDS)
     if waiting:
         if run.status != AgentRun.Status.AWAITING_APPROVAL:
             agent_run_transition(
@@ -225,7 +229,7 @@ def run_advance(*, run_id: int) -> Outcome:
             agent_run_escalate(run=run, reason=f"Stopped because {bound}.")
             return Outcome.DONE
         turn = _think(run)
-        run.refresh_from_db()
+        run.refresh_from_db(fields=RUN_STATE_FIELDS)
         if not turn.tool_calls:
             agent_run_finish(run=run, answer=turn.text)
             return Outcome.DONE

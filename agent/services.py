@@ -138,7 +138,9 @@ def step_append(*, run: AgentRun, kind: str, content: str = "", **fields: Any) -
     """Persist one transcript entry now, so anyone watching sees it appear."""
     last = run.steps.order_by("-index").values_list("index", flat=True).first()
     step = Step(run=run, index=0 if last is None else last + 1, turn=run.turns, kind=kind, content=content, **fields)
-    step.full_clean()
+    # The run is loaded and the database enforces the unique index: validating them here would cost a query
+    # each on the hottest path of the loop.
+    step.full_clean(exclude=["run"], validate_unique=False, validate_constraints=False)
     step.save()
     return step
 
@@ -198,7 +200,8 @@ def proposed_action_create(
         approved_args_hash=canonical_hash(args) if status == ProposedAction.Status.APPROVED else "",
         decided_at=timezone.now() if status == ProposedAction.Status.APPROVED else None,
     )
-    action.full_clean()
+    # As in step_append: loaded foreign keys, and uniqueness the database enforces.
+    action.full_clean(exclude=["run", "step"], validate_unique=False, validate_constraints=False)
     action.save()
     audit_event_record(
         verb=f"action.{status}",

@@ -10,6 +10,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cache
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ValidationError
@@ -20,6 +21,12 @@ TENANT_MISMATCH = "This ticket belongs to tenant {bound!r}; a call naming tenant
 INVALID_ARGUMENTS = "The arguments do not match the tool's schema."
 INTERNAL_ERROR = "The tool failed unexpectedly: {error}"
 NOT_VERIFIABLE = "This tool has no verifier."
+
+
+@cache
+def _json_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    # Generating a schema costs about a millisecond, and every model turn sends all of them.
+    return schema.model_json_schema()
 
 
 class Risk(StrEnum):
@@ -140,5 +147,5 @@ class Tool:
         return {
             "name": self.name,
             "description": self.description,
-            "input_schema": self.args_schema.model_json_schema(),
+            "input_schema": _json_schema(self.args_schema),
         }

@@ -1,0 +1,110 @@
+"""Per-step overhead of the agent loop, persistence included, with a model that answers instantly.
+
+Runs many tickets through run_advance in this process on a real database, with the offline engine and a tool that
+reads only the console's own database (search_runbooks), so the figure is the loop's own cost: claiming the
+run, building the conversation, the gate, the proposed-action and step rows, audit events, releasing the run.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/agentconsole_bench .venv/bin/python bench/loop_overhead.py
+
+The database is created if missing and emptied of runs first. Prints steps/s, ms per step and per ticket.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentconsole.settings")
+os.environ.setdefault("DJANGO_DEBUG", "false")
+os.environ.setdefault("DJANGO_SECRET_KEY", "bench-secret-key-not-for-production")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/agentconsole_bench")
+os.environ["AGENT_LLM_PROVIDER"] = "offline"
+
+TICKETS = int(os.environ.get("BENCH_TICKETS", "200"))
+STEPS_PER_TICKET = 4  # tool calls in the playbook
+
+
+def _ensure_database() -> None:
+    import psycopg
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        return
+    with psycopg.connect(
+        host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], password=db["PASSWORD"] or None,
+        dbname="postgres", autocommit=True,
+    ) as conn:  # fmt: skip
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]]).fetchone():
+            conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
+
+
+def main() -> None:
+    import django
+
+    _ensure_database()
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from agent.loop import Outcome, run_advance
+    from agent.models import AgentRun, Runbook, Workflow
+    from tickets.models import TenantLink, Ticket
+
+    AgentRun.objects.all().delete()
+    Ticket.objects.filter(external_id__startswith="bench-").delete()
+    Runbook.objects.get_or_create(
+        slug="bench", defaults={"title": "Cache", "body": "Reset the cache.", "tags": ["cache"]}
+    )
+    workflow, _ = Workflow.objects.update_or_create(
+        slug="bench",
+        defaults={
+            "name": "Bench",
+            "phase": "triage",
+            "runbook": "Search the runbooks.",
+            "match_tags": ["bench"],
+            "playbook": [{"tool": "search_runbooks", "args": {"query": "cache"}}] * STEPS_PER_TICKET,
+        },
+    )
+    link, _ = TenantLink.objects.get_or_create(organization_id="bench-org", defaults={"tenant_id": "acme"})
+    runs = [
+        AgentRun.objects.create(
+            ticket=Ticket.objects.create(
+                external_id=f"bench-{i}",
+                subject="Stale cache",
+                tags=["bench"],
+                tenant_link=link,
+                organization_id="bench-org",
+            ),
+            workflow=workflow,
+            phase="triage",
+            trigger="manual",
+        )
+        for i in range(TICKETS)
+    ]
+    per_ticket = []
+    started = time.perf_counter()
+    for run in runs:
+        t0 = time.perf_counter()
+        while run_advance(run_id=run.pk) == Outcome.CONTINUE:
+            pass
+        per_ticket.append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - started
+    steps = sum(AgentRun.objects.get(pk=r.pk).steps.count() for r in runs)
+    turns = TICKETS * (STEPS_PER_TICKET + 1)
+    done = AgentRun.objects.filter(pk__in=[r.pk for r in runs], status="completed").count()
+    print(f"tickets: {TICKETS} ({done} completed), transcript steps: {steps}, model turns: {turns}")
+    print(f"elapsed: {elapsed:.2f} s, {steps / elapsed:.0f} steps/s, {turns / elapsed:.0f} turns/s on one process")
+    print(f"per step: {1000 * elapsed / steps:.2f} ms, per model turn: {1000 * elapsed / turns:.2f} ms")
+    print(
+        f"per ticket: median {1000 * statistics.median(per_ticket):.1f} ms, p90 "
+        f"{1000 * statistics.quantiles(per_ticket, n=10)[-1]:.1f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
