@@ -11,7 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
-from agent.models import AgentRun, ProposedAction, Step, Workflow
+from agent.models import AgentRun, ProposedAction, Rating, Step, Workflow
 from agent.selectors import workflow_match
 from agent.tools.base import Observation, Tool
 from agentconsole.errors import ApplicationError, ConflictError, InvalidTransition, PermissionDeniedError
@@ -398,3 +398,103 @@ def agent_run_create_manual(*, ticket: Ticket) -> AgentRun:
     )
     audit_event_record(verb="run.queued", obj=run, payload={"ticket": ticket.pk, "manual": True})
     return run
+
+
+# --- Governance: phases and ratings ---------------------------------------------------------------------------
+
+NOT_AN_ADMIN = "Only admins change a workflow's phase or stop autonomy."
+PHASE_CHANGE_NEEDS_REASON = "Say why: every phase change is audited with its reason."
+PHASE_UNCHANGED = "The workflow is already in the {phase} phase."
+AUTONOMY_CRITERIA_UNMET = "Not yet ready to run alone: {unmet}. An admin may override with a reason."
+RATING_VALUE_INVALID = "A rating is thumbs up (1) or thumbs down (-1)."
+RATING_TARGET_INVALID = "Rate exactly one thing: a proposed action, or a drafted note or reply."
+
+
+def _require_admin(user: AbstractBaseUser) -> None:
+    from console.roles import is_admin
+
+    if not is_admin(user):
+        raise PermissionDeniedError(NOT_AN_ADMIN)
+
+
+@transaction.atomic
+def workflow_phase_change(
+    *, workflow: Workflow, phase: str, user: AbstractBaseUser, reason: str, override: bool = False
+) -> Workflow:
+    """Promote or demote a workflow. Promotion to autonomous needs its evidence to meet the criteria, unless an
+    admin overrides — which is recorded with the unmet criteria."""
+    from agent.selectors import autonomy_unmet_criteria, workflow_evidence
+
+    _require_admin(user)
+    if not reason.strip():
+        raise ApplicationError(PHASE_CHANGE_NEEDS_REASON)
+    workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
+    if workflow.phase == phase:
+        raise ConflictError(PHASE_UNCHANGED.format(phase=phase))
+    unmet: list[str] = []
+    if phase == Workflow.Phase.AUTONOMOUS:
+        unmet = autonomy_unmet_criteria(evidence=workflow_evidence(workflow=workflow))
+        if unmet and not override:
+            raise ConflictError(AUTONOMY_CRITERIA_UNMET.format(unmet="; ".join(unmet)), extra={"unmet": unmet})
+    previous = workflow.phase
+    workflow.phase = phase
+    workflow.full_clean()
+    workflow.save(update_fields=["phase", "updated_at"])
+    audit_event_record(
+        verb="workflow.phase_changed",
+        obj=workflow,
+        payload={"from": previous, "to": phase, "reason": reason.strip(), "override": bool(unmet), "unmet": unmet},
+        user=user,
+    )
+    return workflow
+
+
+@transaction.atomic
+def autonomy_stop_all(*, user: AbstractBaseUser, reason: str) -> int:
+    """The kill switch: every autonomous workflow drops to triage at once, and so do runs in flight, so no
+    pre-approved write runs after this commits. Returns how many workflows were stopped."""
+    _require_admin(user)
+    if not reason.strip():
+        raise ApplicationError(PHASE_CHANGE_NEEDS_REASON)
+    workflows = list(Workflow.objects.select_for_update().filter(phase=Workflow.Phase.AUTONOMOUS))
+    for workflow in workflows:
+        workflow.phase = Workflow.Phase.TRIAGE
+        workflow.save(update_fields=["phase", "updated_at"])
+        audit_event_record(
+            verb="workflow.phase_changed",
+            obj=workflow,
+            payload={"from": "autonomous", "to": "triage", "reason": reason.strip(), "stop_autonomy": True},
+            user=user,
+        )
+    AgentRun.objects.filter(phase=Workflow.Phase.AUTONOMOUS).exclude(status__in=FINAL_STATUSES).update(
+        phase=Workflow.Phase.TRIAGE
+    )
+    return len(workflows)
+
+
+@transaction.atomic
+def rating_set(
+    *,
+    user: AbstractBaseUser,
+    value: int,
+    comment: str = "",
+    action: ProposedAction | None = None,
+    step: Step | None = None,
+) -> Rating:
+    """Thumbs up or down on a proposed action (dry runs included) or a drafted note or reply; one per person and
+    thing, changed by rating again."""
+    _require_reviewer(user)
+    if value not in (Rating.Value.UP, Rating.Value.DOWN):
+        raise ApplicationError(RATING_VALUE_INVALID)
+    if (action is None) == (step is None):
+        raise ApplicationError(RATING_TARGET_INVALID)
+    rating, _ = Rating.objects.update_or_create(
+        user=user, action=action, step=step, defaults={"value": value, "comment": comment.strip()}
+    )
+    audit_event_record(
+        verb="rating.set",
+        obj=rating,
+        payload={"value": value, "action": action and action.pk, "step": step and step.pk},
+        user=user,
+    )
+    return rating

@@ -226,6 +226,11 @@ AGENT_MAX_ACTIVE_SECONDS = env_int("AGENT_MAX_ACTIVE_SECONDS", 300, minimum=1)
 AGENT_MAX_TOKENS_PER_RUN = env_int("AGENT_MAX_TOKENS_PER_RUN", 200_000, minimum=1000)
 AGENT_LEASE_SECONDS = env_int("AGENT_LEASE_SECONDS", 180, minimum=5)
 
+# What a workflow must show before an admin may promote it to autonomous without an override.
+AUTONOMY_MIN_REVIEWED = env_int("AUTONOMY_MIN_REVIEWED", 30, minimum=0)
+AUTONOMY_MIN_UNEDITED_APPROVAL_RATE = env_float("AUTONOMY_MIN_UNEDITED_APPROVAL_RATE", 0.95, minimum=0.0)
+AUTONOMY_MAX_FAILED_VERIFICATIONS = env_int("AUTONOMY_MAX_FAILED_VERIFICATIONS", 0, minimum=0)
+
 # --- Logging --------------------------------------------------------------------------------------------------
 LOGGING = {
     "version": 1,
