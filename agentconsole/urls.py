@@ -12,6 +12,8 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
+    path("workflows/", include("agent.urls")),
+    path("audit/", include("audit.urls")),
     path("", include("console.urls")),
 ]
 
