@@ -231,6 +231,11 @@ AUTONOMY_MIN_REVIEWED = env_int("AUTONOMY_MIN_REVIEWED", 30, minimum=0)
 AUTONOMY_MIN_UNEDITED_APPROVAL_RATE = env_float("AUTONOMY_MIN_UNEDITED_APPROVAL_RATE", 0.95, minimum=0.0)
 AUTONOMY_MAX_FAILED_VERIFICATIONS = env_int("AUTONOMY_MAX_FAILED_VERIFICATIONS", 0, minimum=0)
 
+# The dashboard's estimates: model prices and the reviewer time one ticket takes by hand.
+BEDROCK_INPUT_USD_PER_MTOK = env_float("BEDROCK_INPUT_USD_PER_MTOK", 3.0, minimum=0.0)
+BEDROCK_OUTPUT_USD_PER_MTOK = env_float("BEDROCK_OUTPUT_USD_PER_MTOK", 15.0, minimum=0.0)
+REVIEWER_MINUTES_PER_TICKET = env_float("REVIEWER_MINUTES_PER_TICKET", 12.0, minimum=0.0)
+
 # --- Logging --------------------------------------------------------------------------------------------------
 LOGGING = {
     "version": 1,
