@@ -31,7 +31,7 @@ demo: $(VENV)/.runtime
 test: $(VENV)/.dev
 	bash scripts/ensure_services.sh
 	DJANGO_SETTINGS_MODULE=agentconsole.settings_test $(VENV)/bin/ruff check .
-	DJANGO_SETTINGS_MODULE=agentconsole.settings_test $(PY) manage.py makemigrations --check --dry-run
+	TEST_DATABASE_URL=sqlite:///:memory: DJANGO_SETTINGS_MODULE=agentconsole.settings_test $(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev
