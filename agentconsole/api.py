@@ -5,16 +5,22 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 
+from agent.api import router as agent_router
 from agentconsole.errors import ApplicationError
-from tickets.api import router as webhooks_router
+from tickets.api import router as tickets_router
 
 api = NinjaAPI(
     title="Agent Console API",
     version="1",
-    description="Webhooks in; tickets, runs and proposed actions out.",
+    description=(
+        "Webhooks in; tickets, runs, proposed actions and workflows out. Authenticate with the browser session "
+        "(unsafe methods need the CSRF token in X-CSRFToken) or `Authorization: Bearer <personal API token>`."
+    ),
     urls_namespace="api",
 )
-api.add_router("/webhooks/", webhooks_router)
+# Both routers hold absolute paths (/tickets, /runs, /webhooks/zendesk): one mount point, no prefixes to combine.
+api.add_router("/", tickets_router)
+api.add_router("/", agent_router)
 
 
 @api.exception_handler(ApplicationError)

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "ninja",  # serves its bundled Swagger UI for /api/docs: nothing loads from a CDN
     "django_htmx",
     "template_partials",
     "audit",

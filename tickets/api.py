@@ -1,21 +1,31 @@
-from __future__ import annotations
+# No `from __future__ import annotations` here: @paginate wraps the handlers, and ninja then resolves their
+# string annotations in ninja's own module namespace, where the filter schemas do not exist.
 
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
-from ninja import Router, Status
+from ninja import Query, Router, Status
+from ninja.pagination import LimitOffsetPagination, paginate
 
-from agentconsole.errors import ApplicationError, PayloadTooLarge
-from tickets.schemas import ErrorOut, WebhookAcceptedOut
+from agent.models import AgentRun
+from agentconsole.errors import ApplicationError, NotFoundError, PayloadTooLarge
+from console.auth import api_auth
+from tickets.models import Ticket
+from tickets.schemas import ErrorOut, TicketDetailOut, TicketFilterIn, TicketOut, WebhookAcceptedOut
 from tickets.services import zendesk_event_ingest
 from tickets.zendesk_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, parse_event, verify_signature
 
 BODY_TOO_LARGE = "The body is larger than {limit} bytes."
 CONTENT_LENGTH_INVALID = "The Content-Length header is not a number."
+TICKET_NOT_FOUND = "No ticket {ticket_id}."
+PAGE_MAX = 100
 
-router = Router(tags=["webhooks"])
+# Every route needs a reviewer or an admin (token or session), except the webhook, which proves itself by its
+# signature.
+router = Router(tags=["tickets"], auth=api_auth)
 
 
 def _read_body(request: HttpRequest, limit: int) -> bytes:
@@ -33,9 +43,11 @@ def _read_body(request: HttpRequest, limit: int) -> bytes:
 
 
 @router.post(
-    "/zendesk",
+    "/webhooks/zendesk",
     response={202: WebhookAcceptedOut, 400: ErrorOut, 401: ErrorOut, 413: ErrorOut},
     summary="Receive a signed Zendesk ticket event",
+    auth=None,
+    tags=["webhooks"],
 )
 def zendesk_webhook(request: HttpRequest) -> Status:
     body = _read_body(request, settings.ZENDESK_WEBHOOK_MAX_BODY_BYTES)
@@ -58,3 +70,32 @@ def zendesk_webhook(request: HttpRequest) -> Status:
             "handled": result.handled,
         },
     )
+
+
+def _ticket_list(*, status: str | None, workflow: str | None) -> QuerySet[Ticket]:
+    tickets = Ticket.objects.select_related("tenant_link").order_by("-created_at", "-id")
+    if status:
+        tickets = tickets.filter(status=status)
+    if workflow:
+        # A filter on the reverse relation could repeat a ticket with two runs; the subquery cannot.
+        tickets = tickets.filter(pk__in=Ticket.objects.filter(runs__workflow__slug=workflow).values("pk"))
+    return tickets
+
+
+@router.get("/tickets", response=list[TicketOut], summary="Tickets, newest first")
+@paginate(LimitOffsetPagination, max_limit=PAGE_MAX)
+def ticket_list(request: HttpRequest, filters: Query[TicketFilterIn]) -> QuerySet[Ticket]:
+    return _ticket_list(status=filters.status, workflow=filters.workflow)
+
+
+@router.get("/tickets/{ticket_id}", response={200: TicketDetailOut, 404: ErrorOut}, summary="One ticket")
+def ticket_get(request: HttpRequest, ticket_id: int) -> Ticket:
+    ticket = (
+        Ticket.objects.select_related("tenant_link")
+        .prefetch_related("comments", Prefetch("runs", queryset=AgentRun.objects.only("id", "ticket_id")))
+        .filter(pk=ticket_id)
+        .first()
+    )
+    if ticket is None:
+        raise NotFoundError(TICKET_NOT_FOUND.format(ticket_id=ticket_id))
+    return ticket

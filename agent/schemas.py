@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from ninja import Field, Schema
+
+from agent.models import AgentRun, ProposedAction, Step, Workflow
+
+
+class RunFilterIn(Schema):
+    ticket: int | None = Field(None, description="A ticket id.")
+    status: AgentRun.Status | None = None
+
+
+class StepOut(Schema):
+    id: int
+    index: int
+    turn: int
+    kind: str
+    content: str
+    tool: str = Field(..., alias="tool_name")
+    input: Any = Field(None, alias="tool_input")
+    output: Any = Field(None, alias="tool_output")
+    latency_ms: int | None
+    tokens_in: int
+    tokens_out: int
+    created_at: datetime
+
+
+class RunOut(Schema):
+    id: int
+    ticket_id: int
+    workflow: str | None
+
+    @staticmethod
+    def resolve_workflow(run: AgentRun) -> str | None:
+        return run.workflow.slug if run.workflow else None
+
+    phase: str
+    trigger: str
+    status: str
+    status_reason: str
+    engine: str
+    turns: int
+    tokens_in: int
+    tokens_out: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class RunDetailOut(RunOut):
+    steps: list[StepOut]
+
+    @staticmethod
+    def resolve_steps(run: AgentRun) -> list[Step]:
+        return list(run.steps.all())
+
+
+class ActionFilterIn(Schema):
+    status: ProposedAction.Status | None = None
+    run: int | None = Field(None, description="A run id.")
+
+
+class ActionOut(Schema):
+    id: int
+    run_id: int
+    step_id: int | None
+    tool: str
+    args: dict[str, Any]
+    original_args: dict[str, Any] | None
+    rationale: str
+    risk: str
+    status: str
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_reason: str
+    execution_result: dict[str, Any] | None
+    executed_at: datetime | None
+    verification: str
+    verification_result: dict[str, Any] | None
+    created_at: datetime
+
+    @staticmethod
+    def resolve_decided_by(action: ProposedAction) -> str | None:
+        return action.decided_by.get_username() if action.decided_by else None
+
+
+class ActionApproveIn(Schema):
+    args: dict[str, Any] | None = Field(None, description="Edited arguments; leave out to approve the model's.")
+
+
+class ActionRejectIn(Schema):
+    reason: str
+
+
+class RatingIn(Schema):
+    value: Literal[1, -1]
+    comment: str = ""
+
+
+class RatingOut(Schema):
+    id: int
+    value: int
+    comment: str
+    action_id: int | None
+    step_id: int | None
+    updated_at: datetime
+
+
+class EvidenceOut(Schema):
+    reviewed: int
+    approved_unedited: int
+    approved_edited: int
+    rejected: int
+    rejection_reasons: list[str]
+    verifications_passed: int
+    verifications_failed: int
+    thumbs_up: int
+    thumbs_down: int
+    resolved_runs: int
+    median_resolution_seconds: float | None
+    unedited_approval_rate: float | None
+    edit_rate: float | None
+    verification_pass_rate: float | None
+    thumbs_up_ratio: float | None
+
+
+class WorkflowOut(Schema):
+    slug: str
+    name: str
+    description: str
+    phase: str
+    enabled: bool
+    preapproved_tools: list[str]
+    tool_limits: dict[str, Any]
+    evidence: EvidenceOut
+    unmet_autonomy_criteria: list[str]
+
+
+class WorkflowPhaseIn(Schema):
+    phase: Workflow.Phase
+    reason: str
+    override: bool = False
+
+
+class AutonomyStopIn(Schema):
+    reason: str
+
+
+class AutonomyStopOut(Schema):
+    stopped_workflows: int
