@@ -1,5 +1,11 @@
 from __future__ import annotations
 
+from django.urls import path
+
+from audit import views
+
 app_name = "audit"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.event_list, name="event-list"),
+]

@@ -1,10 +1,47 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from tests.factories import TicketFactory
+from agent.models import AgentRun, ProposedAction, Step, Workflow
+from tests.factories import AgentRunFactory, ProposedActionFactory, WorkflowFactory
+from tickets.models import TenantLink, Ticket
 
 pytestmark = pytest.mark.django_db
+
+HX = {"HX-Request": "true"}
+
+
+def _bulk_queue(count: int, workflow: Workflow) -> None:
+    """count tickets, each with an awaiting run, a transcript and a pending proposal, inserted in bulk."""
+    start = Ticket.objects.count()
+    links = TenantLink.objects.bulk_create(
+        TenantLink(organization_id=f"bulk-org-{start + i}", tenant_id=f"bulk-{start + i}") for i in range(count)
+    )
+    tickets = Ticket.objects.bulk_create(
+        Ticket(external_id=f"bulk-{start + i}", subject=f"Bulk problem {start + i}", tenant_link=link)
+        for i, link in enumerate(links)
+    )
+    runs = AgentRun.objects.bulk_create(
+        AgentRun(
+            ticket=ticket,
+            workflow=workflow,
+            phase=Workflow.Phase.TRIAGE,
+            trigger=AgentRun.Trigger.MANUAL,
+            status=AgentRun.Status.AWAITING_APPROVAL,
+        )
+        for ticket in tickets
+    )
+    Step.objects.bulk_create(
+        Step(run=run, index=index, kind=Step.Kind.THOUGHT, content="Thinking.") for run in runs for index in range(3)
+    )
+    ProposedAction.objects.bulk_create(
+        ProposedAction(
+            run=run, tool="reset_tenant_cache", args={"tenant_id": "x"}, args_hash="h", risk=ProposedAction.Risk.WRITE
+        )
+        for run in runs
+    )
 
 
 def test_it_sends_anonymous_users_to_the_login_page(anonymous) -> None:
@@ -14,7 +51,7 @@ def test_it_sends_anonymous_users_to_the_login_page(anonymous) -> None:
 
 
 def test_it_shows_an_outsider_nothing(outsider) -> None:
-    TicketFactory(subject="Secret customer problem")
+    ProposedActionFactory(run__ticket__subject="Secret customer problem")
     response = outsider.get("/")
     assert response.status_code == 403
     assert b"Secret customer problem" not in response.content
@@ -22,22 +59,113 @@ def test_it_shows_an_outsider_nothing(outsider) -> None:
 
 
 @pytest.mark.parametrize("client_name", ["reviewer", "admin"])
-def test_it_lists_tickets_for_reviewers_and_admins(request, client_name) -> None:
-    TicketFactory(subject="Dashboard shows stale data", tenant_link__tenant_id="acme")
+def test_it_lists_pending_proposals_for_reviewers_and_admins(request, client_name) -> None:
+    workflow = WorkflowFactory(name="Stale cache")
+    ProposedActionFactory(
+        tool="extend_trial",
+        run__workflow=workflow,
+        run__status=AgentRun.Status.AWAITING_APPROVAL,
+        run__ticket__subject="Dashboard shows stale data",
+        run__ticket__tenant_link__tenant_id="acme",
+    )
     response = request.getfixturevalue(client_name).get("/")
     assert response.status_code == 200
-    assert b"Dashboard shows stale data" in response.content
-    assert b"acme" in response.content
+    body = response.content.decode()
+    assert "Dashboard shows stale data" in body
+    assert "acme" in body
+    assert "extend_trial" in body
+    assert "Stale cache" in body
+    assert 'class="badge risk-write"' in body
 
 
-def test_it_lists_tickets_in_a_fixed_number_of_queries(reviewer, django_assert_max_num_queries) -> None:
-    TicketFactory.create_batch(30)
-    with django_assert_max_num_queries(6):
+def test_it_lists_proposals_oldest_first_and_leaves_out_decided_ones(reviewer) -> None:
+    first = ProposedActionFactory(run__ticket__subject="Oldest ticket")
+    ProposedActionFactory(run__ticket__subject="Newest ticket")
+    ProposedActionFactory(run__ticket__subject="Already approved", status=ProposedAction.Status.APPROVED)
+    ProposedAction.objects.filter(pk=first.pk).update(created_at=first.created_at.replace(year=2020))
+    body = reviewer.get("/").content.decode()
+    assert body.index("Oldest ticket") < body.index("Newest ticket")
+    assert "Already approved" not in body
+    assert "years" in body  # how long the oldest one has waited
+
+
+def test_it_lists_active_runs_and_not_finished_ones(reviewer) -> None:
+    AgentRunFactory(status=AgentRun.Status.RUNNING, ticket__subject="Working on it")
+    AgentRunFactory(status=AgentRun.Status.ESCALATED, ticket__subject="Handed to humans")
+    AgentRunFactory(status=AgentRun.Status.COMPLETED, ticket__subject="All done")
+    body = reviewer.get("/").content.decode()
+    assert "Working on it" in body
+    assert "Handed to humans" in body
+    assert "All done" not in body
+
+
+def test_it_filters_by_workflow_phase_and_status(reviewer) -> None:
+    cache = WorkflowFactory(name="Cache")
+    trial = WorkflowFactory(name="Trial")
+    ProposedActionFactory(run__workflow=cache, run__ticket__subject="Cache ticket")
+    ProposedActionFactory(run__workflow=trial, run__ticket__subject="Trial ticket")
+    AgentRunFactory(workflow=trial, status=AgentRun.Status.RUNNING, ticket__subject="Trial running")
+    AgentRunFactory(
+        workflow=trial, phase=Workflow.Phase.SHADOW, status=AgentRun.Status.ESCALATED, ticket__subject="Shadow esc"
+    )
+
+    body = reviewer.get("/", {"workflow": cache.pk}).content.decode()
+    assert "Cache ticket" in body and "Trial ticket" not in body and "Trial running" not in body
+
+    body = reviewer.get("/", {"phase": "shadow"}).content.decode()
+    assert "Shadow esc" in body and "Trial running" not in body and "Cache ticket" not in body
+
+    body = reviewer.get("/", {"status": "running"}).content.decode()
+    assert "Trial running" in body and "Shadow esc" not in body
+
+
+def test_it_ignores_a_filter_it_does_not_understand(reviewer) -> None:
+    ProposedActionFactory(run__ticket__subject="Still listed")
+    response = reviewer.get("/", {"workflow": "abc", "status": "completed"})
+    assert response.status_code == 200
+    assert b"Still listed" in response.content
+    assert b"were not understood" in response.content
+
+
+def test_it_counts_pending_running_and_escalated_live(reviewer) -> None:
+    ProposedActionFactory.create_batch(3)
+    AgentRunFactory.create_batch(2, status=AgentRun.Status.RUNNING)
+    AgentRunFactory(status=AgentRun.Status.ESCALATED)
+    page = reviewer.get("/").content.decode()
+    assert 'hx-get="/queue/counts/" hx-trigger="every 5s"' in page
+    fragment = reviewer.get("/queue/counts/", headers=HX).content.decode()
+    assert "<html" not in fragment
+    assert "<strong>3</strong> pending" in fragment
+    assert "<strong>2</strong> running" in fragment
+    assert "<strong>1</strong> escalated" in fragment
+
+
+def test_it_shows_the_counts_only_to_reviewers(anonymous, outsider) -> None:
+    assert anonymous.get("/queue/counts/").status_code == 302
+    assert outsider.get("/queue/counts/").status_code == 403
+
+
+def test_it_runs_the_queue_in_a_fixed_number_of_queries(reviewer, django_assert_max_num_queries) -> None:
+    workflow = WorkflowFactory()
+    _bulk_queue(2, workflow)
+    with CaptureQueriesContext(connection) as few:
         assert reviewer.get("/").status_code == 200
+    _bulk_queue(200, workflow)
+    with CaptureQueriesContext(connection) as many:
+        response = reviewer.get("/")
+    assert b"<strong>202</strong> pending" in response.content
+    assert b"Showing the 100 that have waited longest." in response.content
+    assert len(many) == len(few)
+    # session, user, groups; pending proposals, runs, two counts, workflows for the filter
+    with django_assert_max_num_queries(8):
+        reviewer.get("/")
+    with django_assert_max_num_queries(5):
+        reviewer.get("/queue/counts/")
 
 
 def test_it_accepts_only_get(reviewer) -> None:
     assert reviewer.post("/").status_code == 405
+    assert reviewer.post("/queue/counts/").status_code == 405
 
 
 def test_it_serves_the_login_page(anonymous) -> None:
@@ -51,3 +179,9 @@ def test_it_says_the_offline_engine_is_not_an_llm(reviewer, settings) -> None:
     assert b"Offline engine (deterministic runbook follower, not an LLM)" in reviewer.get("/").content
     settings.AGENT_LLM_PROVIDER = "bedrock"
     assert b"Claude on Amazon Bedrock (us.anthropic.claude-sonnet-4-6)" in reviewer.get("/").content
+
+
+def test_it_links_the_other_pages_in_the_nav(reviewer) -> None:
+    body = reviewer.get("/").content.decode()
+    for url in ("/workflows/", "/workflows/dashboard/", "/audit/"):
+        assert f'href="{url}"' in body

@@ -1,0 +1,391 @@
+"""Read-side aggregations for the workflows page and the dashboard, and the inline SVG charts they draw.
+
+Every function here runs a fixed number of queries whatever the number of workflows, runs or proposals:
+counts are grouped in the database; percentiles are computed in Python from one bounded values_list each.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Count, F, Q, Sum, Window
+from django.db.models.functions import Coalesce, RowNumber
+from django.utils import timezone
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+from agent.models import AgentRun, ProposedAction, Rating, Workflow
+from agent.selectors import Evidence, autonomy_unmet_criteria
+
+REJECTION_REASONS_SHOWN = 5
+
+# --- The workflows page -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class WorkflowCard:
+    """One workflow with its evidence; the view attaches a POST's outcome (error, unmet) to re-render it."""
+
+    workflow: Workflow
+    evidence: Evidence
+    unmet: list[str]
+    error: str = ""
+    error_unmet: list[str] = field(default_factory=list)
+    message: str = ""
+
+    @property
+    def approval_pct(self) -> str:
+        return _pct(self.evidence.unedited_approval_rate)
+
+    @property
+    def edit_pct(self) -> str:
+        return _pct(self.evidence.edit_rate)
+
+    @property
+    def verification_pct(self) -> str:
+        return _pct(self.evidence.verification_pass_rate)
+
+    @property
+    def thumbs_pct(self) -> str:
+        return _pct(self.evidence.thumbs_up_ratio)
+
+    @property
+    def median_resolution(self) -> str:
+        return duration_text(self.evidence.median_resolution_seconds)
+
+    @property
+    def limit_lines(self) -> list[str]:
+        """tool_limits as sentences, e.g. "extend_trial: days max 14"."""
+        lines = []
+        for tool, limits in sorted(self.workflow.tool_limits.items()):
+            if isinstance(limits, dict):
+                for arg, bounds in sorted(limits.items()):
+                    words = bounds.items() if isinstance(bounds, dict) else [("=", bounds)]
+                    lines.append(f"{tool}: {arg} " + ", ".join(f"{key} {value}" for key, value in words))
+            else:
+                lines.append(f"{tool}: {limits}")
+        return lines
+
+
+def _pct(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate:.0%}"
+
+
+def duration_text(seconds: float | None) -> str:
+    """3h 05m, 12m 30s or 45s; a dash when there is nothing to measure."""
+    if seconds is None:
+        return "—"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def _grouped(rows: Iterable[dict], key: str) -> dict[int, dict]:
+    return {row[key]: row for row in rows}
+
+
+def workflow_cards(*, slug: str | None = None) -> list[WorkflowCard]:
+    """Every workflow (or the one with this slug) with the same Evidence as agent.selectors.workflow_evidence,
+    in six queries in all rather than five per workflow."""
+    workflows = Workflow.objects.order_by("name", "id")
+    if slug is not None:
+        workflows = workflows.filter(slug=slug)
+    workflows = list(workflows)
+    ids = [workflow.pk for workflow in workflows]
+    if not ids:
+        return []
+    human = ProposedAction.objects.filter(run__workflow__in=ids, decided_by__isnull=False)
+    not_rejected = ~Q(status=ProposedAction.Status.REJECTED)
+    decisions = _grouped(
+        human.values("run__workflow")
+        .order_by()
+        .annotate(
+            reviewed=Count("id"),
+            approved_unedited=Count("id", filter=not_rejected & Q(original_args__isnull=True)),
+            approved_edited=Count("id", filter=not_rejected & Q(original_args__isnull=False)),
+            rejected=Count("id", filter=Q(status=ProposedAction.Status.REJECTED)),
+        ),
+        "run__workflow",
+    )
+    verifications = _grouped(
+        ProposedAction.objects.filter(run__workflow__in=ids)
+        .values("run__workflow")
+        .order_by()
+        .annotate(
+            passed=Count("id", filter=Q(verification=ProposedAction.Verification.PASSED)),
+            failed=Count("id", filter=Q(verification=ProposedAction.Verification.FAILED)),
+        ),
+        "run__workflow",
+    )
+    ratings = _grouped(
+        Rating.objects.filter(Q(action__run__workflow__in=ids) | Q(step__run__workflow__in=ids))
+        .annotate(wf=Coalesce("action__run__workflow", "step__run__workflow"))
+        .values("wf")
+        .order_by()
+        .annotate(up=Count("id", filter=Q(value=Rating.Value.UP)), down=Count("id", filter=Q(value=Rating.Value.DOWN))),
+        "wf",
+    )
+    durations: dict[int, list[float]] = defaultdict(list)
+    for workflow_id, created, finished in AgentRun.objects.filter(
+        workflow__in=ids, status=AgentRun.Status.COMPLETED, finished_at__isnull=False
+    ).values_list("workflow_id", "created_at", "finished_at"):
+        durations[workflow_id].append((finished - created).total_seconds())
+    reasons: dict[int, list[str]] = defaultdict(list)
+    for workflow_id, reason in (
+        human.filter(status=ProposedAction.Status.REJECTED)
+        .annotate(
+            rank=Window(
+                RowNumber(), partition_by=[F("run__workflow")], order_by=[F("decided_at").desc(), F("id").desc()]
+            )
+        )
+        .filter(rank__lte=REJECTION_REASONS_SHOWN)
+        .order_by("run__workflow", "rank")
+        .values_list("run__workflow", "decision_reason")
+    ):
+        reasons[workflow_id].append(reason)
+    cards = []
+    for workflow in workflows:
+        counts = decisions.get(workflow.pk, {})
+        checks = verifications.get(workflow.pk, {})
+        thumbs = ratings.get(workflow.pk, {})
+        times = durations.get(workflow.pk, [])
+        evidence = Evidence(
+            reviewed=counts.get("reviewed", 0),
+            approved_unedited=counts.get("approved_unedited", 0),
+            approved_edited=counts.get("approved_edited", 0),
+            rejected=counts.get("rejected", 0),
+            rejection_reasons=reasons.get(workflow.pk, []),
+            verifications_passed=checks.get("passed", 0),
+            verifications_failed=checks.get("failed", 0),
+            thumbs_up=thumbs.get("up", 0),
+            thumbs_down=thumbs.get("down", 0),
+            resolved_runs=len(times),
+            median_resolution_seconds=statistics.median(times) if times else None,
+        )
+        cards.append(
+            WorkflowCard(workflow=workflow, evidence=evidence, unmet=autonomy_unmet_criteria(evidence=evidence))
+        )
+    return cards
+
+
+# --- The dashboard ----------------------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], fraction: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default); p50 equals the median."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * fraction
+    lower = int(position)
+    upper = min(lower + 1, len(ordered) - 1)
+    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
+
+
+def week_start(moment: datetime) -> date:
+    day = timezone.localtime(moment).date()
+    return day - timedelta(days=day.weekday())
+
+
+@dataclass(frozen=True)
+class ResolutionRow:
+    week: date
+    workflow: str
+    phase: str
+    tickets: int
+    p50_hours: float
+    p90_hours: float
+
+
+@dataclass(frozen=True)
+class ShareRow:
+    week: date
+    completed: int
+    autonomous: int
+
+    @property
+    def share(self) -> float:
+        return self.autonomous / self.completed if self.completed else 0.0
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    weeks: list[date]
+    since: datetime
+    resolution_rows: list[ResolutionRow]
+    share_rows: list[ShareRow]
+    completed: int
+    autonomous: int
+    approvals: int
+    approval_p50_minutes: float | None
+    approval_p90_minutes: float | None
+    minutes_saved: float
+    tickets: int
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+
+    @property
+    def autonomous_share(self) -> float | None:
+        return self.autonomous / self.completed if self.completed else None
+
+    @property
+    def tokens_per_ticket(self) -> float | None:
+        return (self.tokens_in + self.tokens_out) / self.tickets if self.tickets else None
+
+    @property
+    def cost_per_ticket(self) -> float | None:
+        return self.cost_usd / self.tickets if self.tickets else None
+
+    @property
+    def resolution_chart(self) -> SafeString:
+        labels = [week.strftime("%d %b") for week in self.weeks]
+        series: dict[str, list[float | None]] = {}
+        for row in self.resolution_rows:
+            line = series.setdefault(f"{row.workflow} · {row.phase}", [None] * len(self.weeks))
+            line[self.weeks.index(row.week)] = row.p50_hours
+        return line_chart_svg(title="Median time to resolution (hours)", x_labels=labels, series=series)
+
+    @property
+    def share_chart(self) -> SafeString:
+        return bar_chart_svg(
+            title="Share of tickets resolved autonomously (%)",
+            labels=[row.week.strftime("%d %b") for row in self.share_rows],
+            values=[round(row.share * 100, 1) for row in self.share_rows],
+        )
+
+
+def cost_usd(*, tokens_in: int, tokens_out: int) -> float:
+    return (
+        tokens_in * settings.BEDROCK_INPUT_USD_PER_MTOK + tokens_out * settings.BEDROCK_OUTPUT_USD_PER_MTOK
+    ) / 1_000_000
+
+
+def dashboard_get(*, weeks: int = 12, now: datetime | None = None) -> Dashboard:
+    """The last `weeks` calendar weeks (Monday to Sunday, the current one included), in three queries."""
+    now = now or timezone.now()
+    first = week_start(now) - timedelta(weeks=weeks - 1)
+    buckets = [first + timedelta(weeks=n) for n in range(weeks)]
+    since = timezone.make_aware(datetime.combine(first, datetime.min.time()))
+    groups: dict[tuple[date, str, str], list[float]] = defaultdict(list)
+    completed: dict[date, int] = defaultdict(int)
+    autonomous: dict[date, int] = defaultdict(int)
+    for name, phase, finished, opened in AgentRun.objects.filter(
+        status=AgentRun.Status.COMPLETED, finished_at__gte=since
+    ).values_list("workflow__name", "phase", "finished_at", "ticket__created_at"):
+        week = week_start(finished)
+        groups[(week, name or "No workflow", phase)].append((finished - opened).total_seconds() / 3600)
+        completed[week] += 1
+        autonomous[week] += phase == Workflow.Phase.AUTONOMOUS
+    latencies = [
+        (decided - created).total_seconds() / 60
+        for created, decided in ProposedAction.objects.filter(
+            decided_by__isnull=False, decided_at__gte=since
+        ).values_list("created_at", "decided_at")
+    ]
+    tokens = AgentRun.objects.filter(created_at__gte=since).aggregate(
+        tokens_in=Coalesce(Sum("tokens_in"), 0),
+        tokens_out=Coalesce(Sum("tokens_out"), 0),
+        tickets=Count("ticket", distinct=True),
+    )
+    resolved_alone = sum(autonomous.values())
+    return Dashboard(
+        weeks=buckets,
+        since=since,
+        resolution_rows=[
+            ResolutionRow(week, name, phase, len(hours), percentile(hours, 0.5), percentile(hours, 0.9))
+            for (week, name, phase), hours in sorted(groups.items())
+        ],
+        share_rows=[ShareRow(week, completed[week], autonomous[week]) for week in buckets],
+        completed=sum(completed.values()),
+        autonomous=resolved_alone,
+        approvals=len(latencies),
+        approval_p50_minutes=percentile(latencies, 0.5),
+        approval_p90_minutes=percentile(latencies, 0.9),
+        minutes_saved=resolved_alone * settings.REVIEWER_MINUTES_PER_TICKET,
+        tickets=tokens["tickets"],
+        tokens_in=tokens["tokens_in"],
+        tokens_out=tokens["tokens_out"],
+        cost_usd=cost_usd(tokens_in=tokens["tokens_in"], tokens_out=tokens["tokens_out"]),
+    )
+
+
+# --- Inline SVG charts -------------------------------------------------------------------------------------------
+# Every label goes through escape(); mark_safe is applied only to the markup built here.
+
+WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 640, 260, 48, 16, 28, 40
+LEGEND_COLUMNS, LEGEND_ROW, MAX_X_LABELS = 3, 18, 13
+PALETTE = ("#2457d6", "#b45309", "#067647", "#b42318", "#6941c6", "#0e7490", "#475467")
+
+
+def _number(value: float) -> str:
+    return f"{value:.1f}".rstrip("0").rstrip(".")
+
+
+def _frame(title: str, top_value: float, x_labels: Sequence[str], x_of: list[float], extra: int = 0) -> list[str]:
+    bottom = HEIGHT - BOTTOM
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {WIDTH} {HEIGHT + extra}" role="img" '
+        f'aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+        f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{bottom}" class="axis"/>',
+        f'<line x1="{LEFT}" y1="{bottom}" x2="{WIDTH - RIGHT}" y2="{bottom}" class="axis"/>',
+        f'<text x="{LEFT - 6}" y="{TOP + 4}" text-anchor="end">{escape(_number(top_value))}</text>',
+        f'<text x="{LEFT - 6}" y="{bottom}" text-anchor="end">0</text>',
+    ]
+    every = -(-len(x_labels) // MAX_X_LABELS)  # beyond a dozen labels, name every other (or third) one
+    for number, (label, x) in enumerate(zip(x_labels, x_of, strict=True)):
+        if (len(x_labels) - 1 - number) % every:
+            continue
+        parts.append(f'<text x="{x:.1f}" y="{bottom + 16}" text-anchor="middle">{escape(label)}</text>')
+    return parts
+
+
+def _y(value: float, top_value: float) -> float:
+    return HEIGHT - BOTTOM - (value / top_value) * (HEIGHT - BOTTOM - TOP)
+
+
+def line_chart_svg(*, title: str, x_labels: Sequence[str], series: dict[str, Sequence[float | None]]) -> SafeString:
+    """One polyline per series over shared x labels; None is a gap (a marker only where a point stands alone)."""
+    values = [v for line in series.values() for v in line if v is not None]
+    top_value = max(values, default=0) or 1
+    step = (WIDTH - LEFT - RIGHT) / max(len(x_labels), 1)
+    x_of = [LEFT + step * (n + 0.5) for n in range(len(x_labels))]
+    legend_rows = (len(series) + LEGEND_COLUMNS - 1) // LEGEND_COLUMNS
+    parts = _frame(title, top_value, x_labels, x_of, extra=LEGEND_ROW * legend_rows)
+    for number, (name, line) in enumerate(series.items()):
+        colour = PALETTE[number % len(PALETTE)]
+        points = [(x_of[n], _y(v, top_value)) for n, v in enumerate(line) if v is not None]
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>')
+        parts.extend(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"/>' for x, y in points)
+        column, row = number % LEGEND_COLUMNS, number // LEGEND_COLUMNS
+        x, y = LEFT + column * (WIDTH - LEFT) // LEGEND_COLUMNS, HEIGHT + LEGEND_ROW * row
+        parts.append(f'<text x="{x}" y="{y}" fill="{colour}" class="legend">■ {escape(name)}</text>')
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308 -- every interpolated label was escaped above
+
+
+def bar_chart_svg(*, title: str, labels: Sequence[str], values: Sequence[float]) -> SafeString:
+    """One bar per label, its value written above it."""
+    top_value = max(values, default=0) or 1
+    step = (WIDTH - LEFT - RIGHT) / max(len(labels), 1)
+    x_of = [LEFT + step * (n + 0.5) for n in range(len(labels))]
+    parts = _frame(title, top_value, labels, x_of)
+    for x, value in zip(x_of, values, strict=True):
+        y = _y(value, top_value)
+        parts.append(
+            f'<rect x="{x - step * 0.35:.1f}" y="{y:.1f}" width="{step * 0.7:.1f}" '
+            f'height="{HEIGHT - BOTTOM - y:.1f}" class="bar"/>'
+        )
+        parts.append(f'<text x="{x:.1f}" y="{y - 4:.1f}" text-anchor="middle">{escape(_number(value))}</text>')
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308 -- every interpolated label was escaped above

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from agent.dashboard import WorkflowCard, dashboard_get, workflow_cards
+from agent.forms import DashboardForm, PhaseChangeForm, StopAutonomyForm, first_error
+from agent.models import Workflow
+from agent.services import NOT_AN_ADMIN, autonomy_stop_all, workflow_phase_change
+from agentconsole.errors import ApplicationError, PermissionDeniedError
+from console.roles import is_admin, is_reviewer
+
+NOT_A_MEMBER = "Your account is in neither the reviewers nor the admins group. Ask an admin for access."
+PHASE_CHANGED = "{name} is now in the {phase} phase."
+AUTONOMY_STOPPED = "Autonomy stopped: {count} workflow(s) dropped to triage."
+LIST_TEMPLATE = "agent/workflow_list.html"
+
+
+def _require_member(request: HttpRequest) -> None:
+    if not is_reviewer(request.user):
+        raise PermissionDenied(NOT_A_MEMBER)
+
+
+def _require_admin(request: HttpRequest) -> None:
+    """Refuse early so a reviewer gets 403 whatever they post; the services check again and stay the authority."""
+    _require_member(request)
+    if not is_admin(request.user):
+        raise PermissionDenied(NOT_AN_ADMIN)
+
+
+def _get_workflow_for_admin(request: HttpRequest, slug: str) -> Workflow:
+    _require_admin(request)
+    return get_object_or_404(Workflow, slug=slug)
+
+
+def _render_list(
+    request: HttpRequest, cards: list[WorkflowCard], *, fragment: str = "", status: int = 200, **extra: object
+) -> HttpResponse:
+    template = f"{LIST_TEMPLATE}#{fragment}" if request.htmx and fragment else LIST_TEMPLATE
+    context = {"cards": cards, "is_admin": is_admin(request.user), "phases": Workflow.Phase.choices, **extra}
+    if len(cards) == 1:
+        context["card"] = cards[0]
+    return render(request, template, context, status=status)
+
+
+@require_GET
+@login_required
+def workflow_list(request: HttpRequest) -> HttpResponse:
+    _require_member(request)
+    return _render_list(request, workflow_cards(), fragment="workflows")
+
+
+@require_POST
+@login_required
+def workflow_phase(request: HttpRequest, slug: str) -> HttpResponse:
+    workflow = _get_workflow_for_admin(request, slug)
+    form = PhaseChangeForm(request.POST)
+    error, unmet, status = first_error(form), [], 400
+    if form.is_valid():
+        try:
+            workflow = workflow_phase_change(workflow=workflow, user=request.user, **form.cleaned_data)
+            error, status = "", 200
+        except PermissionDeniedError as exc:
+            raise PermissionDenied(exc.message) from exc
+        except ApplicationError as exc:
+            error, unmet, status = exc.message, exc.extra.get("unmet", []), exc.status_code
+    done = PHASE_CHANGED.format(name=workflow.name, phase=workflow.get_phase_display()) if not error else ""
+    if not request.htmx and not error:
+        messages.success(request, done)
+        return redirect(f"{reverse('agent:workflow-list')}#workflow-{slug}")
+    cards = workflow_cards(slug=slug if request.htmx else None)
+    for card in cards:
+        if card.workflow.slug == slug:
+            card.error, card.error_unmet, card.message = error, unmet, done
+    return _render_list(request, cards, fragment="workflow-card", status=status)
+
+
+@require_POST
+@login_required
+def autonomy_stop(request: HttpRequest) -> HttpResponse:
+    _require_admin(request)
+    form = StopAutonomyForm(request.POST)
+    error, status, done = first_error(form), 400, ""
+    if form.is_valid():
+        try:
+            count = autonomy_stop_all(user=request.user, reason=form.cleaned_data["reason"])
+            error, status, done = "", 200, AUTONOMY_STOPPED.format(count=count)
+        except PermissionDeniedError as exc:
+            raise PermissionDenied(exc.message) from exc
+        except ApplicationError as exc:
+            error, status = exc.message, exc.status_code
+    if not request.htmx and not error:
+        messages.success(request, done)
+        return redirect("agent:workflow-list")
+    return _render_list(
+        request, workflow_cards(), fragment="workflows", status=status, stop_error=error, stop_message=done
+    )
+
+
+@require_GET
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    _require_member(request)
+    form = DashboardForm(request.GET or {"weeks": 12})
+    weeks = form.cleaned_data["weeks"] if form.is_valid() else 12
+    template = "agent/dashboard.html#dashboard-body" if request.htmx else "agent/dashboard.html"
+    return render(request, template, {"form": form, "dashboard": dashboard_get(weeks=weeks)})

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from audit.models import AuditEvent
+from audit.selectors import audit_event_page
+from console.roles import is_reviewer
+
+NOT_A_MEMBER = "Your account is in neither the reviewers nor the admins group. Ask an admin for access."
+FILTERS = ("verb", "actor", "object")
+
+
+@require_GET
+@login_required
+def event_list(request: HttpRequest) -> HttpResponse:
+    if not is_reviewer(request.user):
+        raise PermissionDenied(NOT_A_MEMBER)
+    filters = {name: request.GET.get(name, "")[:200] for name in FILTERS}
+    page = audit_event_page(
+        verb=filters["verb"], actor=filters["actor"], obj=filters["object"], page=request.GET.get("page")
+    )
+    # Pagination links keep the filters: the query string without its page number.
+    query = request.GET.copy()
+    query.pop("page", None)
+    template = "audit/event_list.html#audit-results" if request.htmx else "audit/event_list.html"
+    context = {
+        "page": page,
+        "filters": filters,
+        "query": query.urlencode(),
+        "actor_kinds": AuditEvent.ActorKind.choices,
+    }
+    return render(request, template, context)

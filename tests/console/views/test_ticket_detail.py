@@ -1,0 +1,193 @@
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from agent.models import AgentRun, ProposedAction, Step
+from tests.factories import (
+    AgentRunFactory,
+    ProposedActionFactory,
+    StepFactory,
+    TicketCommentFactory,
+    TicketFactory,
+)
+from tickets.models import Ticket
+
+pytestmark = pytest.mark.django_db
+
+HX = {"HX-Request": "true"}
+
+
+def _url(ticket: Ticket) -> str:
+    return f"/tickets/{ticket.pk}/"
+
+
+def _add_runs(ticket: Ticket, count: int) -> None:
+    """count finished runs, each a full Thought -> Action -> Observation transcript with a proposal and a draft."""
+    runs = AgentRun.objects.bulk_create(
+        AgentRun(ticket=ticket, phase="triage", trigger=AgentRun.Trigger.MANUAL, status=AgentRun.Status.COMPLETED)
+        for _ in range(count)
+    )
+    steps = Step.objects.bulk_create(
+        step
+        for run in runs
+        for step in (
+            Step(run=run, index=0, kind=Step.Kind.THOUGHT, content="Look at the cache."),
+            Step(run=run, index=1, kind=Step.Kind.ACTION, tool_name="run_sql", tool_input={"query": "select 1"}),
+            Step(run=run, index=2, kind=Step.Kind.OBSERVATION, tool_name="run_sql", tool_output={"ok": True}),
+            Step(run=run, index=3, kind=Step.Kind.ACTION, tool_name="add_private_note", tool_input={"body": "Note"}),
+        )
+    )
+    ProposedAction.objects.bulk_create(
+        ProposedAction(run_id=step.run_id, step=step, tool="run_sql", args=step.tool_input, args_hash="h", risk="read")
+        for step in steps
+        if step.tool_name == "run_sql" and step.kind == Step.Kind.ACTION
+    )
+
+
+def test_it_sends_anonymous_users_to_the_login_page(anonymous) -> None:
+    ticket = TicketFactory()
+    response = anonymous.get(_url(ticket))
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+
+
+def test_it_shows_an_outsider_nothing(outsider) -> None:
+    ticket = TicketFactory(subject="Secret customer problem")
+    response = outsider.get(_url(ticket))
+    assert response.status_code == 403
+    assert b"Secret customer problem" not in response.content
+
+
+def test_it_accepts_only_get(reviewer) -> None:
+    assert reviewer.post(_url(TicketFactory())).status_code == 405
+
+
+def test_it_answers_404_for_an_unknown_ticket(reviewer) -> None:
+    assert reviewer.get("/tickets/999999/").status_code == 404
+
+
+@pytest.mark.parametrize("client_name", ["reviewer", "admin"])
+def test_it_shows_the_ticket_and_marks_public_and_private_comments(request, client_name) -> None:
+    ticket = TicketFactory(subject="Dashboard shows stale data", tenant_link__tenant_id="acme")
+    TicketCommentFactory(ticket=ticket, body="Customer wrote this", public=True)
+    TicketCommentFactory(ticket=ticket, body="Internal remark", public=False)
+    body = request.getfixturevalue(client_name).get(_url(ticket)).content.decode()
+    assert "Dashboard shows stale data" in body
+    assert "acme" in body
+    public = body.index("Customer wrote this")
+    private = body.index("Internal remark")
+    assert body.rindex("Public — the customer sees this", 0, public) > 0
+    assert body.rindex("Private — internal note", 0, private) > body.rindex("Customer wrote this")
+
+
+def test_it_shows_the_transcript_as_a_timeline_with_formatted_sql_and_json(reviewer) -> None:
+    run = AgentRunFactory(status=AgentRun.Status.COMPLETED)
+    StepFactory(run=run, index=0, kind=Step.Kind.THOUGHT, content="Check the cache version.")
+    StepFactory(
+        run=run,
+        index=1,
+        kind=Step.Kind.ACTION,
+        tool_name="run_sql",
+        tool_input={"query": "select a, b from t where x=1"},
+    )
+    StepFactory(run=run, index=2, kind=Step.Kind.OBSERVATION, tool_name="run_sql", tool_output={"ok": True, "data": 7})
+    StepFactory(run=run, index=3, kind=Step.Kind.ACTION, tool_name="extend_trial", tool_input={"days": 7})
+    body = reviewer.get(_url(run.ticket)).content.decode()
+    assert body.index("Check the cache version.") < body.index("SELECT\n  a,\n  b\nFROM t\nWHERE\n  x = 1")
+    assert "&quot;days&quot;: 7" in body
+    assert 'class="step step-observation"' in body
+
+
+def test_it_shows_unparseable_sql_as_written(reviewer) -> None:
+    run = AgentRunFactory()
+    StepFactory(run=run, kind=Step.Kind.ACTION, tool_name="run_sql", tool_input={"query": "select (( from"})
+    assert "select (( from" in reviewer.get(_url(run.ticket)).content.decode()
+
+
+def test_it_polls_the_runs_while_one_works_and_stops_when_all_are_final(reviewer) -> None:
+    run = AgentRunFactory(status=AgentRun.Status.RUNNING)
+    polling = f'hx-get="{_url(run.ticket)}" hx-trigger="every 2s"'
+    assert polling in reviewer.get(_url(run.ticket)).content.decode()
+    fragment = reviewer.get(_url(run.ticket), headers=HX).content.decode()
+    assert polling in fragment
+    assert "<html" not in fragment and 'id="runs"' in fragment
+    AgentRun.objects.filter(pk=run.pk).update(status=AgentRun.Status.COMPLETED)
+    fragment = reviewer.get(_url(run.ticket), headers=HX).content.decode()
+    assert 'id="runs"' in fragment
+    assert "every 2s" not in fragment
+
+
+def test_it_grows_the_fragment_as_steps_are_persisted(reviewer) -> None:
+    run = AgentRunFactory(status=AgentRun.Status.RUNNING)
+    assert "Second thought" not in reviewer.get(_url(run.ticket), headers=HX).content.decode()
+    StepFactory(run=run, content="Second thought")
+    assert "Second thought" in reviewer.get(_url(run.ticket), headers=HX).content.decode()
+
+
+def test_it_shows_a_pending_proposal_as_a_real_action_with_its_decisions(reviewer) -> None:
+    step = StepFactory(kind=Step.Kind.ACTION, tool_name="reset_tenant_cache", run__status="awaiting_approval")
+    action = ProposedActionFactory(run=step.run, step=step)
+    body = reviewer.get(_url(step.run.ticket)).content.decode()
+    assert "Real action" in body
+    assert f'action="/actions/{action.pk}/approve/"' in body
+    assert f'hx-post="/actions/{action.pk}/approve/"' in body
+    assert "Edit args then approve" in body
+    assert f'action="/actions/{action.pk}/reject/"' in body
+    assert f'action="/actions/{action.pk}/rate/"' in body
+    assert "hx-preserve" in body  # the poll must not wipe what the reviewer is typing
+
+
+def test_it_shows_a_dry_run_plainly_with_rating_only(reviewer) -> None:
+    step = StepFactory(kind=Step.Kind.ACTION, tool_name="reset_tenant_cache", run__phase="shadow")
+    action = ProposedActionFactory(run=step.run, step=step, status=ProposedAction.Status.DRY_RUN)
+    body = reviewer.get(_url(step.run.ticket)).content.decode()
+    assert "Dry run — never executed" in body
+    assert "Real action" not in body
+    assert f"/actions/{action.pk}/approve/" not in body
+    assert f"/actions/{action.pk}/reject/" not in body
+    assert f'action="/actions/{action.pk}/rate/"' in body
+
+
+@pytest.mark.parametrize(
+    ("verification", "text"),
+    [("passed", "Verification passed"), ("failed", "Verification FAILED")],
+)
+def test_it_shows_the_verification_of_an_executed_write(reviewer, verification, text) -> None:
+    step = StepFactory(kind=Step.Kind.ACTION, tool_name="reset_tenant_cache")
+    ProposedActionFactory(
+        run=step.run,
+        step=step,
+        status=ProposedAction.Status.EXECUTED,
+        verification=verification,
+        execution_result={"ok": True},
+    )
+    body = reviewer.get(_url(step.run.ticket)).content.decode()
+    assert text in body
+    assert f"verify-{verification}" in body
+
+
+def test_it_offers_rating_on_drafted_notes_and_replies(reviewer) -> None:
+    run = AgentRunFactory()
+    note = StepFactory(run=run, kind=Step.Kind.ACTION, tool_name="add_private_note", tool_input={"body": "Dear X"})
+    thought = StepFactory(run=run, kind=Step.Kind.THOUGHT)
+    body = reviewer.get(_url(run.ticket)).content.decode()
+    assert f'action="/steps/{note.pk}/rate/"' in body
+    assert f"/steps/{thought.pk}/rate/" not in body
+
+
+def test_it_renders_the_ticket_in_a_fixed_number_of_queries(reviewer, django_assert_max_num_queries) -> None:
+    ticket = TicketFactory()
+    TicketCommentFactory.create_batch(5, ticket=ticket)
+    _add_runs(ticket, 2)
+    with CaptureQueriesContext(connection) as few:
+        assert reviewer.get(_url(ticket)).status_code == 200
+    _add_runs(ticket, 200)
+    with CaptureQueriesContext(connection) as many:
+        response = reviewer.get(_url(ticket))
+    assert response.content.count(b'class="step step-observation"') == 202
+    assert len(many) == len(few)
+    # session, user, groups; ticket, runs, steps, their ratings, proposals, their ratings, comments
+    with django_assert_max_num_queries(10):
+        reviewer.get(_url(ticket), headers=HX)
