@@ -1,0 +1,183 @@
+"""Every HTML page of the project x anonymous / outsider / reviewer / admin x GET and POST, as one table.
+
+The API has its own matrix (tests/api/test_permissions.py). This one is complete by construction: it walks the
+URL resolver, so a new named page outside admin/, sandbox/ and api/ fails here until it has a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from agent.models import ProposedAction, Rating, Step, Workflow
+from tests.factories import (
+    AgentRunFactory,
+    ProposedActionFactory,
+    StepFactory,
+    TenantLinkFactory,
+    TicketCommentFactory,
+    TicketFactory,
+    WorkflowFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+ROLES = ("anonymous", "outsider", "reviewer", "admin")
+# Mounted elsewhere: the Django admin (only its index is in the table), the sandbox stand-in, the API matrix.
+NOT_OURS = ("admin/", "sandbox/", "api/")
+
+# A cell is a status code, or the Location a 302 must send to ({url} is the page itself; {ticket}, {action},
+# {workflow} are the world's objects).
+Expect = int | str
+LOGIN = "/accounts/login/?next={url}"
+ADMIN_LOGIN = "/admin/login/?next={url}"
+TO_ACTION = "/tickets/{ticket}/#action-{action}"
+TO_DRAFT = "/tickets/{ticket}/#step-{draft}"
+NO = (405, 405, 405, 405)  # the wrong method, for everyone: require_GET / require_POST run before login_required
+
+
+@dataclass(frozen=True)
+class Row:
+    get: tuple[Expect, Expect, Expect, Expect]
+    post: tuple[Expect, Expect, Expect, Expect]
+    data: dict[str, str] = field(default_factory=dict)
+    writes: bool = False  # a granted POST must change the world; a refused one never does
+
+
+MATRIX: dict[str, Row] = {
+    # url name                  GET: anonymous, outsider, reviewer, admin / POST: the same four
+    "console:home": Row(get=(LOGIN, 403, 200, 200), post=NO),
+    "console:queue-counts": Row(get=(LOGIN, 403, 200, 200), post=NO),
+    "console:ticket-detail": Row(get=(LOGIN, 403, 200, 200), post=NO),
+    "console:action-detail": Row(get=(LOGIN, 403, 200, 200), post=NO),
+    "console:action-approve": Row(get=NO, post=(LOGIN, 403, TO_ACTION, TO_ACTION), writes=True),
+    "console:action-reject": Row(get=NO, post=(LOGIN, 403, TO_ACTION, TO_ACTION), data={"reason": "No"}, writes=True),
+    "console:action-rate": Row(get=NO, post=(LOGIN, 403, TO_ACTION, TO_ACTION), data={"value": "1"}, writes=True),
+    "console:step-rate": Row(get=NO, post=(LOGIN, 403, TO_DRAFT, TO_DRAFT), data={"value": "-1"}, writes=True),
+    "agent:workflow-list": Row(get=(LOGIN, 403, 200, 200), post=NO),
+    "agent:workflow-phase": Row(
+        get=NO,
+        post=(LOGIN, 403, 403, "/workflows/#workflow-{workflow}"),
+        data={"phase": "shadow", "reason": "Back to watching."},
+        writes=True,
+    ),
+    "agent:autonomy-stop": Row(
+        get=NO, post=(LOGIN, 403, 403, "/workflows/"), data={"reason": "Incident."}, writes=True
+    ),
+    "agent:dashboard": Row(get=(LOGIN, 403, 200, 200), post=NO),
+    "audit:event-list": Row(get=(LOGIN, 403, 200, 200), post=NO),
+    # An empty login form is shown again with its errors; a logged-in user may still open the login page.
+    "login": Row(get=(200, 200, 200, 200), post=(200, 200, 200, 200)),
+    "logout": Row(get=NO, post=("/accounts/login/",) * 4),
+    # The Django admin lets in is_staff users only; the console's groups (even admins) are not staff.
+    "admin:index": Row(get=(ADMIN_LOGIN,) * 4, post=(ADMIN_LOGIN,) * 4),
+}
+
+
+@dataclass
+class World:
+    ticket: object
+    action: ProposedAction
+    draft: Step
+    workflow: Workflow
+    autonomous: Workflow
+
+    def snapshot(self) -> tuple[object, ...]:
+        """Everything a POST in the table could change."""
+        self.action.refresh_from_db()
+        self.workflow.refresh_from_db()
+        self.autonomous.refresh_from_db()
+        return (self.action.status, self.workflow.phase, self.autonomous.phase, Rating.objects.count())
+
+
+@pytest.fixture
+def world() -> World:
+    """A ticket whose triage run waits on one pending write and has drafted a reply; one autonomous workflow."""
+    workflow = WorkflowFactory(slug="stale-cache", phase=Workflow.Phase.TRIAGE)
+    autonomous = WorkflowFactory(slug="trials", phase=Workflow.Phase.AUTONOMOUS)
+    ticket = TicketFactory(tenant_link=TenantLinkFactory(tenant_id="acme"))
+    TicketCommentFactory(ticket=ticket, body="Still broken.")
+    run = AgentRunFactory(ticket=ticket, workflow=workflow, status="awaiting_approval")
+    step = StepFactory(run=run, index=0, kind=Step.Kind.ACTION, tool_name="reset_tenant_cache")
+    draft = StepFactory(
+        run=run, index=1, kind=Step.Kind.ACTION, tool_name="reply_to_customer", tool_input={"body": "Hi"}
+    )
+    action = ProposedActionFactory(run=run, step=step, args={"tenant_id": "acme"}, status=ProposedAction.Status.PENDING)
+    return World(ticket=ticket, action=action, draft=draft, workflow=workflow, autonomous=autonomous)
+
+
+def _args(name: str, world: World) -> list[object]:
+    if name == "console:ticket-detail":
+        return [world.ticket.pk]
+    if name.startswith("console:action-"):
+        return [world.action.pk]
+    if name == "console:step-rate":
+        return [world.draft.pk]
+    if name == "agent:workflow-phase":
+        return [world.workflow.slug]
+    return []
+
+
+def _walk(resolver: URLResolver, prefix: str = "", namespace: str = "") -> Iterator[tuple[str, str | None]]:
+    """(route, namespaced name) of every pattern; name is None for an unnamed one."""
+    for entry in resolver.url_patterns:
+        route = prefix + str(entry.pattern)
+        if isinstance(entry, URLResolver):
+            yield from _walk(entry, route, f"{namespace}{entry.namespace}:" if entry.namespace else namespace)
+        elif isinstance(entry, URLPattern):
+            yield route, f"{namespace}{entry.name}" if entry.name else None
+
+
+def _pages() -> dict[str, str | None]:
+    return {route: name for route, name in _walk(get_resolver()) if not route.startswith(NOT_OURS)}
+
+
+def test_it_has_a_row_for_every_page() -> None:
+    pages = _pages()
+    unnamed = sorted(route for route, name in pages.items() if name is None)
+    missing = sorted({name for name in pages.values() if name} - set(MATRIX))
+    stale = sorted(set(MATRIX) - {name for name in pages.values() if name} - {"admin:index"})
+    assert (unnamed, missing, stale) == ([], [], [])
+
+
+def test_it_finds_the_pages_it_walks() -> None:
+    # Guards the walk itself: were it to find nothing, the test above would pass vacuously.
+    everything = dict(_walk(get_resolver()))
+    assert "admin:index" in everything.values()
+    assert any(route.startswith("api/") for route in everything)
+    assert {"console:home", "agent:dashboard", "audit:event-list", "login", "logout"} <= set(_pages().values())
+
+
+CASES = [
+    pytest.param(name, method, role, cell[ROLES.index(role)], id=f"{method} {name} {role}")
+    for name, row in MATRIX.items()
+    for method, cell in (("GET", row.get), ("POST", row.post))
+    for role in ROLES
+]
+
+
+@pytest.mark.parametrize(("name", "method", "role", "expected"), CASES)
+def test_it_gives_each_user_the_status_in_the_table(request, world, name, method, role, expected) -> None:
+    row = MATRIX[name]
+    url = reverse(name, args=_args(name, world))
+    client: Client = request.getfixturevalue(role)
+    before = world.snapshot()
+
+    response = client.get(url) if method == "GET" else client.post(url, row.data)
+
+    if isinstance(expected, str):
+        location = expected.format(
+            url=url, ticket=world.ticket.pk, action=world.action.pk, draft=world.draft.pk, workflow=world.workflow.slug
+        )
+        assert (response.status_code, response.get("Location")) == (302, location)
+    else:
+        assert response.status_code == expected
+    refused = expected in (403, 405) or (isinstance(expected, str) and "/login/?next=" in expected)
+    if refused:
+        assert world.snapshot() == before
+    elif method == "POST" and row.writes:
+        assert world.snapshot() != before
