@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: demo test lint format clean
+.PHONY: demo test lint format clean chromium
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found " + sys.version.split()[0] + ")")'
@@ -28,7 +28,20 @@ demo: $(VENV)/.runtime
 	ADMIN_API_TOKEN=$${ADMIN_API_TOKEN:-demo-admin-api-token} \
 	PORT=$(PORT) $(PY) manage.py demo
 
-test: $(VENV)/.dev
+# The browser tests (tests/browser) drive Debian's Chromium: Playwright's own browser downloads fail on our machines.
+CHROMIUM_BIN := /usr/bin/chromium
+chromium:
+	@if [ ! -x $(CHROMIUM_BIN) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "/usr/bin/chromium is missing: install Debian's chromium package (apt-get install chromium) as root" >&2; exit 1; fi; \
+	  if ! command -v apt-get >/dev/null; then \
+	    echo "/usr/bin/chromium is missing: install the chromium package (Debian: apt-get install chromium)" >&2; exit 1; fi; \
+	  $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium \
+	    || { echo "Installing chromium failed: install Debian's chromium package so /usr/bin/chromium exists" >&2; exit 1; }; \
+	  [ -x $(CHROMIUM_BIN) ] || { echo "$(CHROMIUM_BIN) is still missing: install Debian's chromium package" >&2; exit 1; }; \
+	fi
+
+test: $(VENV)/.dev chromium
 	bash scripts/ensure_services.sh
 	DJANGO_SETTINGS_MODULE=agentconsole.settings_test $(VENV)/bin/ruff check .
 	TEST_DATABASE_URL=sqlite:///:memory: DJANGO_SETTINGS_MODULE=agentconsole.settings_test $(PY) manage.py makemigrations --check --dry-run
