@@ -327,6 +327,9 @@ PALETTE = ("#2457d6", "#b45309", "#067647", "#b42318", "#6941c6", "#0e7490", "#4
 
 
 def _number(value: float) -> str:
+    # Two significant digits below 1, so a sub-minute scale does not read "0" at both ends of the axis.
+    if value and abs(value) < 1:
+        return f"{value:.2g}"
     return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
