@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from agent.models import AgentRun, ConfigPatch, ProposedAction, Rating, Runbook, Step, Workflow
+from agent.services import workflow_save
 
 
 @admin.register(Workflow)
@@ -15,6 +16,10 @@ class WorkflowAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None) -> list[str]:  # noqa: ANN001
         # Phase changes are promotions: made in the console with a reason and audited, not edited here.
         return ["phase"] if obj is not None else []
+
+    def save_model(self, request, obj, form, change) -> None:  # noqa: ANN001
+        # Pre-approved tools and their limits decide what runs without a human: their changes are audited.
+        workflow_save(workflow=obj, changed_fields=list(form.changed_data), user=request.user)
 
 
 class StepInline(admin.TabularInline):

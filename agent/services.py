@@ -498,3 +498,25 @@ def rating_set(
         user=user,
     )
     return rating
+
+
+POLICY_FIELDS = ("preapproved_tools", "tool_limits", "enabled", "playbook", "runbook")
+
+
+@transaction.atomic
+def workflow_save(*, workflow: Workflow, changed_fields: list[str], user: AbstractBaseUser) -> Workflow:
+    """Save a workflow edited as configuration (the Django admin); changes to what may run alone are audited."""
+    before = Workflow.objects.filter(pk=workflow.pk).values(*POLICY_FIELDS).first() if workflow.pk else None
+    workflow.full_clean()
+    workflow.save()
+    changed = [name for name in POLICY_FIELDS if name in changed_fields]
+    if changed:
+        audit_event_record(
+            verb="workflow.policy_changed",
+            obj=workflow,
+            payload={
+                name: {"from": before.get(name) if before else None, "to": getattr(workflow, name)} for name in changed
+            },
+            user=user,
+        )
+    return workflow

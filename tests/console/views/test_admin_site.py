@@ -41,3 +41,33 @@ def test_it_renders_every_changelist_and_change_page() -> None:
         instance = model.objects.first()
         if instance is not None:
             assert client.get(f"{url}{instance.pk}/change/").status_code == 200, url
+
+
+def test_it_audits_changes_to_what_a_workflow_may_run_alone() -> None:
+    from audit.models import AuditEvent
+
+    superuser = UserFactory(username="root2", is_staff=True, is_superuser=True)
+    workflow = WorkflowFactory(preapproved_tools=[], tool_limits={})
+    client = Client()
+    client.force_login(superuser)
+    response = client.post(
+        f"/admin/agent/workflow/{workflow.pk}/change/",
+        {
+            "slug": workflow.slug,
+            "name": workflow.name,
+            "description": "",
+            "runbook": workflow.runbook,
+            "match_tags": "[]",
+            "match_keywords": "[]",
+            "playbook": "[]",
+            "preapproved_tools": '["extend_trial"]',
+            "tool_limits": '{"extend_trial": {"days": {"max": 14}}}',
+            "enabled": "on",
+        },
+    )
+    assert response.status_code == 302, response.content[:2000]
+    event = AuditEvent.objects.get(verb="workflow.policy_changed")
+    assert event.actor == superuser
+    assert event.payload["preapproved_tools"] == {"from": [], "to": ["extend_trial"]}
+    assert event.payload["tool_limits"]["to"] == {"extend_trial": {"days": {"max": 14}}}
+    assert "runbook" not in event.payload
