@@ -3,12 +3,9 @@
 # No `from __future__ import annotations` here: @paginate wraps the handlers, and ninja then resolves their
 # string annotations in ninja's own module namespace, where the filter schemas do not exist.
 
-import statistics
-from collections import defaultdict
 from typing import Any
 
-from django.db.models import Count, F, Prefetch, Q, QuerySet, Window
-from django.db.models.functions import Coalesce, RowNumber
+from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
 from ninja import Query, Router
 from ninja.pagination import LimitOffsetPagination, paginate
@@ -29,7 +26,7 @@ from agent.schemas import (
     WorkflowOut,
     WorkflowPhaseIn,
 )
-from agent.selectors import Evidence, autonomy_unmet_criteria
+from agent.selectors import Evidence, autonomy_unmet_criteria, workflow_evidence, workflow_evidence_many
 from agent.services import (
     autonomy_stop_all,
     proposed_action_approve,
@@ -75,72 +72,6 @@ def _action_list(*, status: str | None, run: int | None) -> QuerySet[ProposedAct
     if run is not None:
         actions = actions.filter(run_id=run)
     return actions
-
-
-def _evidence_by_workflow(workflow_ids: list[int]) -> dict[int, Evidence]:
-    """workflow_evidence for many workflows in a fixed number of queries (it takes five per workflow)."""
-    human = ProposedAction.objects.filter(run__workflow__in=workflow_ids, decided_by__isnull=False)
-    not_rejected = ~Q(status=ProposedAction.Status.REJECTED)
-    counts = {
-        row["run__workflow"]: row
-        for row in human.values("run__workflow").annotate(
-            reviewed=Count("id"),
-            approved_unedited=Count("id", filter=not_rejected & Q(original_args__isnull=True)),
-            approved_edited=Count("id", filter=not_rejected & Q(original_args__isnull=False)),
-            rejected=Count("id", filter=Q(status=ProposedAction.Status.REJECTED)),
-        )
-    }
-    verifications = {
-        row["run__workflow"]: row
-        for row in ProposedAction.objects.filter(run__workflow__in=workflow_ids)
-        .values("run__workflow")
-        .annotate(
-            passed=Count("id", filter=Q(verification=ProposedAction.Verification.PASSED)),
-            failed=Count("id", filter=Q(verification=ProposedAction.Verification.FAILED)),
-        )
-    }
-    ratings = {
-        row["workflow"]: row
-        for row in Rating.objects.filter(
-            Q(action__run__workflow__in=workflow_ids) | Q(step__run__workflow__in=workflow_ids)
-        )
-        .annotate(workflow=Coalesce("action__run__workflow", "step__run__workflow"))
-        .values("workflow")
-        .annotate(up=Count("id", filter=Q(value=Rating.Value.UP)), down=Count("id", filter=Q(value=Rating.Value.DOWN)))
-    }
-    durations: dict[int, list[float]] = defaultdict(list)
-    for workflow_id, created, finished in AgentRun.objects.filter(
-        workflow__in=workflow_ids, status=AgentRun.Status.COMPLETED, finished_at__isnull=False
-    ).values_list("workflow_id", "created_at", "finished_at"):
-        durations[workflow_id].append((finished - created).total_seconds())
-    reasons: dict[int, list[str]] = defaultdict(list)
-    for workflow_id, reason in (
-        human.filter(status=ProposedAction.Status.REJECTED)
-        .annotate(rank=Window(RowNumber(), partition_by=F("run__workflow"), order_by=F("decided_at").desc()))
-        .filter(rank__lte=5)
-        .order_by("run__workflow", "rank")
-        .values_list("run__workflow", "decision_reason")
-    ):
-        reasons[workflow_id].append(reason)
-    evidence = {}
-    for workflow_id in workflow_ids:
-        count = counts.get(workflow_id, {})
-        verification = verifications.get(workflow_id, {})
-        rating = ratings.get(workflow_id, {})
-        evidence[workflow_id] = Evidence(
-            reviewed=count.get("reviewed", 0),
-            approved_unedited=count.get("approved_unedited", 0),
-            approved_edited=count.get("approved_edited", 0),
-            rejected=count.get("rejected", 0),
-            rejection_reasons=reasons[workflow_id],
-            verifications_passed=verification.get("passed", 0),
-            verifications_failed=verification.get("failed", 0),
-            thumbs_up=rating.get("up", 0),
-            thumbs_down=rating.get("down", 0),
-            resolved_runs=len(durations[workflow_id]),
-            median_resolution_seconds=statistics.median(durations[workflow_id]) if durations[workflow_id] else None,
-        )
-    return evidence
 
 
 def _workflow_out(workflow: Workflow, evidence: Evidence) -> dict[str, Any]:
@@ -218,7 +149,7 @@ def step_rate(request: HttpRequest, step_id: int, payload: RatingIn) -> Rating:
 def workflow_list(request: HttpRequest) -> list[dict[str, Any]]:
     # Admins curate a handful of workflows: evidence for all of them is a fixed number of queries either way.
     workflows = list(Workflow.objects.order_by("name", "id"))
-    evidence = _evidence_by_workflow([workflow.pk for workflow in workflows])
+    evidence = workflow_evidence_many(workflow_ids=[workflow.pk for workflow in workflows])
     return [_workflow_out(workflow, evidence[workflow.pk]) for workflow in workflows]
 
 
@@ -228,7 +159,7 @@ def workflow_phase(request: HttpRequest, slug: str, payload: WorkflowPhaseIn) ->
     workflow = workflow_phase_change(
         workflow=workflow, phase=payload.phase, user=request.user, reason=payload.reason, override=payload.override
     )
-    return _workflow_out(workflow, _evidence_by_workflow([workflow.pk])[workflow.pk])
+    return _workflow_out(workflow, workflow_evidence(workflow=workflow))
 
 
 @router.post("/autonomy/stop", response={200: AutonomyStopOut, **ERRORS}, summary="Stop every autonomous workflow")

@@ -6,23 +6,20 @@ counts are grouped in the database; percentiles are computed in Python from one 
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, F, Q, Sum, Window
-from django.db.models.functions import Coalesce, RowNumber
+from django.db.models import Count, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from agent.models import AgentRun, ProposedAction, Rating, Workflow
-from agent.selectors import Evidence, autonomy_unmet_criteria
-
-REJECTION_REASONS_SHOWN = 5
+from agent.models import AgentRun, ProposedAction, Workflow
+from agent.selectors import Evidence, autonomy_unmet_criteria, workflow_evidence_many
 
 # --- The workflows page -----------------------------------------------------------------------------------------
 
@@ -88,10 +85,6 @@ def duration_text(seconds: float | None) -> str:
     return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
-def _grouped(rows: Iterable[dict], key: str) -> dict[int, dict]:
-    return {row[key]: row for row in rows}
-
-
 def workflow_cards(*, slug: str | None = None) -> list[WorkflowCard]:
     """Every workflow (or the one with this slug) with the same Evidence as agent.selectors.workflow_evidence,
     in six queries in all rather than five per workflow."""
@@ -102,74 +95,10 @@ def workflow_cards(*, slug: str | None = None) -> list[WorkflowCard]:
     ids = [workflow.pk for workflow in workflows]
     if not ids:
         return []
-    human = ProposedAction.objects.filter(run__workflow__in=ids, decided_by__isnull=False)
-    not_rejected = ~Q(status=ProposedAction.Status.REJECTED)
-    decisions = _grouped(
-        human.values("run__workflow")
-        .order_by()
-        .annotate(
-            reviewed=Count("id"),
-            approved_unedited=Count("id", filter=not_rejected & Q(original_args__isnull=True)),
-            approved_edited=Count("id", filter=not_rejected & Q(original_args__isnull=False)),
-            rejected=Count("id", filter=Q(status=ProposedAction.Status.REJECTED)),
-        ),
-        "run__workflow",
-    )
-    verifications = _grouped(
-        ProposedAction.objects.filter(run__workflow__in=ids)
-        .values("run__workflow")
-        .order_by()
-        .annotate(
-            passed=Count("id", filter=Q(verification=ProposedAction.Verification.PASSED)),
-            failed=Count("id", filter=Q(verification=ProposedAction.Verification.FAILED)),
-        ),
-        "run__workflow",
-    )
-    ratings = _grouped(
-        Rating.objects.filter(Q(action__run__workflow__in=ids) | Q(step__run__workflow__in=ids))
-        .annotate(wf=Coalesce("action__run__workflow", "step__run__workflow"))
-        .values("wf")
-        .order_by()
-        .annotate(up=Count("id", filter=Q(value=Rating.Value.UP)), down=Count("id", filter=Q(value=Rating.Value.DOWN))),
-        "wf",
-    )
-    durations: dict[int, list[float]] = defaultdict(list)
-    for workflow_id, created, finished in AgentRun.objects.filter(
-        workflow__in=ids, status=AgentRun.Status.COMPLETED, finished_at__isnull=False
-    ).values_list("workflow_id", "created_at", "finished_at"):
-        durations[workflow_id].append((finished - created).total_seconds())
-    reasons: dict[int, list[str]] = defaultdict(list)
-    for workflow_id, reason in (
-        human.filter(status=ProposedAction.Status.REJECTED)
-        .annotate(
-            rank=Window(
-                RowNumber(), partition_by=[F("run__workflow")], order_by=[F("decided_at").desc(), F("id").desc()]
-            )
-        )
-        .filter(rank__lte=REJECTION_REASONS_SHOWN)
-        .order_by("run__workflow", "rank")
-        .values_list("run__workflow", "decision_reason")
-    ):
-        reasons[workflow_id].append(reason)
+    evidence_of = workflow_evidence_many(workflow_ids=ids)
     cards = []
     for workflow in workflows:
-        counts = decisions.get(workflow.pk, {})
-        checks = verifications.get(workflow.pk, {})
-        thumbs = ratings.get(workflow.pk, {})
-        times = durations.get(workflow.pk, [])
-        evidence = Evidence(
-            reviewed=counts.get("reviewed", 0),
-            approved_unedited=counts.get("approved_unedited", 0),
-            approved_edited=counts.get("approved_edited", 0),
-            rejected=counts.get("rejected", 0),
-            rejection_reasons=reasons.get(workflow.pk, []),
-            verifications_passed=checks.get("passed", 0),
-            verifications_failed=checks.get("failed", 0),
-            thumbs_up=thumbs.get("up", 0),
-            thumbs_down=thumbs.get("down", 0),
-            resolved_runs=len(times),
-            median_resolution_seconds=statistics.median(times) if times else None,
-        )
+        evidence = evidence_of[workflow.pk]
         cards.append(
             WorkflowCard(workflow=workflow, evidence=evidence, unmet=autonomy_unmet_criteria(evidence=evidence))
         )

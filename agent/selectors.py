@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import statistics
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q, Window
+from django.db.models.functions import Coalesce, RowNumber
 
 from agent.models import AgentRun, ProposedAction, Rating, Step, Workflow
 from tickets.models import Ticket
@@ -63,46 +66,90 @@ class Evidence:
         return self.thumbs_up / total if total else None
 
 
-def workflow_evidence(*, workflow: Workflow) -> Evidence:
-    """Aggregates over the workflow's runs in a fixed number of queries, whatever their number."""
-    human = ProposedAction.objects.filter(run__workflow=workflow, decided_by__isnull=False)
-    counts = human.aggregate(
-        reviewed=Count("id"),
-        approved_unedited=Count("id", filter=~Q(status=ProposedAction.Status.REJECTED) & Q(original_args__isnull=True)),
-        approved_edited=Count("id", filter=~Q(status=ProposedAction.Status.REJECTED) & Q(original_args__isnull=False)),
-        rejected=Count("id", filter=Q(status=ProposedAction.Status.REJECTED)),
+REJECTION_REASONS_SHOWN = 5
+
+
+def _grouped(rows: Iterable[dict], key: str) -> dict[int, dict]:
+    return {row[key]: row for row in rows}
+
+
+def workflow_evidence_many(*, workflow_ids: list[int]) -> dict[int, Evidence]:
+    """The evidence of many workflows in five queries in all, whatever the number of workflows and runs."""
+    if not workflow_ids:
+        return {}
+    human = ProposedAction.objects.filter(run__workflow__in=workflow_ids, decided_by__isnull=False)
+    not_rejected = ~Q(status=ProposedAction.Status.REJECTED)
+    decisions = _grouped(
+        human.values("run__workflow")
+        .order_by()
+        .annotate(
+            reviewed=Count("id"),
+            approved_unedited=Count("id", filter=not_rejected & Q(original_args__isnull=True)),
+            approved_edited=Count("id", filter=not_rejected & Q(original_args__isnull=False)),
+            rejected=Count("id", filter=Q(status=ProposedAction.Status.REJECTED)),
+        ),
+        "run__workflow",
     )
-    verification = ProposedAction.objects.filter(run__workflow=workflow).aggregate(
-        passed=Count("id", filter=Q(verification=ProposedAction.Verification.PASSED)),
-        failed=Count("id", filter=Q(verification=ProposedAction.Verification.FAILED)),
+    verifications = _grouped(
+        ProposedAction.objects.filter(run__workflow__in=workflow_ids)
+        .values("run__workflow")
+        .order_by()
+        .annotate(
+            passed=Count("id", filter=Q(verification=ProposedAction.Verification.PASSED)),
+            failed=Count("id", filter=Q(verification=ProposedAction.Verification.FAILED)),
+        ),
+        "run__workflow",
     )
-    ratings = Rating.objects.filter(Q(action__run__workflow=workflow) | Q(step__run__workflow=workflow)).aggregate(
-        up=Count("id", filter=Q(value=Rating.Value.UP)), down=Count("id", filter=Q(value=Rating.Value.DOWN))
+    ratings = _grouped(
+        Rating.objects.filter(Q(action__run__workflow__in=workflow_ids) | Q(step__run__workflow__in=workflow_ids))
+        .annotate(wf=Coalesce("action__run__workflow", "step__run__workflow"))
+        .values("wf")
+        .order_by()
+        .annotate(up=Count("id", filter=Q(value=Rating.Value.UP)), down=Count("id", filter=Q(value=Rating.Value.DOWN))),
+        "wf",
     )
-    durations = sorted(
-        (finished - created).total_seconds()
-        for created, finished in AgentRun.objects.filter(
-            workflow=workflow, status=AgentRun.Status.COMPLETED, finished_at__isnull=False
-        ).values_list("created_at", "finished_at")
-    )
-    reasons = list(
+    durations: dict[int, list[float]] = defaultdict(list)
+    for workflow_id, created, finished in AgentRun.objects.filter(
+        workflow__in=workflow_ids, status=AgentRun.Status.COMPLETED, finished_at__isnull=False
+    ).values_list("workflow_id", "created_at", "finished_at"):
+        durations[workflow_id].append((finished - created).total_seconds())
+    reasons: dict[int, list[str]] = defaultdict(list)
+    for workflow_id, reason in (
         human.filter(status=ProposedAction.Status.REJECTED)
-        .order_by("-decided_at")
-        .values_list("decision_reason", flat=True)[:5]
-    )
-    return Evidence(
-        reviewed=counts["reviewed"],
-        approved_unedited=counts["approved_unedited"],
-        approved_edited=counts["approved_edited"],
-        rejected=counts["rejected"],
-        rejection_reasons=reasons,
-        verifications_passed=verification["passed"],
-        verifications_failed=verification["failed"],
-        thumbs_up=ratings["up"],
-        thumbs_down=ratings["down"],
-        resolved_runs=len(durations),
-        median_resolution_seconds=statistics.median(durations) if durations else None,
-    )
+        .annotate(
+            rank=Window(
+                RowNumber(), partition_by=[F("run__workflow")], order_by=[F("decided_at").desc(), F("id").desc()]
+            )
+        )
+        .filter(rank__lte=REJECTION_REASONS_SHOWN)
+        .order_by("run__workflow", "rank")
+        .values_list("run__workflow", "decision_reason")
+    ):
+        reasons[workflow_id].append(reason)
+    evidence = {}
+    for workflow_id in workflow_ids:
+        counts = decisions.get(workflow_id, {})
+        checks = verifications.get(workflow_id, {})
+        thumbs = ratings.get(workflow_id, {})
+        times = durations.get(workflow_id, [])
+        evidence[workflow_id] = Evidence(
+            reviewed=counts.get("reviewed", 0),
+            approved_unedited=counts.get("approved_unedited", 0),
+            approved_edited=counts.get("approved_edited", 0),
+            rejected=counts.get("rejected", 0),
+            rejection_reasons=reasons.get(workflow_id, []),
+            verifications_passed=checks.get("passed", 0),
+            verifications_failed=checks.get("failed", 0),
+            thumbs_up=thumbs.get("up", 0),
+            thumbs_down=thumbs.get("down", 0),
+            resolved_runs=len(times),
+            median_resolution_seconds=statistics.median(times) if times else None,
+        )
+    return evidence
+
+
+def workflow_evidence(*, workflow: Workflow) -> Evidence:
+    return workflow_evidence_many(workflow_ids=[workflow.pk])[workflow.pk]
 
 
 def autonomy_unmet_criteria(*, evidence: Evidence) -> list[str]:

@@ -3,9 +3,8 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from agent.api import _evidence_by_workflow
 from agent.models import AgentRun, ProposedAction, Rating, Workflow
-from agent.selectors import workflow_evidence
+from agent.selectors import workflow_evidence, workflow_evidence_many
 from agent.services import AUTONOMY_CRITERIA_UNMET, NOT_AN_ADMIN, PHASE_CHANGE_NEEDS_REASON, PHASE_UNCHANGED
 from audit.models import AuditEvent
 from tests.factories import AgentRunFactory, ProposedActionFactory, StepFactory, WorkflowFactory
@@ -67,7 +66,7 @@ def test_it_computes_the_same_evidence_in_bulk_as_the_selector(reviewer_user) ->
     _history(second, reviewer_user)
     _history(second, reviewer_user)
 
-    bulk = _evidence_by_workflow([first.pk, second.pk, WorkflowFactory().pk])
+    bulk = workflow_evidence_many(workflow_ids=[first.pk, second.pk, WorkflowFactory().pk])
 
     for workflow in Workflow.objects.all():
         assert bulk[workflow.pk] == workflow_evidence(workflow=workflow)
