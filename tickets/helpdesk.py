@@ -54,17 +54,20 @@ class ZendeskHelpdesk:
     def __init__(
         self, *, base_url: str, email: str, api_token: str, timeout: float, transport: httpx.BaseTransport | None = None
     ) -> None:
-        self._client = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            auth=(f"{email}/token", api_token),
-            timeout=timeout,
-            transport=transport,
-            headers={"Accept": "application/json"},
-        )
+        # One client per call, closed after it: helpdesk_for() builds a helpdesk per operation, so a client kept
+        # on the instance would leave its connection pool open until garbage collection.
+        self._client_options = {
+            "base_url": base_url.rstrip("/"),
+            "auth": (f"{email}/token", api_token),
+            "timeout": timeout,
+            "transport": transport,
+            "headers": {"Accept": "application/json"},
+        }
 
     def _send(self, method: str, path: str, body: dict[str, Any], operation: str) -> HelpdeskResult:
         try:
-            response = self._client.request(method, path, json=body)
+            with httpx.Client(**self._client_options) as client:
+                response = client.request(method, path, json=body)
         except httpx.HTTPError as exc:
             raise HelpdeskError(HELPDESK_UNREACHABLE.format(error=exc), retryable=True) from exc
         if response.status_code >= 400:
