@@ -25,6 +25,7 @@ from agent.services import (
     agent_run_finish,
     agent_run_record_turn,
     agent_run_release,
+    agent_run_renew_lease,
     agent_run_transition,
     proposed_action_create,
     proposed_action_record_execution,
@@ -46,11 +47,21 @@ DRY_RUN = "Shadow phase: this call was recorded as a dry run and not executed. C
 RUN_STATE_FIELDS = ["status", "status_reason", "turns", "tokens_in", "tokens_out", "engine", "updated_at"]
 
 
+class LeaseLost(Exception):
+    """Another worker took the run while this one waited on a slow call: stop here, change nothing more."""
+
+
+def _hold(run: AgentRun) -> None:
+    if not agent_run_renew_lease(run_id=run.pk, token=run.lease_token, lease_seconds=settings.AGENT_LEASE_SECONDS):
+        raise LeaseLost
+
+
 class Outcome(StrEnum):
     CONTINUE = "continue"  # more turns to go: enqueue the next advance
     PAUSED = "paused"  # waiting for a reviewer
     DONE = "done"  # completed or escalated
     BUSY = "busy"  # another worker holds the run
+    LOST = "lost"  # another worker took the run over mid-turn; it carries on, this one stops
 
 
 def _tool_specs() -> list[dict[str, Any]]:
@@ -70,11 +81,13 @@ def _execute(run: AgentRun, action: ProposedAction) -> Observation:
     """Run an allowed call; for a write, verify it by re-reading state before anything else happens."""
     tool = get_tool(action.tool)
     assert tool is not None
+    _hold(run)
     action = proposed_action_start_execution(action=action)  # the start time survives a crash and a replay
     ctx = _context(run, action=action)
     observation = tool.invoke(action.args, ctx)
     verification = None
     if observation.ok and tool.risk == Risk.WRITE:
+        _hold(run)
         verification = tool.invoke_verify(action.args, ctx, observation, action.execution_started_at)
     proposed_action_record_execution(action=action, observation=observation, verification=verification)
     if verification is not None and not verification.ok:
@@ -171,6 +184,7 @@ def _act(run: AgentRun) -> Outcome | None:
         if observation is None:
             waiting = True
             continue
+        _hold(run)
         step_append(
             run=run,
             kind=Step.Kind.OBSERVATION,
@@ -204,9 +218,11 @@ def _bound_hit(run: AgentRun) -> str:
 
 
 def _think(run: AgentRun) -> ModelTurn:
+    _hold(run)
     engine = engine_get()
     conversation = prompts.conversation_build(run=run)
     turn = engine.next_turn(conversation, _tool_specs())
+    _hold(run)  # a turn that outlived the lease is dropped: the worker now holding the run asks again
     agent_run_record_turn(run=run, turn=turn, engine=engine.name)
     return turn
 
@@ -234,5 +250,8 @@ def run_advance(*, run_id: int) -> Outcome:
             agent_run_finish(run=run, answer=turn.text)
             return Outcome.DONE
         return _act(run) or Outcome.CONTINUE
+    except LeaseLost:
+        logger.warning("run %s: lease lost mid-turn; another worker carries on", run_id)
+        return Outcome.LOST
     finally:
         agent_run_release(run_id=run_id, token=run.lease_token, active_ms=int((time.monotonic() - started) * 1000))

@@ -128,6 +128,16 @@ def agent_run_claim(*, run_id: int, lease_seconds: int) -> AgentRun | None:
     return AgentRun.objects.select_related("ticket__tenant_link", "workflow").get(pk=run_id)
 
 
+def agent_run_renew_lease(*, run_id: int, token: str, lease_seconds: int) -> bool:
+    """Extend this worker's lease before the next slow call. False: the lease expired and another worker took the
+    run, so this one must stop without touching it."""
+    return bool(
+        AgentRun.objects.filter(pk=run_id, lease_token=token).update(
+            lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds)
+        )
+    )
+
+
 def agent_run_release(*, run_id: int, token: str, active_ms: int) -> None:
     AgentRun.objects.filter(pk=run_id, lease_token=token).update(
         lease_token="", lease_expires_at=None, active_ms=models.F("active_ms") + active_ms
