@@ -76,6 +76,13 @@ class AgentRun(models.Model):
     active_ms = models.PositiveBigIntegerField(default=0, help_text="Time spent working, not waiting for people.")
     lease_token = models.CharField(max_length=32, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # The outbox: a run is "dispatched" (a task message meant to advance it) in the same transaction as the change
+    # that needs the advance; the message carries this token, so a newer dispatch supersedes an older message. The
+    # reconciler re-dispatches a run whose message never started (broker down, a worker killed between taking a
+    # message and recording it) and counts each recovery.
+    dispatch_token = models.CharField(max_length=32, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    recoveries = models.PositiveIntegerField(default=0, help_text="Times the reconciler had to restart this run.")
     status_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -166,3 +166,9 @@ def autonomy_unmet_criteria(*, evidence: Evidence) -> list[str]:
             f"{settings.AUTONOMY_MAX_FAILED_VERIFICATIONS} allowed"
         )
     return unmet
+
+
+def agent_run_superseded(*, run_id: int, token: str) -> bool:
+    """True when a newer dispatch replaced the message carrying token (or the run is gone)."""
+    current = AgentRun.objects.filter(pk=run_id).values_list("dispatch_token", flat=True).first()
+    return current != token

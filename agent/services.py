@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,8 @@ from tickets.models import Ticket
 
 if TYPE_CHECKING:
     from agent.llm import ModelTurn
+
+logger = logging.getLogger(__name__)
 
 RUN_TRANSITION_NOT_ALLOWED = "A run cannot move from {current} to {target}."
 
@@ -45,13 +49,12 @@ FINAL_STATUSES = frozenset({AgentRun.Status.COMPLETED, AgentRun.Status.ESCALATED
 
 
 def agent_run_create_for_new_ticket(*, ticket: Ticket) -> AgentRun | None:
-    """Create the one automatic run of a new ticket and enqueue it once the transaction commits.
+    """Create the one automatic run of a new ticket and dispatch it (the message is sent once the transaction
+    commits; if the broker is down then, the reconciler sends it later).
 
     Returns None when the ticket already has its automatic run (the partial unique constraint decides, so two
     concurrent deliveries cannot both create one).
     """
-    from agent.tasks import agent_run_advance_task  # tasks import services; import late to avoid a cycle
-
     workflow = workflow_match(ticket=ticket)
     try:
         with transaction.atomic():
@@ -69,8 +72,30 @@ def agent_run_create_for_new_ticket(*, ticket: Ticket) -> AgentRun | None:
         payload={"ticket": ticket.pk, "workflow": workflow.slug if workflow else None, "phase": run.phase},
         actor_kind=AuditEvent.ActorKind.SYSTEM,
     )
-    transaction.on_commit(lambda: agent_run_advance_task.delay(run.pk))
+    agent_run_dispatch(run_id=run.pk)
     return run
+
+
+def agent_run_publish(*, run_id: int, token: str) -> bool:
+    """Send the message that advances a run. Never raises: a broker that is down is logged, and the reconciler
+    sends the run again once the dispatch is stale (its token and time are already stored)."""
+    from agent.tasks import agent_run_advance_task  # tasks import services; import late to avoid a cycle
+
+    try:
+        agent_run_advance_task.apply_async(args=(run_id, token))
+    except Exception:  # any broker or serialisation failure: the outbox row is what makes this safe to swallow
+        logger.warning("run %s: could not enqueue its next advance; the reconciler will", run_id, exc_info=True)
+        return False
+    return True
+
+
+def agent_run_dispatch(*, run_id: int) -> str:
+    """Record that the run needs an advance (a new dispatch token supersedes any older message) and send the
+    message once the surrounding transaction commits, or now outside one."""
+    token = uuid.uuid4().hex
+    AgentRun.objects.filter(pk=run_id).update(dispatch_token=token, dispatched_at=timezone.now())
+    transaction.on_commit(lambda: agent_run_publish(run_id=run_id, token=token), robust=True)
+    return token
 
 
 @transaction.atomic
@@ -111,8 +136,6 @@ NOT_A_REVIEWER = "Only reviewers and admins decide on proposed actions."
 def agent_run_claim(*, run_id: int, lease_seconds: int) -> AgentRun | None:
     """Take the run for one advance. One conditional UPDATE: two workers can never both hold it, and a lease
     left by a crashed worker expires."""
-    import uuid
-
     now = timezone.now()
     token = uuid.uuid4().hex
     claimed = (
@@ -315,9 +338,7 @@ def _require_reviewer(user: AbstractBaseUser) -> None:
 
 
 def _enqueue_advance(run: AgentRun) -> None:
-    from agent.tasks import agent_run_advance_task
-
-    transaction.on_commit(lambda: agent_run_advance_task.delay(run.pk))
+    agent_run_dispatch(run_id=run.pk)
 
 
 def _resume_if_decided(action: ProposedAction) -> None:

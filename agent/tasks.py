@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
 
 logger = logging.getLogger(__name__)
 
@@ -11,37 +12,77 @@ _MODEL_RETRY_DELAYS = (5, 15, 45, 120, 300)
 # A run another worker holds (a redelivered message, or a lease a dead worker left): look again shortly.
 _BUSY_RETRY_SECONDS = 3
 _BUSY_MAX_RETRIES = 100
+# The database went away: try the turn again after this long (the reconciler is the net if even that fails).
+_DATABASE_RETRY_SECONDS = 5
+
+
+def _drop_broken_connections() -> None:
+    """Close every database connection that saw an error, without sending anything over it: the next query
+    opens a fresh one. Asking a dead connection first (as Django's own check does) can hang on a cut network."""
+    for connection in connections.all(initialized_only=True):
+        if connection.errors_occurred or connection.connection is None:
+            connection.close()
+    close_old_connections()
 
 
 @shared_task(bind=True, acks_late=True, max_retries=_BUSY_MAX_RETRIES)
-def agent_run_advance_task(self, run_id: int) -> str:  # noqa: ANN001 - Celery's bound task
-    """Advance a run by one model turn, then enqueue the next turn if there is one.
+def agent_run_advance_task(self, run_id: int, dispatch_token: str = "") -> str:  # noqa: ANN001 - Celery's bound task
+    """Advance a run by one model turn, then dispatch the next turn if there is one.
 
     One task per turn keeps no worker pinned while a run waits; acks_late means a worker killed mid-turn leaves
-    the message to be delivered again, and the loop resumes from the persisted transcript.
+    the message to be delivered again, and the loop resumes from the persisted transcript. A message whose
+    dispatch token is no longer the run's was superseded (the reconciler sent a newer one) and does nothing.
     """
     from agent.llm import EngineError
     from agent.loop import Outcome, run_advance
+    from agent.selectors import agent_run_superseded
+    from agent.services import agent_run_dispatch
+
+    try:
+        if dispatch_token and agent_run_superseded(run_id=run_id, token=dispatch_token):
+            return "superseded"
+        outcome = run_advance(run_id=run_id)
+        if outcome == Outcome.CONTINUE:
+            agent_run_dispatch(run_id=run_id)
+    except EngineError as exc:
+        if exc.retryable and self.request.retries < len(_MODEL_RETRY_DELAYS):
+            raise self.retry(countdown=_MODEL_RETRY_DELAYS[self.request.retries], exc=exc) from exc
+        return _escalate(self, run_id, f"The model could not answer: {exc}")
+    except (OperationalError, InterfaceError) as exc:
+        # The database is unreachable (or failed over): no point escalating through it. Reconnect and try the
+        # turn again; the persisted transcript and the lease make the retry resume, never repeat.
+        _drop_broken_connections()
+        logger.warning("run %s: database error, retrying the turn: %s", run_id, exc)
+        raise self.retry(countdown=_DATABASE_RETRY_SECONDS, exc=exc) from exc
+    except Exception:
+        # A bug must not leave a run silently "running": hand the ticket to humans and keep the traceback.
+        logger.exception("agent run %s failed", run_id)
+        _drop_broken_connections()
+        return _escalate(self, run_id, "The agent hit an internal error; see the worker log.")
+    if outcome == Outcome.BUSY and self.request.retries < self.max_retries:
+        raise self.retry(countdown=_BUSY_RETRY_SECONDS)
+    return str(outcome)
+
+
+def _escalate(task: object, run_id: int, reason: str) -> str:
     from agent.models import AgentRun
     from agent.services import FINAL_STATUSES, agent_run_escalate
 
     try:
-        outcome = run_advance(run_id=run_id)
-    except EngineError as exc:
-        if exc.retryable and self.request.retries < len(_MODEL_RETRY_DELAYS):
-            raise self.retry(countdown=_MODEL_RETRY_DELAYS[self.request.retries], exc=exc) from exc
-        run = AgentRun.objects.select_related("ticket").get(pk=run_id)
-        agent_run_escalate(run=run, reason=f"The model could not answer: {exc}")
-        return "done"
-    except Exception:
-        # A bug must not leave a run silently "running": hand the ticket to humans and keep the traceback.
-        logger.exception("agent run %s failed", run_id)
         run = AgentRun.objects.select_related("ticket").get(pk=run_id)
         if run.status not in FINAL_STATUSES:
-            agent_run_escalate(run=run, reason="The agent hit an internal error; see the worker log.")
-        return "done"
-    if outcome == Outcome.CONTINUE:
-        agent_run_advance_task.delay(run_id)
-    elif outcome == Outcome.BUSY and self.request.retries < self.max_retries:
-        raise self.retry(countdown=_BUSY_RETRY_SECONDS)
-    return str(outcome)
+            agent_run_escalate(run=run, reason=reason)
+    except (OperationalError, InterfaceError):
+        # Escalating needs the database too: leave the run to the reconciler, which finds it once the lease ends.
+        _drop_broken_connections()
+        logger.warning("run %s: could not escalate (database error); the reconciler will retry", run_id)
+    return "done"
+
+
+@shared_task(ignore_result=True)
+def agent_runs_reconcile_task() -> str:
+    """The periodic sweep (celery beat): restart runs nothing is working on, escalate runs that keep failing."""
+    from agent.reconciler import agent_runs_reconcile
+
+    result = agent_runs_reconcile()
+    return f"recovered {len(result.recovered)}, escalated {len(result.escalated)}"

@@ -139,7 +139,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(VAR_DIR / "celery" / "control"),
     }
 # A message a worker took but never acknowledged (the worker died) is delivered again after this long. Keep it
-# above the longest model turn (BEDROCK_TIMEOUT_SECONDS x BEDROCK_MAX_ATTEMPTS).
+# above the longest model turn (BEDROCK_TIMEOUT_SECONDS x BEDROCK_MAX_ATTEMPTS). Every other timing of the Redis
+# transport's redelivery is derived from it, so there is one number to reason about.
 CELERY_VISIBILITY_TIMEOUT_SECONDS = env_int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 900, minimum=1)
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -147,12 +148,40 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
         # How often workers sweep for such messages: a sweep is one cheap sorted-set range query.
         "unacked_restore_interval": max(1, min(10, CELERY_VISIBILITY_TIMEOUT_SECONDS // 4)),
         "unacked_restore_throttle": 1,
+        # The lock one sweep holds. kombu keeps it 300 s, so a worker killed mid-sweep delayed every redelivery
+        # by five minutes whatever the visibility timeout said; a sweep takes well under a second.
+        "unacked_mutex_expire": max(1, min(30, CELERY_VISIBILITY_TIMEOUT_SECONDS // 4)),
+        # Fail fast when the broker is unreachable (the default waits for the operating system's TCP timeout):
+        # the webhook answers whatever the broker does, and the reconciler sends what could not be sent.
+        "socket_connect_timeout": 5,
+        "socket_timeout": 30,
+        "retry_on_timeout": True,
     }
+# Sending a task retries briefly, then gives up: the run's own row (dispatch token and time) is the outbox.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a worker waits out a broker outage instead of exiting
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Threads cannot be cancelled; a task still running when the broker connection drops finishes, and its message
+# comes back later as a no-op (the run's lease and dispatch token see to that).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "agentconsole")
+
+# --- The scheduler (celery beat) -------------------------------------------------------------------------------
+# Periodic tasks. Run exactly one scheduler: `celery -A agentconsole beat` (production), or `worker -B`
+# (`make demo`). Each entry expires after one interval, so sweeps missed during an outage do not pile up.
+AGENT_RECONCILE_INTERVAL_SECONDS = env_int("AGENT_RECONCILE_INTERVAL_SECONDS", 30, minimum=1)
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    "agent-runs-reconcile": {
+        "task": "agent.tasks.agent_runs_reconcile_task",
+        "schedule": float(AGENT_RECONCILE_INTERVAL_SECONDS),
+        "options": {"expires": float(AGENT_RECONCILE_INTERVAL_SECONDS)},
+    },
+}
+CELERY_BEAT_SCHEDULE_FILENAME = env_str("CELERY_BEAT_SCHEDULE_FILENAME", str(VAR_DIR / "celery" / "beat-schedule"))
 
 # --- Zendesk --------------------------------------------------------------------------------------------------
 ZENDESK_WEBHOOK_SECRET = env_secret("ZENDESK_WEBHOOK_SECRET", "")
@@ -226,6 +255,10 @@ AGENT_MAX_STEPS = env_int("AGENT_MAX_STEPS", 40, minimum=2)
 AGENT_MAX_ACTIVE_SECONDS = env_int("AGENT_MAX_ACTIVE_SECONDS", 300, minimum=1)
 AGENT_MAX_TOKENS_PER_RUN = env_int("AGENT_MAX_TOKENS_PER_RUN", 200_000, minimum=1000)
 AGENT_LEASE_SECONDS = env_int("AGENT_LEASE_SECONDS", 180, minimum=5)
+# The reconciler restarts a run whose last dispatch no worker picked up within this long (keep it above the
+# usual queue wait), and hands a run to humans after this many restarts.
+AGENT_RUN_STALE_SECONDS = env_int("AGENT_RUN_STALE_SECONDS", 120, minimum=1)
+AGENT_RUN_MAX_RECOVERIES = env_int("AGENT_RUN_MAX_RECOVERIES", 5, minimum=0)
 
 # What a workflow must show before an admin may promote it to autonomous without an override.
 AUTONOMY_MIN_REVIEWED = env_int("AUTONOMY_MIN_REVIEWED", 30, minimum=0)

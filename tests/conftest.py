@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -24,6 +25,25 @@ def broker() -> Iterator[redis.Redis]:
     yield connection
     connection.flushdb()
     connection.close()
+
+
+@pytest.fixture
+def broker_unreachable() -> Iterator[str]:
+    """Point the Celery app at a port where nothing listens: a real broker outage, as the web process sees it."""
+    from agentconsole.celery import app
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    dead_url = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+    probe.close()
+    saved = app.conf.broker_url
+    app.conf.broker_url = dead_url
+    app._pool = None
+    app.amqp._producer_pool = None
+    yield dead_url
+    app.conf.broker_url = saved
+    app._pool = None
+    app.amqp._producer_pool = None
 
 
 def queued_task_messages(connection: redis.Redis) -> list[dict]:

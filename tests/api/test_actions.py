@@ -38,9 +38,10 @@ def test_it_approves_once_and_refuses_the_second_approval_with_409(
     assert second.json() == {"detail": ACTION_ALREADY_DECIDED.format(status="Approved")}
     assert AuditEvent.objects.filter(verb="action.approved", object_id=str(world.action.pk)).count() == 1
     # The run resumes in a worker exactly once: one advance is queued, so the write executes once.
+    world.run.refresh_from_db()
     messages = queued_task_messages(broker)
     assert [(m["headers"]["task"], m["headers"]["argsrepr"]) for m in messages] == [
-        ("agent.tasks.agent_run_advance_task", f"({world.run.pk},)")
+        ("agent.tasks.agent_run_advance_task", f"({world.run.pk}, '{world.run.dispatch_token}')")
     ]
 
 

@@ -12,15 +12,17 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Migrate, seed, then run the web server and a Celery worker together until Ctrl-C."
+    help = "Migrate, seed, then run the web server and a Celery worker (with the scheduler) together until Ctrl-C."
 
     def add_arguments(self, parser) -> None:  # noqa: ANN001
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
 
     def handle(self, *args: object, **options: object) -> None:
-        for folder in settings.CELERY_BROKER_TRANSPORT_OPTIONS.values():
-            os.makedirs(folder, exist_ok=True)
+        for key, folder in settings.CELERY_BROKER_TRANSPORT_OPTIONS.items():
+            if key.endswith("_folder") or key.startswith("data_folder"):
+                os.makedirs(folder, exist_ok=True)
+        os.makedirs(os.path.dirname(settings.CELERY_BEAT_SCHEDULE_FILENAME), exist_ok=True)
         call_command("migrate", interactive=False, verbosity=0)
         call_command("seed_demo")
         address = f"{options['host']}:{options['port']}"
@@ -39,6 +41,11 @@ class Command(BaseCommand):
                 "threads",
                 "--concurrency",
                 "8",
+                # The scheduler runs inside this one worker (the reconciler that restarts stranded runs). In
+                # production run `celery -A agentconsole beat` once, beside the workers.
+                "--beat",
+                "--schedule",
+                settings.CELERY_BEAT_SCHEDULE_FILENAME,
             ]
         )
         web = subprocess.Popen([python, "manage.py", "runserver", "--noreload", address])

@@ -51,7 +51,7 @@ def test_it_creates_a_ticket_and_enqueues_one_run(post_webhook, broker, django_c
     assert (run.ticket, run.workflow, run.phase, run.status) == (ticket, workflow, "autonomous", "queued")
     messages = queued_task_messages(broker)
     assert [(m["headers"]["task"], m["headers"]["argsrepr"]) for m in messages] == [
-        ("agent.tasks.agent_run_advance_task", f"({run.pk},)")
+        ("agent.tasks.agent_run_advance_task", f"({run.pk}, '{run.dispatch_token}')")
     ]
     assert AuditEvent.objects.filter(verb="ticket.created", object_id=str(ticket.pk)).exists()
 
