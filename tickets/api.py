@@ -4,6 +4,7 @@
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -16,7 +17,14 @@ from console.auth import api_auth
 from tickets.models import Ticket
 from tickets.schemas import ErrorOut, TicketDetailOut, TicketFilterIn, TicketOut, WebhookAcceptedOut
 from tickets.services import zendesk_event_ingest
-from tickets.zendesk_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, parse_event, verify_signature
+from tickets.zendesk_webhook import (
+    BODY_WRONG_SHAPE,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    PayloadError,
+    parse_event,
+    verify_signature,
+)
 
 BODY_TOO_LARGE = "The body is larger than {limit} bytes."
 CONTENT_LENGTH_INVALID = "The Content-Length header is not a number."
@@ -60,7 +68,12 @@ def zendesk_webhook(request: HttpRequest) -> Status:
         max_skew=timedelta(seconds=settings.ZENDESK_WEBHOOK_MAX_SKEW_SECONDS),
     )
     parsed = parse_event(body)
-    result = zendesk_event_ingest(parsed=parsed)
+    try:
+        result = zendesk_event_ingest(parsed=parsed)
+    except DjangoValidationError as exc:
+        # The parser's limits should leave nothing for the models to refuse; if they ever do, it is still the
+        # sender's input (400, nothing stored: the ingest is one transaction), never our 500.
+        raise PayloadError(BODY_WRONG_SHAPE, extra={"errors": _model_errors(exc)}) from None
     return Status(
         202,
         {
@@ -68,8 +81,15 @@ def zendesk_webhook(request: HttpRequest) -> Status:
             "event_id": parsed.envelope.id,
             "duplicate": result.duplicate,
             "handled": result.handled,
+            "ignored_reason": result.ignored_reason,
         },
     )
+
+
+def _model_errors(exc: DjangoValidationError) -> list[dict[str, str]]:
+    if hasattr(exc, "error_dict"):
+        return [{"field": name, "message": " ".join(messages)} for name, messages in exc.message_dict.items()]
+    return [{"field": "", "message": message} for message in exc.messages]
 
 
 def _ticket_list(*, status: str | None, workflow: str | None) -> QuerySet[Ticket]:

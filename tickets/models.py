@@ -83,7 +83,7 @@ class TicketComment(models.Model):
 
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="comments")
     external_id = models.CharField(max_length=64, blank=True)
-    body = models.TextField()
+    body = models.TextField(blank=True)  # a helpdesk comment can be attachments only
     public = models.BooleanField()
     author_kind = models.CharField(max_length=16, choices=AuthorKind.choices)
     author_id = models.CharField(max_length=64, blank=True)
@@ -113,6 +113,9 @@ class WebhookEvent(models.Model):
     payload = models.JSONField()
     ticket = models.ForeignKey(Ticket, null=True, blank=True, on_delete=models.SET_NULL, related_name="webhook_events")
     handled = models.BooleanField(default=False, help_text="False for event types we store but do not act on.")
+    ignored_reason = models.CharField(
+        max_length=200, blank=True, help_text="Why a ticket event was stored but not applied (e.g. a closed ticket)."
+    )
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -12,6 +12,7 @@ class WebhookAcceptedOut(Schema):
     event_id: str
     duplicate: bool
     handled: bool
+    ignored_reason: str = Field("", description="Why a ticket event was stored but not applied; empty otherwise.")
 
 
 class ErrorOut(Schema):

@@ -15,6 +15,7 @@ from tickets.models import TenantLink, Ticket, TicketComment, WebhookEvent
 from tickets.zendesk_webhook import EVENT_COMMENT_ADDED, EVENT_TICKET_CREATED, ParsedEvent, TicketDetail
 
 TICKET_CLOSED = "A closed ticket cannot change status."
+EVENT_ON_CLOSED_TICKET = "The ticket is closed; closed tickets do not change, so the event was stored and ignored."
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class IngestResult:
     duplicate: bool
     handled: bool
     run_id: int | None
+    ignored_reason: str = ""
 
 
 def _tenant_link_for(organization_id: str) -> TenantLink | None:
@@ -125,7 +127,8 @@ def _apply_detail(ticket: Ticket, detail: TicketDetail) -> list[str]:
     return changed
 
 
-def _ticket_upsert(*, parsed: ParsedEvent) -> Ticket:
+def _ticket_upsert(*, parsed: ParsedEvent) -> tuple[Ticket, bool]:
+    """Create or update the ticket from the event's snapshot. True second: the ticket is closed, nothing applied."""
     detail = parsed.ticket
     assert detail is not None
     ticket, created = Ticket.objects.get_or_create(
@@ -134,6 +137,8 @@ def _ticket_upsert(*, parsed: ParsedEvent) -> Ticket:
         defaults={"subject": (detail.subject or "")[:500], "raw_payload": parsed.raw},
     )
     ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    if not created and ticket.status == Ticket.Status.CLOSED:
+        return ticket, True
     # Deliveries can arrive out of order: an older snapshot never overwrites a newer one.
     if (
         not created
@@ -141,7 +146,7 @@ def _ticket_upsert(*, parsed: ParsedEvent) -> Ticket:
         and ticket.external_updated_at
         and detail.updated_at < ticket.external_updated_at
     ):
-        return ticket
+        return ticket, False
     changed = _apply_detail(ticket, detail)
     if detail.updated_at:
         ticket.external_updated_at = detail.updated_at
@@ -157,7 +162,7 @@ def _ticket_upsert(*, parsed: ParsedEvent) -> Ticket:
             payload={"event_id": parsed.envelope.id, "fields": sorted(changed)},
             actor_kind=AuditEvent.ActorKind.WEBHOOK,
         )
-    return ticket
+    return ticket, False
 
 
 @transaction.atomic
@@ -181,12 +186,31 @@ def zendesk_event_ingest(*, parsed: ParsedEvent) -> IngestResult:
     except IntegrityError:
         stored = WebhookEvent.objects.get(source=Ticket.Source.ZENDESK, event_id=envelope.id)
         return IngestResult(
-            event_pk=stored.pk, ticket_id=stored.ticket_id, duplicate=True, handled=stored.handled, run_id=None
+            event_pk=stored.pk,
+            ticket_id=stored.ticket_id,
+            duplicate=True,
+            handled=stored.handled,
+            run_id=None,
+            ignored_reason=stored.ignored_reason,
         )
     if not parsed.is_ticket_event:
         return IngestResult(event_pk=stored.pk, ticket_id=None, duplicate=False, handled=False, run_id=None)
 
-    ticket = _ticket_upsert(parsed=parsed)
+    ticket, closed = _ticket_upsert(parsed=parsed)
+    if closed:
+        # Zendesk never changes a closed ticket (a reply makes a follow-up ticket): a late or replayed event for
+        # one is kept for the record and changes nothing. Answering an error would only make the sender retry.
+        stored.ticket = ticket
+        stored.ignored_reason = EVENT_ON_CLOSED_TICKET
+        stored.save(update_fields=["ticket", "ignored_reason"])
+        return IngestResult(
+            event_pk=stored.pk,
+            ticket_id=ticket.pk,
+            duplicate=False,
+            handled=False,
+            run_id=None,
+            ignored_reason=EVENT_ON_CLOSED_TICKET,
+        )
     if envelope.type == EVENT_COMMENT_ADDED and parsed.comment is not None:
         comment = parsed.comment
         if not ticket.comments.filter(external_id=comment.id).exists():

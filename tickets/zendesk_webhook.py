@@ -9,12 +9,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
-from datetime import datetime, timedelta
-from typing import Annotated, Any
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from agentconsole import jsonlimits
 from agentconsole.errors import ApplicationError, NotAuthenticated
 
 SIGNATURE_HEADER = "X-Zendesk-Webhook-Signature"
@@ -25,7 +25,8 @@ SIGNATURE_INVALID = "The webhook signature does not match."
 SECRET_NOT_CONFIGURED = "ZENDESK_WEBHOOK_SECRET is not configured; refusing unsigned webhooks."  # noqa: S105 - a message, not a secret
 TIMESTAMP_MALFORMED = "The signature timestamp is not an ISO 8601 time with a timezone."
 TIMESTAMP_STALE = "The signature timestamp is too far from now (replayed or delayed request)."
-BODY_NOT_JSON = "The body is not valid UTF-8 JSON."
+BODY_NOT_JSON = jsonlimits.BODY_NOT_JSON
+BODY_UNSAFE = jsonlimits.BODY_UNSAFE
 BODY_WRONG_SHAPE = "The body is not a Zendesk event of the expected shape."
 
 EVENT_TICKET_CREATED = "zen:event-type:ticket.created"
@@ -97,43 +98,75 @@ def _as_lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
+def _or_empty(value: Any) -> Any:
+    return "" if value is None else value
+
+
+# The range of times we accept from a helpdesk. Outside it a timestamp is a bug or an attack, and near the ends of
+# Python's own range converting it to UTC overflows.
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2200, 1, 1, tzinfo=UTC)
+SUBJECT_MAX_CHARS = 500
+
+
+def _aware_in_range(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("must include a timezone (e.g. 2026-11-23T10:00:00Z)")
+    if not EARLIEST_TIME <= value < LATEST_TIME:
+        raise ValueError(f"must be between {EARLIEST_TIME.year} and {LATEST_TIME.year}")
+    return value.astimezone(UTC)
+
+
+def _truncate_subject(value: str | None) -> str | None:
+    # A subject longer than we keep is still the customer's ticket: keep its start (raw_payload keeps all of it).
+    if value is not None and len(value) > SUBJECT_MAX_CHARS:
+        return value[: SUBJECT_MAX_CHARS - 1] + "\u2026"
+    return value
+
+
 ExternalId = Annotated[str, BeforeValidator(_as_id)]
+AwareTime = Annotated[datetime, AfterValidator(_aware_in_range)]
+TicketStatusIn = Literal["new", "open", "pending", "hold", "solved", "closed"]
+TicketPriorityIn = Literal["low", "normal", "high", "urgent"]
 
 
 class TicketDetail(BaseModel):
+    """The ticket snapshot in `detail`. Zendesk sends null for any value a ticket does not have."""
+
     model_config = ConfigDict(extra="ignore")
 
     id: Annotated[ExternalId, Field(min_length=1)]
-    subject: str | None = None
+    subject: Annotated[str | None, AfterValidator(_truncate_subject)] = None
     description: str | None = None
     requester_id: ExternalId = ""
     organization_id: ExternalId = ""
     group_id: ExternalId = ""
-    status: Annotated[
-        str | None,
-        BeforeValidator(_as_lower),
-        Field(pattern="^(new|open|pending|hold|solved|closed)$"),
-    ] = None
-    priority: Annotated[str | None, BeforeValidator(_as_lower), Field(pattern="^(low|normal|high|urgent)$")] = None
+    status: Annotated[TicketStatusIn | None, BeforeValidator(_as_lower)] = None
+    priority: Annotated[TicketPriorityIn | None, BeforeValidator(_as_lower)] = None
     tags: list[Annotated[str, Field(max_length=200)]] | None = None
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
+    created_at: AwareTime | None = None
+    updated_at: AwareTime | None = None
 
 
 class CommentAuthor(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: ExternalId = ""
-    is_staff: bool = False
+    is_staff: Annotated[bool, BeforeValidator(lambda v: False if v is None else v)] = False
+
+
+def _default_author(value: Any) -> Any:
+    return {} if value is None else value
 
 
 class Comment(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: Annotated[ExternalId, Field(min_length=1)]
-    body: str
-    is_public: bool
-    author: CommentAuthor = CommentAuthor()
+    body: Annotated[str, BeforeValidator(_or_empty)]
+    # Public unless Zendesk says otherwise would be the wrong default for a note: a missing value is private.
+    is_public: Annotated[bool, BeforeValidator(lambda v: False if v is None else v)]
+    author: Annotated[CommentAuthor, BeforeValidator(_default_author)] = CommentAuthor()
 
 
 class CommentEvent(BaseModel):
@@ -142,16 +175,20 @@ class CommentEvent(BaseModel):
     comment: Comment
 
 
+def _or_empty_dict(value: Any) -> Any:
+    return {} if value is None else value
+
+
 class Envelope(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: Annotated[str, Field(min_length=1, max_length=128)]
     type: Annotated[str, Field(min_length=1, max_length=128)]
     account_id: ExternalId = ""
-    subject: str = ""
-    time: datetime | None = None
-    detail: dict[str, Any] = Field(default_factory=dict)
-    event: dict[str, Any] = Field(default_factory=dict)
+    subject: Annotated[str, BeforeValidator(_or_empty)] = ""
+    time: AwareTime | None = None
+    detail: Annotated[dict[str, Any], BeforeValidator(_or_empty_dict)] = Field(default_factory=dict)
+    event: Annotated[dict[str, Any], BeforeValidator(_or_empty_dict)] = Field(default_factory=dict)
 
 
 class ParsedEvent(BaseModel):
@@ -173,11 +210,9 @@ def _errors(exc: ValidationError, prefix: str) -> list[dict[str, str]]:
 
 
 def parse_event(body: bytes) -> ParsedEvent:
-    """Parse and validate everything up front, so nothing is stored for a payload we would reject."""
-    try:
-        raw = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadError(BODY_NOT_JSON, extra={"errors": [{"field": "", "message": str(exc)}]}) from None
+    """Parse and validate everything up front, so nothing is stored for a payload we would reject: the JSON
+    parser has limits (depth, numbers, NUL, lone surrogates), then each field its own."""
+    raw = jsonlimits.loads(body)
     if not isinstance(raw, dict):
         raise PayloadError(BODY_WRONG_SHAPE, extra={"errors": [{"field": "", "message": "expected an object"}]})
     try:

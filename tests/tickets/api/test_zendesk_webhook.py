@@ -39,7 +39,13 @@ def test_it_creates_a_ticket_and_enqueues_one_run(post_webhook, broker, django_c
 
     assert response.status_code == 202
     ticket = Ticket.objects.get()
-    assert response.json() == {"ticket_id": ticket.pk, "event_id": "evt-1", "duplicate": False, "handled": True}
+    assert response.json() == {
+        "ticket_id": ticket.pk,
+        "event_id": "evt-1",
+        "duplicate": False,
+        "handled": True,
+        "ignored_reason": "",
+    }
     assert ticket.external_id == "35436"
     assert ticket.requester_id == "9001"  # ids arrive as numbers or strings
     assert ticket.priority == "high"  # enums arrive in upper case
@@ -175,7 +181,13 @@ def test_it_stores_an_unknown_event_type_without_a_run(
     with django_capture_on_commit_callbacks(execute=True):
         response = post_webhook(event)
     assert response.status_code == 202
-    assert response.json() == {"ticket_id": None, "event_id": "evt-u", "duplicate": False, "handled": False}
+    assert response.json() == {
+        "ticket_id": None,
+        "event_id": "evt-u",
+        "duplicate": False,
+        "handled": False,
+        "ignored_reason": "",
+    }
     stored = WebhookEvent.objects.get()
     assert (stored.event_type, stored.handled, stored.payload) == ("zen:event-type:user.active_changed", False, event)
     assert not Ticket.objects.exists()
