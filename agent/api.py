@@ -7,8 +7,8 @@ from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
-from ninja import Query, Router
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja import Path, Query, Router
+from ninja.pagination import paginate
 
 from agent.models import AgentRun, ProposedAction, Rating, Step, Workflow
 from agent.schemas import (
@@ -35,12 +35,14 @@ from agent.services import (
     workflow_phase_change,
 )
 from agentconsole.errors import NotFoundError
+from agentconsole.pagination import BoundedLimitOffsetPagination
+from agentconsole.schemas import ONE_ERRORS, READ_ERRORS, WRITE_ERRORS
 from console.auth import api_auth
-from tickets.schemas import ErrorOut
 
 NOT_FOUND = "No {kind} {key}."
 PAGE_MAX = 100
-ERRORS = {400: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut}
+MAX_ID = 2**63 - 1  # ids are bigints
+SLUG_PATTERN = r"^[-a-zA-Z0-9_]{1,64}$"
 
 router = Router(tags=["agent"], auth=api_auth)
 
@@ -91,14 +93,14 @@ def _workflow_out(workflow: Workflow, evidence: Evidence) -> dict[str, Any]:
 # --- Runs -----------------------------------------------------------------------------------------------------
 
 
-@router.get("/runs", response=list[RunOut], summary="Agent runs, newest first")
-@paginate(LimitOffsetPagination, max_limit=PAGE_MAX)
+@router.get("/runs", response={200: list[RunOut], **READ_ERRORS}, summary="Agent runs, newest first")
+@paginate(BoundedLimitOffsetPagination, max_limit=PAGE_MAX)
 def run_list(request: HttpRequest, filters: Query[RunFilterIn]) -> QuerySet[AgentRun]:
     return _run_list(ticket=filters.ticket, status=filters.status)
 
 
-@router.get("/runs/{run_id}", response={200: RunDetailOut, **ERRORS}, summary="One run with its ordered steps")
-def run_get(request: HttpRequest, run_id: int) -> AgentRun:
+@router.get("/runs/{run_id}", response={200: RunDetailOut, **ONE_ERRORS}, summary="One run with its ordered steps")
+def run_get(request: HttpRequest, run_id: int = Path(..., ge=1, le=MAX_ID)) -> AgentRun:
     steps = Prefetch("steps", queryset=Step.objects.order_by("index"))
     return _get(AgentRun.objects.select_related("workflow").prefetch_related(steps), "run", pk=run_id)
 
@@ -106,36 +108,36 @@ def run_get(request: HttpRequest, run_id: int) -> AgentRun:
 # --- Proposed actions -----------------------------------------------------------------------------------------
 
 
-@router.get("/actions", response=list[ActionOut], summary="Proposed actions, oldest first")
-@paginate(LimitOffsetPagination, max_limit=PAGE_MAX)
+@router.get("/actions", response={200: list[ActionOut], **READ_ERRORS}, summary="Proposed actions, oldest first")
+@paginate(BoundedLimitOffsetPagination, max_limit=PAGE_MAX)
 def action_list(request: HttpRequest, filters: Query[ActionFilterIn]) -> QuerySet[ProposedAction]:
     return _action_list(status=filters.status, run=filters.run)
 
 
-@router.get("/actions/{action_id}", response={200: ActionOut, **ERRORS}, summary="One proposed action")
-def action_get(request: HttpRequest, action_id: int) -> ProposedAction:
+@router.get("/actions/{action_id}", response={200: ActionOut, **ONE_ERRORS}, summary="One proposed action")
+def action_get(request: HttpRequest, action_id: int = Path(..., ge=1, le=MAX_ID)) -> ProposedAction:
     return _get(ProposedAction.objects.select_related("decided_by"), "action", pk=action_id)
 
 
-@router.post("/actions/{action_id}/approve", response={200: ActionOut, **ERRORS}, summary="Approve, maybe edited")
+@router.post("/actions/{action_id}/approve", response={200: ActionOut, **WRITE_ERRORS}, summary="Approve, maybe edited")
 def action_approve(request: HttpRequest, action_id: int, payload: ActionApproveIn) -> ProposedAction:
     action = _get(ProposedAction.objects.all(), "action", pk=action_id)
     return proposed_action_approve(action=action, user=request.user, args=payload.args)
 
 
-@router.post("/actions/{action_id}/reject", response={200: ActionOut, **ERRORS}, summary="Reject with a reason")
+@router.post("/actions/{action_id}/reject", response={200: ActionOut, **WRITE_ERRORS}, summary="Reject with a reason")
 def action_reject(request: HttpRequest, action_id: int, payload: ActionRejectIn) -> ProposedAction:
     action = _get(ProposedAction.objects.all(), "action", pk=action_id)
     return proposed_action_reject(action=action, user=request.user, reason=payload.reason)
 
 
-@router.post("/actions/{action_id}/rate", response={200: RatingOut, **ERRORS}, summary="Thumbs up or down")
+@router.post("/actions/{action_id}/rate", response={200: RatingOut, **WRITE_ERRORS}, summary="Thumbs up or down")
 def action_rate(request: HttpRequest, action_id: int, payload: RatingIn) -> Rating:
     action = _get(ProposedAction.objects.all(), "action", pk=action_id)
     return rating_set(user=request.user, value=payload.value, comment=payload.comment, action=action)
 
 
-@router.post("/steps/{step_id}/rate", response={200: RatingOut, **ERRORS}, summary="Rate a drafted note or reply")
+@router.post("/steps/{step_id}/rate", response={200: RatingOut, **WRITE_ERRORS}, summary="Rate a drafted note or reply")
 def step_rate(request: HttpRequest, step_id: int, payload: RatingIn) -> Rating:
     step = _get(Step.objects.all(), "step", pk=step_id)
     return rating_set(user=request.user, value=payload.value, comment=payload.comment, step=step)
@@ -144,8 +146,8 @@ def step_rate(request: HttpRequest, step_id: int, payload: RatingIn) -> Rating:
 # --- Workflows ------------------------------------------------------------------------------------------------
 
 
-@router.get("/workflows", response=list[WorkflowOut], summary="Workflows with their evidence")
-@paginate(LimitOffsetPagination, max_limit=PAGE_MAX)
+@router.get("/workflows", response={200: list[WorkflowOut], **READ_ERRORS}, summary="Workflows with their evidence")
+@paginate(BoundedLimitOffsetPagination, max_limit=PAGE_MAX)
 def workflow_list(request: HttpRequest) -> list[dict[str, Any]]:
     # Admins curate a handful of workflows: evidence for all of them is a fixed number of queries either way.
     workflows = list(Workflow.objects.order_by("name", "id"))
@@ -153,8 +155,12 @@ def workflow_list(request: HttpRequest) -> list[dict[str, Any]]:
     return [_workflow_out(workflow, evidence[workflow.pk]) for workflow in workflows]
 
 
-@router.post("/workflows/{slug}/phase", response={200: WorkflowOut, **ERRORS}, summary="Change a workflow's phase")
-def workflow_phase(request: HttpRequest, slug: str, payload: WorkflowPhaseIn) -> dict[str, Any]:
+@router.post(
+    "/workflows/{slug}/phase", response={200: WorkflowOut, **WRITE_ERRORS}, summary="Change a workflow's phase"
+)
+def workflow_phase(
+    request: HttpRequest, payload: WorkflowPhaseIn, slug: str = Path(..., pattern=SLUG_PATTERN)
+) -> dict[str, Any]:
     workflow = _get(Workflow.objects.all(), "workflow", slug=slug)
     workflow = workflow_phase_change(
         workflow=workflow, phase=payload.phase, user=request.user, reason=payload.reason, override=payload.override
@@ -162,6 +168,8 @@ def workflow_phase(request: HttpRequest, slug: str, payload: WorkflowPhaseIn) ->
     return _workflow_out(workflow, workflow_evidence(workflow=workflow))
 
 
-@router.post("/autonomy/stop", response={200: AutonomyStopOut, **ERRORS}, summary="Stop every autonomous workflow")
+@router.post(
+    "/autonomy/stop", response={200: AutonomyStopOut, **WRITE_ERRORS}, summary="Stop every autonomous workflow"
+)
 def autonomy_stop(request: HttpRequest, payload: AutonomyStopIn) -> dict[str, int]:
     return {"stopped_workflows": autonomy_stop_all(user=request.user, reason=payload.reason)}

@@ -1,16 +1,23 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
 
 from agent.models import AgentRun, ProposedAction, Step, Workflow
 
+# One enum per field (Django's choices classes all share the name "Status"): a Literal is inlined where used.
+RunStatusIn = Literal[tuple(AgentRun.Status.values)]  # type: ignore[valid-type]
+ActionStatusIn = Literal[tuple(ProposedAction.Status.values)]  # type: ignore[valid-type]
+PhaseIn = Literal[tuple(Workflow.Phase.values)]  # type: ignore[valid-type]
+# ids in the database are bigints: a larger number can name nothing, and is refused as a validation error.
+IdIn = Annotated[int, Field(ge=1, le=2**63 - 1)]
+
 
 class RunFilterIn(Schema):
-    ticket: int | None = Field(None, description="A ticket id.")
-    status: AgentRun.Status | None = None
+    ticket: IdIn | None = Field(None, description="A ticket id.")
+    status: RunStatusIn | None = None  # type: ignore[valid-type]
 
 
 class StepOut(Schema):
@@ -59,8 +66,8 @@ class RunDetailOut(RunOut):
 
 
 class ActionFilterIn(Schema):
-    status: ProposedAction.Status | None = None
-    run: int | None = Field(None, description="A run id.")
+    status: ActionStatusIn | None = None  # type: ignore[valid-type]
+    run: IdIn | None = Field(None, description="A run id.")
 
 
 class ActionOut(Schema):
@@ -140,7 +147,7 @@ class WorkflowOut(Schema):
 
 
 class WorkflowPhaseIn(Schema):
-    phase: Workflow.Phase
+    phase: PhaseIn  # type: ignore[valid-type]
     reason: str
     override: bool = False
 

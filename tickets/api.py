@@ -8,11 +8,13 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
-from ninja import Query, Router, Status
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja import Path, Query, Router, Status
+from ninja.pagination import paginate
 
 from agent.models import AgentRun
 from agentconsole.errors import ApplicationError, NotFoundError, PayloadTooLarge
+from agentconsole.pagination import BoundedLimitOffsetPagination
+from agentconsole.schemas import ONE_ERRORS, READ_ERRORS
 from console.auth import api_auth
 from tickets.models import Ticket
 from tickets.schemas import ErrorOut, TicketDetailOut, TicketFilterIn, TicketOut, WebhookAcceptedOut
@@ -30,6 +32,7 @@ BODY_TOO_LARGE = "The body is larger than {limit} bytes."
 CONTENT_LENGTH_INVALID = "The Content-Length header is not a number."
 TICKET_NOT_FOUND = "No ticket {ticket_id}."
 PAGE_MAX = 100
+MAX_ID = 2**63 - 1  # ids are bigints
 
 # Every route needs a reviewer or an admin (token or session), except the webhook, which proves itself by its
 # signature.
@@ -102,14 +105,14 @@ def _ticket_list(*, status: str | None, workflow: str | None) -> QuerySet[Ticket
     return tickets
 
 
-@router.get("/tickets", response=list[TicketOut], summary="Tickets, newest first")
-@paginate(LimitOffsetPagination, max_limit=PAGE_MAX)
+@router.get("/tickets", response={200: list[TicketOut], **READ_ERRORS}, summary="Tickets, newest first")
+@paginate(BoundedLimitOffsetPagination, max_limit=PAGE_MAX)
 def ticket_list(request: HttpRequest, filters: Query[TicketFilterIn]) -> QuerySet[Ticket]:
     return _ticket_list(status=filters.status, workflow=filters.workflow)
 
 
-@router.get("/tickets/{ticket_id}", response={200: TicketDetailOut, 404: ErrorOut}, summary="One ticket")
-def ticket_get(request: HttpRequest, ticket_id: int) -> Ticket:
+@router.get("/tickets/{ticket_id}", response={200: TicketDetailOut, **ONE_ERRORS}, summary="One ticket")
+def ticket_get(request: HttpRequest, ticket_id: int = Path(..., ge=1, le=MAX_ID)) -> Ticket:
     ticket = (
         Ticket.objects.select_related("tenant_link")
         .prefetch_related("comments", Prefetch("runs", queryset=AgentRun.objects.only("id", "ticket_id")))

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from ninja import Field, Schema
 
+from agentconsole.schemas import ErrorOut
 from tickets.models import Ticket
+
+__all__ = ["ErrorOut", "TicketDetailOut", "TicketFilterIn", "TicketOut", "WebhookAcceptedOut"]
 
 
 class WebhookAcceptedOut(Schema):
@@ -15,13 +19,13 @@ class WebhookAcceptedOut(Schema):
     ignored_reason: str = Field("", description="Why a ticket event was stored but not applied; empty otherwise.")
 
 
-class ErrorOut(Schema):
-    detail: str
-    errors: list[dict[str, str]] | None = None
+# One enum per field: Django's choices classes are all called "Status", and the OpenAPI document would name them
+# alike and show one for all. A Literal is inlined where it is used.
+TicketStatusIn = Literal[tuple(Ticket.Status.values)]  # type: ignore[valid-type]
 
 
 class TicketFilterIn(Schema):
-    status: Ticket.Status | None = None
+    status: TicketStatusIn | None = None  # type: ignore[valid-type]
     workflow: str | None = Field(None, description="A workflow slug: tickets with a run in that workflow.")
 
 
