@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db import transaction
 
 from agent.models import AgentRun, ConfigPatch, ProposedAction, Rating, Runbook, Step, Workflow
-from agent.services import workflow_save
+from agent.services import POLICY_FIELDS, workflow_save
+from audit.admin import AuditedModelAdmin, HistoryAdminMixin
 
 
 @admin.register(Workflow)
-class WorkflowAdmin(admin.ModelAdmin):
+class WorkflowAdmin(AuditedModelAdmin):
     list_display = ["name", "slug", "phase", "enabled", "updated_at"]
     list_filter = ["phase", "enabled"]
     search_fields = ["name", "slug"]
@@ -18,8 +20,11 @@ class WorkflowAdmin(admin.ModelAdmin):
         return ["phase"] if obj is not None else []
 
     def save_model(self, request, obj, form, change) -> None:  # noqa: ANN001
-        # Pre-approved tools and their limits decide what runs without a human: their changes are audited.
-        workflow_save(workflow=obj, changed_fields=list(form.changed_data), user=request.user)
+        # Pre-approved tools and their limits decide what runs without a human: workflow_save audits those as
+        # workflow.policy_changed; the other fields get the admin's usual record.
+        with transaction.atomic():
+            workflow_save(workflow=obj, changed_fields=list(form.changed_data), user=request.user)
+            self.audit_save(request, obj, form, change, skip=POLICY_FIELDS)
 
 
 class StepInline(admin.TabularInline):
@@ -34,7 +39,7 @@ class StepInline(admin.TabularInline):
 
 
 @admin.register(AgentRun)
-class AgentRunAdmin(admin.ModelAdmin):
+class AgentRunAdmin(HistoryAdminMixin, AuditedModelAdmin):
     list_display = ["pk", "ticket", "workflow", "phase", "status", "engine", "created_at"]
     list_filter = ["status", "phase", "workflow"]
     list_select_related = ["ticket", "workflow"]
@@ -46,7 +51,7 @@ class AgentRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(Step)
-class StepAdmin(admin.ModelAdmin):
+class StepAdmin(HistoryAdminMixin, AuditedModelAdmin):
     list_display = ["run", "index", "kind", "tool_name", "latency_ms", "created_at"]
     list_filter = ["kind"]
     list_select_related = ["run"]
@@ -57,7 +62,7 @@ class StepAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProposedAction)
-class ProposedActionAdmin(admin.ModelAdmin):
+class ProposedActionAdmin(HistoryAdminMixin, AuditedModelAdmin):
     list_display = ["pk", "run", "tool", "risk", "status", "verification", "decided_by", "created_at"]
     list_filter = ["status", "risk", "verification", "tool"]
     list_select_related = ["run", "decided_by"]
@@ -68,21 +73,21 @@ class ProposedActionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Rating)
-class RatingAdmin(admin.ModelAdmin):
+class RatingAdmin(HistoryAdminMixin, AuditedModelAdmin):
     list_display = ["user", "value", "action", "step", "created_at"]
     list_filter = ["value"]
     list_select_related = ["user", "action", "step"]
 
 
 @admin.register(Runbook)
-class RunbookAdmin(admin.ModelAdmin):
+class RunbookAdmin(AuditedModelAdmin):
     list_display = ["title", "slug", "updated_at"]
     search_fields = ["title", "slug", "body"]
     prepopulated_fields = {"slug": ["title"]}
 
 
 @admin.register(ConfigPatch)
-class ConfigPatchAdmin(admin.ModelAdmin):
+class ConfigPatchAdmin(AuditedModelAdmin):
     list_display = ["patch_id", "title", "config_key", "value", "enabled"]
     list_filter = ["enabled"]
     search_fields = ["patch_id", "title", "config_key"]

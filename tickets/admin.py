@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from audit.admin import AuditedModelAdmin, HistoryAdminMixin
 from tickets.models import TenantLink, Ticket, TicketComment, WebhookEvent
 
 
 @admin.register(TenantLink)
-class TenantLinkAdmin(admin.ModelAdmin):
+class TenantLinkAdmin(AuditedModelAdmin):
     list_display = ["organization_id", "organization_name", "tenant_id", "created_at"]
     search_fields = ["organization_id", "organization_name", "tenant_id"]
 
@@ -23,7 +24,7 @@ class TicketCommentInline(admin.TabularInline):
 
 
 @admin.register(Ticket)
-class TicketAdmin(admin.ModelAdmin):
+class TicketAdmin(HistoryAdminMixin, AuditedModelAdmin):
     list_display = [
         "external_id",
         "source",
@@ -43,7 +44,7 @@ class TicketAdmin(admin.ModelAdmin):
 
 
 @admin.register(TicketComment)
-class TicketCommentAdmin(admin.ModelAdmin):
+class TicketCommentAdmin(HistoryAdminMixin, AuditedModelAdmin):
     list_display = ["ticket", "author_kind", "public", "created_at"]
     list_filter = ["author_kind", "public"]
     list_select_related = ["ticket"]
@@ -51,7 +52,7 @@ class TicketCommentAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):
+class WebhookEventAdmin(HistoryAdminMixin, AuditedModelAdmin):
     list_display = ["received_at", "source", "event_id", "event_type", "handled", "ticket"]
     list_filter = ["source", "event_type", "handled"]
     search_fields = ["event_id"]

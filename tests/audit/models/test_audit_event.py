@@ -35,3 +35,19 @@ def test_it_refuses_to_update_or_delete_an_event() -> None:
     with pytest.raises(ValueError, match=AUDIT_EVENT_IMMUTABLE):
         event.delete()
     assert AuditEvent.objects.get(pk=event.pk).verb == "x"
+
+
+def test_it_refuses_updates_and_deletes_in_the_database_itself() -> None:
+    from django.db import IntegrityError, connection, transaction
+
+    event = audit_event_record(verb="x", obj=TicketFactory(), actor_kind=AuditEvent.ActorKind.SYSTEM)
+    attempts = [
+        lambda: AuditEvent.objects.filter(pk=event.pk).update(verb="rewritten"),
+        lambda: AuditEvent.objects.filter(pk=event.pk).delete(),
+        lambda: connection.cursor().execute("UPDATE audit_auditevent SET payload_hash = 'x' WHERE id = %s", [event.pk]),
+        lambda: connection.cursor().execute("DELETE FROM audit_auditevent WHERE id = %s", [event.pk]),
+    ]
+    for attempt in attempts:
+        with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
+            attempt()
+    assert AuditEvent.objects.get(pk=event.pk).verb == "x"
