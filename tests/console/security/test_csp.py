@@ -11,8 +11,11 @@ from django.test import Client
 from django.urls import reverse
 
 # The complete page table, and its world fixture, from the permission matrix (it fails when a page has no row).
-from tests.console.test_url_permissions import MATRIX, _args
-from tests.console.test_url_permissions import world as _world  # noqa: F401 - the fixture, by its own name
+from tests.console.test_url_permissions import (
+    MATRIX,
+    _args,
+    world,  # noqa: F401 - its fixture
+)
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +36,7 @@ def _policy(response) -> dict[str, str]:
     return dict(part.strip().split(" ", 1) for part in header.split(";") if part.strip())
 
 
-def test_it_sends_a_strict_policy_on_every_console_page(admin, world) -> None:
+def test_it_sends_a_strict_policy_on_every_console_page(admin, world) -> None:  # noqa: F811 - the fixture
     checked = 0
     for name, row in MATRIX.items():
         if row.get[3] != 200:
