@@ -55,6 +55,15 @@ def browser_context_args(browser_context_args: dict) -> dict:
     return {**browser_context_args, "viewport": VIEWPORT}
 
 
+@pytest.fixture(autouse=True)
+def csp_violations(page: Page):
+    """Every browser test runs under the Content-Security-Policy and fails on any violation Chromium reports."""
+    seen: list[str] = []
+    page.on("console", lambda message: seen.append(message.text) if "Content Security Policy" in message.text else None)
+    yield seen
+    assert seen == []
+
+
 @pytest.fixture
 def login(live_server, page: Page):
     """Log in through the real login form, as a user with that password."""
