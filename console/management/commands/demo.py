@@ -41,6 +41,10 @@ class Command(BaseCommand):
                 "threads",
                 "--concurrency",
                 "8",
+                # Gossip and mingle sync workers with each other, which this product never needs; gossip's fanout
+                # channel is what kombu's Redis transport fails to close on a broker drop (see the README).
+                "--without-gossip",
+                "--without-mingle",
                 # The scheduler runs inside this one worker (the reconciler that restarts stranded runs). In
                 # production run `celery -A agentconsole beat` once, beside the workers.
                 "--beat",
