@@ -47,7 +47,7 @@ def agent_run_advance_task(self, run_id: int, dispatch_token: str = "") -> str: 
     except EngineError as exc:
         if exc.retryable and self.request.retries < len(_MODEL_RETRY_DELAYS):
             raise self.retry(countdown=_MODEL_RETRY_DELAYS[self.request.retries], exc=exc) from exc
-        return _escalate(self, run_id, f"The model could not answer: {exc}")
+        return _escalate(run_id, f"The model could not answer: {exc}")
     except (OperationalError, InterfaceError) as exc:
         # The database is unreachable (or failed over): no point escalating through it. Reconnect and try the
         # turn again; the persisted transcript and the lease make the retry resume, never repeat.
@@ -58,13 +58,13 @@ def agent_run_advance_task(self, run_id: int, dispatch_token: str = "") -> str: 
         # A bug must not leave a run silently "running": hand the ticket to humans and keep the traceback.
         logger.exception("agent run %s failed", run_id)
         _drop_broken_connections()
-        return _escalate(self, run_id, "The agent hit an internal error; see the worker log.")
+        return _escalate(run_id, "The agent hit an internal error; see the worker log.")
     if outcome == Outcome.BUSY and self.request.retries < self.max_retries:
         raise self.retry(countdown=_BUSY_RETRY_SECONDS)
     return str(outcome)
 
 
-def _escalate(task: object, run_id: int, reason: str) -> str:
+def _escalate(run_id: int, reason: str) -> str:
     from agent.models import AgentRun
     from agent.services import FINAL_STATUSES, agent_run_escalate
 
