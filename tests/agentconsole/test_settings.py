@@ -105,3 +105,15 @@ def test_it_treats_a_bare_checkout_as_development_but_never_a_configured_one() -
         "shell", "-c", "from django.conf import settings; print(settings.DEBUG)", env={"DJANGO_SECRET_KEY": "k" * 50}
     )
     assert configured.stdout.strip().endswith("False"), configured.stderr
+
+
+def test_it_derives_every_redis_redelivery_timing_from_the_visibility_timeout() -> None:
+    script = (
+        "from django.conf import settings; o = settings.CELERY_BROKER_TRANSPORT_OPTIONS; "
+        "print(o['visibility_timeout'], o['unacked_restore_interval'], o['unacked_mutex_expire'])"
+    )
+    env = {**PRODUCTION_ENV, "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0", "CELERY_VISIBILITY_TIMEOUT_SECONDS": "20"}
+    result = _manage("shell", "-c", script, env=env)
+    assert result.returncode == 0, result.stderr
+    # kombu's own mutex default (300 s) delayed every redelivery after a crash by five minutes.
+    assert result.stdout.strip().splitlines()[-1].split() == ["20", "5", "5"]
