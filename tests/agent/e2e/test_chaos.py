@@ -33,6 +33,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.m
 TICKETS = 30
 KILLS = 10
 DRAIN_SECONDS = 120
+OUTAGE_SECONDS = 10  # each of the broker and the database is cut this long, once
 FINAL = {"completed", "escalated", "failed"}
 ORGANIZATIONS = ["360001", "360002", "360003", "360004", "360005", "360006"]
 
@@ -122,12 +123,12 @@ def test_it_finishes_every_run_through_worker_kills_and_outages(company, live_se
             time.sleep(rng.uniform(1.0, 2.5))
             if cycle == 3:
                 with broker_proxy.down():
-                    time.sleep(4)
+                    time.sleep(OUTAGE_SECONDS)
                 time.sleep(2)
                 survived["broker cut"] = process.poll() is None
             if cycle == 6:
                 with database_proxy.down():
-                    time.sleep(4)
+                    time.sleep(OUTAGE_SECONDS)
                 time.sleep(2)
                 survived["database cut"] = process.poll() is None
             process.send_signal(signal.SIGKILL)
