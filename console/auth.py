@@ -10,6 +10,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.http import HttpRequest
@@ -25,6 +26,16 @@ TOKEN_PREFIX = "ac_"  # noqa: S105 -- a marker that makes leaked tokens greppabl
 TOKEN_INVALID = "The API token is unknown or revoked."  # noqa: S105 -- a message
 NOT_A_MEMBER = "Your account is in neither the reviewers nor the admins group. Ask an admin for access."
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def login_client_address(request: HttpRequest) -> str:
+    """The address login throttling counts failures against. Behind the TLS proxy (DJANGO_BEHIND_TLS_PROXY) every
+    request comes from the proxy, so take the address the proxy appended last to X-Forwarded-For; anything before
+    it came from the client and proves nothing."""
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if settings.SECURE_PROXY_SSL_HEADER and forwarded.strip():
+        return forwarded.split(",")[-1].strip()
+    return request.META.get("REMOTE_ADDR", "")
 
 
 def token_hash(token: str) -> str:

@@ -58,3 +58,22 @@ def test_it_forgets_failures_after_a_success(staff) -> None:
     assert _login(url, "ops", "pass-word-123").status_code == 302
     for _ in range(settings.AXES_FAILURE_LIMIT - 1):
         assert _login(url, "ops", "wrong").status_code == 200
+
+
+def test_it_counts_the_address_the_tls_proxy_saw_not_the_proxys_own(staff, settings) -> None:
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    url = FORMS["console"]
+
+    def attempt(client_address: str, password: str = "wrong"):  # noqa: S107 - a test password
+        # The client may send any X-Forwarded-For; the proxy appends the address it really saw.
+        return Client().post(
+            url,
+            {"username": "ops", "password": password},
+            REMOTE_ADDR="10.9.9.9",
+            HTTP_X_FORWARDED_FOR=f"1.2.3.4, {client_address}",
+        )
+
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        attempt("203.0.113.7")
+    assert attempt("203.0.113.7", "pass-word-123").status_code == 429
+    assert attempt("198.51.100.8", "pass-word-123").status_code == 302  # another client behind the same proxy
