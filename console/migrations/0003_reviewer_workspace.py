@@ -6,25 +6,36 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('console', '0002_api_token'),
-        ('tickets', '0002_reviewer_workspace'),
+        ("console", "0002_api_token"),
+        ("tickets", "0002_reviewer_workspace"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Presence',
+            name="Presence",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seen_at', models.DateTimeField()),
-                ('ticket', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='presences', to='tickets.ticket')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("seen_at", models.DateTimeField()),
+                (
+                    "ticket",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="presences", to="tickets.ticket"
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['ticket', 'seen_at'], name='presence_ticket_seen')],
-                'constraints': [models.UniqueConstraint(fields=('user', 'ticket'), name='presence_one_per_user_ticket')],
+                "indexes": [models.Index(fields=["ticket", "seen_at"], name="presence_ticket_seen")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("user", "ticket"), name="presence_one_per_user_ticket")
+                ],
             },
         ),
     ]
