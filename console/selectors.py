@@ -234,6 +234,9 @@ def action_present(action: ProposedAction, *, rating: Rating | None) -> Proposed
     action.args_json = _pretty_json(action.args)  # type: ignore[attr-defined]
     action.args_line = _args_line(action.tool, action.args)  # type: ignore[attr-defined]
     action.my_rating = rating  # type: ignore[attr-defined]
+    action.dom_id = f"action-{action.pk}"  # type: ignore[attr-defined]
+    # A dry-run note or reply is rated as the drafted text (its step), not a second time as a call.
+    action.rated_as_draft = action.is_dry_run and action.tool in DRAFT_TOOLS  # type: ignore[attr-defined]
     action.is_real_pending = action.status == ProposedAction.Status.PENDING  # type: ignore[attr-defined]
     # While the transcript is polled, a card the reviewer may be typing into keeps its DOM (hx-preserve);
     # cards the worker still changes (approved -> executed -> verified) are swapped.
@@ -264,6 +267,7 @@ def step_present(step: Step, *, rating: Rating | None) -> Step:
     step.is_draft = step.kind == Step.Kind.ACTION and step.tool_name in DRAFT_TOOLS  # type: ignore[attr-defined]
     step.draft_text = (step.tool_input or {}).get("body", "") if step.is_draft else ""  # type: ignore[attr-defined]
     step.my_rating = rating  # type: ignore[attr-defined]
+    step.dom_id = f"step-{step.pk}"  # type: ignore[attr-defined]
     return step
 
 
