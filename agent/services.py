@@ -519,7 +519,7 @@ def agent_run_take_over(*, run: AgentRun, user: AbstractBaseUser, reason: str = 
 
     _require_reviewer(user)
     with transaction.atomic():
-        run = AgentRun.objects.select_for_update().select_related("ticket__assignee").get(pk=run.pk)
+        run = AgentRun.objects.select_for_update(of=("self",)).select_related("ticket__assignee").get(pk=run.pk)
         if run.status in FINAL_STATUSES and not (run.status == AgentRun.Status.ESCALATED and not run.outcome):
             raise ConflictError(TAKE_OVER_ENDED.format(status=run.get_status_display().lower()))
         if run.status not in FINAL_STATUSES:

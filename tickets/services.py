@@ -65,7 +65,7 @@ def ticket_assign(
 ) -> Ticket:
     """Claim a ticket for a reviewer (or release it with assignee=None), audited. A ticket someone else holds is
     taken only with force=True, on purpose, so two reviewers never both believe they hold it."""
-    ticket = Ticket.objects.select_for_update().select_related("assignee").get(pk=ticket.pk)
+    ticket = Ticket.objects.select_for_update(of=("self",)).select_related("assignee").get(pk=ticket.pk)
     previous = ticket.assignee
     if previous is not None and assignee is not None and previous.pk != assignee.pk and not force:
         raise ConflictError(CLAIMED_BY_ANOTHER.format(name=previous.get_username()))
