@@ -144,11 +144,11 @@ def workflow_evidence_many(*, workflow_ids: list[int]) -> dict[int, Evidence]:
     durations: dict[int, list[float]] = defaultdict(list)
     drafted: dict[int, int] = defaultdict(int)
     for workflow_id, phase, created, finished in AgentRun.objects.filter(
-        workflow__in=workflow_ids, status=AgentRun.Status.COMPLETED, finished_at__isnull=False
+        workflow__in=workflow_ids, status=AgentRun.Status.COMPLETED
     ).values_list("workflow_id", "phase", "created_at", "finished_at"):
         if phase == Workflow.Phase.SHADOW:
             drafted[workflow_id] += 1
-        else:
+        elif finished is not None:
             durations[workflow_id].append((finished - created).total_seconds())
     reasons: dict[int, list[str]] = defaultdict(list)
     for workflow_id, reason in (
