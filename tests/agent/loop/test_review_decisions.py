@@ -96,7 +96,7 @@ def test_it_stops_a_worker_holding_the_run_when_it_is_taken_over(bedrock_company
 
 
 def test_it_reads_the_state_a_pending_write_would_change(bedrock_company) -> None:
-    run, action = _paused_on_extend_trial(bedrock_company)
+    _, action = _paused_on_extend_trial(bedrock_company)
     tenant = Tenant.objects.get(pk="globex")
 
     proposed_action_read_current(action_id=action.pk)
