@@ -8,6 +8,7 @@ from django.contrib.sessions.models import Session
 
 from agent.models import AgentRun, ProposedAction, Step
 from console.models import Presence
+from tests.conftest import _client_for
 from tests.factories import (
     AgentRunFactory,
     ProposedActionFactory,
@@ -15,7 +16,6 @@ from tests.factories import (
     TicketCommentFactory,
     UserFactory,
 )
-from tests.conftest import _client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -91,7 +91,7 @@ def test_it_offers_next_pending_after_a_decision(reviewer) -> None:
     action = _pending()
     body = reviewer.post(f"/actions/{action.pk}/respond/", {"feedback": "Ask sales first."}, headers=HX).content
     assert b'data-testid="decided"' in body and b'form="next-form"' in body
-    assert b"Answered by <strong>reviewer</strong>" in body and "Ask sales first.".encode() in body
+    assert b"Answered by <strong>reviewer</strong>" in body and b"Ask sales first." in body
     assert reviewer.post(f"/actions/{action.pk}/respond/", {"feedback": ""}, headers=HX).status_code == 400
     assert reviewer.post(f"/actions/{action.pk}/respond/", {"feedback": "Again"}, headers=HX).status_code == 409
 
