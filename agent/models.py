@@ -116,7 +116,11 @@ class AgentRun(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["ticket", "status"], name="agent_run_ticket_status")]
+        indexes = [
+            models.Index(fields=["ticket", "status"], name="agent_run_ticket_status"),
+            # The queue's escalation and working lists: by status, most recently active first.
+            models.Index(fields=["status", "updated_at"], name="agent_run_status_updated"),
+        ]
         constraints = [
             # One automatic run per ticket, however often the ticket.created event is delivered.
             models.UniqueConstraint(
