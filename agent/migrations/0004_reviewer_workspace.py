@@ -6,110 +6,188 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('agent', '0003_agent_loop'),
-        ('tickets', '0002_reviewer_workspace'),
+        ("agent", "0003_agent_loop"),
+        ("tickets", "0002_reviewer_workspace"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Notification',
+            name="Notification",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('pending', 'Approval waiting'), ('sla', 'Approval past its SLA')], max_length=16)),
-                ('channel', models.CharField(choices=[('slack', 'Slack'), ('email', 'E-mail')], max_length=16)),
-                ('status', models.CharField(choices=[('sending', 'Sending'), ('sent', 'Sent'), ('failed', 'Failed')], default='sending', max_length=16)),
-                ('recipients', models.JSONField(blank=True, default=list)),
-                ('error', models.TextField(blank=True)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('sent_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("pending", "Approval waiting"), ("sla", "Approval past its SLA")], max_length=16
+                    ),
+                ),
+                ("channel", models.CharField(choices=[("slack", "Slack"), ("email", "E-mail")], max_length=16)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("sending", "Sending"), ("sent", "Sent"), ("failed", "Failed")],
+                        default="sending",
+                        max_length=16,
+                    ),
+                ),
+                ("recipients", models.JSONField(blank=True, default=list)),
+                ("error", models.TextField(blank=True)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.AddField(
-            model_name='agentrun',
-            name='closed_at',
+            model_name="agentrun",
+            name="closed_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='agentrun',
-            name='closed_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="agentrun",
+            name="closed_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='agentrun',
-            name='outcome',
-            field=models.CharField(blank=True, choices=[('resolved', 'Resolved by a human'), ('no_action', 'No action needed'), ('duplicate', 'Duplicate'), ('handed_off', 'Handed to engineering')], max_length=16),
+            model_name="agentrun",
+            name="outcome",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("resolved", "Resolved by a human"),
+                    ("no_action", "No action needed"),
+                    ("duplicate", "Duplicate"),
+                    ("handed_off", "Handed to engineering"),
+                ],
+                max_length=16,
+            ),
         ),
         migrations.AddField(
-            model_name='agentrun',
-            name='outcome_note',
+            model_name="agentrun",
+            name="outcome_note",
             field=models.TextField(blank=True),
         ),
         migrations.AddField(
-            model_name='proposedaction',
-            name='current_state',
-            field=models.JSONField(blank=True, help_text="What the tool's state read saw while the proposal waited (for the diff).", null=True),
+            model_name="proposedaction",
+            name="current_state",
+            field=models.JSONField(
+                blank=True,
+                help_text="What the tool's state read saw while the proposal waited (for the diff).",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='proposedaction',
-            name='sla_due_at',
-            field=models.DateTimeField(blank=True, help_text='When a pending proposal escalates.', null=True),
+            model_name="proposedaction",
+            name="sla_due_at",
+            field=models.DateTimeField(blank=True, help_text="When a pending proposal escalates.", null=True),
         ),
         migrations.AddField(
-            model_name='proposedaction',
-            name='sla_escalated_at',
+            model_name="proposedaction",
+            name="sla_escalated_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='workflow',
-            name='approval_sla_minutes',
-            field=models.PositiveIntegerField(blank=True, help_text='How long a proposal may wait for a decision before it escalates (note, humans pod, notification). Empty: APPROVAL_SLA_MINUTES. 0: never.', null=True),
+            model_name="workflow",
+            name="approval_sla_minutes",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="How long a proposal may wait for a decision before it escalates (note, humans pod, notification). Empty: APPROVAL_SLA_MINUTES. 0: never.",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='workflow',
-            name='reviewers',
-            field=models.ManyToManyField(blank=True, help_text='Who is e-mailed when a proposal waits. Empty: every active member of the reviewers group.', related_name='reviewed_workflows', to=settings.AUTH_USER_MODEL),
+            model_name="workflow",
+            name="reviewers",
+            field=models.ManyToManyField(
+                blank=True,
+                help_text="Who is e-mailed when a proposal waits. Empty: every active member of the reviewers group.",
+                related_name="reviewed_workflows",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='workflow',
-            name='slack_channel',
-            field=models.CharField(blank=True, help_text="Slack channel for this workflow's approvals when a bot token is set. Empty: SLACK_CHANNEL.", max_length=100),
+            model_name="workflow",
+            name="slack_channel",
+            field=models.CharField(
+                blank=True,
+                help_text="Slack channel for this workflow's approvals when a bot token is set. Empty: SLACK_CHANNEL.",
+                max_length=100,
+            ),
         ),
         migrations.AlterField(
-            model_name='agentrun',
-            name='status',
-            field=models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('awaiting_approval', 'Awaiting approval'), ('completed', 'Completed'), ('escalated', 'Escalated to humans'), ('taken_over', 'Taken over by a reviewer'), ('failed', 'Failed')], db_index=True, default='queued', max_length=32),
+            model_name="agentrun",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("queued", "Queued"),
+                    ("running", "Running"),
+                    ("awaiting_approval", "Awaiting approval"),
+                    ("completed", "Completed"),
+                    ("escalated", "Escalated to humans"),
+                    ("taken_over", "Taken over by a reviewer"),
+                    ("failed", "Failed"),
+                ],
+                db_index=True,
+                default="queued",
+                max_length=32,
+            ),
         ),
         migrations.AlterField(
-            model_name='proposedaction',
-            name='status',
-            field=models.CharField(choices=[('dry_run', 'Dry run (never executable)'), ('pending', 'Awaiting decision'), ('approved', 'Approved'), ('rejected', 'Rejected'), ('executed', 'Executed'), ('failed', 'Execution failed'), ('responded', 'Answered with feedback (not executed)'), ('withdrawn', 'Withdrawn (the run ended)')], db_index=True, default='pending', max_length=16),
+            model_name="proposedaction",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("dry_run", "Dry run (never executable)"),
+                    ("pending", "Awaiting decision"),
+                    ("approved", "Approved"),
+                    ("rejected", "Rejected"),
+                    ("executed", "Executed"),
+                    ("failed", "Execution failed"),
+                    ("responded", "Answered with feedback (not executed)"),
+                    ("withdrawn", "Withdrawn (the run ended)"),
+                ],
+                db_index=True,
+                default="pending",
+                max_length=16,
+            ),
         ),
         migrations.AddIndex(
-            model_name='agentrun',
-            index=models.Index(fields=['ticket', 'status'], name='agent_run_ticket_status'),
+            model_name="agentrun",
+            index=models.Index(fields=["ticket", "status"], name="agent_run_ticket_status"),
         ),
         migrations.AddIndex(
-            model_name='agentrun',
-            index=models.Index(fields=['status', 'updated_at'], name='agent_run_status_updated'),
+            model_name="agentrun",
+            index=models.Index(fields=["status", "updated_at"], name="agent_run_status_updated"),
         ),
         migrations.AddIndex(
-            model_name='proposedaction',
-            index=models.Index(condition=models.Q(('sla_escalated_at__isnull', True), ('status', 'pending')), fields=['sla_due_at'], name='proposed_action_sla_open'),
+            model_name="proposedaction",
+            index=models.Index(
+                condition=models.Q(("sla_escalated_at__isnull", True), ("status", "pending")),
+                fields=["sla_due_at"],
+                name="proposed_action_sla_open",
+            ),
         ),
         migrations.AddField(
-            model_name='notification',
-            name='action',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='notifications', to='agent.proposedaction'),
+            model_name="notification",
+            name="action",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="notifications", to="agent.proposedaction"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='notification',
-            constraint=models.UniqueConstraint(fields=('action', 'kind', 'channel'), name='notification_once_per_channel'),
+            model_name="notification",
+            constraint=models.UniqueConstraint(
+                fields=("action", "kind", "channel"), name="notification_once_per_channel"
+            ),
         ),
     ]

@@ -248,4 +248,4 @@ def test_it_serves_every_page_in_a_fixed_number_of_queries_with_ten_thousand_tic
     ticket = reviewer.get(f"/tickets/{large.first_ticket.pk}/").content
     assert ticket.count(b'class="step step-call') == 2  # a call and its observation are one line
     tickets = reviewer.get("/tickets/").content.decode()
-    assert f"{LARGE} tickets" in tickets and tickets.count("data-testid=\"ticket-row\"") == 50
+    assert f"{LARGE} tickets" in tickets and tickets.count('data-testid="ticket-row"') == 50
