@@ -11,6 +11,7 @@ from agent.models import AgentRun, ProposedAction, Step, Workflow
 RunStatusIn = Literal[tuple(AgentRun.Status.values)]  # type: ignore[valid-type]
 ActionStatusIn = Literal[tuple(ProposedAction.Status.values)]  # type: ignore[valid-type]
 PhaseIn = Literal[tuple(Workflow.Phase.values)]  # type: ignore[valid-type]
+RunOutcomeIn = Literal[tuple(AgentRun.Outcome.values)]  # type: ignore[valid-type]
 # ids in the database are bigints: a larger number can name nothing, and is refused as a validation error.
 IdIn = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
@@ -48,6 +49,7 @@ class RunOut(Schema):
     trigger: str
     status: str
     status_reason: str
+    outcome: str
     engine: str
     turns: int
     tokens_in: int
@@ -102,6 +104,19 @@ class ActionRejectIn(Schema):
     reason: str
 
 
+class ActionRespondIn(Schema):
+    feedback: str = Field(..., description="What the agent should continue from; the call does not run.")
+
+
+class RunTakeOverIn(Schema):
+    reason: str = ""
+
+
+class RunCloseIn(Schema):
+    outcome: RunOutcomeIn  # type: ignore[valid-type]
+    note: str = ""
+
+
 class RatingIn(Schema):
     value: Literal[1, -1]
     comment: str = ""
@@ -127,6 +142,9 @@ class EvidenceOut(Schema):
     thumbs_up: int
     thumbs_down: int
     resolved_runs: int
+    responded: int
+    execution_failed: int
+    drafted_runs: int
     median_resolution_seconds: float | None
     unedited_approval_rate: float | None
     edit_rate: float | None

@@ -45,8 +45,8 @@ class Command(BaseCommand):
                 # channel is what kombu's Redis transport fails to close on a broker drop (see the README).
                 "--without-gossip",
                 "--without-mingle",
-                # The scheduler runs inside this one worker (the reconciler that restarts stranded runs). In
-                # production run `celery -A agentconsole beat` once, beside the workers.
+                # The scheduler runs inside this one worker (the reconciler that restarts stranded runs, the
+                # approval SLA sweep): fine for one demo process; production runs one `celery beat` beside them.
                 "--beat",
                 "--schedule",
                 settings.CELERY_BEAT_SCHEDULE_FILENAME,
@@ -56,6 +56,8 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"\nAgent Console is running at http://{address}/  (Ctrl-C stops it)"))
         self.stdout.write(f"Django admin: http://{address}/admin/")
         self.stdout.write(f"Broker: {settings.CELERY_BROKER_URL}   Database: {settings.DATABASES['default']['NAME']}")
+        if settings.EMAIL_BACKEND.endswith("filebased.EmailBackend"):
+            self.stdout.write(f"Approval e-mails are written to {settings.EMAIL_FILE_PATH}/")
         self.stdout.write(
             "Send a signed test ticket: DJANGO_DEBUG=true "
             f"ZENDESK_WEBHOOK_SECRET={settings.ZENDESK_WEBHOOK_SECRET} .venv/bin/python manage.py "

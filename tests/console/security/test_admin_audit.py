@@ -9,7 +9,7 @@ from django.contrib import admin
 from django.contrib.auth.models import Group, User
 from django.test import Client, RequestFactory
 
-from agent.models import AgentRun, ConfigPatch, ProposedAction, Rating, Runbook, Step, Workflow
+from agent.models import AgentRun, ConfigPatch, Notification, ProposedAction, Rating, Runbook, Step, Workflow
 from audit.admin import AuditedModelAdmin
 from audit.models import AuditEvent
 from console.auth import api_token_issue
@@ -26,7 +26,7 @@ from tickets.models import TenantLink, Ticket, TicketComment, WebhookEvent
 
 pytestmark = pytest.mark.django_db
 
-HISTORY = {Ticket, TicketComment, WebhookEvent, AgentRun, Step, ProposedAction, Rating, AuditEvent}
+HISTORY = {Ticket, TicketComment, WebhookEvent, AgentRun, Step, ProposedAction, Rating, Notification, AuditEvent}
 CONFIGURATION = {Workflow, TenantLink, Runbook, ConfigPatch, ApiToken, User, Group}
 # The stand-in company (not the product) and django-axes' lockout records keep their own admins.
 NOT_OURS = {"sandbox", "axes"}

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("agent", "0003_agent_loop"),
+        ("agent", "0004_reviewer_workspace"),
     ]
 
     operations = [
