@@ -39,8 +39,8 @@ class HelpdeskResult:
 class Helpdesk(Protocol):
     name: str
 
-    def add_private_note(self, ticket: Ticket, body: str) -> HelpdeskResult: ...
-    def add_public_reply(self, ticket: Ticket, body: str) -> HelpdeskResult: ...
+    def add_private_note(self, ticket: Ticket, body: str, *, idempotency_key: str = "") -> HelpdeskResult: ...
+    def add_public_reply(self, ticket: Ticket, body: str, *, idempotency_key: str = "") -> HelpdeskResult: ...
     def set_group(self, ticket: Ticket, group_id: str) -> HelpdeskResult: ...
     def add_tags(self, ticket: Ticket, tags: list[str]) -> HelpdeskResult: ...
     def set_solved(self, ticket: Ticket) -> HelpdeskResult: ...
@@ -85,11 +85,14 @@ class ZendeskHelpdesk:
     def _update_ticket(self, ticket: Ticket, fields: dict[str, Any], operation: str) -> HelpdeskResult:
         return self._send("PUT", f"/api/v2/tickets/{ticket.external_id}.json", {"ticket": fields}, operation)
 
-    def add_private_note(self, ticket: Ticket, body: str) -> HelpdeskResult:
+    # Zendesk honours idempotency keys only when creating tickets, not on the update that adds a comment: the key
+    # is accepted for the interface's sake. A worker killed between Zendesk's answer and the run recording it can
+    # therefore repeat a Zendesk comment; the local helpdesk below cannot.
+    def add_private_note(self, ticket: Ticket, body: str, *, idempotency_key: str = "") -> HelpdeskResult:
         # `public: false` is always sent: Zendesk otherwise inherits the ticket's default, which may be public.
         return self._update_ticket(ticket, {"comment": {"body": body, "public": False}}, "add_private_note")
 
-    def add_public_reply(self, ticket: Ticket, body: str) -> HelpdeskResult:
+    def add_public_reply(self, ticket: Ticket, body: str, *, idempotency_key: str = "") -> HelpdeskResult:
         return self._update_ticket(ticket, {"comment": {"body": body, "public": True}}, "add_public_reply")
 
     def set_group(self, ticket: Ticket, group_id: str) -> HelpdeskResult:
@@ -109,12 +112,24 @@ class LocalHelpdesk:
 
     name = "local"
 
-    def add_private_note(self, ticket: Ticket, body: str) -> HelpdeskResult:
-        comment = ticket_comment_add(ticket=ticket, body=body, public=False, author_kind=TicketComment.AuthorKind.AGENT)
+    @staticmethod
+    def _comment(ticket: Ticket, body: str, *, public: bool, idempotency_key: str) -> TicketComment:
+        # The key is the proposed action's: a run resumed after a crash between posting and recording the post
+        # finds its comment instead of posting it twice (the comment's external id is unique per ticket).
+        key = idempotency_key[:64]
+        existing = ticket.comments.filter(external_id=key).first() if key else None
+        if existing is not None:
+            return existing
+        return ticket_comment_add(
+            ticket=ticket, body=body, public=public, author_kind=TicketComment.AuthorKind.AGENT, external_id=key
+        )
+
+    def add_private_note(self, ticket: Ticket, body: str, *, idempotency_key: str = "") -> HelpdeskResult:
+        comment = self._comment(ticket, body, public=False, idempotency_key=idempotency_key)
         return HelpdeskResult(self.name, "add_private_note", {"comment_id": comment.pk})
 
-    def add_public_reply(self, ticket: Ticket, body: str) -> HelpdeskResult:
-        comment = ticket_comment_add(ticket=ticket, body=body, public=True, author_kind=TicketComment.AuthorKind.AGENT)
+    def add_public_reply(self, ticket: Ticket, body: str, *, idempotency_key: str = "") -> HelpdeskResult:
+        comment = self._comment(ticket, body, public=True, idempotency_key=idempotency_key)
         return HelpdeskResult(self.name, "add_public_reply", {"comment_id": comment.pk})
 
     def set_group(self, ticket: Ticket, group_id: str) -> HelpdeskResult:

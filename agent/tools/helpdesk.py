@@ -68,7 +68,12 @@ class AddPrivateNote(Tool):
     risk = Risk.HELPDESK
 
     def run(self, args: BodyArgs, ctx: ToolContext) -> Observation:
-        return _on_ticket(ctx, lambda helpdesk, ticket: helpdesk.add_private_note(ticket, args.body))
+        return _on_ticket(
+            ctx,
+            lambda helpdesk, ticket: helpdesk.add_private_note(
+                ticket, args.body, idempotency_key=ctx.idempotency_key or ""
+            ),
+        )
 
 
 @register
@@ -111,7 +116,12 @@ class ReplyToCustomer(Tool):
     risk = Risk.HELPDESK
 
     def run(self, args: BodyArgs, ctx: ToolContext) -> Observation:
-        return _on_ticket(ctx, lambda helpdesk, ticket: helpdesk.add_public_reply(ticket, args.body))
+        return _on_ticket(
+            ctx,
+            lambda helpdesk, ticket: helpdesk.add_public_reply(
+                ticket, args.body, idempotency_key=ctx.idempotency_key or ""
+            ),
+        )
 
 
 @register

@@ -148,3 +148,17 @@ def test_it_turns_a_helpdesk_error_into_a_failure_with_retryable(
     assert observation.retryable is retryable
     assert observation.meta["status_code"] == status
     assert f"HTTP {status}" in observation.message
+
+
+@pytest.mark.parametrize(("name", "public"), [("reply_to_customer", True), ("add_private_note", False)])
+def test_it_posts_once_per_proposed_action_when_a_resumed_run_calls_again(ticket: Ticket, name, public) -> None:
+    # A worker killed after posting but before recording the post: the resumed run calls with the same key.
+    tool = get_tool(name)
+    ctx = ToolContext(ticket_id=ticket.pk, tenant_id="acme", idempotency_key="agent-console-0b8f1c2e")
+    first = tool.invoke({"body": "Fixed."}, ctx)
+    again = tool.invoke({"body": "Fixed."}, ctx)
+    other = tool.invoke({"body": "Fixed."}, ToolContext(ticket_id=ticket.pk, tenant_id="acme", idempotency_key="k2"))
+
+    assert first.data == again.data
+    assert ticket.comments.filter(public=public).count() == 2  # the same key once, another key again
+    assert other.data != first.data
