@@ -11,6 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
+from agent import telemetry
 from agent.models import AgentRun, ProposedAction, Rating, Step, Workflow
 from agent.selectors import workflow_match
 from agent.tools.base import Observation, Tool
@@ -87,6 +88,7 @@ def agent_run_transition(*, run: AgentRun, status: str, reason: str = "") -> Age
         run.started_at = now
     if status in FINAL_STATUSES:
         run.finished_at = now
+        telemetry.run_finished(status=status, phase=run.phase)
     run.full_clean()
     run.save(update_fields=["status", "status_reason", "started_at", "finished_at", "updated_at"])
     audit_event_record(
@@ -368,6 +370,7 @@ def proposed_action_approve(
         payload={"args": action.args, "args_hash": action.args_hash, "edited": action.original_args is not None},
         user=user,
     )
+    telemetry.approval_decided(action, decision=action.status)
     _resume_if_decided(action)
     return action
 
@@ -393,6 +396,7 @@ def proposed_action_reject(*, action: ProposedAction, user: AbstractBaseUser, re
         payload={"args_hash": action.args_hash, "reason": action.decision_reason},
         user=user,
     )
+    telemetry.approval_decided(action, decision=action.status)
     _resume_if_decided(action)
     return action
 
