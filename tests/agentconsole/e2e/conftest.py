@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from django.conf import settings
 from django.db import connection
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -27,7 +28,16 @@ from tests.http_standin import StandIn
 ROOT = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
 METRICS_TOKEN = "e2e-metrics-token"
-WORKER_COMMAND = ["celery", "-A", "agentconsole", "worker", "--pool", "threads", "-Q", "agentconsole"]
+# The commands compose.yaml (and so the Dockerfile's image) runs: the test runs the same ones, as processes.
+COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+
+
+def compose_command(service: str, **options: str) -> list[str]:
+    """The service's command from compose.yaml, with some option values replaced (e.g. a smaller concurrency)."""
+    command = list(COMPOSE[service]["command"])
+    for option, value in options.items():
+        command[command.index(f"--{option}") + 1] = value
+    return command
 
 
 @dataclass
@@ -87,17 +97,21 @@ class Services:
 
     def web(self) -> tuple[Service, str]:
         """gunicorn as documented, on a free port; returns it and its base URL."""
-        web = self.start("web", ["gunicorn", "-c", "gunicorn.conf.py", "agentconsole.wsgi"], HOST="127.0.0.1", PORT="0")
+        web = self.start("web", compose_command("web"), HOST="127.0.0.1", PORT="0")
         port = web.wait_for(r"Listening at: http://127\.0\.0\.1:(\d+)").group(1)
         web.wait_for(r"Booting worker with pid")
         return web, f"http://127.0.0.1:{port}"
 
     def worker(self, name: str, *extra: str, **extra_env: str) -> Service:
-        worker = self.start(
-            name, [*WORKER_COMMAND, "--concurrency", "4", "--hostname", f"{name}@%h", *extra], **extra_env
-        )
+        command = [*compose_command("worker", concurrency="4"), "--hostname", f"{name}@%h", *extra]
+        worker = self.start(name, command, **extra_env)
         worker.wait_for(r" ready\.")
         return worker
+
+    def scheduler(self) -> Service:
+        scheduler = self.start("scheduler", compose_command("scheduler", schedule=str(self.log_dir / "beat")))
+        scheduler.wait_for(r"beat: Starting")
+        return scheduler
 
     def stop(self) -> None:
         for service in self.started:

@@ -86,6 +86,7 @@ def test_it_serves_counts_logs_and_traces_a_run_in_production(
     # The company's Admin API: the sandbox on the test's live server stands in for it.
     production.env["ADMIN_API_URL"] = f"{live_server.url}/sandbox/admin-api/v1"
     worker = production.worker("worker1", METRICS_WORKER_ADDRESS="127.0.0.1:0")
+    production.scheduler()
     ready = wait_ready(base_url)
     assert ready.status_code == 200, ready.text
     assert ready.json() == {
