@@ -156,6 +156,13 @@ def ops_endpoints_middleware(get_response: Callable[[HttpRequest], HttpResponse]
 # --- The workers' heartbeat --------------------------------------------------------------------------------------
 
 
+def _drop_dead_connection() -> None:
+    """The heartbeat runs outside any task or request, where nothing else recycles a connection the database
+    closed (a failover, an idle timeout). Never inside a transaction: that one is in use."""
+    if not connection.in_atomic_block:
+        close_old_connections()
+
+
 class Heartbeat:
     """Written by a worker's consumer on its own timer: it stops when the consumer stops or loses the broker."""
 
@@ -168,7 +175,7 @@ class Heartbeat:
         from agentconsole.models import WorkerHeartbeat
 
         try:
-            close_old_connections()  # this runs outside any task: drop a connection the database closed
+            _drop_dead_connection()
             now = timezone.now()
             WorkerHeartbeat.objects.update_or_create(
                 hostname=self.hostname,
@@ -185,7 +192,7 @@ class Heartbeat:
         from agentconsole.models import WorkerHeartbeat
 
         try:
-            close_old_connections()
+            _drop_dead_connection()
             WorkerHeartbeat.objects.filter(hostname=self.hostname).delete()
         except Exception:
             logger.warning("worker heartbeat could not be removed", exc_info=True)

@@ -139,7 +139,7 @@ def queue_depth(queue: str) -> int:
     from agentconsole.celery import app
 
     with app.connection_for_read() as connection:
-        connection.ensure_connection(max_retries=1)
+        connection.ensure_connection(max_retries=0)  # fail fast: a probe retries by itself
         try:
             return int(connection.default_channel.queue_declare(queue=queue, passive=True).message_count)
         except ChannelError:
