@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from celery.exceptions import Retry
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -191,8 +192,11 @@ def run_task(task: Callable[..., str]) -> Callable[..., str]:
             try:
                 outcome = task(self, run_id, *args, **kwargs)
                 return outcome
-            except Exception as exc:
-                outcome = "retry" if type(exc).__name__ == "Retry" else "error"
+            except Retry:
+                outcome = "retry"
+                raise
+            except Exception:
+                outcome = "error"
                 raise
             finally:
                 elapsed = time.monotonic() - started

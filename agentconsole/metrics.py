@@ -8,8 +8,9 @@ Two kinds of metric, kept apart on purpose:
 - State gauges (runs by status, approvals pending and their age, queue depth) are read from the database and the
   broker when the web's /metrics is scraped, so they are right whichever process or host changed them.
 
-Both pages need `Authorization: Bearer $METRICS_TOKEN` when a token is set. The web's page is off without one;
-the worker's exporter listens only where METRICS_WORKER_ADDRESS says (127.0.0.1 by default: a sidecar scrapes it).
+The web's page needs `Authorization: Bearer $METRICS_TOKEN` and is off without a token. A worker's exporter
+listens only where METRICS_WORKER_ADDRESS says (keep it on the task's loopback for a sidecar to scrape) and wants
+the same token when one is set.
 """
 
 from __future__ import annotations
