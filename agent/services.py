@@ -88,9 +88,10 @@ def agent_run_transition(*, run: AgentRun, status: str, reason: str = "") -> Age
         run.started_at = now
     if status in FINAL_STATUSES:
         run.finished_at = now
-        telemetry.run_finished(status=status, phase=run.phase)
     run.full_clean()
     run.save(update_fields=["status", "status_reason", "started_at", "finished_at", "updated_at"])
+    if status in FINAL_STATUSES:
+        telemetry.run_finished(status=status, phase=run.phase)
     audit_event_record(
         verb="run.status_changed",
         obj=run,
