@@ -5,6 +5,8 @@ import logging
 from celery import shared_task
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 
+from agent.telemetry import run_task
+
 logger = logging.getLogger(__name__)
 
 # Backoff for a model that is throttled or unreachable after the client's own retries.
@@ -26,6 +28,7 @@ def _drop_broken_connections() -> None:
 
 
 @shared_task(bind=True, acks_late=True, max_retries=_BUSY_MAX_RETRIES)
+@run_task
 def agent_run_advance_task(self, run_id: int, dispatch_token: str = "") -> str:  # noqa: ANN001 - Celery's bound task
     """Advance a run by one model turn, then dispatch the next turn if there is one.
 

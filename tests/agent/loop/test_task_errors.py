@@ -23,11 +23,18 @@ def _run() -> AgentRun:
 def test_it_reconnects_and_finishes_the_turn_when_the_connection_broke(settings, caplog) -> None:
     settings.AGENT_LLM_PROVIDER = "offline"
     run = _run()
-    connection.ensure_connection()
-    connection.connection.close()  # the server side went away; Django still holds the dead connection
+    armed = [True]
+
+    def cut_before_the_claim(execute, sql, params, many, context):
+        # The connection dies mid-task (a failover, a network cut), just as the run is about to be claimed.
+        if armed[0] and sql.startswith("UPDATE") and "lease_token" in sql:
+            armed[0] = False
+            context["connection"].connection.close()
+        return execute(sql, params, many, context)
 
     # Eager apply runs the retry at once: the first attempt fails on the dead connection, the second succeeds.
-    result = agent_run_advance_task.apply(args=(run.pk, ""))
+    with connection.execute_wrapper(cut_before_the_claim):
+        result = agent_run_advance_task.apply(args=(run.pk, ""))
 
     assert result.successful(), result.traceback
     assert "database error, retrying the turn" in caplog.text  # the first attempt did meet the dead connection
