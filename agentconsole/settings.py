@@ -189,6 +189,11 @@ ZENDESK_APP_SHARED_SECRET = env_secret("ZENDESK_APP_SHARED_SECRET", "")
 ZENDESK_APP_PUBLIC_KEY = env_secret("ZENDESK_APP_PUBLIC_KEY", "").replace("\\n", "\n")
 ZENDESK_APP_AUDIENCE = env_str("ZENDESK_APP_AUDIENCE", "")
 ZENDESK_APP_SESSION_SECONDS = env_int("ZENDESK_APP_SESSION_SECONDS", 3600, minimum=60)
+# The Zendesk Apps Framework SDK the sidebar page loads inside Zendesk to learn which ticket is open (Zendesk's
+# own script; empty: the page relies on the ticket_id it is given).
+ZENDESK_APP_SDK_URL = os.environ.get(
+    "ZENDESK_APP_SDK_URL", "https://static.zdassets.com/zendesk_app_framework_sdk/2.0/zaf_sdk.min.js"
+).strip()
 # Who may frame the sidebar page (CSP frame-ancestors). The console's other pages are never framed.
 ZENDESK_APP_FRAME_ANCESTORS = env_list(
     "ZENDESK_APP_FRAME_ANCESTORS",

@@ -8,8 +8,9 @@ from typing import Any
 
 import sqlglot
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Case, Count, IntegerField, Prefetch, Q, Value, When
 
+from agent.findings import Finding, finding_of, step_findings
 from agent.models import AgentRun, ProposedAction, Rating, Step, Workflow
 from tickets.models import Ticket, TicketComment
 
@@ -127,9 +128,12 @@ def action_present(action: ProposedAction, *, rating: Rating | None) -> Proposed
     return action
 
 
-def step_present(step: Step, *, rating: Rating | None) -> Step:
-    """Attach what the transcript shows for one step. Pure, like action_present."""
+def step_present(step: Step, *, rating: Rating | None, call_args: dict[str, Any] | None = None) -> Step:
+    """Attach what the transcript shows for one step. Pure, like action_present. An observation of a read gets the
+    one line a person reads (what it found); its full output stays one click away."""
     step.pretty_input, step.input_is_sql = _pretty_args(step.tool_name, step.tool_input)  # type: ignore[attr-defined]
+    finding = finding_of(step.tool_name, call_args, step.tool_output) if step.kind == Step.Kind.OBSERVATION else None
+    step.summary = finding.line if finding is not None and finding.ok else ""  # type: ignore[attr-defined]
     step.pretty_output = _pretty_json(step.tool_output) if step.tool_output is not None else ""  # type: ignore[attr-defined]
     step.is_draft = step.kind == Step.Kind.ACTION and step.tool_name in DRAFT_TOOLS  # type: ignore[attr-defined]
     step.draft_text = (step.tool_input or {}).get("body", "") if step.is_draft else ""  # type: ignore[attr-defined]
@@ -160,18 +164,35 @@ def ticket_detail_get(*, ticket_id: int, user: AbstractBaseUser) -> TicketDetail
         .prefetch_related(Prefetch("steps", queryset=steps, to_attr="transcript"))
         .order_by("created_at", "id")
     )
+    comments = list(ticket.comments.order_by("created_at", "id"))
     for run in runs:
         run.is_final = run.status in FINAL_RUN_STATUSES  # type: ignore[attr-defined]
+        run.trigger_comment_shown = next(  # type: ignore[attr-defined]
+            (c for c in comments if c.pk == run.trigger_comment_id), None
+        )
+        args = {s.tool_call_id: s.tool_input for s in run.transcript if s.kind == Step.Kind.ACTION}  # type: ignore[attr-defined]
         for step in run.transcript:  # type: ignore[attr-defined]
-            step_present(step, rating=_mine(step.my_ratings))
+            step_present(step, rating=_mine(step.my_ratings), call_args=args.get(step.tool_call_id))
             for action in step.proposals:
                 action_present(action, rating=_mine(action.my_ratings))
+                action.comments_since = customer_comments_since(action, comments)  # type: ignore[attr-defined]
     return TicketDetail(
         ticket=ticket,
-        comments=list(ticket.comments.order_by("created_at", "id")),
+        comments=comments,
         runs=runs,
         any_run_active=any(not run.is_final for run in runs),  # type: ignore[attr-defined]
     )
+
+
+def customer_comments_since(action: ProposedAction, comments: list[TicketComment]) -> list[TicketComment]:
+    """What the customer wrote after a proposal that still waits: the reviewer decides with it in view."""
+    if action.status != ProposedAction.Status.PENDING:
+        return []
+    return [
+        c
+        for c in comments
+        if c.author_kind == TicketComment.AuthorKind.CUSTOMER and c.public and c.created_at > action.created_at
+    ]
 
 
 def action_get(*, action_id: int, user: AbstractBaseUser) -> ProposedAction | None:
@@ -182,7 +203,13 @@ def action_get(*, action_id: int, user: AbstractBaseUser) -> ProposedAction | No
         .filter(pk=action_id)
         .first()
     )
-    return action_present(action, rating=_mine(action.my_ratings)) if action else None  # type: ignore[attr-defined]
+    if action is None:
+        return None
+    action_present(action, rating=_mine(action.my_ratings))  # type: ignore[attr-defined]
+    if action.status == ProposedAction.Status.PENDING:
+        comments = list(TicketComment.objects.filter(ticket_id=action.run.ticket_id, created_at__gt=action.created_at))
+        action.comments_since = customer_comments_since(action, comments)  # type: ignore[attr-defined]
+    return action
 
 
 def draft_step_get(*, step_id: int, user: AbstractBaseUser) -> Step | None:
@@ -194,3 +221,70 @@ def draft_step_get(*, step_id: int, user: AbstractBaseUser) -> Step | None:
         .first()
     )
     return step_present(step, rating=_mine(step.my_ratings)) if step else None  # type: ignore[attr-defined]
+
+
+# --- The Zendesk sidebar -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SidebarPanel:
+    """What the sidebar shows for the ticket open in Zendesk: the latest run, what it found, where it routed the
+    ticket and why, the proposals waiting for a decision, and the latest run's other calls to rate."""
+
+    ticket: Ticket
+    run: AgentRun | None
+    findings: list[Finding]
+    routing: dict[str, Any] | None
+    pending: list[ProposedAction]
+    decided: list[ProposedAction]
+    active: bool
+
+
+# Zendesk's ticket before a local one with the same number: the sidebar names Zendesk tickets.
+_ZENDESK_FIRST = Case(When(source=Ticket.Source.ZENDESK, then=Value(0)), default=Value(1), output_field=IntegerField())
+
+
+def sidebar_panel_get(*, external_id: str, user: AbstractBaseUser) -> SidebarPanel | None:
+    ticket = (
+        Ticket.objects.select_related("tenant_link").filter(external_id=external_id).order_by(_ZENDESK_FIRST).first()
+    )
+    if ticket is None:
+        return None
+    my_ratings = Rating.objects.filter(user=user)
+    actions = ProposedAction.objects.select_related("decided_by", "run").prefetch_related(
+        Prefetch("ratings", queryset=my_ratings, to_attr="my_ratings")
+    )
+    runs = list(
+        AgentRun.objects.filter(ticket=ticket)
+        .select_related("workflow")
+        .prefetch_related(
+            Prefetch("steps", queryset=Step.objects.order_by("index"), to_attr="transcript"),
+            Prefetch("actions", queryset=actions.order_by("created_at", "id"), to_attr="calls"),
+        )
+        .order_by("created_at", "id")
+    )
+    comments = list(ticket.comments.order_by("created_at", "id"))
+    latest = runs[-1] if runs else None
+    pending = [a for run in runs for a in run.calls if a.status == ProposedAction.Status.PENDING]  # type: ignore[attr-defined]
+    decided = [
+        a
+        for a in (latest.calls if latest else [])  # type: ignore[attr-defined]
+        if a.status != ProposedAction.Status.PENDING and a.risk != ProposedAction.Risk.READ
+    ]
+    for action in [*pending, *decided]:
+        action_present(action, rating=_mine(action.my_ratings))  # type: ignore[attr-defined]
+        action.comments_since = customer_comments_since(action, comments)  # type: ignore[attr-defined]
+    route = next(
+        (a for a in reversed(latest.calls) if a.tool == "route_ticket" and a.status == ProposedAction.Status.EXECUTED),  # type: ignore[attr-defined]
+        None,
+    ) if latest else None  # fmt: skip
+    routing = (route.execution_result or {}).get("data") if route else None
+    return SidebarPanel(
+        ticket=ticket,
+        run=latest,
+        findings=step_findings(latest.transcript) if latest else [],  # type: ignore[attr-defined]
+        routing=routing if isinstance(routing, dict) else None,
+        pending=pending,
+        decided=decided,
+        active=any(run.status not in FINAL_RUN_STATUSES for run in runs),
+    )

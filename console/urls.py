@@ -15,4 +15,10 @@ urlpatterns = [
     path("actions/<int:pk>/reject/", views.action_reject, name="action-reject"),
     path("actions/<int:pk>/rate/", views.action_rate, name="action-rate"),
     path("steps/<int:pk>/rate/", views.step_rate, name="step-rate"),
+    # The Zendesk sidebar app (zendesk_app/): its own authentication, no cookies.
+    path("zendesk/sidebar/", views.zendesk_sidebar, name="zendesk-sidebar"),
+    path("zendesk/sidebar/tickets/<str:external_id>/", views.zendesk_sidebar_panel, name="zendesk-sidebar-panel"),
+    path("zendesk/sidebar/actions/<int:pk>/approve/", views.zendesk_sidebar_approve, name="zendesk-sidebar-approve"),
+    path("zendesk/sidebar/actions/<int:pk>/reject/", views.zendesk_sidebar_reject, name="zendesk-sidebar-reject"),
+    path("zendesk/sidebar/actions/<int:pk>/rate/", views.zendesk_sidebar_rate, name="zendesk-sidebar-rate"),
 ]
