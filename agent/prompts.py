@@ -211,8 +211,9 @@ def _routing(playbook: list[dict[str, Any]]) -> str:
     description = settings.HELPDESK_POD_DESCRIPTIONS.get(pod, "")
     if description:
         line += f" — the pod for {description[0].lower()}{description[1:].rstrip('.')}"
-    if step.get("why"):
-        line += f". Why: {step['why']}"
+    why = str((step.get("args") or {}).get("reason") or step.get("why") or "").strip().rstrip(".")
+    if why:
+        line += f". Why: {why}"
     return line + "."
 
 

@@ -101,7 +101,11 @@ DEMO_WORKFLOWS = [
                 "why": "share the context",
                 "args": {"body": "Trial context:\n{findings}\n{routing}\n{full_data}"},
             },
-            {"tool": "route_ticket", "why": "trials belong to billing", "args": {"pod": "billing"}},
+            {
+                "tool": "route_ticket",
+                "why": "trials belong to billing",
+                "args": {"pod": "billing", "reason": "A trial extension: billing owns trials."},
+            },
             {"tool": "extend_trial", "why": "extend by a week", "args": {"tenant_id": "{tenant_id}", "days": 7}},
             {
                 "tool": "reply_to_customer",
@@ -147,7 +151,11 @@ DEMO_WORKFLOWS = [
                     "{full_data}"
                 },
             },
-            {"tool": "route_ticket", "why": "lockouts belong to identity", "args": {"pod": "identity"}},
+            {
+                "tool": "route_ticket",
+                "why": "lockouts belong to identity",
+                "args": {"pod": "identity", "reason": "An account lockout: identity owns sign-in and lockouts."},
+            },
             {
                 "tool": "unlock_user",
                 "why": "unlock the account",
@@ -210,7 +218,11 @@ DEMO_WORKFLOWS = [
                 "why": "share the context",
                 "args": {"body": "Billing context:\n{findings}\n{routing}\n{full_data}"},
             },
-            {"tool": "route_ticket", "why": "billing owns invoices", "args": {"pod": "billing"}},
+            {
+                "tool": "route_ticket",
+                "why": "billing owns invoices",
+                "args": {"pod": "billing", "reason": "An invoice question: billing owns invoices and charges."},
+            },
         ],
     },
 ]

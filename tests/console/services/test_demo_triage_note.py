@@ -47,7 +47,7 @@ def test_it_posts_a_note_of_one_line_per_finding_and_routes_with_a_reason() -> N
                     r"from \d\d:\d\d:\d\d to \d\d:\d\d:\d\d UTC; latest: WARN login_failed ", findings[1])  # fmt: skip
     assert lines[len(findings) + 1] == (
         "Routing to identity — the pod for sign-in, passwords, SSO and MFA, account lockouts, users and roles. "
-        "Why: lockouts belong to identity."
+        "Why: An account lockout: identity owns sign-in and lockouts."
     )
     assert lines[-1] == f"Full data: Agent Console, ticket #90003, run {run.pk}."
     assert len(lines) == len(findings) + 3
