@@ -226,3 +226,14 @@ def test_it_starts_one_follow_up_when_comments_arrive_at_once(settings, broker) 
     assert errors == []
     assert AgentRun.objects.filter(trigger="customer_comment").count() == 1
     assert AuditEvent.objects.filter(verb="run.comment_joined").count() == 5
+
+
+def test_it_never_lets_a_follow_up_act_alone_after_people_took_the_ticket(remote: ZendeskStandIn) -> None:
+    WorkflowFactory(match_tags=["locked_out"], phase="autonomous")
+    run = _created()
+    agent_run_transition(run=run, status=AgentRun.Status.ESCALATED, reason="A human must decide.")
+
+    _deliver(_comment(94, "Any news?", event_id="evt-5"))
+
+    follow_up = AgentRun.objects.get(trigger="customer_comment")
+    assert (follow_up.phase, follow_up.workflow.phase) == ("triage", "autonomous")

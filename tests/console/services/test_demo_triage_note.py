@@ -11,8 +11,11 @@ from django.contrib.auth.models import Group
 
 from agent.loop import Outcome, run_advance
 from agent.models import AgentRun
+from agent.services import proposed_action_reject
 from console.demo import DemoCredentials, demo_seed
 from console.roles import ADMINS, REVIEWERS
+from tests.conftest import zendesk_event
+from tests.factories import UserFactory
 from tickets.models import Ticket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -59,3 +62,45 @@ def test_it_posts_a_note_of_one_line_per_finding_and_routes_with_a_reason() -> N
     route = run.actions.get(tool="route_ticket")
     assert route.execution_result["data"]["pod_owns"].startswith("Sign-in, passwords")
     assert run.actions.get(tool="unlock_user").args == {"tenant_id": "initech", "email": "ops@initech.example"}
+
+
+def test_it_follows_up_on_the_customers_comment_with_the_history_and_writes_nothing(post_webhook) -> None:
+    for name in (REVIEWERS, ADMINS):
+        Group.objects.get_or_create(name=name)
+    demo_seed(credentials=DemoCredentials(admin_password="a-pass-123", reviewer_password="r-pass-123"))
+    ticket = Ticket.objects.get(external_id="90003")
+    first = AgentRun.objects.get(ticket=ticket)
+    _advance_until_it_waits(first)
+    proposed_action_reject(
+        action=first.actions.get(tool="unlock_user"),
+        user=UserFactory(groups=[REVIEWERS]),
+        reason="Call the customer first.",
+    )
+    assert _advance_until_it_waits(first) == Outcome.DONE  # the offline engine escalates with the reason
+
+    comment = zendesk_event(
+        event_id="evt-follow-up", event_type="zen:event-type:ticket.comment_added", ticket_id="90003",
+        organization_id="360003", requester_id="3600031", tags=["locked_out"], subject=ticket.subject,
+        description=ticket.description,
+    )  # fmt: skip
+    comment["event"] = {"comment": {"id": 5001, "body": "Still locked out!", "is_public": True,
+                                    "author": {"id": "3600031", "is_staff": False}}}  # fmt: skip
+    assert post_webhook(comment).status_code == 202
+    follow_up = AgentRun.objects.get(ticket=ticket, trigger=AgentRun.Trigger.CUSTOMER_COMMENT)
+
+    assert _advance_until_it_waits(follow_up) == Outcome.DONE
+
+    follow_up.refresh_from_db()
+    assert follow_up.status == "completed"
+    assert list(follow_up.actions.values_list("tool", flat=True)) == [
+        "run_sql",
+        "search_logs",
+        "add_private_note",
+        "route_ticket",
+    ]
+    note = follow_up.actions.get(tool="add_private_note").args["body"]
+    assert note.startswith("Follow-up: the customer wrote again: “Still locked out!”\nEarlier on this ticket:\n")
+    assert f"Run {first.pk} (Account lockout, triage phase, ticket created): escalated to humans" in note
+    assert "  found: support_tenant_users: 1 row — email ops@initech.example" in note
+    assert "  did: unlock_user rejected (reason: Call the customer first.)" in note
+    assert "What the agent reads now:\n• support_tenant_users: 1 row" in note
