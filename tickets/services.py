@@ -259,7 +259,7 @@ def _comments_sync(ticket: Ticket, comments: list[CommentSnapshot]) -> int:
         if index == 0 and snapshot.body.strip() == ticket.description.strip():
             continue  # Zendesk's first comment is the description, which the ticket already holds
         mine = bool(marker_in(snapshot.body)) and snapshot.author_is_staff and snapshot.via_api
-        ticket_comment_add(
+        known[snapshot.external_id] = ticket_comment_add(
             ticket=ticket,
             body=without_marker(snapshot.body) if mine else snapshot.body,
             public=snapshot.public,

@@ -44,8 +44,12 @@ class NoArgs(_Args):
     pass
 
 
-def _marker(ctx: ToolContext) -> str:
-    """One marker per call: its idempotency key when it has one (a proposed action), a fresh one otherwise."""
+COMMENT_TOOLS = frozenset({"add_private_note", "reply_to_customer"})
+
+
+def call_marker(ctx: ToolContext) -> str:
+    """The marker of the comment a call posts: from its idempotency key when it has one (a proposed action), so a
+    call run again finds its comment (helpdesk.comment_landed(ticket, call_marker(ctx))); fresh otherwise."""
     return comment_marker(ctx.idempotency_key or "")
 
 
@@ -86,7 +90,7 @@ class AddPrivateNote(Tool):
     risk = Risk.HELPDESK
 
     def run(self, args: BodyArgs, ctx: ToolContext) -> Observation:
-        marker = _marker(ctx)
+        marker = call_marker(ctx)
         return _on_ticket(ctx, lambda helpdesk, ticket: helpdesk.add_private_note(ticket, args.body, marker=marker))
 
 
@@ -132,7 +136,7 @@ class ReplyToCustomer(Tool):
     risk = Risk.HELPDESK
 
     def run(self, args: BodyArgs, ctx: ToolContext) -> Observation:
-        marker = _marker(ctx)
+        marker = call_marker(ctx)
         return _on_ticket(ctx, lambda helpdesk, ticket: helpdesk.add_public_reply(ticket, args.body, marker=marker))
 
 
