@@ -121,6 +121,10 @@ class ZendeskHelpdesk:
     # --- writes ---------------------------------------------------------------------------------------------------
 
     def _post(self, ticket: Ticket, body: str, *, public: bool, marker: str, operation: str) -> HelpdeskResult:
+        with self.client.session():
+            return self._post_once(ticket, body, public=public, marker=marker, operation=operation)
+
+    def _post_once(self, ticket: Ticket, body: str, *, public: bool, marker: str, operation: str) -> HelpdeskResult:
         marker = marker or comment_marker()
         comment, created = ticket_comment_intent(ticket=ticket, body=body, public=public, marker=marker)
         if comment.delivery == TicketComment.Delivery.SENT:

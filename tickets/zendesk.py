@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -94,6 +95,21 @@ class ZendeskClient:
         self.max_retry_after = max_retry_after
         self.max_pages = max_pages
         self._sleep = sleep
+        self._http: httpx.Client | None = None
+
+    @contextmanager
+    def session(self) -> Iterator[ZendeskClient]:
+        """One connection pool for several calls (a ticket read is 2 to 5), closed at the end: building an httpx
+        client (its TLS context) per call costs more than the call on a fast network."""
+        if self._http is not None:
+            yield self
+            return
+        with httpx.Client(**self._options) as http:
+            self._http = http
+            try:
+                yield self
+            finally:
+                self._http = None
 
     # --- transport ------------------------------------------------------------------------------------------------
 
@@ -109,7 +125,9 @@ class ZendeskClient:
         """Send one call. 429 is retried after its Retry-After when that is short (it was not carried out); timeouts
         and 5xx are retried only when repeating the call is harmless (`idempotent`)."""
         attempt = 0
-        with httpx.Client(**self._options) as client:
+        with self.session():
+            client = self._http
+            assert client is not None
             while True:
                 attempt += 1
                 last_try = attempt >= self.max_attempts
@@ -302,6 +320,11 @@ def _gone_is_empty(read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 def ticket_snapshot_read(client: ZendeskClient, ticket_id: str) -> TicketSnapshot:
     """Read everything the agent needs about one ticket: 2 to 5 calls (the ticket with its requester and
     organization side-loaded, its comments page by page, and the custom field titles when it has any)."""
+    with client.session():
+        return _snapshot_read(client, ticket_id)
+
+
+def _snapshot_read(client: ZendeskClient, ticket_id: str) -> TicketSnapshot:
     data = client.ticket(ticket_id)
     ticket = data.get("ticket")
     if not isinstance(ticket, dict):
