@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 REJECTED = "A reviewer rejected this call. Their reason: {reason}"
 DRY_RUN = "Shadow phase: this call was recorded as a dry run and not executed. Continue as if planning."
+RESPONDED = "A reviewer did not run this call and answered instead. Continue from their feedback: {feedback}"
+WITHDRAWN = "This call was withdrawn: a reviewer took the ticket over, and the run has ended."
 
 
 # What a turn changes on the run; refreshing only these keeps its ticket, tenant and workflow loaded.
@@ -109,6 +111,10 @@ def _recorded(action: ProposedAction) -> Observation | None:
         return None
     if status == ProposedAction.Status.REJECTED:
         return Observation.failure("rejected", REJECTED.format(reason=action.decision_reason or "(none given)"))
+    if status == ProposedAction.Status.RESPONDED:
+        return Observation.failure("reviewer_response", RESPONDED.format(feedback=action.decision_reason))
+    if status == ProposedAction.Status.WITHDRAWN:
+        return Observation.failure("withdrawn", WITHDRAWN)
     if status == ProposedAction.Status.DRY_RUN:
         return Observation.success({"dry_run": True, "message": DRY_RUN})
     if status in (ProposedAction.Status.EXECUTED, ProposedAction.Status.FAILED):

@@ -162,9 +162,14 @@ def ticket_prompt(run: AgentRun, *, comments: list[TicketComment], earlier: list
     return "\n".join(parts)
 
 
-def _exchanges(steps: list[Step]) -> list[Exchange]:
+def _exchanges(run: AgentRun) -> list[Exchange]:
+    return _exchanges_of(list(run.steps.all()))
+
+
+def _exchanges_of(transcript: list[Step]) -> list[Exchange]:
+    """The transcript as model turns; works on steps already loaded (the console's ticket page has them)."""
     by_turn: dict[int, list[Step]] = {}
-    for step in steps:
+    for step in transcript:
         by_turn.setdefault(step.turn, []).append(step)
     exchanges = []
     for turn in sorted(by_turn):
@@ -224,6 +229,34 @@ def _full_data(run: AgentRun) -> str:
     return f"Full data: Agent Console, ticket #{run.ticket.external_id}, run {run.pk}."
 
 
+def run_playbook(run: AgentRun) -> list[dict[str, Any]]:
+    """The steps the offline engine follows in this run: the workflow's, or for a follow-up its reads and a note."""
+    playbook = list(run.workflow.playbook or []) if run.workflow else []
+    if run.trigger == AgentRun.Trigger.CUSTOMER_COMMENT and playbook:
+        return follow_up_playbook(playbook)
+    return playbook
+
+
+def playbook_values(
+    run: AgentRun, steps: list[Step], playbook: list[dict[str, Any]], *, history: str = "", latest_comment: str = ""
+) -> dict[str, str]:
+    """The values a playbook's templates may use. The requester's identity comes from the helpdesk's user record,
+    never from the ticket's text."""
+    ticket = run.ticket
+    return {
+        "tenant_id": ticket.tenant_id,
+        "ticket_id": ticket.external_id,
+        "requester_email": ticket.requester_email,
+        "requester_name": ticket.requester_name or ticket.requester_email,
+        "ticket_email": ticket.requester_email,  # the older name, kept for playbooks written with it
+        "findings": findings_text(step_findings(steps)),
+        "routing": _routing(playbook),
+        "history": history or "(no earlier runs)",
+        "latest_comment": latest_comment,
+        "full_data": _full_data(run),
+    }
+
+
 def conversation_build(*, run: AgentRun) -> Conversation:
     workflow = run.workflow
     ticket = run.ticket
@@ -235,9 +268,7 @@ def conversation_build(*, run: AgentRun) -> Conversation:
         .prefetch_related("steps", "actions")
         .order_by("created_at", "id")
     )
-    playbook = list(workflow.playbook or []) if workflow else []
-    if run.trigger == AgentRun.Trigger.CUSTOMER_COMMENT and playbook:
-        playbook = follow_up_playbook(playbook)
+    playbook = run_playbook(run)
     customer = [c for c in comments if c.author_kind == TicketComment.AuthorKind.CUSTOMER and c.public]
     trigger = next((c for c in comments if c.pk == run.trigger_comment_id), None)
     latest = trigger or (customer[-1] if customer else None)
@@ -253,19 +284,13 @@ def conversation_build(*, run: AgentRun) -> Conversation:
             "and route the ticket to the pod that owns the problem.",
         ),
         ticket_prompt=ticket_prompt(run, comments=comments, earlier=earlier),
-        exchanges=_exchanges(steps),
+        exchanges=_exchanges_of(steps),
         playbook=playbook,
-        variables={
-            "tenant_id": ticket.tenant_id,
-            "ticket_id": ticket.external_id,
-            # The requester's identity comes from the helpdesk's user record, never from the ticket's text.
-            "requester_email": ticket.requester_email,
-            "requester_name": ticket.requester_name or ticket.requester_email,
-            "ticket_email": ticket.requester_email,  # the older name, kept for playbooks written with it
-            "findings": findings_text(step_findings(steps)),
-            "routing": _routing(playbook),
-            "history": run_history(earlier) if earlier else "(no earlier runs)",
-            "latest_comment": clip(latest.body, 300) if latest else "",
-            "full_data": _full_data(run),
-        },
+        variables=playbook_values(
+            run,
+            steps,
+            playbook,
+            history=run_history(earlier) if earlier else "(no earlier runs)",
+            latest_comment=clip(latest.body, 300) if latest else "",
+        ),
     )

@@ -21,6 +21,7 @@ TENANT_MISMATCH = "This ticket belongs to tenant {bound!r}; a call naming tenant
 INVALID_ARGUMENTS = "The arguments do not match the tool's schema."
 INTERNAL_ERROR = "The tool failed unexpectedly: {error}"
 NOT_VERIFIABLE = "This tool has no verifier."
+NO_STATE_READ = "This tool cannot read the state it would change."
 
 
 @cache
@@ -78,13 +79,22 @@ class ToolContext:
     idempotency_key: str | None = None  # the proposed action's id for writes
 
 
+def state_field(name: str, current: Any, after: Any) -> dict[str, Any]:
+    """One row of a proposal's diff: a field the write changes, its value now, and what it should be after
+    (a value, or a sentence such as "above 41" when only the write can know the exact value)."""
+    return {"field": name, "current": current, "after": after}
+
+
 class Tool:
-    """Subclass, set the class attributes, implement run(); writes also implement verify()."""
+    """Subclass, set the class attributes, implement run(); writes also implement verify(), and read_current()
+    when they can show a reviewer what they would change."""
 
     name: ClassVar[str]
     description: ClassVar[str]  # written for the model: what it does, when to use it, what it returns
     args_schema: ClassVar[type[BaseModel]]
     risk: ClassVar[Risk]
+    # For reviewers: what the verifier re-reads after the write, in one sentence. Empty for tools without one.
+    verify_summary: ClassVar[str] = ""
 
     def run(self, args: BaseModel, ctx: ToolContext) -> Observation:
         raise NotImplementedError
@@ -100,9 +110,22 @@ class Tool:
 
         return generic(data)
 
+    def read_current(self, args: BaseModel, ctx: ToolContext) -> Observation:
+        """Read, now, the state this call would change, for the reviewer's diff: success with
+        {"fields": [state_field(...), ...]}. A read only; never called for a dry run's sake on the agent's behalf.
+
+        The hook an effect contract fills in: a declared read operation and the fields it compares. Tools that
+        cannot read their state keep this default, and the console says the diff is not available.
+        """
+        return Observation.failure(ErrorType.INTERNAL, NO_STATE_READ)
+
     @property
     def has_verifier(self) -> bool:
         return type(self).verify is not Tool.verify
+
+    @property
+    def can_read_current(self) -> bool:
+        return type(self).read_current is not Tool.read_current
 
     def parse_args(self, raw: dict[str, Any]) -> BaseModel | Observation:
         try:
@@ -147,6 +170,20 @@ class Tool:
             return self.verify(args, ctx, result, started_at)
         except Exception as exc:
             logger.exception("verifier of %s crashed", self.name)
+            return Observation.failure(ErrorType.INTERNAL, INTERNAL_ERROR.format(error=type(exc).__name__))
+
+    def invoke_read_current(self, raw_args: dict[str, Any], ctx: ToolContext) -> Observation:
+        """Validate, bind to the tenant, read the current state. Never raises."""
+        args = self.parse_args(raw_args)
+        if isinstance(args, Observation):
+            return args
+        refused = self.check_tenant(args, ctx)
+        if refused is not None:
+            return refused
+        try:
+            return self.read_current(args, ctx)
+        except Exception as exc:
+            logger.exception("state read of %s crashed", self.name)
             return Observation.failure(ErrorType.INTERNAL, INTERNAL_ERROR.format(error=type(exc).__name__))
 
     def spec(self) -> dict[str, Any]:

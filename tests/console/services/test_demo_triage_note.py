@@ -52,7 +52,7 @@ def test_it_posts_a_note_of_one_line_per_finding_and_routes_with_a_reason() -> N
         "Routing to identity — the pod for sign-in, passwords, SSO and MFA, account lockouts, users and roles. "
         "Why: An account lockout: identity owns sign-in and lockouts."
     )
-    assert lines[-1] == f"Full data: Agent Console, ticket #90003, run {run.pk}."
+    assert lines[-1] == f"Full data: {settings.CONSOLE_BASE_URL}/tickets/{ticket.pk}/#run-{run.pk}"
     assert len(lines) == len(findings) + 3
     assert all(len(line) <= 320 for line in lines)
     for raw in ("{", "}", '":', "[[", "null"):

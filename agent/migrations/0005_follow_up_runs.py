@@ -6,8 +6,8 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("agent", "0003_agent_loop"),
-        ("tickets", "0002_zendesk_context"),
+        ("agent", "0004_reviewer_workspace"),
+        ("tickets", "0003_zendesk_context"),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("tickets", "0001_initial"),
+        ("tickets", "0002_reviewer_workspace"),
     ]
 
     operations = [
