@@ -237,3 +237,14 @@ def test_it_never_lets_a_follow_up_act_alone_after_people_took_the_ticket(remote
 
     follow_up = AgentRun.objects.get(trigger="customer_comment")
     assert (follow_up.phase, follow_up.workflow.phase) == ("triage", "autonomous")
+
+
+def test_it_leaves_a_comment_to_the_reviewer_who_took_the_ticket_over(remote: ZendeskStandIn) -> None:
+    WorkflowFactory(match_tags=["locked_out"], phase="triage")
+    run = _created()
+    AgentRun.objects.filter(pk=run.pk).update(status=AgentRun.Status.TAKEN_OVER)
+
+    _deliver(_comment(95, "Hello again", event_id="evt-6"))
+
+    assert not AgentRun.objects.filter(trigger="customer_comment").exists()
+    assert AuditEvent.objects.get(verb="run.follow_up_skipped").payload["why"] == "a reviewer took the ticket over"
