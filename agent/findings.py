@@ -70,7 +70,9 @@ def action_line(action: ProposedAction) -> str:
         line += f", verification {action.verification}"
     if action.status == ProposedAction.Status.REJECTED and action.decision_reason:
         line += f" (reason: {action.decision_reason})"
-    if action.tool in ("add_private_note", "reply_to_customer") and isinstance(action.args.get("body"), str):
+    if action.tool == "add_private_note":
+        pass  # the note itself is in the conversation
+    elif action.tool == "reply_to_customer" and isinstance(action.args.get("body"), str):
         line += f": “{clip(action.args['body'], 160)}”"
     elif action.args:
         line += " with " + ", ".join(f"{k} {v}" for k, v in action.args.items())
