@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from agentconsole.errors import ConflictError, InvalidTransition
 from audit.models import AuditEvent
@@ -436,6 +437,22 @@ def _ticket_upsert(*, parsed: ParsedEvent) -> Ticket:
     return ticket
 
 
+def _refresh_when_changed(ticket: Ticket, *, new_run: bool) -> None:
+    """The webhook says the ticket changed: read it from Zendesk in the background (a worker, never this request),
+    for the tickets the agent works on. A run that starts now reads it itself; an unchanged version reads nothing."""
+    from tickets.helpdesk import zendesk_configured
+    from tickets.tasks import ticket_context_refresh_task
+
+    if new_run or ticket.source != Ticket.Source.ZENDESK or not zendesk_configured():
+        return
+    if not ticket.runs.exists():
+        return
+    held = parse_datetime(ticket.context_version) if ticket.context_version else None
+    if held is not None and (ticket.external_updated_at is None or ticket.external_updated_at <= held):
+        return
+    transaction.on_commit(lambda: ticket_context_refresh_task.delay(ticket.pk))
+
+
 def _comment_ingest(ticket: Ticket, comment: Comment) -> TicketComment | None:
     """Store a comment the webhook brought, once. Our own comment coming back is recognised (marker, staff author)
     and confirmed instead of stored as a human's. Returns the new comment, or None when there was nothing new."""
@@ -502,6 +519,7 @@ def zendesk_event_ingest(*, parsed: ParsedEvent) -> IngestResult:
             run = agent_run_on_customer_comment(ticket=ticket, comment=stored_comment)
     if envelope.type == EVENT_TICKET_CREATED:
         run = agent_run_create_for_new_ticket(ticket=ticket)
+    _refresh_when_changed(ticket, new_run=run is not None)
     stored.ticket = ticket
     stored.handled = True
     stored.save(update_fields=["ticket", "handled"])

@@ -168,3 +168,40 @@ def test_it_reads_the_requester_from_the_local_directory_without_zendesk(db: Non
 
     assert (ticket.requester_name, ticket.requester_email) == ("Olivia Park", "ops@initech.example")
     assert ticket.context_version == "local"
+
+
+def test_it_reads_a_changed_ticket_in_the_background_when_the_webhook_says_so(
+    remote: ZendeskStandIn, broker, django_capture_on_commit_callbacks
+) -> None:
+    from agent.models import AgentRun
+    from tests.conftest import queued_task_messages
+    from tickets.tasks import ticket_context_refresh_task
+
+    with django_capture_on_commit_callbacks(execute=True):
+        _post(zendesk_event(ticket_id="35436", organization_id="801", updated_at="2026-11-23T10:00:00Z"))
+    ticket = Ticket.objects.get(external_id="35436")
+    assert AgentRun.objects.filter(ticket=ticket).exists()  # the agent works on this ticket
+    broker.flushdb()  # the run's own task: it reads the ticket when it starts
+    assert remote.requests == []
+
+    changed = zendesk_event(
+        event_id="evt-3", event_type="zen:event-type:ticket.priority_changed", ticket_id="35436",
+        organization_id="801", updated_at="2026-11-23T10:30:00Z",
+    )  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        _post(changed)
+    [message] = queued_task_messages(broker)
+    assert (message["headers"]["task"], message["headers"]["argsrepr"]) == (
+        "tickets.tasks.ticket_context_refresh_task",
+        f"({ticket.pk},)",
+    )
+    remote.tickets["35436"]["updated_at"] = "2026-11-23T10:30:00Z"
+    assert ticket_context_refresh_task.apply(args=[ticket.pk]).get() == "read"
+    assert remote.paths() == READS
+    assert ticket_context_refresh_task.apply(args=[ticket.pk]).get() == "read"
+    assert remote.paths() == READS  # the version held is current: nothing read again
+
+    broker.flushdb()
+    with django_capture_on_commit_callbacks(execute=True):
+        _post({**changed, "id": "evt-4"})  # the same version again
+    assert queued_task_messages(broker) == []
