@@ -12,7 +12,7 @@ from django.db import connection
 from django.test import Client
 
 from agent.loop import Outcome, run_advance
-from agent.models import AgentRun, Step
+from agent.models import AgentRun, ProposedAction, Step
 from agent.services import agent_run_transition
 from audit.models import AuditEvent
 from tests.agent.loop.conftest import converse_reply
@@ -248,3 +248,26 @@ def test_it_leaves_a_comment_to_the_reviewer_who_took_the_ticket_over(remote: Ze
 
     assert not AgentRun.objects.filter(trigger="customer_comment").exists()
     assert AuditEvent.objects.get(verb="run.follow_up_skipped").payload["why"] == "a reviewer took the ticket over"
+
+
+def test_it_never_posts_a_note_twice_when_a_worker_died_between_posting_and_recording(remote: ZendeskStandIn) -> None:
+    WorkflowFactory(match_tags=["locked_out"], phase="triage", playbook=[NOTE])
+    run = _created()
+    run_advance(run_id=run.pk)
+    assert len(remote.puts()) == 1
+    # What a worker killed right after Zendesk applied the post leaves behind: the call started and never recorded,
+    # the comment's intent still pending.
+    action = run.actions.get(tool="add_private_note")
+    action.status, action.execution_result, action.executed_at = ProposedAction.Status.APPROVED, None, None
+    action.save()
+    run.steps.filter(kind=Step.Kind.OBSERVATION).delete()
+    run.ticket.comments.update(delivery="pending", external_id="")
+
+    run_advance(run_id=run.pk)
+
+    assert len(remote.puts()) == 1
+    assert len(remote.comments["35436"]) == 1
+    observation = run.steps.get(kind=Step.Kind.OBSERVATION).tool_output
+    assert (observation["ok"], observation["data"]["already_posted"]) == (True, True)
+    [stored] = run.ticket.comments.all()
+    assert (stored.delivery, stored.external_id) == ("sent", str(remote.comments["35436"][0]["id"]))
