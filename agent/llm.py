@@ -56,9 +56,12 @@ class Conversation:
 class ModelTurn:
     text: str
     tool_calls: list[ToolCall]
-    tokens_in: int = 0
+    tokens_in: int = 0  # every input token, the cached ones included
     tokens_out: int = 0
     latency_ms: int = 0
+    stop_reason: str = ""  # the model's own (end_turn, tool_use, max_tokens, ...); empty for the offline engine
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 class EngineError(Exception):
@@ -162,12 +165,16 @@ class BedrockEngine:
             raise EngineError(f"Bedrock could not be reached: {exc}", retryable=True) from exc
         latency_ms = int((time.monotonic() - started) * 1000)
         usage = reply.usage_metadata or {}
+        cached = usage.get("input_token_details") or {}
         return ModelTurn(
             text=_text_of(reply.content),
             tool_calls=[ToolCall(id=c["id"], name=c["name"], args=dict(c.get("args") or {})) for c in reply.tool_calls],
             tokens_in=int(usage.get("input_tokens", 0)),
             tokens_out=int(usage.get("output_tokens", 0)),
             latency_ms=latency_ms,
+            stop_reason=str(reply.response_metadata.get("stopReason", "")),
+            cache_read_tokens=int(cached.get("cache_read", 0)),
+            cache_write_tokens=int(cached.get("cache_creation", 0)),
         )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
-from agent import prompts
+from agent import prompts, telemetry
 from agent.gate import Verdict, gate_decide, run_state
 from agent.llm import ESCALATE_TOOL, ModelTurn, engine_get
 from agent.models import AgentRun, ProposedAction, Step
@@ -186,7 +186,9 @@ def _act(run: AgentRun) -> Outcome | None:
                 run=run, reason=str((step.tool_input or {}).get("reason", "")) or "The agent asked for a human."
             )
             return Outcome.DONE
-        observation = _dispatch(run, step, thought)
+        with telemetry.tool_call(step) as traced:
+            observation = _dispatch(run, step, thought)
+            traced.observed(observation)
         if observation is None:
             waiting = True
             continue
@@ -242,7 +244,7 @@ def _think(run: AgentRun) -> ModelTurn:
     _hold(run)
     engine = engine_get()
     conversation = prompts.conversation_build(run=run)
-    turn = engine.next_turn(conversation, _tool_specs())
+    turn = telemetry.model_call(engine, conversation, _tool_specs())
     _hold(run)  # a turn that outlived the lease is dropped: the worker now holding the run asks again
     agent_run_record_turn(run=run, turn=turn, engine=engine.name)
     return turn
