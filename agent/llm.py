@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Protocol
@@ -224,8 +225,18 @@ class OfflineEngine:
         if step >= len(plan):
             return ModelTurn(text="Every runbook step is done.", tool_calls=[])
         spec = plan[step] if variant == "main" else plan[step]["alternative"]
-        values = {**conversation.variables, "findings": _findings(conversation)}
-        args = {key: _fill(value, values) for key, value in spec.get("args", {}).items()}
+        values = dict(conversation.variables)
+        values.setdefault("findings", NOTHING_FOUND)
+        missing = _missing_values(spec, values)
+        if missing:
+            names = ", ".join(f"{{{name}}}" for name in missing)
+            return self._escalate(
+                f"Runbook step {step + 1} ({spec['tool']}) needs {names}, which this ticket does not have "
+                f"({_MISSING_WHY.get(missing[0], 'no value')}); a human must take it."
+            )
+        args = {
+            key: _fill(value, values, quote=_quoting(spec["tool"], key)) for key, value in spec.get("args", {}).items()
+        }
         thought = f"Runbook step {step + 1} of {len(plan)}: {spec.get('why') or spec['tool']}"
         if attempt:
             thought += f" (attempt {attempt + 1} after a retryable error)"
@@ -247,22 +258,45 @@ def _parse_call_id(call_id: str) -> tuple[int, int, str]:
     return int(step), int(attempt), variant
 
 
-def _fill(value: Any, values: dict[str, str]) -> Any:
+# Values that may be empty in a note; any other placeholder with no value stops the runbook (never `email = ''`).
+_MAY_BE_EMPTY = frozenset({"findings", "routing", "history", "latest_comment", "full_data"})
+_MISSING_WHY = {
+    "requester_email": "the helpdesk has no e-mail for the requester",
+    "ticket_email": "the helpdesk has no e-mail for the requester",
+    "requester_name": "the helpdesk has no name for the requester",
+    "tenant_id": "the ticket's organization is not linked to a tenant",
+}
+NOTHING_FOUND = "• nothing found yet"
+
+
+def _placeholders(value: Any) -> list[str]:
+    return _PLACEHOLDER.findall(value) if isinstance(value, str) else []
+
+
+def _missing_values(spec: dict[str, Any], values: dict[str, str]) -> list[str]:
+    used = [name for value in spec.get("args", {}).values() for name in _placeholders(value)]
+    return [
+        name for name in dict.fromkeys(used) if name in values and not str(values[name]) and name not in _MAY_BE_EMPTY
+    ]
+
+
+def _quoting(tool: str, arg: str) -> Callable[[str], str]:
+    """How a value is written into a templated argument: as a SQL string literal's content in run_sql's query, as a
+    quoted term's content in search_logs' filter pattern, as it is elsewhere."""
+    if (tool, arg) == ("run_sql", "query"):
+        return lambda text: text.replace("'", "''")
+    if (tool, arg) == ("search_logs", "query"):
+        return lambda text: text.replace("\\", "\\\\").replace('"', '\\"')
+    return lambda text: text
+
+
+def _fill(value: Any, values: dict[str, str], *, quote: Any = None) -> Any:
     if isinstance(value, str):
-        return _PLACEHOLDER.sub(lambda m: str(values.get(m.group(1), m.group(0))), value)
+        escape = quote or (lambda text: text)
+        return _PLACEHOLDER.sub(
+            lambda m: escape(str(values[m.group(1)])) if m.group(1) in values else m.group(0), value
+        )
     return value
-
-
-def _findings(conversation: Conversation) -> str:
-    """What the read steps found, compact, for notes and replies."""
-    lines = []
-    for exchange in conversation.exchanges:
-        for result in exchange.results:
-            data = result.observation.get("data")
-            if not result.observation.get("ok") or data is None or (isinstance(data, dict) and data.get("dry_run")):
-                continue
-            lines.append(f"- {result.name}: {json.dumps(data, default=str)[:400]}")
-    return "\n".join(lines) or "- nothing found"
 
 
 @cache

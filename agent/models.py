@@ -5,7 +5,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from tickets.models import Ticket
+from tickets.models import Ticket, TicketComment
 
 
 class Workflow(models.Model):
@@ -86,6 +86,7 @@ class AgentRun(models.Model):
 
     class Trigger(models.TextChoices):
         TICKET_CREATED = "ticket_created", "Ticket created"
+        CUSTOMER_COMMENT = "customer_comment", "Customer follow-up"
         MANUAL = "manual", "Started by hand"
 
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="runs")
@@ -94,6 +95,14 @@ class AgentRun(models.Model):
         max_length=16, choices=Workflow.Phase.choices, help_text="The phase in force when the run started."
     )
     trigger = models.CharField(max_length=32, choices=Trigger.choices)
+    trigger_comment = models.ForeignKey(
+        TicketComment,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="follow_up_runs",
+        help_text="For a follow-up: the customer comment that started it.",
+    )
     status = models.CharField(max_length=32, choices=Status.choices, default=Status.QUEUED, db_index=True)
     engine = models.CharField(max_length=32, blank=True, help_text="offline or bedrock:<model id>")
     tokens_in = models.PositiveIntegerField(default=0)
@@ -134,7 +143,13 @@ class AgentRun(models.Model):
                 fields=["ticket"],
                 condition=models.Q(trigger="ticket_created"),
                 name="agent_run_one_per_created_ticket",
-            )
+            ),
+            # One follow-up per customer comment, however often its event is delivered.
+            models.UniqueConstraint(
+                fields=["trigger_comment"],
+                condition=models.Q(trigger_comment__isnull=False),
+                name="agent_run_one_per_trigger_comment",
+            ),
         ]
 
     def __str__(self) -> str:

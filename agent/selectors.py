@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import re
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
@@ -280,7 +279,6 @@ class FollowUp:
     note: str
 
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 MODEL_NEXT = (
     "The model reads the result and then chooses its next step, so it cannot be shown in advance. Whatever it "
     "chooses goes through the same gate: it cannot reply to the customer or solve the ticket until every write "
@@ -303,8 +301,8 @@ def proposal_follow_up(*, run: AgentRun, action: ProposedAction, transcript: lis
     """What approving this proposal leads to, as far as it can honestly be known. Pure: uses the run, its
     workflow and the transcript already loaded."""
     from agent.gate import RunState, Verdict, gate_decide
-    from agent.llm import Conversation, _fill, _findings  # the offline engine's own templating, not a copy of it
-    from agent.prompts import _exchanges_of
+    from agent.llm import _fill, _quoting  # the offline engine's own templating, not a copy of it
+    from agent.prompts import playbook_values, run_playbook
     from agent.tools import all_tools
 
     tools = all_tools()
@@ -320,18 +318,12 @@ def proposal_follow_up(*, run: AgentRun, action: ProposedAction, transcript: lis
     verification = tool.verify_summary if tool is not None and tool.verify_summary else ""
     if not run.engine.startswith("offline") and run.engine:
         return FollowUp(runs_now, verification, known=False, steps=[], note=MODEL_NEXT)
-    plan = list(run.workflow.playbook or []) if run.workflow else []
+    plan = run_playbook(run)
     position = _call_position(action.tool_call_id)
     if position is None or position >= len(plan):
         return FollowUp(runs_now, verification, known=False, steps=[], note=OFFLINE_NOT_FROM_RUNBOOK)
     ticket = run.ticket
-    emails = _EMAIL.findall(f"{ticket.subject}\n{ticket.description}")
-    values = {
-        "tenant_id": ticket.tenant_id,
-        "ticket_email": emails[0] if emails else "",
-        "ticket_id": ticket.external_id,
-        "findings": _findings(Conversation(system_prompt="", ticket_prompt="", exchanges=_exchanges_of(transcript))),
-    }
+    values = playbook_values(run, transcript, plan)
     # After an approved write passes verification, the gate lets the customer-facing steps run.
     verified = action.risk == ProposedAction.Risk.WRITE
     state = RunState(
@@ -343,7 +335,10 @@ def proposal_follow_up(*, run: AgentRun, action: ProposedAction, transcript: lis
     )
     steps = []
     for spec in plan[position + 1 :]:
-        args = {key: _fill(value, values) for key, value in (spec.get("args") or {}).items()}
+        args = {
+            key: _fill(value, values, quote=_quoting(str(spec.get("tool", "")), key))
+            for key, value in (spec.get("args") or {}).items()
+        }
         name = str(spec.get("tool", ""))
         decision = gate_decide(tool=tools.get(name), name=name, args=args, state=state, available=list(tools))
         steps.append(

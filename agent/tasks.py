@@ -40,6 +40,7 @@ def agent_run_advance_task(self, run_id: int, dispatch_token: str = "") -> str: 
     from agent.loop import Outcome, run_advance
     from agent.selectors import agent_run_superseded
     from agent.services import agent_run_dispatch
+    from tickets.helpdesk import HelpdeskError
 
     try:
         if dispatch_token and agent_run_superseded(run_id=run_id, token=dispatch_token):
@@ -47,6 +48,12 @@ def agent_run_advance_task(self, run_id: int, dispatch_token: str = "") -> str: 
         outcome = run_advance(run_id=run_id)
         if outcome == Outcome.CONTINUE:
             agent_run_dispatch(run_id=run_id)
+    except HelpdeskError as exc:
+        # The ticket could not be read from the helpdesk and the run has no earlier version to work from.
+        if exc.retryable and self.request.retries < len(_MODEL_RETRY_DELAYS):
+            countdown = max(_MODEL_RETRY_DELAYS[self.request.retries], int(exc.retry_after or 0))
+            raise self.retry(countdown=countdown, exc=exc) from exc
+        return _escalate(run_id, f"The ticket could not be read from the helpdesk: {exc.message}")
     except EngineError as exc:
         if exc.retryable and self.request.retries < len(_MODEL_RETRY_DELAYS):
             raise self.retry(countdown=_MODEL_RETRY_DELAYS[self.request.retries], exc=exc) from exc

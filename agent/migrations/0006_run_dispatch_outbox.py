@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("agent", "0004_reviewer_workspace"),
+        ("agent", "0005_follow_up_runs"),
     ]
 
     operations = [

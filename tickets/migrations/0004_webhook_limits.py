@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("tickets", "0002_reviewer_workspace"),
+        ("tickets", "0003_zendesk_context"),
     ]
 
     operations = [
