@@ -1,9 +1,10 @@
 """The audit log in the Django admin, and the rule every other admin follows.
 
 The rule, one for the whole product: records of what happened (tickets, comments, webhook events, runs, steps,
-proposed actions, ratings, audit events) cannot be deleted in the admin at all; configuration (workflows, tenant
-links, runbooks, config patches, API tokens, users, groups) can, and every change or deletion made there leaves
-an AuditEvent (`admin.created`, `admin.changed`, `admin.deleted`) naming the admin and the values.
+proposed actions, ratings, notifications, audit events) cannot be deleted in the admin at all; configuration
+(workflows, tenant links, helpdesk user profiles, runbooks, config patches, API tokens, users, groups) can, and
+every change or deletion made there leaves an AuditEvent (`admin.created`, `admin.changed`, `admin.deleted`)
+naming the admin and the values.
 """
 
 from __future__ import annotations

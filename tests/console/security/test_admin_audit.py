@@ -22,12 +22,12 @@ from tests.factories import (
     UserFactory,
     WorkflowFactory,
 )
-from tickets.models import TenantLink, Ticket, TicketComment, WebhookEvent
+from tickets.models import HelpdeskUser, TenantLink, Ticket, TicketComment, WebhookEvent
 
 pytestmark = pytest.mark.django_db
 
 HISTORY = {Ticket, TicketComment, WebhookEvent, AgentRun, Step, ProposedAction, Rating, Notification, AuditEvent}
-CONFIGURATION = {Workflow, TenantLink, Runbook, ConfigPatch, ApiToken, User, Group}
+CONFIGURATION = {Workflow, TenantLink, HelpdeskUser, Runbook, ConfigPatch, ApiToken, User, Group}
 # The stand-in company (not the product) and django-axes' lockout records keep their own admins.
 NOT_OURS = {"sandbox", "axes"}
 
