@@ -6,6 +6,7 @@ Both implement the same five operations, so the demo and the tests run the same 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import httpx
@@ -18,6 +19,12 @@ from tickets.services import ticket_add_tags, ticket_comment_add, ticket_set_gro
 
 HELPDESK_HTTP_ERROR = "The helpdesk answered HTTP {status}."
 HELPDESK_UNREACHABLE = "The helpdesk could not be reached: {error}"
+# Comments the console writes carry a marker, so a comment whose sending was interrupted (a crash, a timeout) can be
+# found again instead of being posted twice: the local helpdesk keeps it as the comment's external id (unique per
+# ticket); Zendesk keeps it in the update's audit metadata (metadata.custom on the comment), and a comment with the
+# same text and visibility posted since the attempt began counts too, for accounts that do not return it.
+MARKER_KEY = "agent_console_marker"
+RECENT_COMMENTS = 100
 
 
 class HelpdeskError(ApplicationError):
@@ -39,8 +46,11 @@ class HelpdeskResult:
 class Helpdesk(Protocol):
     name: str
 
-    def add_private_note(self, ticket: Ticket, body: str) -> HelpdeskResult: ...
-    def add_public_reply(self, ticket: Ticket, body: str) -> HelpdeskResult: ...
+    def add_private_note(self, ticket: Ticket, body: str, *, marker: str = "") -> HelpdeskResult: ...
+    def add_public_reply(self, ticket: Ticket, body: str, *, marker: str = "") -> HelpdeskResult: ...
+    def find_comment(
+        self, ticket: Ticket, *, marker: str, body: str, public: bool, since: datetime
+    ) -> dict[str, Any] | None: ...
     def set_group(self, ticket: Ticket, group_id: str) -> HelpdeskResult: ...
     def add_tags(self, ticket: Ticket, tags: list[str]) -> HelpdeskResult: ...
     def set_solved(self, ticket: Ticket) -> HelpdeskResult: ...
@@ -85,12 +95,55 @@ class ZendeskHelpdesk:
     def _update_ticket(self, ticket: Ticket, fields: dict[str, Any], operation: str) -> HelpdeskResult:
         return self._send("PUT", f"/api/v2/tickets/{ticket.external_id}.json", {"ticket": fields}, operation)
 
-    def add_private_note(self, ticket: Ticket, body: str) -> HelpdeskResult:
-        # `public: false` is always sent: Zendesk otherwise inherits the ticket's default, which may be public.
-        return self._update_ticket(ticket, {"comment": {"body": body, "public": False}}, "add_private_note")
+    def _comment(self, ticket: Ticket, body: str, public: bool, marker: str, operation: str) -> HelpdeskResult:
+        fields: dict[str, Any] = {"comment": {"body": body, "public": public}}
+        if marker:
+            fields["metadata"] = {MARKER_KEY: marker}  # stored as the audit's (and comment's) metadata.custom
+        return self._update_ticket(ticket, fields, operation)
 
-    def add_public_reply(self, ticket: Ticket, body: str) -> HelpdeskResult:
-        return self._update_ticket(ticket, {"comment": {"body": body, "public": True}}, "add_public_reply")
+    def add_private_note(self, ticket: Ticket, body: str, *, marker: str = "") -> HelpdeskResult:
+        # `public: false` is always sent: Zendesk otherwise inherits the ticket's default, which may be public.
+        return self._comment(ticket, body, False, marker, "add_private_note")
+
+    def add_public_reply(self, ticket: Ticket, body: str, *, marker: str = "") -> HelpdeskResult:
+        return self._comment(ticket, body, True, marker, "add_public_reply")
+
+    def find_comment(
+        self, ticket: Ticket, *, marker: str, body: str, public: bool, since: datetime
+    ) -> dict[str, Any] | None:
+        """The ticket's comment carrying `marker` among its most recent ones, or None. Raises HelpdeskError."""
+        path = f"/api/v2/tickets/{ticket.external_id}/comments.json"
+        try:
+            with httpx.Client(**self._client_options) as client:
+                response = client.get(path, params={"sort_order": "desc", "page[size]": RECENT_COMMENTS})
+        except httpx.HTTPError as exc:
+            raise HelpdeskError(HELPDESK_UNREACHABLE.format(error=exc), retryable=True) from exc
+        if response.status_code >= 400:
+            raise HelpdeskError(
+                HELPDESK_HTTP_ERROR.format(status=response.status_code),
+                retryable=response.status_code == 429 or response.status_code >= 500,
+                status=response.status_code,
+            )
+        try:
+            comments = response.json().get("comments") or []
+        except (ValueError, AttributeError) as exc:
+            raise HelpdeskError(HELPDESK_HTTP_ERROR.format(status=response.status_code), retryable=True) from exc
+        wanted = " ".join(body.split())
+        for comment in comments:
+            if not isinstance(comment, dict):
+                continue
+            custom = (comment.get("metadata") or {}).get("custom") or {}
+            if isinstance(custom, dict) and custom.get(MARKER_KEY) == marker:
+                return comment
+            created = _parse_time(comment.get("created_at"))
+            if (
+                bool(comment.get("public")) == public
+                and " ".join(str(comment.get("body") or "").split()) == wanted
+                and created is not None
+                and created >= since - CLOCK_SKEW
+            ):
+                return comment
+        return None
 
     def set_group(self, ticket: Ticket, group_id: str) -> HelpdeskResult:
         value: int | str = int(group_id) if group_id.isdigit() else group_id
@@ -109,13 +162,24 @@ class LocalHelpdesk:
 
     name = "local"
 
-    def add_private_note(self, ticket: Ticket, body: str) -> HelpdeskResult:
-        comment = ticket_comment_add(ticket=ticket, body=body, public=False, author_kind=TicketComment.AuthorKind.AGENT)
-        return HelpdeskResult(self.name, "add_private_note", {"comment_id": comment.pk})
+    def _comment(self, ticket: Ticket, body: str, public: bool, marker: str, operation: str) -> HelpdeskResult:
+        existing = TicketComment.objects.filter(ticket=ticket, external_id=marker).first() if marker else None
+        comment = existing or ticket_comment_add(
+            ticket=ticket, body=body, public=public, author_kind=TicketComment.AuthorKind.AGENT, external_id=marker
+        )
+        return HelpdeskResult(self.name, operation, {"comment_id": comment.pk})
 
-    def add_public_reply(self, ticket: Ticket, body: str) -> HelpdeskResult:
-        comment = ticket_comment_add(ticket=ticket, body=body, public=True, author_kind=TicketComment.AuthorKind.AGENT)
-        return HelpdeskResult(self.name, "add_public_reply", {"comment_id": comment.pk})
+    def add_private_note(self, ticket: Ticket, body: str, *, marker: str = "") -> HelpdeskResult:
+        return self._comment(ticket, body, False, marker, "add_private_note")
+
+    def add_public_reply(self, ticket: Ticket, body: str, *, marker: str = "") -> HelpdeskResult:
+        return self._comment(ticket, body, True, marker, "add_public_reply")
+
+    def find_comment(
+        self, ticket: Ticket, *, marker: str, body: str, public: bool, since: datetime
+    ) -> dict[str, Any] | None:
+        comment = TicketComment.objects.filter(ticket=ticket, external_id=marker).first() if marker else None
+        return None if comment is None else {"comment_id": comment.pk, "public": comment.public}
 
     def set_group(self, ticket: Ticket, group_id: str) -> HelpdeskResult:
         ticket = ticket_set_group(ticket=ticket, group_id=group_id, actor_kind=AuditEvent.ActorKind.AGENT)
@@ -128,6 +192,18 @@ class LocalHelpdesk:
     def set_solved(self, ticket: Ticket) -> HelpdeskResult:
         ticket = ticket_set_status(ticket=ticket, status=Ticket.Status.SOLVED, actor_kind=AuditEvent.ActorKind.AGENT)
         return HelpdeskResult(self.name, "set_solved", {"status": ticket.status})
+
+
+CLOCK_SKEW = timedelta(minutes=2)  # between our clock and Zendesk's, when matching a comment by time
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def zendesk_configured() -> bool:

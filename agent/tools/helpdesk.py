@@ -6,12 +6,13 @@ The ticket is always ctx.ticket_id: the model has no argument that could name an
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from django.conf import settings
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.tools import register
-from agent.tools.base import ErrorType, Observation, Risk, Tool, ToolContext
+from agent.tools.base import ErrorType, Observation, Reconciled, Risk, Tool, ToolContext
 from agentconsole.errors import ApplicationError
 from tickets.helpdesk import HelpdeskError, HelpdeskResult, helpdesk_for
 from tickets.models import Ticket
@@ -19,6 +20,7 @@ from tickets.models import Ticket
 TICKET_NOT_FOUND = "Ticket {ticket_id} does not exist."
 UNKNOWN_POD = "There is no pod {pod!r}. Route to one of: {allowed}."
 HELPDESK_FAILED = "The helpdesk ({backend}) failed: {message}"
+COMMENT_NOT_CHECKED = "Could not check whether the comment was posted."
 MAX_BODY_CHARS = 20_000
 
 
@@ -57,18 +59,48 @@ def _on_ticket(ctx: ToolContext, operation: Callable[[object, Ticket], HelpdeskR
     return Observation.success(result.data, backend=result.backend, operation=result.operation)
 
 
+class _Comment(Tool):
+    """A comment on the ticket, sent with a marker (the call's idempotency key) so that a comment whose sending was
+    interrupted is looked up on the helpdesk instead of posted twice."""
+
+    args_schema = BodyArgs
+    risk = Risk.HELPDESK
+    public: bool
+
+    def run(self, args: BodyArgs, ctx: ToolContext) -> Observation:
+        marker = ctx.idempotency_key or ""
+        if self.public:
+            return _on_ticket(ctx, lambda helpdesk, ticket: helpdesk.add_public_reply(ticket, args.body, marker=marker))
+        return _on_ticket(ctx, lambda helpdesk, ticket: helpdesk.add_private_note(ticket, args.body, marker=marker))
+
+    def reconcile(
+        self, args: BodyArgs, ctx: ToolContext, attempt: Observation, started_at: datetime
+    ) -> tuple[Reconciled, Observation]:
+        ticket = Ticket.objects.select_related("tenant_link").filter(pk=ctx.ticket_id).first()
+        if ticket is None or not ctx.idempotency_key:
+            return Reconciled.UNKNOWN, Observation.failure(ErrorType.NOT_FOUND, COMMENT_NOT_CHECKED)
+        helpdesk = helpdesk_for(ticket)
+        try:
+            found = helpdesk.find_comment(
+                ticket, marker=ctx.idempotency_key, body=args.body, public=self.public, since=started_at
+            )
+        except HelpdeskError as exc:
+            return Reconciled.UNKNOWN, Observation.failure(
+                ErrorType.OUTCOME_UNKNOWN, HELPDESK_FAILED.format(backend=helpdesk.name, message=exc.message)
+            )
+        if found is None:
+            return Reconciled.NOT_APPLIED, attempt
+        return Reconciled.APPLIED, Observation.success(found, backend=helpdesk.name, found_by_marker=True)
+
+
 @register
-class AddPrivateNote(Tool):
+class AddPrivateNote(_Comment):
     name = "add_private_note"
     description = (
         "Add an internal note to the ticket, visible to support staff only, never to the customer. Use it to "
         "record findings, evidence (log lines, values read) and what you did or recommend."
     )
-    args_schema = BodyArgs
-    risk = Risk.HELPDESK
-
-    def run(self, args: BodyArgs, ctx: ToolContext) -> Observation:
-        return _on_ticket(ctx, lambda helpdesk, ticket: helpdesk.add_private_note(ticket, args.body))
+    public = False
 
 
 @register
@@ -101,17 +133,14 @@ class RouteTicket(Tool):
 
 
 @register
-class ReplyToCustomer(Tool):
+class ReplyToCustomer(_Comment):
     name = "reply_to_customer"
     description = (
         "Send a public reply to the customer on the ticket. The customer reads it: be clear and polite, say "
         "what was found and done, and never include internal details (log lines, config keys, internal names)."
     )
-    args_schema = BodyArgs
-    risk = Risk.HELPDESK
-
-    def run(self, args: BodyArgs, ctx: ToolContext) -> Observation:
-        return _on_ticket(ctx, lambda helpdesk, ticket: helpdesk.add_public_reply(ticket, args.body))
+    customer_facing = True
+    public = True
 
 
 @register
@@ -122,6 +151,7 @@ class SolveTicket(Tool):
     )
     args_schema = NoArgs
     risk = Risk.HELPDESK
+    customer_facing = True
 
     def run(self, args: NoArgs, ctx: ToolContext) -> Observation:
         return _on_ticket(ctx, lambda helpdesk, ticket: helpdesk.set_solved(ticket))
