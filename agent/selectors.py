@@ -13,18 +13,40 @@ from agent.models import AgentRun, ProposedAction, Rating, Step, Workflow
 from tickets.models import Ticket
 
 
-def workflow_match(*, ticket: Ticket) -> Workflow | None:
-    """The enabled workflow for a ticket: a tag match wins over a keyword match; ties go to the oldest."""
+@dataclass(frozen=True)
+class WorkflowChoice:
+    workflow: Workflow | None
+    matched_on: str  # AgentRun.MatchedOn
+
+    @property
+    def phase(self) -> str:
+        """The phase a run starts in. Words the customer wrote are no trusted signal: a workflow they alone chose
+        runs at most in triage, so its writes wait for a reviewer; autonomy needs a tag the helpdesk's own rules
+        set. A ticket no workflow matches runs with triage rules."""
+        if self.workflow is None:
+            return Workflow.Phase.TRIAGE
+        if self.matched_on == AgentRun.MatchedOn.KEYWORDS and self.workflow.phase == Workflow.Phase.AUTONOMOUS:
+            return Workflow.Phase.TRIAGE
+        return self.workflow.phase
+
+
+def workflow_choice(*, ticket: Ticket) -> WorkflowChoice:
+    """The enabled workflow for a ticket and what chose it: a tag match wins over a keyword match; ties go to the
+    oldest workflow."""
     workflows = list(Workflow.objects.filter(enabled=True).order_by("created_at", "id"))
     tags = set(ticket.tags)
     for workflow in workflows:
         if tags.intersection(workflow.match_tags):
-            return workflow
+            return WorkflowChoice(workflow, AgentRun.MatchedOn.TAGS)
     text = f"{ticket.subject}\n{ticket.description}".lower()
     for workflow in workflows:
         if any(keyword.lower() in text for keyword in workflow.match_keywords if keyword.strip()):
-            return workflow
-    return None
+            return WorkflowChoice(workflow, AgentRun.MatchedOn.KEYWORDS)
+    return WorkflowChoice(None, AgentRun.MatchedOn.NONE)
+
+
+def workflow_match(*, ticket: Ticket) -> Workflow | None:
+    return workflow_choice(ticket=ticket).workflow
 
 
 def run_transcript(*, run_id: int) -> list[Step]:

@@ -5,7 +5,7 @@ import pytest
 from agent.gate import (
     NO_TENANT,
     OTHER_TENANT,
-    UNVERIFIED_WRITE,
+    WRITES_HOLD_REPLY,
     RunState,
     Verdict,
     gate_decide,
@@ -18,14 +18,23 @@ from tests.factories import WorkflowFactory
 pytestmark = pytest.mark.django_db
 
 
-def _state(phase: str = "triage", *, tenant: str = "acme", workflow=None, unverified=(), verified_approved=False):
+def _state(phase: str = "triage", *, tenant: str = "acme", workflow=None, holding=(), verified_approved=False):
     return RunState(
         phase=phase,
         tenant_id=tenant,
         workflow=workflow,
-        unverified_writes=list(unverified),
+        holding_writes=list(holding),
         has_verified_approved_write=verified_approved,
     )
+
+
+VALID_ARGS = {
+    "run_sql": {"query": "SELECT 1"},
+    "search_logs": {"query": "ERROR"},
+    "reset_tenant_cache": {"tenant_id": "acme"},
+    "add_private_note": {"body": "Found it."},
+    "reply_to_customer": {"body": "Hello."},
+}
 
 
 def _decide(name: str, args: dict, state: RunState, approved=None):
@@ -38,7 +47,7 @@ def _decide(name: str, args: dict, state: RunState, approved=None):
     "name", sorted(["run_sql", "search_logs", "reset_tenant_cache", "add_private_note", "reply_to_customer"])
 )
 def test_it_never_executes_anything_in_shadow(name) -> None:
-    args = {"tenant_id": "acme"} if name == "reset_tenant_cache" else {}
+    args = VALID_ARGS[name]
     assert _decide(name, args, _state("shadow")).verdict == Verdict.DRY_RUN
 
 
@@ -79,11 +88,11 @@ def test_it_refuses_company_tools_when_the_ticket_has_no_tenant() -> None:
 
 
 def test_it_refuses_replies_and_solving_while_a_write_is_unverified() -> None:
-    state = _state("autonomous", unverified=["reset_tenant_cache"])
+    state = _state("autonomous", holding=["reset_tenant_cache (not verified)"])
     for name in ("reply_to_customer", "solve_ticket"):
         decision = _decide(name, {"body": "done"} if name == "reply_to_customer" else {}, state)
         assert decision.verdict == Verdict.REFUSE
-        assert decision.reason == UNVERIFIED_WRITE.format(tools="reset_tenant_cache")
+        assert decision.reason == WRITES_HOLD_REPLY.format(writes="reset_tenant_cache (not verified)")
 
 
 def test_it_executes_an_approval_only_when_the_args_hash_matches() -> None:
