@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from django.conf import settings
 
 ESCALATE_TOOL = "escalate_to_human"
+CLAUDE_BASE_MODEL = "anthropic.claude"
 
 
 @dataclass(frozen=True)
@@ -138,14 +139,21 @@ class BedrockEngine:
                 "guardrailVersion": settings.BEDROCK_GUARDRAIL_VERSION,
                 "trace": "disabled",
             }
+        arn: dict[str, str] = {}
+        if self.model_id.startswith("arn:"):
+            # An inference-profile or provisioned-model ARN names no provider, and langchain-aws would otherwise ask
+            # the control plane (bedrock:GetInferenceProfile, which the worker's role need not allow) for the model
+            # behind it. This product runs Claude: say so.
+            arn = {"provider": "anthropic", "base_model_id": CLAUDE_BASE_MODEL}
         self._chat = ChatBedrockConverse(
             model=self.model_id,
             client=client,
-            bedrock_client=client,  # never used for a control-plane call with a plain model id
+            bedrock_client=client,  # never used for a control-plane call: model ids and ARNs are resolved above
             region_name=settings.AWS_REGION,
             max_tokens=settings.BEDROCK_MAX_OUTPUT_TOKENS,
             temperature=0,
             guardrail_config=guardrail,
+            **arn,
         )
 
     @staticmethod

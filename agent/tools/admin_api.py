@@ -268,7 +268,10 @@ class AdminApiClient:
         try:
             sent = self._send_with_retries(method, path, body, headers)
             if isinstance(sent, Observation):
-                return _uncertain(sent) if write and sent.meta.get("maybe_received") else sent
+                meta = dict(sent.meta)
+                maybe_received = meta.pop("maybe_received", False)
+                sent = Observation.failure(sent.error_type, sent.message, retryable=sent.retryable, **meta)
+                return _uncertain(sent) if write and maybe_received else sent
             response, attempts = sent
             answer = self._interpret(method, path, model, response, attempts)
             if write and isinstance(answer, Observation) and response.status_code < 300:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from django.core.exceptions import ValidationError
 
 from agent.gate import (
     NO_TENANT,
@@ -10,6 +11,7 @@ from agent.gate import (
     Verdict,
     gate_decide,
 )
+from agent.limits import Spent, limits_errors
 from agent.models import ProposedAction
 from agent.tools import all_tools, get_tool
 from audit.services import canonical_hash
@@ -111,3 +113,68 @@ def test_it_refuses_an_unknown_tool() -> None:
     decision = gate_decide(tool=None, name="drop_database", args={}, state=_state(), available=["run_sql"])
     assert decision.verdict == Verdict.REFUSE
     assert "drop_database" in decision.reason
+
+
+def test_it_holds_pre_approval_limits_over_what_the_run_already_spent() -> None:
+    workflow = WorkflowFactory(preapproved_tools=["extend_trial"], tool_limits={"extend_trial": {"days": {"max": 14}}})
+    spent = Spent(run={"extend_trial": {"days": 10.0}})
+    state = RunState(phase="autonomous", tenant_id="acme", workflow=workflow, spent=spent)
+    assert _decide("extend_trial", {"tenant_id": "acme", "days": 4}, state).verdict == Verdict.EXECUTE
+    decision = _decide("extend_trial", {"tenant_id": "acme", "days": 5}, state)
+    assert decision.verdict == Verdict.PROPOSE
+    assert "days=5 would bring extend_trial to 15 for this run, over the pre-approved 14 (4 left)" in decision.reason
+
+
+def test_it_holds_a_tenants_daily_budget() -> None:
+    limits = {"extend_trial": {"days": {"max": 14, "max_per_tenant_per_day": 20}}}
+    workflow = WorkflowFactory(preapproved_tools=["extend_trial"], tool_limits=limits)
+    spent = Spent(tenant_window={"extend_trial": {"days": 14.0}})
+    state = RunState(phase="autonomous", tenant_id="acme", workflow=workflow, spent=spent)
+    assert _decide("extend_trial", {"tenant_id": "acme", "days": 6}, state).verdict == Verdict.EXECUTE
+    assert _decide("extend_trial", {"tenant_id": "acme", "days": 7}, state).verdict == Verdict.PROPOSE
+
+
+def test_it_sends_what_the_customer_is_told_after_a_failed_write_to_a_reviewer() -> None:
+    state = RunState(phase="autonomous", tenant_id="acme", workflow=None, failed_writes=["reset_tenant_cache"])
+    for name, args in (("reply_to_customer", {"body": "Fixed!"}), ("solve_ticket", {})):
+        assert _decide(name, args, state).verdict == Verdict.PROPOSE
+    assert _decide("add_private_note", {"body": "It failed."}, state).verdict == Verdict.EXECUTE
+
+
+def test_it_answers_a_repeat_from_the_first_call_and_refuses_one_still_waiting_or_rejected() -> None:
+    state = _state("autonomous")
+    args = {"tenant_id": "acme"}
+
+    def earlier(status: str, **fields: object) -> ProposedAction:
+        return ProposedAction(tool="reset_tenant_cache", args=args, status=status, **fields)
+
+    assert _decide_repeat(args, state, earlier("executed")).verdict == Verdict.REPEAT
+    assert _decide_repeat(args, state, earlier("pending")).verdict == Verdict.REFUSE
+    rejected = _decide_repeat(args, state, earlier("rejected", decision_reason="Freeze week"))
+    assert (rejected.verdict, rejected.reason.endswith("Their reason: Freeze week")) == (Verdict.REFUSE, True)
+    # Failed, or of unknown outcome: a new attempt, decided like any call (pre-approval, limits, reviewers).
+    assert _decide_repeat(args, state, earlier("failed")).verdict == Verdict.PROPOSE
+    assert _decide_repeat(args, state, earlier("uncertain")).verdict == Verdict.PROPOSE
+
+
+def _decide_repeat(args: dict, state: RunState, earlier: ProposedAction):
+    tool = get_tool("reset_tenant_cache")
+    return gate_decide(tool=tool, name=tool.name, args=args, state=state, available=list(all_tools()), earlier=earlier)
+
+
+@pytest.mark.parametrize(
+    ("limits", "error"),
+    [
+        (["extend_trial"], "Tool limits are an object"),
+        ({"extend_trial": {"days": {"maxx": 14}}}, "Unknown limit 'maxx' on extend_trial.days"),
+        ({"extend_trial": {"days": {"max": "14"}}}, "extend_trial.days.max must be a number."),
+        ({"extend_trial": {"days": 14}}, "The limits of extend_trial.days must be an object"),
+        ({"extend_trial": {"days": {"allowed": 7}}}, "extend_trial.days.allowed must be a list of values."),
+    ],
+)
+def test_it_refuses_limits_a_typo_would_silently_turn_off(limits, error) -> None:
+    workflow = WorkflowFactory.build(tool_limits=limits)
+    with pytest.raises(ValidationError) as caught:
+        workflow.full_clean(exclude=["slug"])
+    assert any(error in message for message in caught.value.message_dict["tool_limits"])
+    assert limits_errors({"extend_trial": {"days": {"max": 14, "max_per_tenant_per_day": 20, "min": 1}}}) == []

@@ -85,7 +85,7 @@ def test_it_shows_reviewers_the_evidence_but_no_forms(reviewer) -> None:
     assert response.status_code == 200
     body = response.content.decode()
     assert "Stale cache" in body
-    assert "extend_trial: days max 14" in body
+    assert "extend_trial: days at most 14 per run" in body
     assert '<dd data-testid="reviewed">10</dd>' in body
     assert '<dd data-testid="approval-rate">60%</dd>' in body
     assert '<dd data-testid="edit-rate">20%</dd>' in body

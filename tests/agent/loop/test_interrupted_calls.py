@@ -1,0 +1,177 @@
+"""A call that started is never repeated blindly: a comment whose sending was interrupted is looked up on the
+helpdesk, and an approval that lands while the turn is still being dispatched still resumes the run."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from agent.loop import Outcome, _context, run_advance
+from agent.models import AgentRun, ProposedAction, Step
+from agent.services import proposed_action_approve, proposed_action_create, proposed_action_start_execution
+from agent.tools import get_tool
+from sandbox.models import FaultSwitch, Tenant
+from tests.agent.loop.conftest import converse_reply, drive, tool_results, tool_use
+from tests.factories import AgentRunFactory, StepFactory, TicketFactory, UserFactory, WorkflowFactory
+from tests.http_standin import RecordedRequest, StandIn, serve
+from tickets.helpdesk import ZendeskHelpdesk
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REPLY = "Hello, your dashboards show current data again."
+
+
+def _interrupted_reply(run: AgentRun) -> ProposedAction:
+    """What a worker killed after posting a reply and before recording it leaves: the transcript's action step,
+    the action with its start time, and the comment on the ticket — made by the real tool."""
+    step = StepFactory(run=run, index=0, turn=1, kind=Step.Kind.ACTION, tool_name="reply_to_customer",
+                       tool_call_id="r1", tool_input={"body": REPLY}, content="")  # fmt: skip
+    AgentRun.objects.filter(pk=run.pk).update(turns=1, status="running")
+    run.refresh_from_db()
+    tool = get_tool("reply_to_customer")
+    action = proposed_action_create(
+        run=run, step=step, tool=tool, args={"body": REPLY}, rationale="", status="approved", reason="autonomous"
+    )
+    action = proposed_action_start_execution(action=action)
+    assert tool.invoke({"body": REPLY}, _context(run, action=action)).ok
+    return action
+
+
+def test_it_finds_a_reply_posted_before_a_crash_instead_of_sending_it_again(bedrock) -> None:
+    ticket = TicketFactory(tenant_link__tenant_id="acme", source="local")
+    run = AgentRunFactory(ticket=ticket, workflow=WorkflowFactory(phase="autonomous"), phase="autonomous")
+    action = _interrupted_reply(run)
+    bedrock.answer(200, converse_reply({"text": "Told the customer."}, stop="end_turn"))
+
+    assert run_advance(run_id=run.pk) == Outcome.DONE
+
+    assert list(ticket.comments.filter(public=True).values_list("body", flat=True)) == [REPLY]
+    action.refresh_from_db()
+    assert action.status == "executed"
+    observed = tool_results(bedrock.requests[0])["r1"]
+    assert observed["ok"] is True and observed["meta"]["found_by_marker"] is True
+
+
+class FakeZendesk(StandIn):
+    """Zendesk's ticket update and comment list, at the HTTP boundary: comments are kept as they are posted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.comments: list[dict] = []
+
+    def handle(self, handler) -> None:
+        if handler.command == "PUT" and handler.path.endswith(".json") and "/tickets/" in handler.path:
+            length = int(handler.headers.get("Content-Length") or 0)
+            body = handler.rfile.read(length)
+            ticket = json.loads(body)["ticket"]
+            if "comment" in ticket:
+                self.comments.insert(
+                    0,
+                    {
+                        "id": 1000 + len(self.comments),
+                        "body": ticket["comment"]["body"],
+                        "public": ticket["comment"]["public"],
+                        "created_at": timezone.now().isoformat(),
+                        "metadata": {"custom": ticket.get("metadata", {}), "system": {}},
+                    },
+                )
+            self.requests.append(RecordedRequest("PUT", handler.path, dict(handler.headers.items()), body))
+            self._send(handler, {"ticket": {"id": 1}})
+            return
+        if handler.command == "GET" and "/comments.json" in handler.path:
+            self._send(handler, {"comments": self.comments})
+            return
+        super().handle(handler)
+
+    @staticmethod
+    def _send(handler, payload: dict) -> None:
+        raw = json.dumps(payload).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(raw)))
+        handler.end_headers()
+        handler.wfile.write(raw)
+
+
+@pytest.fixture
+def zendesk(settings):
+    for standin in serve(FakeZendesk()):
+        settings.ZENDESK_API_URL = standin.url
+        settings.ZENDESK_EMAIL = "agent@example.com"
+        settings.ZENDESK_API_TOKEN = "token"
+        yield standin
+
+
+def test_it_finds_a_zendesk_reply_posted_before_a_crash_by_its_marker(bedrock, zendesk) -> None:
+    ticket = TicketFactory(tenant_link__tenant_id="acme", source="zendesk", external_id="35436")
+    run = AgentRunFactory(ticket=ticket, workflow=WorkflowFactory(phase="autonomous"), phase="autonomous")
+    action = _interrupted_reply(run)
+    bedrock.answer(200, converse_reply({"text": "Told the customer."}, stop="end_turn"))
+
+    assert run_advance(run_id=run.pk) == Outcome.DONE
+
+    assert [c["body"] for c in zendesk.comments] == [REPLY]
+    [put] = [r for r in zendesk.requests if r.method == "PUT"]
+    assert put.json()["ticket"]["metadata"]["agent_console_marker"] == f"agent-console-{action.idempotency_key}"
+    action.refresh_from_db()
+    assert action.status == "executed"
+
+
+def test_it_recognises_a_zendesk_comment_without_metadata_by_its_text_and_time(zendesk) -> None:
+    ticket = TicketFactory(source="zendesk", external_id="35436")
+    helpdesk = ZendeskHelpdesk(base_url=zendesk.url, email="a@example.com", api_token="t", timeout=2)
+    since = timezone.now() - timedelta(seconds=5)
+    zendesk.comments.append(
+        {"id": 7, "body": "Older  text", "public": True, "created_at": (since - timedelta(hours=1)).isoformat()}
+    )
+    assert helpdesk.find_comment(ticket, marker="m-1", body="Older text", public=True, since=since) is None
+    zendesk.comments.insert(
+        0, {"id": 8, "body": "New\ntext ", "public": True, "created_at": timezone.now().isoformat()}
+    )
+    assert helpdesk.find_comment(ticket, marker="m-1", body="New text", public=True, since=since)["id"] == 8
+    assert helpdesk.find_comment(ticket, marker="m-1", body="New text", public=False, since=since) is None
+
+
+def test_it_resumes_a_run_whose_proposal_was_approved_before_the_run_was_marked_waiting(bedrock_company) -> None:
+    ticket = TicketFactory(tenant_link__tenant_id="globex")
+    run = AgentRunFactory(ticket=ticket, workflow=WorkflowFactory(phase="triage"), phase="triage")
+    reviewer = UserFactory(groups=["reviewers"])
+    start = Tenant.objects.get(pk="globex").trial_ends_at
+    # The turn proposes a write, then makes a slow read: the reviewer approves while the read is in flight.
+    FaultSwitch.objects.filter(pk=1).update(latency_ms=1500)
+    bedrock_company.answer(
+        200,
+        converse_reply(
+            tool_use("w", "extend_trial", {"tenant_id": "globex", "days": 7}),
+            tool_use("r", "get_billing_status", {"tenant_id": "globex"}),
+        ),
+    )
+    bedrock_company.answer(200, converse_reply({"text": "Extended by a week."}, stop="end_turn"))
+
+    def reviewer_at_work() -> None:
+        try:
+            deadline = time.monotonic() + 20
+            while not ProposedAction.objects.filter(run=run, status="pending").exists():
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            proposed_action_approve(action=ProposedAction.objects.get(run=run, status="pending"), user=reviewer)
+            FaultSwitch.objects.filter(pk=1).update(latency_ms=0)
+        finally:
+            connection.close()
+
+    reviewer_thread = threading.Thread(target=reviewer_at_work)
+    reviewer_thread.start()
+    first = run_advance(run_id=run.pk)
+    reviewer_thread.join()
+
+    assert first == Outcome.CONTINUE  # not paused: nothing is left to wait for
+    assert drive(run.pk) == Outcome.DONE
+    run.refresh_from_db()
+    assert run.status == "completed"
+    assert Tenant.objects.get(pk="globex").trial_ends_at == start + timedelta(days=7)
