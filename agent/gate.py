@@ -44,6 +44,10 @@ REPEAT_REJECTED = (
     "Refused: a reviewer already rejected this exact call ({tool}, same arguments). Their reason: {reason}"
 )
 REPEAT_ANSWERED = "This exact call already ran in this run, so it was not sent again; this is its recorded result."
+REPEAT_UNKNOWN = (
+    "Refused: whether this exact call ({tool}, same arguments) took effect is still unknown, and sending it again "
+    "could do it twice. Escalate to a human."
+)
 OVER_LIMIT = "Outside this workflow's pre-approved limits ({why}): a reviewer decides."
 
 HOLDING_STATES = {
@@ -176,9 +180,11 @@ def _invalid(tool: Tool, args: dict[str, Any]) -> Decision | None:
     )
 
 
-def _repeat(earlier: ProposedAction) -> Decision | None:
+def _repeat(tool: Tool, earlier: ProposedAction) -> Decision | None:
     """A call the run already made with the same tool and arguments: never a second effect."""
     status = earlier.status
+    if status == ProposedAction.Status.UNCERTAIN and not tool.idempotent_sends:
+        return Decision(Verdict.REFUSE, REPEAT_UNKNOWN.format(tool=earlier.tool))
     if status == ProposedAction.Status.EXECUTED:
         return Decision(Verdict.REPEAT, REPEAT_ANSWERED)
     if status == ProposedAction.Status.FAILED and earlier.verification == ProposedAction.Verification.FAILED:
@@ -228,7 +234,7 @@ def gate_decide(
     if state.phase == Workflow.Phase.SHADOW:
         return Decision(Verdict.DRY_RUN, "Shadow phase: recorded as a dry run, never executed.")
     if approved is None and earlier is not None:
-        repeat = _repeat(earlier)
+        repeat = _repeat(tool, earlier)
         if repeat is not None:
             return repeat
     if tool.customer_facing and state.holding_writes:

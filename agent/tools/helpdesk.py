@@ -40,7 +40,9 @@ class NoArgs(_Args):
     pass
 
 
-def _on_ticket(ctx: ToolContext, operation: Callable[[object, Ticket], HelpdeskResult]) -> Observation:
+def _on_ticket(
+    ctx: ToolContext, operation: Callable[[object, Ticket], HelpdeskResult], *, comment: bool = False
+) -> Observation:
     ticket = Ticket.objects.select_related("tenant_link").filter(pk=ctx.ticket_id).first()
     if ticket is None:
         return Observation.failure(ErrorType.NOT_FOUND, TICKET_NOT_FOUND.format(ticket_id=ctx.ticket_id))
@@ -52,6 +54,9 @@ def _on_ticket(ctx: ToolContext, operation: Callable[[object, Ticket], HelpdeskR
             ErrorType.UPSTREAM,
             HELPDESK_FAILED.format(backend=helpdesk.name, message=exc.message),
             retryable=exc.retryable,
+            # A comment that failed in a way that can pass (a timeout, a 5xx) may have been posted all the same:
+            # the loop looks for it before anything else.
+            uncertain=comment and exc.retryable,
             status_code=exc.status,
         )
     except ApplicationError as exc:  # a lifecycle rule of the local helpdesk, e.g. a closed ticket
@@ -70,8 +75,12 @@ class _Comment(Tool):
     def run(self, args: BodyArgs, ctx: ToolContext) -> Observation:
         marker = ctx.idempotency_key or ""
         if self.public:
-            return _on_ticket(ctx, lambda helpdesk, ticket: helpdesk.add_public_reply(ticket, args.body, marker=marker))
-        return _on_ticket(ctx, lambda helpdesk, ticket: helpdesk.add_private_note(ticket, args.body, marker=marker))
+            return _on_ticket(
+                ctx, lambda helpdesk, ticket: helpdesk.add_public_reply(ticket, args.body, marker=marker), comment=True
+            )
+        return _on_ticket(
+            ctx, lambda helpdesk, ticket: helpdesk.add_private_note(ticket, args.body, marker=marker), comment=True
+        )
 
     def reconcile(
         self, args: BodyArgs, ctx: ToolContext, attempt: Observation, started_at: datetime

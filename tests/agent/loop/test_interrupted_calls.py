@@ -64,6 +64,7 @@ class FakeZendesk(StandIn):
     def __init__(self) -> None:
         super().__init__()
         self.comments: list[dict] = []
+        self.comment_delay = 0.0  # a slow Zendesk: the comment is stored, its answer comes late
 
     def handle(self, handler) -> None:
         if handler.command == "PUT" and handler.path.endswith(".json") and "/tickets/" in handler.path:
@@ -82,6 +83,7 @@ class FakeZendesk(StandIn):
                     },
                 )
             self.requests.append(RecordedRequest("PUT", handler.path, dict(handler.headers.items()), body))
+            time.sleep(self.comment_delay if "comment" in ticket else 0.0)
             self._send(handler, {"ticket": {"id": 1}})
             return
         if handler.command == "GET" and "/comments.json" in handler.path:
@@ -92,11 +94,14 @@ class FakeZendesk(StandIn):
     @staticmethod
     def _send(handler, payload: dict) -> None:
         raw = json.dumps(payload).encode()
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(raw)))
-        handler.end_headers()
-        handler.wfile.write(raw)
+        try:
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(raw)))
+            handler.end_headers()
+            handler.wfile.write(raw)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client timed out
 
 
 @pytest.fixture
@@ -121,6 +126,26 @@ def test_it_finds_a_zendesk_reply_posted_before_a_crash_by_its_marker(bedrock, z
     assert put.json()["ticket"]["metadata"]["agent_console_marker"] == f"agent-console-{action.idempotency_key}"
     action.refresh_from_db()
     assert action.status == "executed"
+
+
+def test_it_looks_for_a_reply_that_timed_out_and_never_posts_it_twice(bedrock, zendesk, settings) -> None:
+    settings.ZENDESK_TIMEOUT_SECONDS = 0.3
+    zendesk.comment_delay = 0.8
+    ticket = TicketFactory(tenant_link__tenant_id="acme", source="zendesk", external_id="35437")
+    run = AgentRunFactory(ticket=ticket, workflow=WorkflowFactory(phase="autonomous"), phase="autonomous")
+    reply = tool_use("r1", "reply_to_customer", {"body": REPLY})
+    bedrock.answer(200, converse_reply(reply))
+    bedrock.answer(200, converse_reply(tool_use("r2", "reply_to_customer", {"body": REPLY})))  # the model insists
+    bedrock.answer(200, converse_reply({"text": "Told the customer."}, stop="end_turn"))
+
+    assert drive(run.pk) == Outcome.DONE
+
+    assert [c["body"] for c in zendesk.comments] == [REPLY]
+    action = ProposedAction.objects.get(run=run)
+    assert action.status == "executed"
+    first = tool_results(bedrock.requests[1])["r1"]
+    assert first["ok"] is True and first["meta"]["found_by_marker"] is True
+    assert "already ran in this run" in tool_results(bedrock.requests[2])["r2"]["message"]
 
 
 def test_it_recognises_a_zendesk_comment_without_metadata_by_its_text_and_time(zendesk) -> None:
