@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import nullcontext
 from enum import StrEnum
 from typing import Any
 
@@ -312,7 +313,7 @@ def _dispatch(run: AgentRun, step: Step, rationale: str, turn_writes: list[str])
     write = tool is not None and tool.risk == Risk.WRITE
     # Deciding and recording are one transaction, under the tenant's lock for writes: two runs of one tenant cannot
     # both spend the last of a per-tenant budget.
-    with tenant_budget_lock(tenant_id=tenant_id if write else ""):
+    with tenant_budget_lock(tenant_id=tenant_id) if write else nullcontext():
         state = run_state(run=run, tenant_id=tenant_id, tool_name=step.tool_name, turn_writes=turn_writes)
         decision = gate_decide(
             tool=tool,
@@ -378,8 +379,10 @@ def _act(run: AgentRun) -> Outcome | None:
                 run=run, reason=str((step.tool_input or {}).get("reason", "")) or "The agent asked for a human."
             )
             return Outcome.DONE
-        others = [s for s in pending[position + 1 :] if s.tool_name != ESCALATE_TOOL]
-        observation = _dispatch(run, step, thought, _writes_still_to_dispatch(run, others))
+        tool = get_tool(step.tool_name)
+        later = [s for s in pending[position + 1 :] if s.tool_name != ESCALATE_TOOL]
+        turn_writes = _writes_still_to_dispatch(run, later) if tool is not None and tool.customer_facing else []
+        observation = _dispatch(run, step, thought, turn_writes)
         if observation is None:
             waiting = True
             continue

@@ -207,8 +207,8 @@ def agent_run_record_turn(*, run: AgentRun, turn: ModelTurn, engine: str, abnorm
 
 @contextmanager
 def tenant_budget_lock(*, tenant_id: str) -> Iterator[None]:
-    """A transaction holding the tenant's budget lock (none for an empty tenant id): a pre-approval decision and
-    the action it creates commit together, and two runs of one tenant decide one after the other."""
+    """A transaction holding the tenant's budget lock: a pre-approval decision on a write and the action it creates
+    commit together, and two runs of one tenant decide one after the other."""
     with transaction.atomic():
         if tenant_id and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
