@@ -144,7 +144,7 @@ DEMO_WORKFLOWS = [
             {
                 "tool": "reply_to_customer",
                 "why": "tell the customer",
-                "args": {"body": "Hello, your account {ticket_email} is unlocked; you can log in again."},
+                "args": {"body": "Hello, your account {unlock_user.email} is unlocked; you can log in again."},
             },
             {"tool": "solve_ticket", "why": "close the loop", "args": {}},
         ],
