@@ -44,6 +44,10 @@ REPEAT_REJECTED = (
     "Refused: a reviewer already rejected this exact call ({tool}, same arguments). Their reason: {reason}"
 )
 REPEAT_ANSWERED = "This exact call already ran in this run, so it was not sent again; this is its recorded result."
+REPEAT_NEEDS_REVIEW = (
+    "This exact write ({tool}, same arguments) already ran and was verified in this run; doing it again waits for a "
+    "reviewer."
+)
 REPEAT_UNKNOWN = (
     "Refused: whether this exact call ({tool}, same arguments) took effect is still unknown, and sending it again "
     "could do it twice. Escalate to a human."
@@ -71,6 +75,7 @@ class Decision:
     reason: str
     error_type: str = ErrorType.REFUSED
     meta: dict[str, Any] = field(default_factory=dict)
+    fresh_key: bool = False  # a deliberate repeat of a write that ran: not sent under the first one's key
 
 
 @dataclass(frozen=True)
@@ -185,6 +190,16 @@ def _repeat(tool: Tool, earlier: ProposedAction) -> Decision | None:
     status = earlier.status
     if status == ProposedAction.Status.UNCERTAIN and not tool.idempotent_sends:
         return Decision(Verdict.REFUSE, REPEAT_UNKNOWN.format(tool=earlier.tool))
+    clean = bool((earlier.execution_result or {}).get("ok"))
+    if (
+        status == ProposedAction.Status.EXECUTED
+        and tool.risk == Risk.WRITE
+        and earlier.verification == ProposedAction.Verification.PASSED
+        and clean
+    ):
+        # It ran, was answered and verified: the model knows. Doing it again is a new write, and only a human may
+        # decide that it should happen twice (sent with a key of its own).
+        return Decision(Verdict.PROPOSE, REPEAT_NEEDS_REVIEW.format(tool=earlier.tool), fresh_key=True)
     if status == ProposedAction.Status.EXECUTED:
         return Decision(Verdict.REPEAT, REPEAT_ANSWERED)
     if status == ProposedAction.Status.FAILED and earlier.verification == ProposedAction.Verification.FAILED:

@@ -244,13 +244,15 @@ def _execute(run: AgentRun, action: ProposedAction) -> Observation:
 
 
 def _same_intent(run: AgentRun, name: str, args: dict[str, Any]) -> tuple[ProposedAction | None, ProposedAction | None]:
-    """The run's first and latest calls with this tool and these arguments (dry runs aside)."""
+    """The first attempt of the latest call with this tool and these arguments (whose key a retry is sent with),
+    and that latest call itself (dry runs aside)."""
     wanted = intent_hash(name, args)
     candidates = run.actions.filter(tool=name).exclude(status=ProposedAction.Status.DRY_RUN)
     matches = [a for a in candidates.order_by("created_at", "id") if wanted in intent_hashes(a)]
     if not matches:
         return None, None
-    return matches[0].retry_of or matches[0], matches[-1]
+    latest = matches[-1]
+    return latest.retry_of or latest, latest
 
 
 def _reconcile_earlier(run: AgentRun, earlier: ProposedAction) -> ProposedAction:
@@ -333,7 +335,7 @@ def _dispatch(run: AgentRun, step: Step, rationale: str, turn_writes: list[str])
             }[decision.verdict]
             action = proposed_action_create(
                 run=run, step=step, tool=tool, args=args, rationale=rationale, status=status, reason=decision.reason,
-                retry_of=root,
+                retry_of=None if decision.fresh_key else root,
             )  # fmt: skip
     if decision.verdict == Verdict.REFUSE:
         observation = _refused(run, step.tool_name, args, decision)

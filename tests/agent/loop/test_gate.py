@@ -148,7 +148,15 @@ def test_it_answers_a_repeat_from_the_first_call_and_refuses_one_still_waiting_o
     def earlier(status: str, **fields: object) -> ProposedAction:
         return ProposedAction(tool="reset_tenant_cache", args=args, status=status, **fields)
 
-    assert _decide_repeat(args, state, earlier("executed")).verdict == Verdict.REPEAT
+    # A write that ran cleanly and was verified is not done again without a reviewer, under a key of its own.
+    clean = earlier("executed", execution_result={"ok": True}, verification="passed")
+    assert (_decide_repeat(args, state, clean).verdict, _decide_repeat(args, state, clean).fresh_key) == (
+        Verdict.PROPOSE,
+        True,
+    )
+    # One whose answer was lost but whose effect state proved is answered from that.
+    reconciled = earlier("executed", execution_result={"ok": False, "uncertain": True}, verification="passed")
+    assert _decide_repeat(args, state, reconciled).verdict == Verdict.REPEAT
     assert _decide_repeat(args, state, earlier("pending")).verdict == Verdict.REFUSE
     rejected = _decide_repeat(args, state, earlier("rejected", decision_reason="Freeze week"))
     assert (rejected.verdict, rejected.reason.endswith("Their reason: Freeze week")) == (Verdict.REFUSE, True)

@@ -11,7 +11,7 @@ from agent.loop import Outcome
 from agent.models import AgentRun, ProposedAction
 from audit.models import AuditEvent
 from sandbox.models import Tenant
-from tests.agent.loop.conftest import converse_reply, drive, tool_results, tool_use
+from tests.agent.loop.conftest import converse_reply, drive, tool_use
 from tests.factories import AgentRunFactory, TicketFactory, WorkflowFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -52,19 +52,19 @@ def test_it_sends_the_call_that_would_pass_the_runs_budget_to_a_reviewer(bedrock
     assert "days=1 would bring extend_trial to 15 for this run, over the pre-approved 14 (0 left)" in why
 
 
-def test_it_applies_the_same_call_once_however_often_the_model_repeats_it(bedrock_company) -> None:
+def test_it_never_applies_the_same_write_twice_without_a_reviewer(bedrock_company) -> None:
     run = _trial_run()
     start = _trial_end()
     for call_id in ("a", "b", "c"):
         bedrock_company.answer(200, _extend(call_id, 14))
-    bedrock_company.answer(200, converse_reply({"text": "Extended."}, stop="end_turn"))
 
-    assert drive(run.pk) == Outcome.DONE
+    assert drive(run.pk) == Outcome.PAUSED
 
     assert _trial_end() == start + timedelta(days=14)
-    assert list(ProposedAction.objects.filter(run=run).values_list("status", flat=True)) == ["executed"]
-    repeat = tool_results(bedrock_company.requests[2])["b"]
-    assert repeat["ok"] is True and "already ran in this run" in repeat["message"]
+    first, second = ProposedAction.objects.filter(run=run).order_by("id")
+    assert (first.status, second.status) == ("executed", "pending")
+    assert second.retry_of is None  # if a reviewer approves it, it is a new write with a key of its own
+    assert len(bedrock_company.requests) == 2  # the model waits for the reviewer before its third try
 
 
 def test_it_holds_the_tenants_daily_budget_across_runs(bedrock_company) -> None:
