@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from agent.models import AgentRun, ConfigPatch, ProposedAction, Rating, Runbook, Step, Workflow
+from agent.models import AgentRun, ConfigPatch, Notification, ProposedAction, Rating, Runbook, Step, Workflow
 from agent.services import workflow_save
 
 
@@ -12,6 +12,7 @@ class WorkflowAdmin(admin.ModelAdmin):
     list_filter = ["phase", "enabled"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
+    filter_horizontal = ["reviewers"]
 
     # Phase changes are promotions: made on the workflows page with a reason, through the gated service, and
     # audited; a workflow added here starts in shadow.
@@ -86,3 +87,15 @@ class ConfigPatchAdmin(admin.ModelAdmin):
     list_display = ["patch_id", "title", "config_key", "value", "enabled"]
     list_filter = ["enabled"]
     search_fields = ["patch_id", "title", "config_key"]
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    """What reviewers were told, and whether it reached them: read-only, for troubleshooting Slack and mail."""
+
+    list_display = ["action", "kind", "channel", "status", "attempts", "sent_at", "created_at"]
+    list_filter = ["kind", "channel", "status"]
+    readonly_fields = ["action", "kind", "channel", "status", "recipients", "error", "attempts", "sent_at"]
+
+    def has_add_permission(self, request) -> bool:  # noqa: ANN001
+        return False

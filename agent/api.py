@@ -16,21 +16,27 @@ from agent.schemas import (
     ActionFilterIn,
     ActionOut,
     ActionRejectIn,
+    ActionRespondIn,
     AutonomyStopIn,
     AutonomyStopOut,
     RatingIn,
     RatingOut,
+    RunCloseIn,
     RunDetailOut,
     RunFilterIn,
     RunOut,
+    RunTakeOverIn,
     WorkflowOut,
     WorkflowPhaseIn,
 )
 from agent.selectors import Evidence, autonomy_unmet_criteria, workflow_evidence, workflow_evidence_many
 from agent.services import (
+    agent_run_close,
+    agent_run_take_over,
     autonomy_stop_all,
     proposed_action_approve,
     proposed_action_reject,
+    proposed_action_respond,
     rating_set,
     workflow_phase_change,
 )
@@ -127,6 +133,26 @@ def action_approve(request: HttpRequest, action_id: int, payload: ActionApproveI
 def action_reject(request: HttpRequest, action_id: int, payload: ActionRejectIn) -> ProposedAction:
     action = _get(ProposedAction.objects.all(), "action", pk=action_id)
     return proposed_action_reject(action=action, user=request.user, reason=payload.reason)
+
+
+@router.post(
+    "/actions/{action_id}/respond", response={200: ActionOut, **ERRORS}, summary="Answer with feedback instead"
+)
+def action_respond(request: HttpRequest, action_id: int, payload: ActionRespondIn) -> ProposedAction:
+    action = _get(ProposedAction.objects.all(), "action", pk=action_id)
+    return proposed_action_respond(action=action, user=request.user, feedback=payload.feedback)
+
+
+@router.post("/runs/{run_id}/take-over", response={200: RunOut, **ERRORS}, summary="End the run; the ticket is yours")
+def run_take_over(request: HttpRequest, run_id: int, payload: RunTakeOverIn) -> AgentRun:
+    run = _get(AgentRun.objects.all(), "run", pk=run_id)
+    return agent_run_take_over(run=run, user=request.user, reason=payload.reason)
+
+
+@router.post("/runs/{run_id}/close", response={200: RunOut, **ERRORS}, summary="Close an escalation with an outcome")
+def run_close(request: HttpRequest, run_id: int, payload: RunCloseIn) -> AgentRun:
+    run = _get(AgentRun.objects.all(), "run", pk=run_id)
+    return agent_run_close(run=run, user=request.user, outcome=payload.outcome, note=payload.note)
 
 
 @router.post("/actions/{action_id}/rate", response={200: RatingOut, **ERRORS}, summary="Thumbs up or down")

@@ -219,9 +219,12 @@ def dashboard_get(*, weeks: int = 12, now: datetime | None = None) -> Dashboard:
     groups: dict[tuple[date, str, str], list[float]] = defaultdict(list)
     completed: dict[date, int] = defaultdict(int)
     autonomous: dict[date, int] = defaultdict(int)
-    for name, phase, finished, opened in AgentRun.objects.filter(
-        status=AgentRun.Status.COMPLETED, finished_at__gte=since
-    ).values_list("workflow__name", "phase", "finished_at", "ticket__created_at"):
+    # A shadow run completes by posting its drafts: it resolves nothing, so it is no resolution here.
+    for name, phase, finished, opened in (
+        AgentRun.objects.filter(status=AgentRun.Status.COMPLETED, finished_at__gte=since)
+        .exclude(phase=Workflow.Phase.SHADOW)
+        .values_list("workflow__name", "phase", "finished_at", "ticket__created_at")
+    ):
         week = week_start(finished)
         groups[(week, name or "No workflow", phase)].append((finished - opened).total_seconds() / 3600)
         completed[week] += 1

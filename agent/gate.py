@@ -43,6 +43,10 @@ REPEAT_WAITING = (
 REPEAT_REJECTED = (
     "Refused: a reviewer already rejected this exact call ({tool}, same arguments). Their reason: {reason}"
 )
+REPEAT_RESPONDED = (
+    "Refused: a reviewer answered this exact call ({tool}, same arguments) instead of running it. Continue from "
+    "their feedback: {feedback}"
+)
 REPEAT_ANSWERED = "This exact call already ran in this run, so it was not sent again; this is its recorded result."
 REPEAT_NEEDS_REVIEW = (
     "This exact write ({tool}, same arguments) already ran and was verified in this run; doing it again waits for a "
@@ -207,6 +211,9 @@ def _repeat(tool: Tool, earlier: ProposedAction) -> Decision | None:
     if status == ProposedAction.Status.REJECTED:
         reason = earlier.decision_reason or "(none given)"
         return Decision(Verdict.REFUSE, REPEAT_REJECTED.format(tool=earlier.tool, reason=reason))
+    if status == ProposedAction.Status.RESPONDED:
+        feedback = earlier.decision_reason or "(none given)"
+        return Decision(Verdict.REFUSE, REPEAT_RESPONDED.format(tool=earlier.tool, feedback=feedback))
     if status in (ProposedAction.Status.PENDING, ProposedAction.Status.APPROVED):
         return Decision(Verdict.REFUSE, REPEAT_WAITING.format(tool=earlier.tool, state=HOLDING_STATES[status]))
     return None  # failed or of unknown outcome: a new attempt, sent with the first one's idempotency key

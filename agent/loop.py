@@ -71,6 +71,8 @@ FINISHED_WITH_UNKNOWN = (
     "The agent finished while the outcome of {writes} is unknown; a human must check the company's systems."
 )
 ABNORMAL_STOP = "The model's turn ended with stopReason {stop!r}: {why}. Its output was not used{calls}."
+RESPONDED = "A reviewer did not run this call and answered instead. Continue from their feedback: {feedback}"
+WITHDRAWN = "This call was withdrawn: a reviewer took the ticket over, and the run has ended."
 
 
 # What a turn changes on the run; refreshing only these keeps its ticket, tenant and workflow loaded.
@@ -149,6 +151,10 @@ def observation_of(action: ProposedAction) -> Observation | None:
         return None
     if status == ProposedAction.Status.REJECTED:
         return Observation.failure("rejected", REJECTED.format(reason=action.decision_reason or "(none given)"))
+    if status == ProposedAction.Status.RESPONDED:
+        return Observation.failure("reviewer_response", RESPONDED.format(feedback=action.decision_reason))
+    if status == ProposedAction.Status.WITHDRAWN:
+        return Observation.failure("withdrawn", WITHDRAWN)
     if status == ProposedAction.Status.DRY_RUN:
         return Observation.success({"dry_run": True, "message": DRY_RUN})
     raw = Observation.from_dict(action.execution_result or {})

@@ -59,6 +59,23 @@ class Workflow(models.Model):
         '{"max": 14, "max_per_tenant_per_day": 20}}}; also "min" and "allowed" per call.',
     )
     enabled = models.BooleanField(default=True)
+    approval_sla_minutes = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="How long a proposal may wait for a decision before it escalates (note, humans pod, notification). "
+        "Empty: APPROVAL_SLA_MINUTES. 0: never.",
+    )
+    reviewers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="reviewed_workflows",
+        help_text="Who is e-mailed when a proposal waits. Empty: every active member of the reviewers group.",
+    )
+    slack_channel = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Slack channel for this workflow's approvals when a bot token is set. Empty: SLACK_CHANNEL.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -76,7 +93,16 @@ class AgentRun(models.Model):
         AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
         COMPLETED = "completed", "Completed"
         ESCALATED = "escalated", "Escalated to humans"
+        TAKEN_OVER = "taken_over", "Taken over by a reviewer"
         FAILED = "failed", "Failed"
+
+    class Outcome(models.TextChoices):
+        """How a human closed an escalated or taken-over run."""
+
+        RESOLVED = "resolved", "Resolved by a human"
+        NO_ACTION = "no_action", "No action needed"
+        DUPLICATE = "duplicate", "Duplicate"
+        HANDED_OFF = "handed_off", "Handed to engineering"
 
     class Trigger(models.TextChoices):
         TICKET_CREATED = "ticket_created", "Ticket created"
@@ -108,6 +134,12 @@ class AgentRun(models.Model):
     lease_token = models.CharField(max_length=32, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     status_reason = models.TextField(blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True)
+    outcome_note = models.TextField(blank=True)
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    closed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -115,6 +147,11 @@ class AgentRun(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["ticket", "status"], name="agent_run_ticket_status"),
+            # The queue's escalation and working lists: by status, most recently active first.
+            models.Index(fields=["status", "updated_at"], name="agent_run_status_updated"),
+        ]
         constraints = [
             # One automatic run per ticket, however often the ticket.created event is delivered.
             models.UniqueConstraint(
@@ -178,6 +215,8 @@ class ProposedAction(models.Model):
         # Sent, but whether it took effect is unknown (a timeout, a 5xx, an answer in a changed shape) and the
         # verifier could not tell either. Never retried blindly; a repeat reconciles it first.
         UNCERTAIN = "uncertain", "Outcome unknown"
+        RESPONDED = "responded", "Answered with feedback (not executed)"
+        WITHDRAWN = "withdrawn", "Withdrawn (the run ended)"
 
     class Verification(models.TextChoices):
         NOT_REQUIRED = "not_required", "Not required"
@@ -219,10 +258,23 @@ class ProposedAction(models.Model):
     executed_at = models.DateTimeField(null=True, blank=True)
     verification = models.CharField(max_length=16, choices=Verification.choices, default=Verification.NOT_REQUIRED)
     verification_result = models.JSONField(null=True, blank=True)
+    current_state = models.JSONField(
+        null=True, blank=True, help_text="What the tool's state read saw while the proposal waited (for the diff)."
+    )
+    sla_due_at = models.DateTimeField(null=True, blank=True, help_text="When a pending proposal escalates.")
+    sla_escalated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["created_at", "id"]
+        indexes = [
+            # The SLA sweep's query: overdue proposals not yet escalated.
+            models.Index(
+                fields=["sla_due_at"],
+                condition=models.Q(status="pending", sla_escalated_at__isnull=True),
+                name="proposed_action_sla_open",
+            )
+        ]
         constraints = [
             # One action per model tool call: a resumed run finds it instead of proposing or running it twice.
             models.UniqueConstraint(
@@ -321,3 +373,40 @@ class ConfigPatch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.patch_id}: {self.config_key}={self.value}"
+
+
+class Notification(models.Model):
+    """One message about one proposal on one channel. Unique per (action, kind, channel): a retried or redelivered
+    task finds the row and never sends a message twice."""
+
+    class Kind(models.TextChoices):
+        PENDING = "pending", "Approval waiting"
+        SLA = "sla", "Approval past its SLA"
+
+    class Channel(models.TextChoices):
+        SLACK = "slack", "Slack"
+        EMAIL = "email", "E-mail"
+
+    class Status(models.TextChoices):
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    action = models.ForeignKey(ProposedAction, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SENDING)
+    recipients = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["action", "kind", "channel"], name="notification_once_per_channel")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.channel} for action {self.action_id} ({self.status})"

@@ -82,8 +82,13 @@ def ticket_prompt(run: AgentRun) -> str:
 
 
 def _exchanges(run: AgentRun) -> list[Exchange]:
+    return _exchanges_of(list(run.steps.all()))
+
+
+def _exchanges_of(transcript: list[Step]) -> list[Exchange]:
+    """The transcript as model turns; works on steps already loaded (the console's ticket page has them)."""
     by_turn: dict[int, list[Step]] = {}
-    for step in run.steps.all():
+    for step in transcript:
         by_turn.setdefault(step.turn, []).append(step)
     exchanges = []
     for turn in sorted(by_turn):

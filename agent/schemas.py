@@ -42,6 +42,7 @@ class RunOut(Schema):
     trigger: str
     status: str
     status_reason: str
+    outcome: str
     engine: str
     turns: int
     tokens_in: int
@@ -97,6 +98,19 @@ class ActionRejectIn(Schema):
     reason: str
 
 
+class ActionRespondIn(Schema):
+    feedback: str = Field(..., description="What the agent should continue from; the call does not run.")
+
+
+class RunTakeOverIn(Schema):
+    reason: str = ""
+
+
+class RunCloseIn(Schema):
+    outcome: AgentRun.Outcome
+    note: str = ""
+
+
 class RatingIn(Schema):
     value: Literal[1, -1]
     comment: str = ""
@@ -122,6 +136,9 @@ class EvidenceOut(Schema):
     thumbs_up: int
     thumbs_down: int
     resolved_runs: int
+    responded: int
+    execution_failed: int
+    drafted_runs: int
     median_resolution_seconds: float | None
     unedited_approval_rate: float | None
     edit_rate: float | None

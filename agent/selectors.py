@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import json
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, F, Q, Window
+from django.db.models import Count, Exists, F, OuterRef, Q, Window
 from django.db.models.functions import Coalesce, RowNumber
 
 from agent.models import AgentRun, ProposedAction, Rating, Step, Workflow
@@ -57,8 +60,8 @@ def run_transcript(*, run_id: int) -> list[Step]:
 class Evidence:
     """What a workflow has shown so far: the facts an admin promotes or demotes it on."""
 
-    reviewed: int  # proposals a human approved or rejected
-    approved_unedited: int
+    reviewed: int  # proposals a human decided: approved, rejected, answered with feedback, or approved and failed
+    approved_unedited: int  # approved as proposed, and not failed when it ran
     approved_edited: int
     rejected: int
     rejection_reasons: list[str]
@@ -66,8 +69,11 @@ class Evidence:
     verifications_failed: int
     thumbs_up: int
     thumbs_down: int
-    resolved_runs: int
+    resolved_runs: int  # completed outside shadow: a shadow run only drafts, it resolves nothing
     median_resolution_seconds: float | None
+    responded: int = 0
+    execution_failed: int = 0  # approved by a human, then the call itself failed
+    drafted_runs: int = 0  # shadow runs that completed with their private note
 
     @property
     def unedited_approval_rate(self) -> float | None:
@@ -90,6 +96,49 @@ class Evidence:
 
 REJECTION_REASONS_SHOWN = 5
 
+# Each evidence number, once: the counts below and the tickets view's filter behind each number use these, so a
+# number and the tickets it links to cannot disagree.
+_HUMAN = Q(decided_by__isnull=False)
+_APPROVED = Q(status__in=[ProposedAction.Status.APPROVED, ProposedAction.Status.EXECUTED])
+EVIDENCE_ACTION_FILTERS: dict[str, Q] = {
+    "reviewed": _HUMAN & ~Q(status=ProposedAction.Status.WITHDRAWN),
+    "approved_unedited": _HUMAN & _APPROVED & Q(original_args__isnull=True),
+    "approved_edited": _HUMAN & _APPROVED & Q(original_args__isnull=False),
+    "rejected": _HUMAN & Q(status=ProposedAction.Status.REJECTED),
+    "responded": _HUMAN & Q(status=ProposedAction.Status.RESPONDED),
+    "execution_failed": _HUMAN & Q(status=ProposedAction.Status.FAILED),
+    "verifications_passed": Q(verification=ProposedAction.Verification.PASSED),
+    "verifications_failed": Q(verification=ProposedAction.Verification.FAILED),
+}
+EVIDENCE_RATING_FILTERS: dict[str, Q] = {
+    "thumbs_up": Q(value=Rating.Value.UP),
+    "thumbs_down": Q(value=Rating.Value.DOWN),
+}
+EVIDENCE_RUN_FILTERS: dict[str, Q] = {
+    "resolved_runs": Q(status=AgentRun.Status.COMPLETED) & ~Q(phase=Workflow.Phase.SHADOW),
+    "drafted_runs": Q(status=AgentRun.Status.COMPLETED, phase=Workflow.Phase.SHADOW),
+}
+EVIDENCE_KEYS = (*EVIDENCE_ACTION_FILTERS, *EVIDENCE_RATING_FILTERS, *EVIDENCE_RUN_FILTERS)
+
+
+def evidence_ticket_filter(*, key: str, workflow_id: int | None) -> Q:
+    """A filter on Ticket: the tickets behind one evidence number (of one workflow, or of all)."""
+    if key in EVIDENCE_ACTION_FILTERS:
+        scope = Q(run__workflow=workflow_id) if workflow_id else Q()
+        rows = ProposedAction.objects.filter(EVIDENCE_ACTION_FILTERS[key], scope, run__ticket=OuterRef("pk"))
+    elif key in EVIDENCE_RATING_FILTERS:
+        by_action = Q(action__run__ticket=OuterRef("pk")) & (
+            Q(action__run__workflow=workflow_id) if workflow_id else Q()
+        )
+        by_step = Q(step__run__ticket=OuterRef("pk")) & (Q(step__run__workflow=workflow_id) if workflow_id else Q())
+        rows = Rating.objects.filter(EVIDENCE_RATING_FILTERS[key], by_action | by_step)
+    elif key in EVIDENCE_RUN_FILTERS:
+        scope = Q(workflow=workflow_id) if workflow_id else Q()
+        rows = AgentRun.objects.filter(EVIDENCE_RUN_FILTERS[key], scope, ticket=OuterRef("pk"))
+    else:
+        raise ValueError(key)
+    return Q(Exists(rows))
+
 
 def _grouped(rows: Iterable[dict], key: str) -> dict[int, dict]:
     return {row[key]: row for row in rows}
@@ -99,27 +148,11 @@ def workflow_evidence_many(*, workflow_ids: list[int]) -> dict[int, Evidence]:
     """The evidence of many workflows in five queries in all, whatever the number of workflows and runs."""
     if not workflow_ids:
         return {}
-    human = ProposedAction.objects.filter(run__workflow__in=workflow_ids, decided_by__isnull=False)
-    not_rejected = ~Q(status=ProposedAction.Status.REJECTED)
     decisions = _grouped(
-        human.values("run__workflow")
-        .order_by()
-        .annotate(
-            reviewed=Count("id"),
-            approved_unedited=Count("id", filter=not_rejected & Q(original_args__isnull=True)),
-            approved_edited=Count("id", filter=not_rejected & Q(original_args__isnull=False)),
-            rejected=Count("id", filter=Q(status=ProposedAction.Status.REJECTED)),
-        ),
-        "run__workflow",
-    )
-    verifications = _grouped(
         ProposedAction.objects.filter(run__workflow__in=workflow_ids)
         .values("run__workflow")
         .order_by()
-        .annotate(
-            passed=Count("id", filter=Q(verification=ProposedAction.Verification.PASSED)),
-            failed=Count("id", filter=Q(verification=ProposedAction.Verification.FAILED)),
-        ),
+        .annotate(**{key: Count("id", filter=condition) for key, condition in EVIDENCE_ACTION_FILTERS.items()}),
         "run__workflow",
     )
     ratings = _grouped(
@@ -127,17 +160,21 @@ def workflow_evidence_many(*, workflow_ids: list[int]) -> dict[int, Evidence]:
         .annotate(wf=Coalesce("action__run__workflow", "step__run__workflow"))
         .values("wf")
         .order_by()
-        .annotate(up=Count("id", filter=Q(value=Rating.Value.UP)), down=Count("id", filter=Q(value=Rating.Value.DOWN))),
+        .annotate(**{key: Count("id", filter=condition) for key, condition in EVIDENCE_RATING_FILTERS.items()}),
         "wf",
     )
     durations: dict[int, list[float]] = defaultdict(list)
-    for workflow_id, created, finished in AgentRun.objects.filter(
-        workflow__in=workflow_ids, status=AgentRun.Status.COMPLETED, finished_at__isnull=False
-    ).values_list("workflow_id", "created_at", "finished_at"):
-        durations[workflow_id].append((finished - created).total_seconds())
+    drafted: dict[int, int] = defaultdict(int)
+    for workflow_id, phase, created, finished in AgentRun.objects.filter(
+        workflow__in=workflow_ids, status=AgentRun.Status.COMPLETED
+    ).values_list("workflow_id", "phase", "created_at", "finished_at"):
+        if phase == Workflow.Phase.SHADOW:
+            drafted[workflow_id] += 1
+        elif finished is not None:
+            durations[workflow_id].append((finished - created).total_seconds())
     reasons: dict[int, list[str]] = defaultdict(list)
     for workflow_id, reason in (
-        human.filter(status=ProposedAction.Status.REJECTED)
+        ProposedAction.objects.filter(EVIDENCE_ACTION_FILTERS["rejected"], run__workflow__in=workflow_ids)
         .annotate(
             rank=Window(
                 RowNumber(), partition_by=[F("run__workflow")], order_by=[F("decided_at").desc(), F("id").desc()]
@@ -151,7 +188,6 @@ def workflow_evidence_many(*, workflow_ids: list[int]) -> dict[int, Evidence]:
     evidence = {}
     for workflow_id in workflow_ids:
         counts = decisions.get(workflow_id, {})
-        checks = verifications.get(workflow_id, {})
         thumbs = ratings.get(workflow_id, {})
         times = durations.get(workflow_id, [])
         evidence[workflow_id] = Evidence(
@@ -159,12 +195,15 @@ def workflow_evidence_many(*, workflow_ids: list[int]) -> dict[int, Evidence]:
             approved_unedited=counts.get("approved_unedited", 0),
             approved_edited=counts.get("approved_edited", 0),
             rejected=counts.get("rejected", 0),
+            responded=counts.get("responded", 0),
+            execution_failed=counts.get("execution_failed", 0),
             rejection_reasons=reasons.get(workflow_id, []),
-            verifications_passed=checks.get("passed", 0),
-            verifications_failed=checks.get("failed", 0),
-            thumbs_up=thumbs.get("up", 0),
-            thumbs_down=thumbs.get("down", 0),
+            verifications_passed=counts.get("verifications_passed", 0),
+            verifications_failed=counts.get("verifications_failed", 0),
+            thumbs_up=thumbs.get("thumbs_up", 0),
+            thumbs_down=thumbs.get("thumbs_down", 0),
             resolved_runs=len(times),
+            drafted_runs=drafted.get(workflow_id, 0),
             median_resolution_seconds=statistics.median(times) if times else None,
         )
     return evidence
@@ -188,3 +227,175 @@ def autonomy_unmet_criteria(*, evidence: Evidence) -> list[str]:
             f"{settings.AUTONOMY_MAX_FAILED_VERIFICATIONS} allowed"
         )
     return unmet
+
+
+# --- A proposal's context for a reviewer: what the agent found, and what happens after a decision ----------------
+
+SUMMARY_CHARS = 160
+
+
+def _short(value: Any, limit: int = SUMMARY_CHARS) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _row_text(columns: list[str], row: Any) -> str:
+    if isinstance(row, dict):
+        pairs = row.items()
+    elif isinstance(row, list | tuple):
+        pairs = zip(columns, row, strict=False)
+    else:
+        return _short(row)
+    return _short(", ".join(f"{key}={value}" for key, value in pairs))
+
+
+def observation_summary(output: dict[str, Any] | None) -> str:
+    """One line a reviewer can read instead of the raw JSON of an observation (which stays one click away)."""
+    if not output:
+        return "no result recorded"
+    if not output.get("ok"):
+        return _short(f"failed ({output.get('error_type') or 'error'}): {output.get('message') or ''}")
+    data = output.get("data")
+    if isinstance(data, dict):
+        if data.get("dry_run"):
+            return "dry run: not executed"
+        if isinstance(data.get("rows"), list):
+            rows = data["rows"]
+            if not rows:
+                return "no rows"
+            first = _row_text(data.get("columns") or [], rows[0])
+            more = f" (+{len(rows) - 1} more)" if len(rows) > 1 else ""
+            return _short(f"{len(rows)} row{'s' if len(rows) != 1 else ''}: {first}{more}")
+        if isinstance(data.get("events"), list):
+            events = data["events"]
+            first = f"; latest: {_short(events[0], 100)}" if events else ""
+            return f"{len(events)} log event{'s' if len(events) != 1 else ''}{first}"
+        if isinstance(data.get("results"), list):
+            titles = [str(r.get("title", "")) for r in data["results"] if isinstance(r, dict)]
+            return _short(f"{len(titles)} runbook(s): {'; '.join(titles)}") if titles else "no runbook matched"
+        scalars = {k: v for k, v in data.items() if isinstance(v, str | int | float | bool) or v is None}
+        return _short(", ".join(f"{k}={v}" for k, v in scalars.items()) or data)
+    if isinstance(data, list):
+        return f"{len(data)} item{'s' if len(data) != 1 else ''}"
+    return _short(data if data is not None else "ok")
+
+
+@dataclass(frozen=True)
+class FollowUpStep:
+    tool: str
+    why: str
+    args: dict[str, Any]
+    text: str  # the drafted note or reply, for tools that post one
+    waits_for_reviewer: bool
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """What happens if the proposal is approved. `known` is False for a model: it decides after it reads the
+    result, so only the rules that bind it can be said in advance."""
+
+    runs_now: str
+    verification: str
+    known: bool
+    steps: list[FollowUpStep]
+    note: str
+
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+MODEL_NEXT = (
+    "The model reads the result and then chooses its next step, so it cannot be shown in advance. Whatever it "
+    "chooses goes through the same gate: it cannot reply to the customer or solve the ticket until every write "
+    "in the run has passed verification."
+)
+OFFLINE_NEXT = "The offline engine follows the workflow's runbook: after this step it makes these calls, in order."
+OFFLINE_NOT_FROM_RUNBOOK = "This call is not a runbook step, so the offline engine's next step is not known."
+CUSTOMER_FACING_NOW = "Approving posts this {what} to the ticket{public}."
+
+
+def _call_position(call_id: str) -> int | None:
+    """The runbook step of an offline-engine call id (rb-<step>-<attempt>-<variant>)."""
+    parts = call_id.split("-")
+    if len(parts) == 4 and parts[0] == "rb" and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
+def proposal_follow_up(*, run: AgentRun, action: ProposedAction, transcript: list[Step]) -> FollowUp:
+    """What approving this proposal leads to, as far as it can honestly be known. Pure: uses the run, its
+    workflow and the transcript already loaded."""
+    from agent.gate import RunState, Verdict, gate_decide
+    from agent.llm import (  # the offline engine's own templating and conditions, not a copy of them
+        Conversation,
+        Exchange,
+        ToolCall,
+        ToolResult,
+        _condition_fails,
+        _fill,
+        _findings,
+        _Missing,
+    )
+    from agent.prompts import _exchanges_of
+    from agent.tools import all_tools
+
+    tools = all_tools()
+    tool = tools.get(action.tool)
+    if action.tool == "reply_to_customer":
+        runs_now = CUSTOMER_FACING_NOW.format(what="reply", public=" — the customer sees it")
+    elif action.tool == "add_private_note":
+        runs_now = CUSTOMER_FACING_NOW.format(what="private note", public="")
+    elif action.tool == "solve_ticket":
+        runs_now = "Approving marks the ticket solved in the helpdesk."
+    else:
+        runs_now = f"Approving runs {action.tool} against the company's systems."
+    verification = tool.verify_summary if tool is not None and tool.verify_summary else ""
+    if not run.engine.startswith("offline") and run.engine:
+        return FollowUp(runs_now, verification, known=False, steps=[], note=MODEL_NEXT)
+    plan = list(run.workflow.playbook or []) if run.workflow else []
+    position = _call_position(action.tool_call_id)
+    if position is None or position >= len(plan):
+        return FollowUp(runs_now, verification, known=False, steps=[], note=OFFLINE_NOT_FROM_RUNBOOK)
+    ticket = run.ticket
+    emails = _EMAIL.findall(f"{ticket.subject}\n{ticket.description}")
+    # As if approved: this call ran with exactly these arguments, so texts that name what ran can be shown.
+    ran = Exchange(
+        text="",
+        tool_calls=[ToolCall(action.tool_call_id, action.tool, action.args)],
+        results=[ToolResult(action.tool_call_id, action.tool, {"ok": True, "meta": {"executed_args": action.args}})],
+    )
+    conversation = Conversation(system_prompt="", ticket_prompt="", exchanges=[*_exchanges_of(transcript), ran])
+    values = {
+        "tenant_id": ticket.tenant_id,
+        "ticket_email": emails[0] if emails else "",
+        "ticket_id": ticket.external_id,
+        "findings": _findings(conversation),
+    }
+    # After an approved write passes verification, the gate lets the customer-facing steps run.
+    verified = action.risk == ProposedAction.Risk.WRITE
+    state = RunState(
+        phase=run.phase, tenant_id=ticket.tenant_id, workflow=run.workflow, has_verified_approved_write=verified
+    )
+    steps = []
+    for spec in plan[position + 1 :]:
+        if _condition_fails(spec.get("when"), conversation):
+            if spec.get("otherwise") == "escalate":
+                break  # the engine hands the ticket to humans here
+            continue  # the engine skips it
+        args = {}
+        for key, value in (spec.get("args") or {}).items():
+            filled = _fill(value, values, conversation)
+            args[key] = value if isinstance(filled, _Missing) else filled
+        name = str(spec.get("tool", ""))
+        decision = gate_decide(tool=tools.get(name), name=name, args=args, state=state, available=list(tools))
+        steps.append(
+            FollowUpStep(
+                tool=name,
+                why=str(spec.get("why", "")),
+                args=args,
+                text=str(args.get("body", "")) if name in ("reply_to_customer", "add_private_note") else "",
+                waits_for_reviewer=decision.verdict == Verdict.PROPOSE,
+            )
+        )
+        if decision.verdict == Verdict.PROPOSE:
+            break  # the engine stops at the next proposal; what follows depends on that decision
+    return FollowUp(runs_now, verification, known=True, steps=steps, note=OFFLINE_NEXT)

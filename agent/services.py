@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -41,9 +41,15 @@ _RUN_TRANSITIONS: dict[str, set[str]] = {
     },
     AgentRun.Status.COMPLETED: set(),
     AgentRun.Status.ESCALATED: set(),
+    AgentRun.Status.TAKEN_OVER: set(),
     AgentRun.Status.FAILED: set(),
 }
-FINAL_STATUSES = frozenset({AgentRun.Status.COMPLETED, AgentRun.Status.ESCALATED, AgentRun.Status.FAILED})
+# A reviewer may take over any run that has not ended.
+for _status in (AgentRun.Status.QUEUED, AgentRun.Status.RUNNING, AgentRun.Status.AWAITING_APPROVAL):
+    _RUN_TRANSITIONS[_status].add(AgentRun.Status.TAKEN_OVER)
+FINAL_STATUSES = frozenset(
+    {AgentRun.Status.COMPLETED, AgentRun.Status.ESCALATED, AgentRun.Status.TAKEN_OVER, AgentRun.Status.FAILED}
+)
 
 
 def agent_run_create_for_new_ticket(*, ticket: Ticket) -> AgentRun | None:
@@ -82,7 +88,9 @@ def agent_run_create_for_new_ticket(*, ticket: Ticket) -> AgentRun | None:
 
 
 @transaction.atomic
-def agent_run_transition(*, run: AgentRun, status: str, reason: str = "") -> AgentRun:
+def agent_run_transition(
+    *, run: AgentRun, status: str, reason: str = "", user: AbstractBaseUser | None = None
+) -> AgentRun:
     """Move a run along its lifecycle, audited; anything the lifecycle does not allow raises."""
     run = AgentRun.objects.select_for_update().get(pk=run.pk)
     if status not in _RUN_TRANSITIONS[run.status]:
@@ -101,7 +109,8 @@ def agent_run_transition(*, run: AgentRun, status: str, reason: str = "") -> Age
         verb="run.status_changed",
         obj=run,
         payload={"from": previous, "to": status, "reason": reason},
-        actor_kind=AuditEvent.ActorKind.AGENT,
+        user=user,
+        actor_kind=None if user is not None else AuditEvent.ActorKind.AGENT,
     )
     return run
 
@@ -114,6 +123,13 @@ EDITED_ARGS_INVALID = "The edited arguments do not match the tool's schema."
 EDITED_ARGS_OTHER_TENANT = "The edited arguments name another tenant than the ticket's."
 REJECT_NEEDS_REASON = "Say why you reject it: the reason goes back to the agent."
 NOT_A_REVIEWER = "Only reviewers and admins decide on proposed actions."
+RESPOND_NEEDS_FEEDBACK = "Write the feedback the agent should continue from."
+CLAIMED_BY_ANOTHER = "{name} has claimed this ticket. Take the claim first if you mean to decide it."
+TAKE_OVER_ENDED = "This run has already ended ({status}); there is nothing to take over."
+TAKEN_OVER_REASON = "Taken over by {name}{reason}"
+OUTCOME_INVALID = "Choose an outcome: {choices}."
+CLOSE_NOT_ESCALATED = "Only an escalated or taken-over run is closed with an outcome; this one is {status}."
+ALREADY_CLOSED = "This escalation was already closed ({outcome})."
 
 
 def agent_run_claim(*, run_id: int, lease_seconds: int) -> AgentRun | None:
@@ -262,6 +278,7 @@ def proposed_action_create(
         decision_reason=reason if status == ProposedAction.Status.APPROVED else "",
         approved_args_hash=canonical_hash(args) if status == ProposedAction.Status.APPROVED else "",
         decided_at=timezone.now() if status == ProposedAction.Status.APPROVED else None,
+        sla_due_at=approval_sla_due(workflow=run.workflow) if status == ProposedAction.Status.PENDING else None,
     )
     # As in step_append: loaded foreign keys, and uniqueness the database enforces.
     action.full_clean(exclude=["run", "step", "retry_of"], validate_unique=False, validate_constraints=False)
@@ -277,7 +294,50 @@ def proposed_action_create(
         },
         actor_kind=AuditEvent.ActorKind.AGENT,
     )
+    if status == ProposedAction.Status.PENDING:
+        from agent.tasks import approval_notify_task, proposed_action_read_current_task
+
+        # Both reach other systems (the Admin API, Slack, mail): never inside the loop's turn or a transaction.
+        transaction.on_commit(lambda: proposed_action_read_current_task.delay(action.pk))
+        transaction.on_commit(lambda: approval_notify_task.delay(action.pk, "pending"))
     return action
+
+
+def proposed_action_read_current(*, action_id: int) -> ProposedAction | None:
+    """Read, now, the state a pending call would change (its tool's read_current) and keep it on the proposal for
+    the reviewer's diff. Outside any transaction: it calls the company's systems. A read failure is kept too."""
+    from agent.tools import get_tool
+    from agent.tools.base import ToolContext
+
+    action = ProposedAction.objects.select_related("run__ticket__tenant_link").filter(pk=action_id).first()
+    if action is None or action.status != ProposedAction.Status.PENDING:
+        return action
+    tool = get_tool(action.tool)
+    if tool is None or not tool.can_read_current:
+        return action
+    ticket = action.run.ticket
+    ctx = ToolContext(ticket_id=ticket.pk, tenant_id=ticket.tenant_id, run_id=action.run_id)
+    observation = tool.invoke_read_current(action.args, ctx)
+    data = observation.data if observation.ok and isinstance(observation.data, dict) else {}
+    action.current_state = {
+        "ok": observation.ok,
+        "read_at": timezone.now().isoformat(),
+        "fields": data.get("fields", []),
+        "message": observation.message,
+    }
+    ProposedAction.objects.filter(pk=action.pk).update(current_state=action.current_state)
+    return action
+
+
+def approval_sla_due(*, workflow: Workflow | None, now: datetime | None = None) -> datetime | None:
+    """When a proposal made now must be decided: the workflow's SLA, else APPROVAL_SLA_MINUTES; 0 means never.
+    Fixed when the proposal is made, so changing a workflow's SLA does not move deadlines already running."""
+    minutes = workflow.approval_sla_minutes if workflow and workflow.approval_sla_minutes is not None else None
+    if minutes is None:
+        minutes = settings.APPROVAL_SLA_MINUTES
+    if not minutes:
+        return None
+    return (now or timezone.now()) + timedelta(minutes=minutes)
 
 
 def proposed_action_start_execution(*, action: ProposedAction) -> ProposedAction:
@@ -409,13 +469,14 @@ def proposed_action_approve(
     _require_reviewer(user)
     action = (
         ProposedAction.objects.select_for_update(of=("self",))
-        .select_related("run__ticket__tenant_link")
+        .select_related("run__ticket__tenant_link", "run__ticket__assignee")
         .get(pk=action.pk)
     )
     if action.status == ProposedAction.Status.DRY_RUN:
         raise ConflictError(APPROVE_DRY_RUN)
     if action.status != ProposedAction.Status.PENDING:
         raise ConflictError(ACTION_ALREADY_DECIDED.format(status=action.get_status_display()))
+    _require_not_claimed_by_another(action.run.ticket, user)
     if args is not None and args != action.args:
         tool = get_tool(action.tool)
         parsed = tool.parse_args(args) if tool else None
@@ -444,29 +505,143 @@ def proposed_action_approve(
     return action
 
 
-@transaction.atomic
-def proposed_action_reject(*, action: ProposedAction, user: AbstractBaseUser, reason: str) -> ProposedAction:
-    """Reject with a reason; the reason is the observation the model sees next."""
+def _require_not_claimed_by_another(ticket: Ticket, user: AbstractBaseUser) -> None:
+    """A ticket a reviewer claimed is theirs to decide: anyone else takes the claim first, on purpose."""
+    if ticket.assignee_id is not None and ticket.assignee_id != user.pk:
+        raise ConflictError(CLAIMED_BY_ANOTHER.format(name=ticket.assignee.get_username()))
+
+
+def _decide_without_running(
+    *, action: ProposedAction, user: AbstractBaseUser, status: str, text: str, empty_message: str
+) -> ProposedAction:
+    """Reject or respond: the call does not run, and `text` is what the model reads as its observation."""
     _require_reviewer(user)
-    if not reason.strip():
-        raise ApplicationError(REJECT_NEEDS_REASON)
-    action = ProposedAction.objects.select_for_update().select_related("run").get(pk=action.pk)
+    if not text.strip():
+        raise ApplicationError(empty_message)
+    action = (
+        ProposedAction.objects.select_for_update(of=("self",)).select_related("run__ticket__assignee").get(pk=action.pk)
+    )
     if action.status != ProposedAction.Status.PENDING:
         raise ConflictError(ACTION_ALREADY_DECIDED.format(status=action.get_status_display()))
-    action.status = ProposedAction.Status.REJECTED
+    _require_not_claimed_by_another(action.run.ticket, user)
+    action.status = status
     action.decided_by = user
     action.decided_at = timezone.now()
-    action.decision_reason = reason.strip()
+    action.decision_reason = text.strip()
     action.full_clean()
     action.save()
     audit_event_record(
-        verb="action.rejected",
+        verb=f"action.{status}",
         obj=action,
         payload={"args_hash": action.args_hash, "reason": action.decision_reason},
         user=user,
     )
     _resume_if_decided(action)
     return action
+
+
+@transaction.atomic
+def proposed_action_reject(*, action: ProposedAction, user: AbstractBaseUser, reason: str) -> ProposedAction:
+    """Reject with a reason; the reason is the observation the model sees next."""
+    return _decide_without_running(
+        action=action, user=user, status=ProposedAction.Status.REJECTED, text=reason, empty_message=REJECT_NEEDS_REASON
+    )
+
+
+@transaction.atomic
+def proposed_action_respond(*, action: ProposedAction, user: AbstractBaseUser, feedback: str) -> ProposedAction:
+    """Answer a proposal with feedback instead of a verdict (agent-inbox's "respond"): the call never runs, and
+    the feedback is the observation the model continues from. Counted as reviewed, never as approved."""
+    return _decide_without_running(
+        action=action,
+        user=user,
+        status=ProposedAction.Status.RESPONDED,
+        text=feedback,
+        empty_message=RESPOND_NEEDS_FEEDBACK,
+    )
+
+
+def _withdraw_open_proposals(run: AgentRun, user: AbstractBaseUser) -> list[int]:
+    """Proposals of an ended run that never ran can no longer be decided: pending ones, and approved ones whose
+    execution had not started (the worker checks its lease before it starts one)."""
+    open_ = ProposedAction.objects.select_for_update().filter(
+        models.Q(status=ProposedAction.Status.PENDING)
+        | models.Q(status=ProposedAction.Status.APPROVED, execution_started_at__isnull=True),
+        run=run,
+    )
+    withdrawn = []
+    for action in open_:
+        previous = action.status
+        action.status = ProposedAction.Status.WITHDRAWN
+        action.save(update_fields=["status"])
+        audit_event_record(
+            verb="action.withdrawn", obj=action, payload={"from": previous, "why": "run taken over"}, user=user
+        )
+        withdrawn.append(action.pk)
+    return withdrawn
+
+
+def agent_run_take_over(*, run: AgentRun, user: AbstractBaseUser, reason: str = "") -> AgentRun:
+    """A reviewer takes the ticket from the agent. A run still going ends (taken over), its worker loses its
+    lease (its next renewal fails, so it stops before another call), and what it proposed is withdrawn. An
+    escalated run stays escalated. Either way the ticket is assigned to the reviewer, and a private note in the
+    helpdesk says so (posted by a worker, not here)."""
+    from agent.tasks import agent_run_take_over_note_task
+    from tickets.services import ticket_assign
+
+    _require_reviewer(user)
+    with transaction.atomic():
+        run = AgentRun.objects.select_for_update(of=("self",)).select_related("ticket__assignee").get(pk=run.pk)
+        if run.status in FINAL_STATUSES and not (run.status == AgentRun.Status.ESCALATED and not run.outcome):
+            raise ConflictError(TAKE_OVER_ENDED.format(status=run.get_status_display().lower()))
+        if run.status not in FINAL_STATUSES:
+            AgentRun.objects.filter(pk=run.pk).update(lease_token="", lease_expires_at=None)
+            run = agent_run_transition(
+                run=run,
+                status=AgentRun.Status.TAKEN_OVER,
+                reason=TAKEN_OVER_REASON.format(
+                    name=user.get_username(), reason=f": {reason.strip()}" if reason.strip() else "."
+                ),
+                user=user,
+            )
+            _withdraw_open_proposals(run, user)
+        audit_event_record(verb="run.taken_over", obj=run, payload={"reason": reason.strip()}, user=user)
+        ticket_assign(ticket=run.ticket, assignee=user, user=user, force=True)
+        transaction.on_commit(lambda: agent_run_take_over_note_task.delay(run.pk, user.pk))
+    return run
+
+
+def agent_run_take_over_note(*, run: AgentRun, user: AbstractBaseUser) -> str:
+    """The helpdesk's record of a take-over. Returns what went wrong, if anything (the take-over stands)."""
+    from tickets.helpdesk import HelpdeskError, helpdesk_for
+
+    note = f"{user.get_username()} took this ticket over from Agent Console's agent (run {run.pk})."
+    try:
+        helpdesk_for(run.ticket).add_private_note(run.ticket, note)
+    except HelpdeskError as exc:
+        return exc.message
+    return ""
+
+
+@transaction.atomic
+def agent_run_close(*, run: AgentRun, user: AbstractBaseUser, outcome: str, note: str = "") -> AgentRun:
+    """Close an escalated or taken-over run with what came of it; an open escalation leaves the queue."""
+    _require_reviewer(user)
+    if outcome not in AgentRun.Outcome.values:
+        raise ApplicationError(OUTCOME_INVALID.format(choices=", ".join(AgentRun.Outcome.values)))
+    run = AgentRun.objects.select_for_update().get(pk=run.pk)
+    if run.status not in (AgentRun.Status.ESCALATED, AgentRun.Status.TAKEN_OVER):
+        raise ConflictError(CLOSE_NOT_ESCALATED.format(status=run.get_status_display().lower()))
+    if run.outcome:
+        raise ConflictError(ALREADY_CLOSED.format(outcome=run.get_outcome_display().lower()))
+    run.outcome = outcome
+    run.outcome_note = note.strip()
+    run.closed_by = user
+    run.closed_at = timezone.now()
+    run.full_clean()
+    run.save(update_fields=["outcome", "outcome_note", "closed_by", "closed_at", "updated_at"])
+    audit_event_record(verb="run.closed", obj=run, payload={"outcome": outcome, "note": run.outcome_note}, user=user)
+    return run
 
 
 def agent_run_create_manual(*, ticket: Ticket) -> AgentRun:

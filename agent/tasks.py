@@ -45,3 +45,48 @@ def agent_run_advance_task(self, run_id: int) -> str:  # noqa: ANN001 - Celery's
     elif outcome == Outcome.BUSY and self.request.retries < self.max_retries:
         raise self.retry(countdown=_BUSY_RETRY_SECONDS)
     return str(outcome)
+
+
+# Retries of a notification whose channel failed in a way that may pass (Slack 5xx/429, a mail server down).
+_NOTIFY_RETRY_DELAYS = (30, 120, 600)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=len(_NOTIFY_RETRY_DELAYS))
+def approval_notify_task(self, action_id: int, kind: str = "pending") -> str:  # noqa: ANN001 - Celery's bound task
+    """Tell reviewers a decision waits; channels already sent are never sent again on a retry."""
+    from agent.notifications import approval_notify
+
+    result = approval_notify(action_id=action_id, kind=kind)
+    if result.failed and self.request.retries < self.max_retries:
+        raise self.retry(countdown=_NOTIFY_RETRY_DELAYS[self.request.retries])
+    return ",".join(result.sent) or "nothing sent"
+
+
+@shared_task(acks_late=True)
+def proposed_action_read_current_task(action_id: int) -> str:
+    from agent.services import proposed_action_read_current
+
+    action = proposed_action_read_current(action_id=action_id)
+    return "read" if action is not None and action.current_state else "nothing to read"
+
+
+@shared_task(acks_late=True)
+def approval_sla_sweep_task() -> int:
+    """Celery beat runs this every APPROVAL_SLA_SWEEP_SECONDS."""
+    from agent.notifications import approval_sla_sweep
+
+    return len(approval_sla_sweep())
+
+
+@shared_task(acks_late=True)
+def agent_run_take_over_note_task(run_id: int, user_id: int) -> str:
+    from django.contrib.auth import get_user_model
+
+    from agent.models import AgentRun
+    from agent.services import agent_run_take_over_note
+
+    run = AgentRun.objects.select_related("ticket").get(pk=run_id)
+    problem = agent_run_take_over_note(run=run, user=get_user_model().objects.get(pk=user_id))
+    if problem:
+        logger.warning("run %s: the take-over note could not be posted: %s", run_id, problem)
+    return problem or "noted"

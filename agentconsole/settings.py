@@ -57,6 +57,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "console.middleware.HtmxLoginRedirectMiddleware",
 ]
 
 ROOT_URLCONF = "agentconsole.urls"
@@ -236,6 +237,38 @@ AUTONOMY_MAX_FAILED_VERIFICATIONS = env_int("AUTONOMY_MAX_FAILED_VERIFICATIONS",
 BEDROCK_INPUT_USD_PER_MTOK = env_float("BEDROCK_INPUT_USD_PER_MTOK", 3.0, minimum=0.0)
 BEDROCK_OUTPUT_USD_PER_MTOK = env_float("BEDROCK_OUTPUT_USD_PER_MTOK", 15.0, minimum=0.0)
 REVIEWER_MINUTES_PER_TICKET = env_float("REVIEWER_MINUTES_PER_TICKET", 12.0, minimum=0.0)
+
+# --- Reviewers: notifications and approval SLAs ---------------------------------------------------------------
+# Links in notifications point here (the console's public address).
+CONSOLE_BASE_URL = env_str("CONSOLE_BASE_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}").rstrip("/")
+# A pending proposal escalates (note, humans pod, notification) after this long; a workflow may override it.
+APPROVAL_SLA_MINUTES = env_int("APPROVAL_SLA_MINUTES", 60, minimum=0)
+# How often Celery beat runs the SLA sweep.
+APPROVAL_SLA_SWEEP_SECONDS = env_int("APPROVAL_SLA_SWEEP_SECONDS", 60, minimum=5)
+# Slack: an incoming webhook (one fixed channel), or a bot token posting to the workflow's channel or this one.
+SLACK_WEBHOOK_URL = env_secret("SLACK_WEBHOOK_URL", "")
+SLACK_BOT_TOKEN = env_secret("SLACK_BOT_TOKEN", "")
+SLACK_CHANNEL = env_str("SLACK_CHANNEL", "")
+SLACK_API_URL = env_str("SLACK_API_URL", "https://slack.com/api/")
+SLACK_TIMEOUT_SECONDS = env_int("SLACK_TIMEOUT_SECONDS", 10, minimum=1)
+# E-mail through Django's mail (any backend: SMTP, or an anymail ESP backend). Empty NOTIFY_EMAIL_FROM: no e-mail.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT_SECONDS", 10, minimum=1)
+EMAIL_FILE_PATH = str(VAR_DIR / "mail")  # for the file backend the demo uses
+NOTIFY_EMAIL_FROM = env_str("NOTIFY_EMAIL_FROM", "")
+DEFAULT_FROM_EMAIL = NOTIFY_EMAIL_FROM or "agent-console@localhost"
+
+CELERY_BEAT_SCHEDULE = {
+    "approval-sla-sweep": {
+        "task": "agent.tasks.approval_sla_sweep_task",
+        "schedule": float(APPROVAL_SLA_SWEEP_SECONDS),
+    },
+}
 
 # --- Logging --------------------------------------------------------------------------------------------------
 LOGGING = {

@@ -6,7 +6,8 @@ from typing import Any
 from django import forms
 
 from agent.models import AgentRun, Rating, Workflow
-from console.selectors import ACTIVE_RUN_STATUSES
+from agent.selectors import EVIDENCE_KEYS
+from console.ticket_search import OUTCOMES, SORTS
 
 ARGS_NOT_JSON = "The arguments are not valid JSON: {error}"
 ARGS_NOT_OBJECT = 'The arguments must be a JSON object, like {"tenant_id": "acme"}.'
@@ -15,11 +16,27 @@ ARGS_NOT_OBJECT = 'The arguments must be a JSON object, like {"tenant_id": "acme
 class QueueFilterForm(forms.Form):
     workflow = forms.IntegerField(required=False, min_value=1)
     phase = forms.ChoiceField(required=False, choices=[("", "All phases"), *Workflow.Phase.choices])
-    status = forms.ChoiceField(
+
+
+class TicketQueryForm(forms.Form):
+    """The tickets view's search, filters, sort and page cursor; anything not understood is ignored and said."""
+
+    q = forms.CharField(required=False, max_length=200, label="Search")
+    workflow = forms.SlugField(required=False)
+    phase = forms.ChoiceField(required=False, choices=[("", "Any phase"), *Workflow.Phase.choices])
+    outcome = forms.ChoiceField(required=False, choices=[("", "Any outcome"), *OUTCOMES.items()])
+    needs_rating = forms.BooleanField(required=False, label="Shadow drafts to rate")
+    assigned = forms.ChoiceField(required=False, choices=[("", "Anyone"), ("me", "Me")])
+    evidence = forms.ChoiceField(required=False, choices=[("", ""), *((key, key) for key in EVIDENCE_KEYS)])
+    sort = forms.ChoiceField(
         required=False,
-        label="Run status",
-        choices=[("", "Active runs"), *[(s.value, s.label) for s in AgentRun.Status if s in ACTIVE_RUN_STATUSES]],
+        choices=[("newest", "Newest first"), ("oldest", "Oldest first"), ("updated", "Recently updated")],
     )
+    after = forms.CharField(required=False, max_length=200)
+    before = forms.CharField(required=False, max_length=200)
+
+    def clean_sort(self) -> str:
+        return self.cleaned_data["sort"] if self.cleaned_data["sort"] in SORTS else "newest"
 
 
 class ApproveForm(forms.Form):
@@ -42,6 +59,23 @@ class ApproveForm(forms.Form):
 
 class RejectForm(forms.Form):
     reason = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class RespondForm(forms.Form):
+    feedback = forms.CharField(max_length=4000)
+
+
+class TakeOverForm(forms.Form):
+    reason = forms.CharField(required=False, max_length=2000)
+
+
+class CloseForm(forms.Form):
+    outcome = forms.ChoiceField(choices=AgentRun.Outcome.choices)
+    note = forms.CharField(required=False, max_length=4000)
+
+
+class ClaimForm(forms.Form):
+    take = forms.BooleanField(required=False)  # take a claim another reviewer holds, on purpose
 
 
 class RateForm(forms.Form):

@@ -20,3 +20,18 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… {self.name} ({self.user})"
+
+
+class Presence(models.Model):
+    """Who had a ticket open, and when they were last seen there: refreshed by the page while it is open."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    ticket = models.ForeignKey("tickets.Ticket", on_delete=models.CASCADE, related_name="presences")
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "ticket"], name="presence_one_per_user_ticket")]
+        indexes = [models.Index(fields=["ticket", "seen_at"], name="presence_ticket_seen")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} on ticket {self.ticket_id} at {self.seen_at:%H:%M:%S}"

@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlglot
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Count, Prefetch, Q, QuerySet
+from django.utils import timezone
 
-from agent.models import AgentRun, ProposedAction, Rating, Step, Workflow
+from agent.models import AgentRun, Notification, ProposedAction, Rating, Step, Workflow
+from agent.selectors import FollowUp, observation_summary, proposal_follow_up
+from console.models import Presence
 from tickets.models import Ticket, TicketComment
 
 QUEUE_LIMIT = 100
-ACTIVE_RUN_STATUSES = (AgentRun.Status.RUNNING, AgentRun.Status.AWAITING_APPROVAL, AgentRun.Status.ESCALATED)
-FINAL_RUN_STATUSES = frozenset({AgentRun.Status.COMPLETED, AgentRun.Status.ESCALATED, AgentRun.Status.FAILED})
+FINAL_RUN_STATUSES = frozenset(
+    {AgentRun.Status.COMPLETED, AgentRun.Status.ESCALATED, AgentRun.Status.TAKEN_OVER, AgentRun.Status.FAILED}
+)
+# Runs a human still has to close: escalated or taken over, no outcome recorded yet.
+OPEN_ESCALATION = Q(status__in=[AgentRun.Status.ESCALATED, AgentRun.Status.TAKEN_OVER], outcome="")
+WORKING = (AgentRun.Status.QUEUED, AgentRun.Status.RUNNING)
 # Drafted text a reviewer rates as a step: the note or reply the agent wrote.
 DRAFT_TOOLS = frozenset({"add_private_note", "reply_to_customer"})
+# Someone whose page refreshed their presence this recently is "here" (the page beats every 10 seconds).
+PRESENCE_WINDOW = timedelta(seconds=35)
 
 
 # --- The queue -----------------------------------------------------------------------------------------------
@@ -26,60 +36,101 @@ DRAFT_TOOLS = frozenset({"add_private_note", "reply_to_customer"})
 @dataclass(frozen=True)
 class QueueCounts:
     pending: int
-    running: int
+    overdue: int
     escalated: int
+    running: int
+    queued: int
 
 
 @dataclass(frozen=True)
 class Queue:
     actions: list[ProposedAction]
+    escalations: list[AgentRun]
     runs: list[AgentRun]
     counts: QueueCounts
     workflows: list[Workflow]
     limit: int = QUEUE_LIMIT
 
 
-def queue_counts() -> QueueCounts:
-    """The three live numbers of the queue, in one query each way they are asked."""
-    runs = AgentRun.objects.aggregate(
-        running=Count("id", filter=Q(status=AgentRun.Status.RUNNING)),
-        escalated=Count("id", filter=Q(status=AgentRun.Status.ESCALATED)),
-    )
-    pending = ProposedAction.objects.filter(status=ProposedAction.Status.PENDING).count()
-    return QueueCounts(pending=pending, running=runs["running"], escalated=runs["escalated"])
-
-
-def queue_get(*, workflow: int | None = None, phase: str = "", status: str = "") -> Queue:
-    """Pending proposals oldest first, then active runs most recently updated first (escalated runs pile up:
-    the ones that moved last matter most); workflow and phase filter both lists, status the runs."""
+def _scope(workflow: int | None, phase: str) -> Q:
     scope = Q()
     if workflow:
         scope &= Q(workflow_id=workflow)
     if phase:
         scope &= Q(phase=phase)
-    runs = AgentRun.objects.filter(scope, status__in=[status] if status else ACTIVE_RUN_STATUSES)
-    actions = (
-        ProposedAction.objects.filter(status=ProposedAction.Status.PENDING, run__in=AgentRun.objects.filter(scope))
-        .select_related("run__ticket__tenant_link", "run__workflow")
-        .order_by("created_at", "id")[:QUEUE_LIMIT]
+    return scope
+
+
+def _queue_sets(workflow: int | None, phase: str) -> tuple[QuerySet, QuerySet, QuerySet]:
+    """The three lists of the queue. Their counts are taken from these same querysets, so they always agree."""
+    scope = _scope(workflow, phase)
+    actions = ProposedAction.objects.filter(
+        status=ProposedAction.Status.PENDING, run__in=AgentRun.objects.filter(scope)
     )
+    escalations = AgentRun.objects.filter(scope & OPEN_ESCALATION)
+    working = AgentRun.objects.filter(scope, status__in=WORKING)
+    return actions, escalations, working
+
+
+def queue_counts(*, workflow: int | None = None, phase: str = "", now: datetime | None = None) -> QueueCounts:
+    """The queue's live numbers, for the same filters as its lists, in two queries."""
+    now = now or timezone.now()
+    actions, _, _ = _queue_sets(workflow, phase)
+    # The run counts use the very conditions of the lists' querysets (OPEN_ESCALATION, WORKING).
+    pending = actions.aggregate(total=Count("id"), overdue=Count("id", filter=Q(sla_due_at__lte=now)))
+    scope = _scope(workflow, phase)
+    runs = AgentRun.objects.filter(scope).aggregate(
+        escalated=Count("id", filter=OPEN_ESCALATION),
+        running=Count("id", filter=Q(status=AgentRun.Status.RUNNING)),
+        queued=Count("id", filter=Q(status=AgentRun.Status.QUEUED)),
+    )
+    return QueueCounts(pending=pending["total"], overdue=pending["overdue"], **runs)
+
+
+def _sla_present(action: ProposedAction, now: datetime) -> ProposedAction:
+    due = action.sla_due_at
+    action.sla_overdue = bool(due and due <= now)  # type: ignore[attr-defined]
+    action.sla_left = due - now if due and due > now else None  # type: ignore[attr-defined]
+    return action
+
+
+def queue_get(*, workflow: int | None = None, phase: str = "") -> Queue:
+    """Pending proposals oldest first; open escalations and working runs, most recently active first."""
+    now = timezone.now()
+    actions, escalations, working = _queue_sets(workflow, phase)
     return Queue(
-        actions=list(actions),
-        runs=list(runs.select_related("ticket__tenant_link", "workflow").order_by("-updated_at", "-id")[:QUEUE_LIMIT]),
-        counts=queue_counts(),
+        actions=[
+            _sla_present(action, now)
+            for action in actions.select_related(
+                "run__ticket__tenant_link", "run__ticket__assignee", "run__workflow"
+            ).order_by("created_at", "id")[:QUEUE_LIMIT]
+        ],
+        escalations=list(
+            escalations.select_related("ticket__tenant_link", "ticket__assignee", "workflow").order_by(
+                "-updated_at", "-id"
+            )[:QUEUE_LIMIT]
+        ),
+        runs=list(
+            working.select_related("ticket__tenant_link", "workflow").order_by("-updated_at", "-id")[:QUEUE_LIMIT]
+        ),
+        counts=queue_counts(workflow=workflow, phase=phase, now=now),
         workflows=list(Workflow.objects.order_by("name")),
     )
 
 
-# --- The ticket page -----------------------------------------------------------------------------------------
+def next_pending_get(*, user: AbstractBaseUser, skip: list[int] | None = None) -> ProposedAction | None:
+    """The proposal that has waited longest among those nobody else has claimed (Play mode's next ticket)."""
+    return (
+        ProposedAction.objects.filter(status=ProposedAction.Status.PENDING)
+        .filter(Q(run__ticket__assignee__isnull=True) | Q(run__ticket__assignee=user))
+        .exclude(pk__in=skip or [])
+        .select_related("run__ticket")
+        .order_by("created_at", "id")
+        .first()
+    )
 
 
-@dataclass(frozen=True)
-class TicketDetail:
-    ticket: Ticket
-    comments: list[TicketComment]
-    runs: list[AgentRun]
-    any_run_active: bool
+# --- Formatting ---------------------------------------------------------------------------------------------
 
 
 def _pretty_json(value: Any) -> str:
@@ -100,11 +151,92 @@ def _pretty_args(tool: str, args: Any) -> tuple[str, bool]:
     return _pretty_json(args if args is not None else {}), False
 
 
+def _args_line(tool: str, args: Any) -> str:
+    """The args on one line, for a collapsed transcript entry."""
+    if tool == "run_sql" and isinstance(args, dict) and isinstance(args.get("query"), str):
+        text = " ".join(args["query"].split())
+    elif isinstance(args, dict):
+        text = ", ".join(f"{key}={json.dumps(value, ensure_ascii=False, default=str)}" for key, value in args.items())
+    else:
+        text = json.dumps(args, default=str)
+    return text if len(text) <= 140 else text[:139] + "…"
+
+
+# --- Cards --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What one call of the agent returned, summarised, with the raw observation one click away."""
+
+    tool: str
+    ok: bool
+    summary: str
+    raw: str
+
+
+@dataclass
+class DecisionContext:
+    """Everything the decision card shows beside the proposal itself."""
+
+    findings: list[Finding]
+    follow_up: FollowUp
+    state_rows: list[dict[str, Any]] = field(default_factory=list)
+    state_read_at: datetime | None = None
+    state_message: str = ""
+    state_readable: bool = False
+    notifications: list[Notification] = field(default_factory=list)
+
+
+def _findings(transcript: list[Step], before_index: int | None) -> list[Finding]:
+    """The observations of the run before the proposal (reads, notes, routing): what the agent had found."""
+    found = []
+    for step in transcript:
+        if before_index is not None and step.index >= before_index:
+            break
+        if step.kind != Step.Kind.OBSERVATION:
+            continue
+        output = step.tool_output or {}
+        found.append(
+            Finding(
+                tool=step.tool_name,
+                ok=bool(output.get("ok")),
+                summary=observation_summary(output),
+                raw=_pretty_json(output.get("data") if output.get("ok") else output),
+            )
+        )
+    return found
+
+
+def decision_context(action: ProposedAction, transcript: list[Step]) -> DecisionContext:
+    """Pure, given the run's transcript: what the agent found, the state diff its tool read, what comes next."""
+    from agent.tools import get_tool
+
+    before = action.step.index if action.step_id and getattr(action, "step", None) else None
+    context = DecisionContext(
+        findings=_findings(transcript, before),
+        follow_up=proposal_follow_up(run=action.run, action=action, transcript=transcript),
+    )
+    tool = get_tool(action.tool)
+    context.state_readable = bool(tool and tool.can_read_current)
+    state = action.current_state or {}
+    if state:
+        context.state_rows = [row for row in state.get("fields", []) if isinstance(row, dict)]
+        context.state_message = "" if state.get("ok") else str(state.get("message", ""))
+        read_at = state.get("read_at")
+        context.state_read_at = datetime.fromisoformat(read_at) if isinstance(read_at, str) else None
+    return context
+
+
 def action_present(action: ProposedAction, *, rating: Rating | None) -> ProposedAction:
     """Attach what the action card shows. Pure: no queries, so views may call it on a service's result."""
     action.pretty_args, action.args_are_sql = _pretty_args(action.tool, action.args)  # type: ignore[attr-defined]
     action.args_json = _pretty_json(action.args)  # type: ignore[attr-defined]
+    action.args_line = _args_line(action.tool, action.args)  # type: ignore[attr-defined]
     action.my_rating = rating  # type: ignore[attr-defined]
+    action.dom_id = f"action-{action.pk}"  # type: ignore[attr-defined]
+    # A dry-run note or reply is rated as the drafted text (its step), not a second time as a call.
+    action.rated_as_draft = action.is_dry_run and action.tool in DRAFT_TOOLS  # type: ignore[attr-defined]
     action.is_real_pending = action.status == ProposedAction.Status.PENDING  # type: ignore[attr-defined]
     # While the transcript is polled, a card the reviewer may be typing into keeps its DOM (hx-preserve);
     # cards the worker still changes (approved -> executed -> verified) are swapped.
@@ -124,6 +256,7 @@ def action_present(action: ProposedAction, *, rating: Rating | None) -> Proposed
     )
     if action.execution_result is not None:
         action.pretty_result = _pretty_json(action.execution_result)  # type: ignore[attr-defined]
+    _sla_present(action, timezone.now())
     return action
 
 
@@ -134,6 +267,7 @@ def step_present(step: Step, *, rating: Rating | None) -> Step:
     step.is_draft = step.kind == Step.Kind.ACTION and step.tool_name in DRAFT_TOOLS  # type: ignore[attr-defined]
     step.draft_text = (step.tool_input or {}).get("body", "") if step.is_draft else ""  # type: ignore[attr-defined]
     step.my_rating = rating  # type: ignore[attr-defined]
+    step.dom_id = f"step-{step.pk}"  # type: ignore[attr-defined]
     return step
 
 
@@ -141,14 +275,109 @@ def _mine(ratings: list[Rating]) -> Rating | None:
     return ratings[0] if ratings else None
 
 
+# --- The ticket page: the decision screen ------------------------------------------------------------------------
+
+
+@dataclass
+class Entry:
+    """One line of a collapsed transcript: a thought, a call with its result, or the final answer."""
+
+    kind: str
+    step: Step
+    result: Step | None = None
+    summary: str = ""
+    ok: bool = True
+    repeats: int = 1
+    args_line: str = ""
+    proposals: list[ProposedAction] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.step.tool_name, self.args_line, self.summary)
+
+
+def transcript_entries(transcript: list[Step]) -> list[Entry]:
+    """The transcript with each call and its observation on one line, and a call repeated as it was (a retry
+    that got the same answer) counted instead of shown again with the thought that introduced it."""
+    results = {s.tool_call_id: s for s in transcript if s.kind == Step.Kind.OBSERVATION and s.tool_call_id}
+    entries: list[Entry] = []
+    for step in transcript:
+        if step.kind == Step.Kind.OBSERVATION and step.tool_call_id in results:
+            continue
+        if step.kind == Step.Kind.ACTION:
+            result = results.get(step.tool_call_id)
+            output = result.tool_output if result is not None else None
+            entry = Entry(
+                kind="call",
+                step=step,
+                result=result,
+                summary=observation_summary(output) if result is not None else "",
+                ok=bool(output and output.get("ok")),
+                args_line=_args_line(step.tool_name, step.tool_input),
+                proposals=list(getattr(step, "proposals", [])),
+            )
+            previous = next((e for e in reversed(entries) if e.kind == "call"), None)
+            if previous is not None and previous.key == entry.key and not entry.proposals and not previous.proposals:
+                previous.repeats += 1
+                if entries[-1].kind == "thought":
+                    entries.pop()  # the thought that introduced the repeat says nothing new
+                continue
+            entries.append(entry)
+        elif step.kind == Step.Kind.OBSERVATION:
+            output = step.tool_output or {}
+            entries.append(Entry("result", step, summary=observation_summary(output), ok=bool(output.get("ok"))))
+        else:
+            entries.append(Entry(str(step.kind), step))
+    return entries
+
+
+@dataclass(frozen=True)
+class PresenceInfo:
+    assignee: AbstractBaseUser | None
+    assigned_at: datetime | None
+    others: list[str]  # other reviewers with the ticket open now
+    assignee_here: bool
+    mine: bool
+
+
+@dataclass(frozen=True)
+class TicketDetail:
+    ticket: Ticket
+    comments: list[TicketComment]
+    runs: list[AgentRun]
+    decisions: list[ProposedAction]
+    any_run_active: bool
+    presence: PresenceInfo
+
+
+def presence_info(*, ticket: Ticket, user: AbstractBaseUser, now: datetime | None = None) -> PresenceInfo:
+    """Who holds the ticket, and who else has it open now (one query)."""
+    now = now or timezone.now()
+    here = list(
+        Presence.objects.filter(ticket=ticket, seen_at__gte=now - PRESENCE_WINDOW)
+        .select_related("user")
+        .order_by("seen_at")
+    )
+    names = {p.user_id: p.user.get_username() for p in here}
+    return PresenceInfo(
+        assignee=ticket.assignee,
+        assigned_at=ticket.assigned_at,
+        others=[name for user_id, name in names.items() if user_id != user.pk],
+        assignee_here=ticket.assignee_id in names,
+        mine=ticket.assignee_id == user.pk,
+    )
+
+
 def ticket_detail_get(*, ticket_id: int, user: AbstractBaseUser) -> TicketDetail | None:
-    """A ticket, its comments, and each run's transcript with its proposals and this user's ratings."""
-    ticket = Ticket.objects.select_related("tenant_link").filter(pk=ticket_id).first()
+    """A ticket, its comments, each run's collapsed transcript with its proposals and this user's ratings, and a
+    decision context for every pending proposal."""
+    ticket = Ticket.objects.select_related("tenant_link", "assignee").filter(pk=ticket_id).first()
     if ticket is None:
         return None
     my_ratings = Rating.objects.filter(user=user)
     actions = ProposedAction.objects.select_related("decided_by").prefetch_related(
-        Prefetch("ratings", queryset=my_ratings, to_attr="my_ratings")
+        Prefetch("ratings", queryset=my_ratings, to_attr="my_ratings"),
+        Prefetch("notifications", queryset=Notification.objects.order_by("created_at"), to_attr="sent"),
     )
     steps = Step.objects.order_by("index").prefetch_related(
         Prefetch("ratings", queryset=my_ratings, to_attr="my_ratings"),
@@ -156,33 +385,68 @@ def ticket_detail_get(*, ticket_id: int, user: AbstractBaseUser) -> TicketDetail
     )
     runs = list(
         AgentRun.objects.filter(ticket=ticket)
-        .select_related("workflow")
+        .select_related("workflow", "closed_by")
         .prefetch_related(Prefetch("steps", queryset=steps, to_attr="transcript"))
         .order_by("created_at", "id")
     )
+    decisions = []
     for run in runs:
+        run.ticket = ticket  # the follow-up plan reads the ticket's tenant and text: no query per run
         run.is_final = run.status in FINAL_RUN_STATUSES  # type: ignore[attr-defined]
+        run.is_open_escalation = run.status in (AgentRun.Status.ESCALATED, AgentRun.Status.TAKEN_OVER) and not (  # type: ignore[attr-defined]
+            run.outcome
+        )
+        run.can_take_over = not run.is_final or run.is_open_escalation  # type: ignore[attr-defined]
         for step in run.transcript:  # type: ignore[attr-defined]
             step_present(step, rating=_mine(step.my_ratings))
             for action in step.proposals:
+                action.run = run
+                action.step = step
                 action_present(action, rating=_mine(action.my_ratings))
+                if action.status == ProposedAction.Status.PENDING:
+                    action.context = decision_context(action, run.transcript)  # type: ignore[attr-defined]
+                    action.context.notifications = action.sent  # type: ignore[attr-defined]
+                    decisions.append(action)
+        run.entries = transcript_entries(run.transcript)  # type: ignore[attr-defined]
     return TicketDetail(
         ticket=ticket,
         comments=list(ticket.comments.order_by("created_at", "id")),
         runs=runs,
+        decisions=decisions,
         any_run_active=any(not run.is_final for run in runs),  # type: ignore[attr-defined]
+        presence=presence_info(ticket=ticket, user=user),
     )
 
 
+def ticket_live_get(*, ticket_id: int) -> tuple[Ticket, list[TicketComment]] | None:
+    """The parts of a ticket that change outside the agent (status, comments from Zendesk), for the live poll."""
+    ticket = Ticket.objects.select_related("tenant_link", "assignee").filter(pk=ticket_id).first()
+    if ticket is None:
+        return None
+    return ticket, list(ticket.comments.order_by("created_at", "id"))
+
+
 def action_get(*, action_id: int, user: AbstractBaseUser) -> ProposedAction | None:
-    """One proposal for its card, with this user's rating."""
+    """One proposal for its card, with this user's rating; a pending one with its decision context."""
     action = (
-        ProposedAction.objects.select_related("run", "decided_by")
+        ProposedAction.objects.select_related("run__ticket__tenant_link", "run__ticket__assignee", "run__workflow")
+        .select_related("decided_by", "step")
         .prefetch_related(Prefetch("ratings", queryset=Rating.objects.filter(user=user), to_attr="my_ratings"))
         .filter(pk=action_id)
         .first()
     )
-    return action_present(action, rating=_mine(action.my_ratings)) if action else None  # type: ignore[attr-defined]
+    if action is None:
+        return None
+    action_present(action, rating=_mine(action.my_ratings))  # type: ignore[attr-defined]
+    if action.status == ProposedAction.Status.PENDING:
+        transcript = list(Step.objects.filter(run_id=action.run_id).order_by("index"))
+        action.context = decision_context(action, transcript)  # type: ignore[attr-defined]
+        action.context.notifications = list(action.notifications.order_by("created_at"))  # type: ignore[attr-defined]
+    return action
+
+
+def run_get(*, run_id: int) -> AgentRun | None:
+    return AgentRun.objects.select_related("ticket", "workflow", "closed_by").filter(pk=run_id).first()
 
 
 def draft_step_get(*, step_id: int, user: AbstractBaseUser) -> Step | None:

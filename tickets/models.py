@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 
@@ -60,9 +61,24 @@ class Ticket(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     solved_at = models.DateTimeField(null=True, blank=True)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="assigned_tickets",
+        help_text="The reviewer working this ticket in the console (a claim, or a take-over).",
+    )
+    assigned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # Keyset pagination of the tickets view walks these in either direction.
+        indexes = [
+            models.Index(fields=["created_at", "id"], name="ticket_created_keyset"),
+            models.Index(fields=["updated_at", "id"], name="ticket_updated_keyset"),
+            models.Index(fields=["external_id"], name="ticket_external_id"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["source", "external_id"], name="ticket_source_external_id_unique")
         ]

@@ -8,13 +8,15 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from agentconsole.errors import InvalidTransition
+from agentconsole.errors import ConflictError, InvalidTransition
 from audit.models import AuditEvent
 from audit.services import audit_event_record
 from tickets.models import TenantLink, Ticket, TicketComment, WebhookEvent
 from tickets.zendesk_webhook import EVENT_COMMENT_ADDED, EVENT_TICKET_CREATED, ParsedEvent, TicketDetail
 
 TICKET_CLOSED = "A closed ticket cannot change status."
+CLAIMED_BY_ANOTHER = "{name} has already claimed this ticket."
+NOT_YOUR_CLAIM = "Only {name} can release this claim; take it instead."
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,36 @@ def ticket_set_status(
         payload={"from": previous, "to": status},
         user=user,
         actor_kind=actor_kind,
+    )
+    return ticket
+
+
+@transaction.atomic
+def ticket_assign(
+    *, ticket: Ticket, assignee: AbstractBaseUser | None, user: AbstractBaseUser, force: bool = False
+) -> Ticket:
+    """Claim a ticket for a reviewer (or release it with assignee=None), audited. A ticket someone else holds is
+    taken only with force=True, on purpose, so two reviewers never both believe they hold it."""
+    ticket = Ticket.objects.select_for_update(of=("self",)).select_related("assignee").get(pk=ticket.pk)
+    previous = ticket.assignee
+    if previous is not None and assignee is not None and previous.pk != assignee.pk and not force:
+        raise ConflictError(CLAIMED_BY_ANOTHER.format(name=previous.get_username()))
+    if previous is not None and assignee is None and previous.pk != user.pk and not force:
+        raise ConflictError(NOT_YOUR_CLAIM.format(name=previous.get_username()))
+    if (previous.pk if previous else None) == (assignee.pk if assignee else None):
+        return ticket
+    ticket.assignee = assignee
+    ticket.assigned_at = timezone.now() if assignee is not None else None
+    ticket.save(update_fields=["assignee", "assigned_at", "updated_at"])
+    audit_event_record(
+        verb="ticket.assigned" if assignee is not None else "ticket.released",
+        obj=ticket,
+        payload={
+            "from": previous.get_username() if previous else None,
+            "to": assignee.get_username() if assignee else None,
+            "taken": bool(previous and assignee and force),
+        },
+        user=user,
     )
     return ticket
 

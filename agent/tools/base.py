@@ -21,6 +21,7 @@ TENANT_MISMATCH = "This ticket belongs to tenant {bound!r}; a call naming tenant
 INVALID_ARGUMENTS = "The arguments do not match the tool's schema."
 INTERNAL_ERROR = "The tool failed unexpectedly: {error}"
 NOT_VERIFIABLE = "This tool has no verifier."
+NO_STATE_READ = "This tool cannot read the state it would change."
 
 
 @cache
@@ -115,8 +116,15 @@ class ToolContext:
     idempotency_key: str | None = None
 
 
+def state_field(name: str, current: Any, after: Any) -> dict[str, Any]:
+    """One row of a proposal's diff: a field the write changes, its value now, and what it should be after
+    (a value, or a sentence such as "above 41" when only the write can know the exact value)."""
+    return {"field": name, "current": current, "after": after}
+
+
 class Tool:
-    """Subclass, set the class attributes, implement run(); writes also implement verify().
+    """Subclass, set the class attributes, implement run(); writes also implement verify(), and read_current()
+    when they can show a reviewer what they would change.
 
     The gate's rules read these properties, never tool names: `risk` (read, write to the company's systems, or
     helpdesk), and `customer_facing` (the customer reads or is affected by it: held back until every write of the
@@ -131,6 +139,8 @@ class Tool:
     # The system behind the tool applies a request once per idempotency key, so a call of unknown outcome may be
     # sent again with the same key. Without it such a call is never sent twice.
     idempotent_sends: ClassVar[bool] = False
+    # For reviewers: what the verifier re-reads after the write, in one sentence. Empty for tools without one.
+    verify_summary: ClassVar[str] = ""
 
     def run(self, args: BaseModel, ctx: ToolContext) -> Observation:
         raise NotImplementedError
@@ -138,6 +148,15 @@ class Tool:
     def verify(self, args: BaseModel, ctx: ToolContext, result: Observation, started_at: datetime) -> Observation:
         """Re-read system state and prove the write had its effect. Reads and helpdesk tools need none."""
         return Observation.failure(ErrorType.INTERNAL, NOT_VERIFIABLE)
+
+    def read_current(self, args: BaseModel, ctx: ToolContext) -> Observation:
+        """Read, now, the state this call would change, for the reviewer's diff: success with
+        {"fields": [state_field(...), ...]}. A read only; never called for a dry run's sake on the agent's behalf.
+
+        The hook an effect contract fills in: a declared read operation and the fields it compares. Tools that
+        cannot read their state keep this default, and the console says the diff is not available.
+        """
+        return Observation.failure(ErrorType.INTERNAL, NO_STATE_READ)
 
     @property
     def has_verifier(self) -> bool:
@@ -157,6 +176,10 @@ class Tool:
         if verification.error_type == ErrorType.VERIFICATION_FAILED:
             return Reconciled.NOT_APPLIED, verification
         return Reconciled.UNKNOWN, verification
+
+    @property
+    def can_read_current(self) -> bool:
+        return type(self).read_current is not Tool.read_current
 
     def parse_args(self, raw: dict[str, Any]) -> BaseModel | Observation:
         try:
@@ -216,6 +239,20 @@ class Tool:
             return Reconciled.UNKNOWN, Observation.failure(
                 ErrorType.INTERNAL, INTERNAL_ERROR.format(error=type(exc).__name__)
             )
+
+    def invoke_read_current(self, raw_args: dict[str, Any], ctx: ToolContext) -> Observation:
+        """Validate, bind to the tenant, read the current state. Never raises."""
+        args = self.parse_args(raw_args)
+        if isinstance(args, Observation):
+            return args
+        refused = self.check_tenant(args, ctx)
+        if refused is not None:
+            return refused
+        try:
+            return self.read_current(args, ctx)
+        except Exception as exc:
+            logger.exception("state read of %s crashed", self.name)
+            return Observation.failure(ErrorType.INTERNAL, INTERNAL_ERROR.format(error=type(exc).__name__))
 
     def spec(self) -> dict[str, Any]:
         """The tool as the model sees it (name, description, JSON schema of its arguments)."""

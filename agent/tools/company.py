@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.models import ConfigPatch
 from agent.tools import register
 from agent.tools.admin_api import admin_api
-from agent.tools.base import ErrorType, Observation, Risk, Tool, ToolContext
+from agent.tools.base import ErrorType, Observation, Risk, Tool, ToolContext, state_field
 
 NOTHING_TO_VERIFY = "The write did not succeed, so there is no effect to verify."
 NO_BASELINE = (
@@ -107,6 +107,22 @@ class ResetTenantCache(Tool):
     args_schema = TenantArgs
     risk = Risk.WRITE
     idempotent_sends = True  # the Admin API honours Idempotency-Key
+    verify_summary = "Re-reads the tenant: cache_version must have risen and cache_reset_at be after the call."
+
+    def read_current(self, args: TenantArgs, ctx: ToolContext) -> Observation:
+        with admin_api() as api:
+            now = api.get_tenant(args.tenant_id)
+        if isinstance(now, Observation):
+            return now
+        tenant = now.body
+        return Observation.success(
+            {
+                "fields": [
+                    state_field("cache_version", tenant.cache_version, f"above {tenant.cache_version}"),
+                    state_field("cache_reset_at", _iso(tenant.cache_reset_at), "the time of the reset"),
+                ]
+            }
+        )
 
     def run(self, args: TenantArgs, ctx: ToolContext) -> Observation:
         with admin_api() as api:
@@ -167,6 +183,20 @@ class ExtendTrial(Tool):
     args_schema = ExtendTrialArgs
     risk = Risk.WRITE
     idempotent_sends = True  # the Admin API honours Idempotency-Key
+    verify_summary = "Re-reads the tenant: trial_ends_at must be the previous end plus the days granted."
+
+    def read_current(self, args: ExtendTrialArgs, ctx: ToolContext) -> Observation:
+        with admin_api() as api:
+            now = api.get_tenant(args.tenant_id)
+        if isinstance(now, Observation):
+            return now
+        tenant = now.body
+        end = _aware(tenant.trial_ends_at) if tenant.trial_ends_at else None
+        after = _iso(end + timedelta(days=args.days)) if end else f"{args.days} day(s) from the time of the call"
+        fields = [state_field("trial_ends_at", _iso(end), after)]
+        if tenant.status != "trialing":
+            fields.append(state_field("status", tenant.status, "trialing (the Admin API refuses other tenants)"))
+        return Observation.success({"fields": fields})
 
     def run(self, args: ExtendTrialArgs, ctx: ToolContext) -> Observation:
         with admin_api() as api:
@@ -232,6 +262,22 @@ class UnlockUser(Tool):
     args_schema = UnlockUserArgs
     risk = Risk.WRITE
     idempotent_sends = True  # the Admin API honours Idempotency-Key
+    verify_summary = "Re-reads the user: locked must be false."
+
+    def read_current(self, args: UnlockUserArgs, ctx: ToolContext) -> Observation:
+        with admin_api() as api:
+            now = api.get_user(args.tenant_id, args.email)
+        if isinstance(now, Observation):
+            return now
+        user = now.body
+        return Observation.success(
+            {
+                "fields": [
+                    state_field("locked", user.locked, False),
+                    state_field("failed_logins", user.failed_logins, 0),
+                ]
+            }
+        )
 
     def run(self, args: UnlockUserArgs, ctx: ToolContext) -> Observation:
         with admin_api() as api:
@@ -267,6 +313,18 @@ class ApplyConfigPatch(Tool):
     args_schema = ApplyConfigPatchArgs
     risk = Risk.WRITE
     idempotent_sends = True  # the Admin API honours Idempotency-Key
+    verify_summary = "Re-reads the tenant's configuration: the patched key must hold the patch's value."
+
+    def read_current(self, args: ApplyConfigPatchArgs, ctx: ToolContext) -> Observation:
+        patch = ConfigPatch.objects.filter(patch_id=args.patch_id, enabled=True).first()
+        if patch is None:
+            return Observation.failure(ErrorType.REFUSED, UNKNOWN_PATCH.format(patch_id=args.patch_id, known="…"))
+        with admin_api() as api:
+            now = api.get_config(args.tenant_id)
+        if isinstance(now, Observation):
+            return now
+        current = now.body.values.get(patch.config_key)
+        return Observation.success({"fields": [state_field(patch.config_key, current, patch.value)]})
 
     def run(self, args: ApplyConfigPatchArgs, ctx: ToolContext) -> Observation:
         patch = ConfigPatch.objects.filter(patch_id=args.patch_id, enabled=True).first()

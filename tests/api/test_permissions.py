@@ -24,7 +24,11 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int]] = {
     ("GET", "/api/actions/{action}"): (401, 403, 200, 200),
     ("POST", "/api/actions/{action}/approve"): (401, 403, 200, 200),
     ("POST", "/api/actions/{action}/reject"): (401, 403, 200, 200),
+    ("POST", "/api/actions/{action}/respond"): (401, 403, 200, 200),
     ("POST", "/api/actions/{action}/rate"): (401, 403, 200, 200),
+    ("POST", "/api/runs/{run}/take-over"): (401, 403, 200, 200),
+    # The world's run waits on a reviewer; only an escalated or taken-over run is closed (409 once allowed in).
+    ("POST", "/api/runs/{run}/close"): (401, 403, 409, 409),
     ("POST", "/api/steps/{step}/rate"): (401, 403, 200, 200),
     ("GET", "/api/workflows"): (401, 403, 200, 200),
     ("POST", "/api/workflows/{workflow}/phase"): (401, 403, 403, 200),
@@ -36,6 +40,9 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int]] = {
 BODIES = {
     "/api/actions/{action}/approve": {},
     "/api/actions/{action}/reject": {"reason": "Wrong tenant."},
+    "/api/actions/{action}/respond": {"feedback": "Check the logs first."},
+    "/api/runs/{run}/take-over": {"reason": "I know this customer."},
+    "/api/runs/{run}/close": {"outcome": "resolved"},
     "/api/actions/{action}/rate": {"value": 1},
     "/api/steps/{step}/rate": {"value": -1, "comment": "Too long."},
     "/api/workflows/{workflow}/phase": {"phase": "shadow", "reason": "Back to watching."},

@@ -35,7 +35,9 @@ def test_it_approves_from_the_queue_and_watches_the_run_verify_and_reply(company
     expect(runs.locator("ol.timeline")).to_contain_text("No steps yet.")
     worker.start()
     # No reload: the transcript grows by itself until the write waits for a reviewer.
-    expect(runs.get_by_role("button", name="Approve & run — real action")).to_be_visible(timeout=60_000)
+    expect(page.locator("#live").get_by_role("button", name="Approve & run — real action")).to_be_visible(
+        timeout=60_000
+    )
     expect(runs.locator("code.tool", has_text="run_sql").first).to_be_visible()
     expect(runs.locator("code.tool", has_text="route_ticket").first).to_be_visible()
     run = wait_for_run(ticket, {"awaiting_approval"}, worker)
@@ -46,7 +48,7 @@ def test_it_approves_from_the_queue_and_watches_the_run_verify_and_reply(company
     expect(pending).to_contain_text("#8101 Locked out")
     expect(pending).to_contain_text("Triage")
     screenshot(page, "queue")
-    pending.get_by_role("link", name="Review").click()
+    pending.get_by_role("link", name="#8101 Locked out").click()
 
     expect(page).to_have_url(re.compile(rf"/tickets/{ticket.pk}/"))
     card = _card(page, action)

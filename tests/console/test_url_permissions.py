@@ -13,7 +13,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from agent.models import ProposedAction, Rating, Step, Workflow
+from agent.models import AgentRun, ProposedAction, Rating, Step, Workflow
 from tests.factories import (
     AgentRunFactory,
     ProposedActionFactory,
@@ -37,6 +37,8 @@ LOGIN = "/accounts/login/?next={url}"
 ADMIN_LOGIN = "/admin/login/?next={url}"
 TO_ACTION = "/tickets/{ticket}/#action-{action}"
 TO_DRAFT = "/tickets/{ticket}/#step-{draft}"
+TO_TICKET = "/tickets/{ticket}/"
+TO_RUN = "/tickets/{ticket}/#run-{run}"
 NO = (405, 405, 405, 405)  # the wrong method, for everyone: require_GET / require_POST run before login_required
 
 
@@ -52,6 +54,19 @@ MATRIX: dict[str, Row] = {
     # url name                  GET: anonymous, outsider, reviewer, admin / POST: the same four
     "console:home": Row(get=(LOGIN, 403, 200, 200), post=NO),
     "console:queue-counts": Row(get=(LOGIN, 403, 200, 200), post=NO),
+    "console:next-pending": Row(get=(LOGIN, 403, 200, 200), post=(LOGIN, 403, TO_ACTION, TO_ACTION), writes=True),
+    "console:ticket-list": Row(get=(LOGIN, 403, 200, 200), post=NO),
+    "console:ticket-live": Row(get=(LOGIN, 403, 200, 200), post=NO),
+    "console:ticket-presence": Row(get=NO, post=(LOGIN, 403, TO_TICKET, TO_TICKET)),
+    "console:ticket-claim": Row(get=NO, post=(LOGIN, 403, TO_TICKET, TO_TICKET), writes=True),
+    "console:ticket-release": Row(get=NO, post=(LOGIN, 403, TO_TICKET, TO_TICKET)),
+    "console:action-respond": Row(
+        get=NO, post=(LOGIN, 403, TO_ACTION, TO_ACTION), data={"feedback": "Check the logs first."}, writes=True
+    ),
+    "console:action-refresh-state": Row(get=NO, post=(LOGIN, 403, TO_ACTION, TO_ACTION)),
+    "console:run-take-over": Row(get=NO, post=(LOGIN, 403, TO_RUN, TO_RUN), writes=True),
+    # The world's run is waiting on a reviewer, not escalated: closing it is refused (409) even when allowed.
+    "console:run-close": Row(get=NO, post=(LOGIN, 403, 409, 409), data={"outcome": "resolved"}),
     "console:ticket-detail": Row(get=(LOGIN, 403, 200, 200), post=NO),
     "console:action-detail": Row(get=(LOGIN, 403, 200, 200), post=NO),
     "console:action-approve": Row(get=NO, post=(LOGIN, 403, TO_ACTION, TO_ACTION), writes=True),
@@ -81,6 +96,7 @@ MATRIX: dict[str, Row] = {
 @dataclass
 class World:
     ticket: object
+    run: AgentRun
     action: ProposedAction
     draft: Step
     workflow: Workflow
@@ -91,7 +107,17 @@ class World:
         self.action.refresh_from_db()
         self.workflow.refresh_from_db()
         self.autonomous.refresh_from_db()
-        return (self.action.status, self.workflow.phase, self.autonomous.phase, Rating.objects.count())
+        self.ticket.refresh_from_db()
+        self.run.refresh_from_db()
+        return (
+            self.action.status,
+            self.workflow.phase,
+            self.autonomous.phase,
+            Rating.objects.count(),
+            self.ticket.assignee_id,
+            self.run.status,
+            self.run.outcome,
+        )
 
 
 @pytest.fixture
@@ -107,12 +133,14 @@ def world() -> World:
         run=run, index=1, kind=Step.Kind.ACTION, tool_name="reply_to_customer", tool_input={"body": "Hi"}
     )
     action = ProposedActionFactory(run=run, step=step, args={"tenant_id": "acme"}, status=ProposedAction.Status.PENDING)
-    return World(ticket=ticket, action=action, draft=draft, workflow=workflow, autonomous=autonomous)
+    return World(ticket=ticket, run=run, action=action, draft=draft, workflow=workflow, autonomous=autonomous)
 
 
 def _args(name: str, world: World) -> list[object]:
-    if name == "console:ticket-detail":
+    if name.startswith("console:ticket-") and name != "console:ticket-list":
         return [world.ticket.pk]
+    if name.startswith("console:run-"):
+        return [world.run.pk]
     if name.startswith("console:action-"):
         return [world.action.pk]
     if name == "console:step-rate":
@@ -171,7 +199,12 @@ def test_it_gives_each_user_the_status_in_the_table(request, world, name, method
 
     if isinstance(expected, str):
         location = expected.format(
-            url=url, ticket=world.ticket.pk, action=world.action.pk, draft=world.draft.pk, workflow=world.workflow.slug
+            url=url,
+            ticket=world.ticket.pk,
+            run=world.run.pk,
+            action=world.action.pk,
+            draft=world.draft.pk,
+            workflow=world.workflow.slug,
         )
         assert (response.status_code, response.get("Location")) == (302, location)
     else:

@@ -12,13 +12,14 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Migrate, seed, then run the web server and a Celery worker together until Ctrl-C."
+    help = "Migrate, seed, then run the web server and a Celery worker (with beat) together until Ctrl-C."
 
     def add_arguments(self, parser) -> None:  # noqa: ANN001
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
 
     def handle(self, *args: object, **options: object) -> None:
+        os.makedirs(settings.VAR_DIR / "celery", exist_ok=True)
         for folder in settings.CELERY_BROKER_TRANSPORT_OPTIONS.values():
             os.makedirs(folder, exist_ok=True)
         call_command("migrate", interactive=False, verbosity=0)
@@ -39,12 +40,19 @@ class Command(BaseCommand):
                 "threads",
                 "--concurrency",
                 "8",
+                # Beat inside the worker runs the periodic tasks (the approval SLA sweep): fine for one demo
+                # process; production runs one `celery beat` beside its workers.
+                "--beat",
+                "--schedule",
+                str(settings.VAR_DIR / "celery" / "beat-schedule"),
             ]
         )
         web = subprocess.Popen([python, "manage.py", "runserver", "--noreload", address])
         self.stdout.write(self.style.SUCCESS(f"\nAgent Console is running at http://{address}/  (Ctrl-C stops it)"))
         self.stdout.write(f"Django admin: http://{address}/admin/")
         self.stdout.write(f"Broker: {settings.CELERY_BROKER_URL}   Database: {settings.DATABASES['default']['NAME']}")
+        if settings.EMAIL_BACKEND.endswith("filebased.EmailBackend"):
+            self.stdout.write(f"Approval e-mails are written to {settings.EMAIL_FILE_PATH}/")
         self.stdout.write(
             "Send a signed test ticket: DJANGO_DEBUG=true "
             f"ZENDESK_WEBHOOK_SECRET={settings.ZENDESK_WEBHOOK_SECRET} .venv/bin/python manage.py "

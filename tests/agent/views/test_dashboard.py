@@ -199,3 +199,14 @@ def test_it_names_every_week_of_twelve_but_thins_out_twenty_six() -> None:
 def test_it_charts_an_empty_series_without_dividing_by_zero() -> None:
     assert line_chart_svg(title="t", x_labels=[], series={}).count("<polyline") == 0
     assert bar_chart_svg(title="t", labels=["a"], values=[0.0]).count("<rect") == 1
+
+
+def test_it_never_counts_a_shadow_run_as_a_resolved_ticket(reviewer) -> None:
+    from django.utils import timezone
+
+    from agent.dashboard import dashboard_get
+
+    AgentRunFactory(status="completed", phase="shadow", finished_at=timezone.now())
+    AgentRunFactory(status="completed", phase="autonomous", finished_at=timezone.now())
+    dashboard = dashboard_get(weeks=2)
+    assert (dashboard.completed, dashboard.autonomous) == (1, 1)

@@ -72,7 +72,7 @@ def test_it_serves_the_card_as_a_page_and_as_a_fragment(reviewer, action) -> Non
     page = reviewer.get(f"/actions/{action.pk}/").content.decode()
     fragment = reviewer.get(f"/actions/{action.pk}/", headers=HX).content.decode()
     assert "<html" in page and f'id="action-{action.pk}"' in page
-    assert "<html" not in fragment and fragment.strip().startswith(f'<div id="action-{action.pk}"')
+    assert "<html" not in fragment and fragment.strip().startswith(f'<article id="action-{action.pk}"')
 
 
 @pytest.mark.parametrize("client_name", ["reviewer", "admin"])

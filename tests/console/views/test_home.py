@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from agent.models import AgentRun, ProposedAction, Step, Workflow
 from tests.factories import AgentRunFactory, ProposedActionFactory, WorkflowFactory
@@ -84,22 +85,29 @@ def test_it_lists_proposals_oldest_first_and_leaves_out_decided_ones(reviewer) -
     ProposedActionFactory(run__ticket__subject="Already approved", status=ProposedAction.Status.APPROVED)
     ProposedAction.objects.filter(pk=first.pk).update(created_at=first.created_at.replace(year=2020))
     body = reviewer.get("/").content.decode()
-    assert body.index("Oldest ticket") < body.index("Newest ticket")
-    assert "Already approved" not in body
-    assert "years" in body  # how long the oldest one has waited
+    pending = body[body.index('id="pending"') : body.index('id="escalations"')]
+    assert pending.index("Oldest ticket") < pending.index("Newest ticket")
+    assert "Already approved" not in pending
+    assert "years" in pending  # how long the oldest one has waited
 
 
-def test_it_lists_active_runs_and_not_finished_ones(reviewer) -> None:
+def test_it_lists_working_runs_and_open_escalations_and_not_finished_ones(reviewer) -> None:
     AgentRunFactory(status=AgentRun.Status.RUNNING, ticket__subject="Working on it")
+    AgentRunFactory(status=AgentRun.Status.QUEUED, ticket__subject="Waiting for a worker")
     AgentRunFactory(status=AgentRun.Status.ESCALATED, ticket__subject="Handed to humans")
+    AgentRunFactory(status=AgentRun.Status.TAKEN_OVER, ticket__subject="Taken by Rita")
+    AgentRunFactory(status=AgentRun.Status.ESCALATED, outcome="resolved", ticket__subject="Closed escalation")
     AgentRunFactory(status=AgentRun.Status.COMPLETED, ticket__subject="All done")
     body = reviewer.get("/").content.decode()
-    assert "Working on it" in body
-    assert "Handed to humans" in body
+    escalations = body[body.index('id="escalations"') : body.index('id="working"')]
+    working = body[body.index('id="working"') :]
+    assert "Handed to humans" in escalations and "Taken by Rita" in escalations
+    assert "Working on it" in working and "Waiting for a worker" in working
+    assert "Closed escalation" not in body
     assert "All done" not in body
 
 
-def test_it_filters_by_workflow_phase_and_status(reviewer) -> None:
+def test_it_filters_by_workflow_and_phase(reviewer) -> None:
     cache = WorkflowFactory(name="Cache")
     trial = WorkflowFactory(name="Trial")
     ProposedActionFactory(run__workflow=cache, run__ticket__subject="Cache ticket")
@@ -115,29 +123,49 @@ def test_it_filters_by_workflow_phase_and_status(reviewer) -> None:
     body = reviewer.get("/", {"phase": "shadow"}).content.decode()
     assert "Shadow esc" in body and "Trial running" not in body and "Cache ticket" not in body
 
-    body = reviewer.get("/", {"status": "running"}).content.decode()
-    assert "Trial running" in body and "Shadow esc" not in body
+    body = reviewer.get("/", {"workflow": trial.pk, "phase": "triage"}).content.decode()
+    assert "Trial running" in body and "Trial ticket" in body and "Shadow esc" not in body
 
 
 def test_it_ignores_a_filter_it_does_not_understand(reviewer) -> None:
     ProposedActionFactory(run__ticket__subject="Still listed")
-    response = reviewer.get("/", {"workflow": "abc", "status": "completed"})
+    response = reviewer.get("/", {"workflow": "abc", "phase": "sideways"})
     assert response.status_code == 200
     assert b"Still listed" in response.content
     assert b"were not understood" in response.content
 
 
 def test_it_counts_pending_running_and_escalated_live(reviewer) -> None:
-    ProposedActionFactory.create_batch(3)
+    ProposedActionFactory.create_batch(3, run__status=AgentRun.Status.AWAITING_APPROVAL)
+    ProposedActionFactory(run__status=AgentRun.Status.AWAITING_APPROVAL, sla_due_at=timezone.now())
     AgentRunFactory.create_batch(2, status=AgentRun.Status.RUNNING)
     AgentRunFactory(status=AgentRun.Status.ESCALATED)
+    AgentRunFactory(status=AgentRun.Status.ESCALATED, outcome="no_action")  # closed: counted nowhere
     page = reviewer.get("/").content.decode()
     assert 'hx-get="/queue/counts/" hx-trigger="every 5s"' in page
     fragment = reviewer.get("/queue/counts/", headers=HX).content.decode()
     assert "<html" not in fragment
-    assert "<strong>3</strong> pending" in fragment
+    assert "<strong>4</strong> pending" in fragment
+    assert "<strong>1</strong> past SLA" in fragment
     assert "<strong>2</strong> running" in fragment
     assert "<strong>1</strong> escalated" in fragment
+    assert "<strong>0</strong> queued" in fragment
+
+
+def test_it_counts_exactly_the_rows_each_list_shows_under_the_same_filters(reviewer) -> None:
+    cache, trial = WorkflowFactory(name="Cache"), WorkflowFactory(name="Trial")
+    ProposedActionFactory.create_batch(2, run__workflow=cache)
+    ProposedActionFactory(run__workflow=trial)
+    AgentRunFactory(workflow=cache, status=AgentRun.Status.ESCALATED)
+    AgentRunFactory(workflow=trial, status=AgentRun.Status.ESCALATED)
+    page = reviewer.get("/", {"workflow": cache.pk}).content.decode()
+    assert f'hx-get="/queue/counts/?workflow={cache.pk}"' in page
+    pending = page[page.index('id="pending"') : page.index('id="escalations"')]
+    escalations = page[page.index('id="escalations"') : page.index('id="working"')]
+    assert pending.count("data-nav-item") == 2 and "<strong>2</strong> pending" in page
+    assert escalations.count("data-nav-item") == 1 and "<strong>1</strong> escalated" in page
+    fragment = reviewer.get("/queue/counts/", {"workflow": cache.pk}, headers=HX).content.decode()
+    assert "<strong>2</strong> pending" in fragment and "<strong>1</strong> escalated" in fragment
 
 
 def test_it_shows_the_counts_only_to_reviewers(anonymous, outsider) -> None:
@@ -154,10 +182,10 @@ def test_it_runs_the_queue_in_a_fixed_number_of_queries(reviewer, django_assert_
     with CaptureQueriesContext(connection) as many:
         response = reviewer.get("/")
     assert b"<strong>202</strong> pending" in response.content
-    assert b"Showing the 100 that have waited longest." in response.content
+    assert b"Showing the 100 that have waited longest of 202." in response.content
     assert len(many) == len(few)
-    # session, user, groups; pending proposals, runs, two counts, workflows for the filter
-    with django_assert_max_num_queries(8):
+    # session, user, groups; pending proposals, escalations, working runs, two counts, workflows for the filter
+    with django_assert_max_num_queries(9):
         reviewer.get("/")
     with django_assert_max_num_queries(5):
         reviewer.get("/queue/counts/")

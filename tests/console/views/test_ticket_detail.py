@@ -135,7 +135,9 @@ def test_it_shows_a_pending_proposal_as_a_real_action_with_its_decisions(reviewe
     assert f'hx-post="/actions/{action.pk}/approve/"' in body
     assert "Edit args then approve" in body
     assert f'action="/actions/{action.pk}/reject/"' in body
-    assert f'action="/actions/{action.pk}/rate/"' in body
+    assert f'action="/actions/{action.pk}/respond/"' in body
+    assert f'action="/runs/{step.run.pk}/take-over/"' in body
+    assert f'action="/actions/{action.pk}/rate/"' not in body  # decide first: a waiting card offers no thumbs
     assert "hx-preserve" in body  # the poll must not wipe what the reviewer is typing
 
 
@@ -188,6 +190,7 @@ def test_it_renders_the_ticket_in_a_fixed_number_of_queries(reviewer, django_ass
         response = reviewer.get(_url(ticket))
     assert response.content.count(b'class="step step-observation"') == 202
     assert len(many) == len(few)
-    # session, user, groups; ticket, runs, steps, their ratings, proposals, their ratings, comments
-    with django_assert_max_num_queries(10):
+    # session, user, groups; ticket, runs, steps, their ratings, proposals, their ratings and notifications,
+    # comments, presence
+    with django_assert_max_num_queries(12):
         reviewer.get(_url(ticket), headers=HX)
