@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import botocore.session
+import httpx
 from botocore.config import Config
 from botocore.credentials import (
     AssumeRoleCredentialFetcher,
@@ -86,3 +88,40 @@ def aws_client(service: str, *, config: Config) -> Any:
     core = botocore.session.get_session()
     core.get_component("credential_provider").insert_before("env", _AssumedRole(credentials))
     return boto3.session.Session(botocore_session=core).client(service, region_name=settings.AWS_REGION, config=config)
+
+
+def aws_credentials() -> Any:
+    """Frozen credentials for signing requests by hand: the agent's role when AGENT_ROLE_ARN is set (refreshed
+    before they expire, as every client's are)."""
+    if settings.AGENT_ROLE_ARN:
+        return assumed_role_credentials(settings.AGENT_ROLE_ARN, settings.AWS_REGION).get_frozen_credentials()
+    credentials = boto3.session.Session().get_credentials()
+    if credentials is None:
+        raise RuntimeError("No AWS credentials found to sign the request (environment, profile or task role).")
+    return credentials.get_frozen_credentials()
+
+
+class ExecuteApiAuth(httpx.Auth):
+    """Signs each HTTP request with SigV4 for API Gateway's IAM authorization (execute-api:Invoke).
+
+    Signed as the agent's role, so the Admin API accepts exactly what that role may invoke. Each retry is signed
+    anew (a signature is valid for five minutes).
+    """
+
+    requires_request_body = True
+    _SIGNED = ("content-type", "idempotency-key", "accept")
+
+    def __init__(self, *, region: str) -> None:
+        self.region = region
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        headers = {name: value for name, value in request.headers.items() if name.lower() in self._SIGNED}
+        signed = AWSRequest(method=request.method, url=str(request.url), data=request.content, headers=headers)
+        SigV4Auth(aws_credentials(), "execute-api", self.region).add_auth(signed)
+        for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
+            if name in signed.headers:
+                request.headers[name] = signed.headers[name]
+        yield request

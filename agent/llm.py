@@ -61,10 +61,12 @@ STOP_END_TURN = "end_turn"
 class ModelTurn:
     text: str
     tool_calls: list[ToolCall]
-    tokens_in: int = 0
+    tokens_in: int = 0  # every input token, the cached ones included
     tokens_out: int = 0
     latency_ms: int = 0
-    stop_reason: str = ""
+    stop_reason: str = ""  # Converse's stopReason (end_turn, tool_use, max_tokens, ...); the offline engine's own
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     def abnormal_stop(self) -> str:
         """Why this turn must not be used, or "" when it ended normally: asking for tools (tool_use, or end_turn
@@ -201,6 +203,7 @@ class BedrockEngine:
             raise EngineError(f"Bedrock could not be reached: {exc}", retryable=True) from exc
         latency_ms = int((time.monotonic() - started) * 1000)
         usage = reply.usage_metadata or {}
+        cached = usage.get("input_token_details") or {}
         return ModelTurn(
             text=_text_of(reply.content),
             tool_calls=[ToolCall(id=c["id"], name=c["name"], args=dict(c.get("args") or {})) for c in reply.tool_calls],
@@ -209,6 +212,8 @@ class BedrockEngine:
             latency_ms=latency_ms,
             # langchain-aws keeps Converse's stopReason in the message's response_metadata.
             stop_reason=str((reply.response_metadata or {}).get("stopReason") or ""),
+            cache_read_tokens=int(cached.get("cache_read", 0)),
+            cache_write_tokens=int(cached.get("cache_creation", 0)),
         )
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from agent import prompts
+from agent import prompts, telemetry
 from agent.gate import REPEAT_ANSWERED, Decision, Verdict, gate_decide, intent_hash, intent_hashes, run_state
 from agent.llm import ESCALATE_TOOL, ModelTurn, engine_get
 from agent.models import AgentRun, ProposedAction, Step
@@ -390,7 +390,9 @@ def _act(run: AgentRun) -> Outcome | None:
         tool = get_tool(step.tool_name)
         later = [s for s in pending[position + 1 :] if s.tool_name != ESCALATE_TOOL]
         turn_writes = _writes_still_to_dispatch(run, later) if tool is not None and tool.customer_facing else []
-        observation = _dispatch(run, step, thought, turn_writes)
+        with telemetry.tool_call(step) as traced:
+            observation = _dispatch(run, step, thought, turn_writes)
+            traced.observed(observation)
         if observation is None:
             waiting = True
             continue
@@ -436,7 +438,7 @@ def _think(run: AgentRun) -> ModelTurn:
     _hold(run)
     engine = engine_get()
     conversation = prompts.conversation_build(run=run)
-    turn = engine.next_turn(conversation, _tool_specs())
+    turn = telemetry.model_call(engine, conversation, _tool_specs())
     _hold(run)  # a turn that outlived the lease is dropped: the worker now holding the run asks again
     agent_run_record_turn(run=run, turn=turn, engine=engine.name, abnormal=_abnormal_reason(turn))
     return turn

@@ -19,6 +19,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from agent import telemetry
 from agent.models import Notification, ProposedAction
 from agent.slack import SlackError, SlackMessage, escape, slack_destination, slack_post
 from audit.models import AuditEvent
@@ -228,6 +229,7 @@ def approval_sla_sweep(*, now: datetime | None = None) -> list[int]:
             payload={"due": action.sla_due_at.isoformat(), "waited_minutes": waited, "helpdesk_problem": problem},
             actor_kind=AuditEvent.ActorKind.SYSTEM,
         )
+        telemetry.approval_sla_breached(workflow=action.run.workflow.slug if action.run.workflow_id else "")
         transaction.on_commit(lambda pk=action_id: approval_notify_task.delay(pk, Notification.Kind.SLA))
         escalated.append(action_id)
     return escalated

@@ -13,6 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
+from agent import telemetry
 from agent.models import AgentRun, ProposedAction, Rating, Step, Workflow
 from agent.selectors import workflow_choice
 from agent.tools.base import Observation, Tool
@@ -105,6 +106,8 @@ def agent_run_transition(
         run.finished_at = now
     run.full_clean()
     run.save(update_fields=["status", "status_reason", "started_at", "finished_at", "updated_at"])
+    if status in FINAL_STATUSES:
+        telemetry.run_finished(status=status, phase=run.phase)
     audit_event_record(
         verb="run.status_changed",
         obj=run,
@@ -501,6 +504,7 @@ def proposed_action_approve(
         payload={"args": action.args, "args_hash": action.args_hash, "edited": action.original_args is not None},
         user=user,
     )
+    telemetry.approval_decided(action, decision=action.status)
     _resume_if_decided(action)
     return action
 
@@ -536,6 +540,7 @@ def _decide_without_running(
         payload={"args_hash": action.args_hash, "reason": action.decision_reason},
         user=user,
     )
+    telemetry.approval_decided(action, decision=action.status)
     _resume_if_decided(action)
     return action
 

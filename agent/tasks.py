@@ -4,6 +4,8 @@ import logging
 
 from celery import shared_task
 
+from agent.telemetry import run_task
+
 logger = logging.getLogger(__name__)
 
 # Backoff for a model that is throttled or unreachable after the client's own retries.
@@ -14,6 +16,7 @@ _BUSY_MAX_RETRIES = 100
 
 
 @shared_task(bind=True, acks_late=True, max_retries=_BUSY_MAX_RETRIES)
+@run_task
 def agent_run_advance_task(self, run_id: int) -> str:  # noqa: ANN001 - Celery's bound task
     """Advance a run by one model turn, then enqueue the next turn if there is one.
 

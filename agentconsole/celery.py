@@ -1,13 +1,118 @@
-"""The Celery application. Configuration lives in Django settings under the CELERY_ namespace."""
+"""The Celery application. Configuration lives in Django settings under the CELERY_ namespace.
+
+Besides the app, the worker's operational wiring: Django's logging (JSON in production) instead of Celery's own,
+the task id on every log line, traces, the worker's metrics exporter, and the heartbeat /readyz looks for.
+"""
 
 from __future__ import annotations
 
 import os
+from contextvars import Token
+from typing import Any
 
-from celery import Celery
+from celery import Celery, bootsteps, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentconsole.settings")
 
 app = Celery("agentconsole")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.setup_logging.connect
+def _keep_django_logging(**kwargs: Any) -> None:
+    """Connected, so Celery leaves logging alone: Django's LOGGING (LOG_FORMAT, LOG_LEVEL) rules the worker too."""
+
+
+_task_log_tokens: dict[str, Token] = {}
+
+
+@signals.task_prerun.connect
+def _bind_task_ids(task_id: str = "", task: Any = None, **kwargs: Any) -> None:
+    from agentconsole.logs import log_context_push
+
+    _task_log_tokens[task_id] = log_context_push(task_id=task_id, task=getattr(task, "name", None))
+
+
+@signals.task_postrun.connect
+def _unbind_task_ids(task_id: str = "", **kwargs: Any) -> None:
+    from agentconsole.logs import log_context_pop
+
+    token = _task_log_tokens.pop(task_id, None)
+    if token is not None:
+        log_context_pop(token)
+
+
+_heartbeat: Any = None  # agentconsole.health.Heartbeat of this worker, once its consumer started
+
+
+@signals.worker_init.connect
+def _worker_start(**kwargs: Any) -> None:
+    """The worker's main process: traces, and its own metrics exporter when METRICS_WORKER_ADDRESS is set."""
+    from django.conf import settings
+
+    from agentconsole import metrics
+    from agentconsole.tracing import tracing_configure
+
+    tracing_configure(process="worker")
+    if settings.METRICS_WORKER_ADDRESS:
+        metrics.exporter_start(
+            settings.METRICS_WORKER_ADDRESS, liveness=lambda: _heartbeat is not None and _heartbeat.alive()
+        )
+
+
+@signals.worker_process_init.connect
+def _pool_process_start(**kwargs: Any) -> None:
+    """A prefork pool's child: it needs its own exporter connection (threads and solo pools never get here)."""
+    from agentconsole.tracing import tracing_configure
+
+    tracing_configure(process="worker")
+
+
+@signals.worker_process_shutdown.connect
+def _pool_process_stop(pid: int | None = None, **kwargs: Any) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid())
+
+
+class HeartbeatStep(bootsteps.StartStopStep):
+    """Write this worker's heartbeat every WORKER_HEARTBEAT_SECONDS from the consumer's own timer.
+
+    A consumer step: Celery stops it when the consumer stops or loses the broker and starts it again after, so a
+    heartbeat means "this worker is connected and taking tasks", not only "the process exists".
+    """
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.timer_ref: Any = None
+
+    def start(self, consumer: Any) -> None:
+        global _heartbeat
+        from django.conf import settings
+
+        from agentconsole.health import Heartbeat
+
+        if _heartbeat is None or _heartbeat.hostname != consumer.hostname:
+            _heartbeat = Heartbeat(hostname=consumer.hostname)
+        queues = [queue.name for queue in consumer.task_consumer.queues]
+        _heartbeat.beat(queues)
+        self.timer_ref = consumer.timer.call_repeatedly(
+            settings.WORKER_HEARTBEAT_SECONDS, _heartbeat.beat, (queues,), priority=10
+        )
+
+    def stop(self, consumer: Any) -> None:
+        if self.timer_ref is not None:
+            self.timer_ref.cancel()
+            self.timer_ref = None
+
+    def shutdown(self, consumer: Any) -> None:
+        self.stop(consumer)
+        if _heartbeat is not None:
+            _heartbeat.forget()
+
+
+app.steps["consumer"].add(HeartbeatStep)

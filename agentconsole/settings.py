@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "agentconsole",  # the workers' heartbeat (agentconsole/models.py)
     "ninja",  # serves its bundled Swagger UI for /api/docs: nothing loads from a CDN
     "django_htmx",
     "template_partials",
@@ -49,7 +50,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # /healthz, /readyz and /metrics, answered before host checks and the HTTPS redirect (see agentconsole/health.py)
+    "agentconsole.health.ops_endpoints_middleware",
     "django.middleware.security.SecurityMiddleware",
+    "agentconsole.logs.request_context_middleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -114,6 +118,21 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(VAR_DIR / "static")))
+# Production serves static files itself through WhiteNoise, from `collectstatic`'s output: compressed, with hashed
+# names cached for a year. Debug (`make demo`) serves them from the apps as they are.
+if not DEBUG:
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+    )
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
 
 # --- Security: secure by default whenever DEBUG is off -------------------------------------------------------
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
@@ -128,9 +147,12 @@ X_FRAME_OPTIONS = "DENY"
 if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+AWS_REGION = env_str("AWS_REGION", "us-east-1")
+
 # --- Celery ---------------------------------------------------------------------------------------------------
 # The embedded default is kombu's filesystem transport under var/, so the demo needs no Redis.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "agentconsole")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = VAR_DIR / "celery" / "queue"
@@ -149,11 +171,22 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
         "unacked_restore_interval": max(1, min(10, CELERY_VISIBILITY_TIMEOUT_SECONDS // 4)),
         "unacked_restore_throttle": 1,
     }
+if CELERY_BROKER_URL.startswith("sqs://"):
+    # Amazon SQS: credentials from the standard chain (the task role), AWS_ENDPOINT_URL_SQS for a VPC endpoint.
+    # With CELERY_SQS_QUEUE_URL the queue is used as it is (no sqs:CreateQueue or sqs:ListQueues needed).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "region": AWS_REGION,
+        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS,
+        "wait_time_seconds": env_int("CELERY_SQS_WAIT_TIME_SECONDS", 10, minimum=0),
+        "polling_interval": 1,
+    }
+    _sqs_queue_url = env_str("CELERY_SQS_QUEUE_URL", "")
+    if _sqs_queue_url:
+        CELERY_BROKER_TRANSPORT_OPTIONS["predefined_queues"] = {CELERY_TASK_DEFAULT_QUEUE: {"url": _sqs_queue_url}}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "agentconsole")
 
 # --- Zendesk --------------------------------------------------------------------------------------------------
 ZENDESK_WEBHOOK_SECRET = env_secret("ZENDESK_WEBHOOK_SECRET", "")
@@ -206,13 +239,15 @@ SUPPORT_SQL_ROW_CAP = env_int("SUPPORT_SQL_ROW_CAP", 200, minimum=1)
 # The company's internal Admin API: every write goes through it, never to a database.
 ADMIN_API_URL = env_str("ADMIN_API_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}/sandbox/admin-api/v1")
 ADMIN_API_TOKEN = env_secret("ADMIN_API_TOKEN", "")
+# "bearer": send ADMIN_API_TOKEN. "sigv4": sign each request for API Gateway's IAM authorization (execute-api),
+# as the agent's role (AGENT_ROLE_ARN) or the task's role.
+ADMIN_API_AUTH = env_choice("ADMIN_API_AUTH", "bearer", ("bearer", "sigv4"))
 ADMIN_API_TIMEOUT_SECONDS = env_float("ADMIN_API_TIMEOUT_SECONDS", 5.0, minimum=0.1)
 ADMIN_API_MAX_ATTEMPTS = env_int("ADMIN_API_MAX_ATTEMPTS", 3, minimum=1)
 
 # Logs: "sandbox" reads the sandbox's log events; "cloudwatch" reads CloudWatch Logs through boto3.
 LOGS_BACKEND = env_choice("LOGS_BACKEND", "sandbox", ("sandbox", "cloudwatch"))
 LOGS_GROUP_NAME = env_str("LOGS_GROUP_NAME", "/company/app")
-AWS_REGION = env_str("AWS_REGION", "us-east-1")
 AGENT_ROLE_ARN = env_str("AGENT_ROLE_ARN", "")
 
 # --- The agent ------------------------------------------------------------------------------------------------
@@ -236,7 +271,25 @@ AUTONOMY_MAX_FAILED_VERIFICATIONS = env_int("AUTONOMY_MAX_FAILED_VERIFICATIONS",
 # The dashboard's estimates: model prices and the reviewer time one ticket takes by hand.
 BEDROCK_INPUT_USD_PER_MTOK = env_float("BEDROCK_INPUT_USD_PER_MTOK", 3.0, minimum=0.0)
 BEDROCK_OUTPUT_USD_PER_MTOK = env_float("BEDROCK_OUTPUT_USD_PER_MTOK", 15.0, minimum=0.0)
+BEDROCK_CACHE_READ_USD_PER_MTOK = env_float("BEDROCK_CACHE_READ_USD_PER_MTOK", 0.3, minimum=0.0)
+BEDROCK_CACHE_WRITE_USD_PER_MTOK = env_float("BEDROCK_CACHE_WRITE_USD_PER_MTOK", 3.75, minimum=0.0)
 REVIEWER_MINUTES_PER_TICKET = env_float("REVIEWER_MINUTES_PER_TICKET", 12.0, minimum=0.0)
+
+# --- Operations: health, metrics, logs, traces -------------------------------------------------------------------
+# /metrics (web) and the worker's exporter want `Authorization: Bearer <token>`; without a token /metrics is off.
+METRICS_TOKEN = env_secret("METRICS_TOKEN", "")
+# host:port where each worker serves its own /metrics and /healthz; empty: none. Port 0 picks a free port (logged).
+METRICS_WORKER_ADDRESS = env_str("METRICS_WORKER_ADDRESS", "")
+WORKER_HEARTBEAT_SECONDS = env_int("WORKER_HEARTBEAT_SECONDS", 15, minimum=1)
+WORKER_HEARTBEAT_MAX_AGE_SECONDS = env_int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", 60, minimum=2)
+if WORKER_HEARTBEAT_MAX_AGE_SECONDS <= WORKER_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured("WORKER_HEARTBEAT_MAX_AGE_SECONDS must be longer than WORKER_HEARTBEAT_SECONDS.")
+
+# Traces go out over OTLP/HTTP (protobuf) only when an endpoint is set.
+OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+OTEL_EXPORTER_OTLP_HEADERS = env_secret("OTEL_EXPORTER_OTLP_HEADERS", "")
+OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "agent-console")
 
 # --- Reviewers: notifications and approval SLAs ---------------------------------------------------------------
 # Links in notifications point here (the console's public address).
@@ -274,8 +327,17 @@ CELERY_BEAT_SCHEDULE = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "json": {"()": "agentconsole.logs.JsonFormatter"},
+        "plain": {"()": "agentconsole.logs.PlainFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            # One JSON object per line in production; the classic line for people running `make demo`.
+            "formatter": env_choice("LOG_FORMAT", "plain" if DEBUG else "json", ("json", "plain")),
+        }
+    },
     "root": {
         "handlers": ["console"],
         "level": env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),

@@ -18,4 +18,7 @@ os.environ.setdefault("ADMIN_API_TOKEN", "test-admin-api-token")
 
 from agentconsole.settings import *  # noqa: F403
 
+# The tests render templates without running collectstatic first (the live server serves the apps' files).
+STATIC_ROOT = None
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; never in production

@@ -7,6 +7,7 @@ run, building the conversation, the gate, the proposed-action and step rows, aud
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/agentconsole_bench .venv/bin/python bench/loop_overhead.py
 
 The database is created if missing and emptied of runs first. Prints steps/s, ms per step and per ticket.
+BENCH_OTLP=1 turns tracing on, exporting every span over OTLP/HTTP to a local sink, to measure what traces cost.
 """
 
 from __future__ import annotations
@@ -43,11 +44,41 @@ def _ensure_database() -> None:
             conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
 
 
+def _otlp_sink() -> list[int]:
+    """A local OTLP/HTTP receiver that only counts what it is sent (the cost measured is the exporter's)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received = [0, 0]  # requests, bytes
+
+    class Sink(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            received[0] += 1
+            received[1] += len(body)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{server.server_address[1]}"
+    return received
+
+
 def main() -> None:
     import django
 
+    otlp = _otlp_sink() if os.environ.get("BENCH_OTLP") == "1" else None
     _ensure_database()
     django.setup()
+    if otlp is not None:
+        from agentconsole.tracing import tracing_configure
+
+        tracing_configure(process="bench")
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
@@ -94,6 +125,11 @@ def main() -> None:
             pass
         per_ticket.append(time.perf_counter() - t0)
     elapsed = time.perf_counter() - started
+    if otlp is not None:
+        from opentelemetry import trace
+
+        trace.get_tracer_provider().force_flush()
+        print(f"traces on: {otlp[0]} OTLP exports, {otlp[1] / 1024:.0f} KiB")
     steps = sum(AgentRun.objects.get(pk=r.pk).steps.count() for r in runs)
     turns = TICKETS * (STEPS_PER_TICKET + 1)
     done = AgentRun.objects.filter(pk__in=[r.pk for r in runs], status="completed").count()

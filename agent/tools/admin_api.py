@@ -173,6 +173,7 @@ class AdminApiClient:
         base_url: str,
         token: str,
         timeout: float,
+        auth: httpx.Auth | None = None,
         max_attempts: int,
         backoff_base: float = BACKOFF_BASE_SECONDS,
         backoff_cap: float = BACKOFF_CAP_SECONDS,
@@ -180,9 +181,9 @@ class AdminApiClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         headers = {"Accept": "application/json", "User-Agent": "agent-console"}
-        if token:
+        if token and auth is None:
             headers["Authorization"] = f"Bearer {token}"
-        self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+        self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, auth=auth)
         self._timeout = timeout
         self._max_attempts = max(1, max_attempts)
         self._backoff_base = backoff_base
@@ -408,9 +409,15 @@ def _seg(value: str) -> str:
 
 def admin_api() -> AdminApiClient:
     """A client configured from settings; use as a context manager."""
+    auth = None
+    if settings.ADMIN_API_AUTH == "sigv4":  # behind API Gateway's IAM authorization
+        from agent.aws import ExecuteApiAuth
+
+        auth = ExecuteApiAuth(region=settings.AWS_REGION)
     return AdminApiClient(
         base_url=settings.ADMIN_API_URL,
         token=settings.ADMIN_API_TOKEN,
+        auth=auth,
         timeout=settings.ADMIN_API_TIMEOUT_SECONDS,
         max_attempts=settings.ADMIN_API_MAX_ATTEMPTS,
     )

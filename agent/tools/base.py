@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ValidationError
 
+from agent import telemetry
+
 logger = logging.getLogger(__name__)
 
 TENANT_MISMATCH = "This ticket belongs to tenant {bound!r}; a call naming tenant {asked!r} is refused."
@@ -214,6 +216,7 @@ class Tool:
             logger.exception("tool %s crashed", self.name)
             return Observation.failure(ErrorType.INTERNAL, INTERNAL_ERROR.format(error=type(exc).__name__))
 
+    @telemetry.verification
     def invoke_verify(
         self, raw_args: dict[str, Any], ctx: ToolContext, result: Observation, started_at: datetime
     ) -> Observation:
