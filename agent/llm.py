@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Protocol
@@ -282,10 +283,18 @@ class OfflineEngine:
         if step >= len(plan):
             return _final(" ".join([*skipped, "Every runbook step is done."]))
         spec = plan[step] if variant == "main" else plan[step]["alternative"]
-        values = {**conversation.variables, "findings": _findings(conversation)}
+        values = dict(conversation.variables)
+        values.setdefault("findings", NOTHING_FOUND)
+        missing = _missing_values(spec, values)
+        if missing:
+            names = ", ".join(f"{{{name}}}" for name in missing)
+            return self._escalate(
+                f"Runbook step {step + 1} ({spec['tool']}) needs {names}, which this ticket does not have "
+                f"({_MISSING_WHY.get(missing[0], 'no value')}); a human must take it."
+            )
         args: dict[str, Any] = {}
         for key, value in spec.get("args", {}).items():
-            filled = _fill(value, values, conversation)
+            filled = _fill(value, values, quote=_quoting(spec["tool"], key), conversation=conversation)
             if isinstance(filled, _Missing):
                 return self._escalate(MISSING_VALUE.format(number=step + 1, tool=spec["tool"], name=filled.name))
             args[key] = filled
@@ -355,26 +364,6 @@ def _executed(conversation: Conversation, name: str) -> Any:
     return _Missing(name) if value is None else value
 
 
-def _fill(value: Any, values: dict[str, str], conversation: Conversation) -> Any:
-    if not isinstance(value, str):
-        return value
-    whole = _PLACEHOLDER.fullmatch(value)
-    if whole and "." in whole.group(1):
-        return _executed(conversation, whole.group(1))  # keeps the type: {"days": "{extend_trial.days}"} -> 14
-    missing: list[str] = []
-
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
-        found = _executed(conversation, name) if "." in name else values.get(name, _Missing(name))
-        if isinstance(found, _Missing):
-            missing.append(name)
-            return match.group(0)
-        return str(found)
-
-    filled = _PLACEHOLDER.sub(substitute, value)
-    return _Missing(missing[0]) if missing else filled
-
-
 def _condition_fails(condition: dict[str, Any] | None, conversation: Conversation) -> str:
     """Why a step's `when` does not hold, or "" when it holds (or there is none)."""
     if not condition:
@@ -442,16 +431,62 @@ def playbook_errors(playbook: Any) -> list[str]:
     return errors
 
 
-def _findings(conversation: Conversation) -> str:
-    """What the read steps found, compact, for notes and replies."""
-    lines = []
-    for exchange in conversation.exchanges:
-        for result in exchange.results:
-            data = result.observation.get("data")
-            if not result.observation.get("ok") or data is None or (isinstance(data, dict) and data.get("dry_run")):
-                continue
-            lines.append(f"- {result.name}: {json.dumps(data, default=str)[:400]}")
-    return "\n".join(lines) or "- nothing found"
+# Values that may be empty in a note; any other placeholder with no value stops the runbook (never `email = ''`).
+_MAY_BE_EMPTY = frozenset({"findings", "routing", "history", "latest_comment", "full_data"})
+_MISSING_WHY = {
+    "requester_email": "the helpdesk has no e-mail for the requester",
+    "ticket_email": "the helpdesk has no e-mail for the requester",
+    "requester_name": "the helpdesk has no name for the requester",
+    "tenant_id": "the ticket's organization is not linked to a tenant",
+}
+NOTHING_FOUND = "• nothing found yet"
+
+
+def _placeholders(value: Any) -> list[str]:
+    return _PLACEHOLDER.findall(value) if isinstance(value, str) else []
+
+
+def _missing_values(spec: dict[str, Any], values: dict[str, str]) -> list[str]:
+    used = [name for value in spec.get("args", {}).values() for name in _placeholders(value)]
+    return [
+        name for name in dict.fromkeys(used) if name in values and not str(values[name]) and name not in _MAY_BE_EMPTY
+    ]
+
+
+def _quoting(tool: str, arg: str) -> Callable[[str], str]:
+    """How a value is written into a templated argument: as a SQL string literal's content in run_sql's query, as a
+    quoted term's content in search_logs' filter pattern, as it is elsewhere."""
+    if (tool, arg) == ("run_sql", "query"):
+        return lambda text: text.replace("'", "''")
+    if (tool, arg) == ("search_logs", "query"):
+        return lambda text: text.replace("\\", "\\\\").replace('"', '\\"')
+    return lambda text: text
+
+
+def _fill(value: Any, values: dict[str, str], *, quote: Any = None, conversation: Conversation | None = None) -> Any:
+    """A templated argument filled in. `{name}` comes from `values`; `{tool.field}` (given the conversation) from what
+    the latest successful call of `tool` ran with — a reviewer's edit included — and a whole-value placeholder keeps
+    its type. An executed value nothing provided makes the result _Missing; an unknown plain name stays as written."""
+    if not isinstance(value, str):
+        return value
+    escape = quote or (lambda text: text)
+    whole = _PLACEHOLDER.fullmatch(value)
+    if whole and "." in whole.group(1) and conversation is not None:
+        return _executed(conversation, whole.group(1))  # {"days": "{extend_trial.days}"} -> 14
+    missing: list[str] = []
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if "." in name:
+            found = _executed(conversation, name) if conversation is not None else _Missing(name)
+            if isinstance(found, _Missing):
+                missing.append(name)
+                return match.group(0)
+            return escape(str(found))
+        return escape(str(values[name])) if name in values else match.group(0)
+
+    filled = _PLACEHOLDER.sub(substitute, value)
+    return _Missing(missing[0]) if missing and conversation is not None else filled
 
 
 @cache

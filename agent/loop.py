@@ -434,6 +434,21 @@ def _abnormal_reason(turn: ModelTurn) -> str:
     return ABNORMAL_STOP.format(stop=turn.stop_reason or "(none)", why=why, calls=calls)
 
 
+def _read_ticket(run: AgentRun) -> None:
+    """The ticket as of its current version: requester, organization, custom fields, comments. Read from the
+    helpdesk only when a webhook reported a newer version than the one held (tickets/helpdesk.py caches it). A
+    helpdesk outage does not stop a run that already holds a version to work from."""
+    from tickets.helpdesk import HelpdeskError, ticket_context_ensure
+
+    try:
+        run.ticket = ticket_context_ensure(ticket=run.ticket)
+    except HelpdeskError as exc:
+        if not run.ticket.context_version:
+            raise
+        logger.warning("run %s: the helpdesk could not be read (%s); working from version %s", run.pk, exc.message,
+                       run.ticket.context_version)  # fmt: skip
+
+
 def _think(run: AgentRun) -> ModelTurn:
     _hold(run)
     engine = engine_get()
@@ -473,6 +488,8 @@ def run_advance(*, run_id: int) -> Outcome:
     try:
         if run.status == AgentRun.Status.QUEUED:
             run = agent_run_transition(run=run, status=AgentRun.Status.RUNNING)
+        _read_ticket(run)
+        _hold(run)
         stopped = _unrecorded_stop(run)
         if stopped:
             agent_run_escalate(run=run, reason=stopped)

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from tickets.models import Ticket
+from tickets.models import Ticket, TicketComment
 
 
 def validate_tool_limits(value: object) -> None:
@@ -106,6 +106,7 @@ class AgentRun(models.Model):
 
     class Trigger(models.TextChoices):
         TICKET_CREATED = "ticket_created", "Ticket created"
+        CUSTOMER_COMMENT = "customer_comment", "Customer follow-up"
         MANUAL = "manual", "Started by hand"
 
     class MatchedOn(models.TextChoices):
@@ -123,6 +124,14 @@ class AgentRun(models.Model):
     trigger = models.CharField(max_length=32, choices=Trigger.choices)
     matched_on = models.CharField(
         max_length=16, choices=MatchedOn.choices, blank=True, help_text="What chose the workflow."
+    )
+    trigger_comment = models.ForeignKey(
+        TicketComment,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="follow_up_runs",
+        help_text="For a follow-up: the customer comment that started it.",
     )
     status = models.CharField(max_length=32, choices=Status.choices, default=Status.QUEUED, db_index=True)
     # Bedrock model ids and inference-profile ARNs run to 2048 characters.
@@ -158,7 +167,13 @@ class AgentRun(models.Model):
                 fields=["ticket"],
                 condition=models.Q(trigger="ticket_created"),
                 name="agent_run_one_per_created_ticket",
-            )
+            ),
+            # One follow-up per customer comment, however often its event is delivered.
+            models.UniqueConstraint(
+                fields=["trigger_comment"],
+                condition=models.Q(trigger_comment__isnull=False),
+                name="agent_run_one_per_trigger_comment",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import re
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
@@ -302,7 +301,6 @@ class FollowUp:
     note: str
 
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 MODEL_NEXT = (
     "The model reads the result and then chooses its next step, so it cannot be shown in advance. Whatever it "
     "chooses goes through the same gate: it cannot reply to the customer or solve the ticket until every write "
@@ -332,10 +330,10 @@ def proposal_follow_up(*, run: AgentRun, action: ProposedAction, transcript: lis
         ToolResult,
         _condition_fails,
         _fill,
-        _findings,
         _Missing,
+        _quoting,
     )
-    from agent.prompts import _exchanges_of
+    from agent.prompts import _exchanges_of, playbook_values, run_playbook
     from agent.tools import all_tools
 
     tools = all_tools()
@@ -351,12 +349,12 @@ def proposal_follow_up(*, run: AgentRun, action: ProposedAction, transcript: lis
     verification = tool.verify_summary if tool is not None and tool.verify_summary else ""
     if not run.engine.startswith("offline") and run.engine:
         return FollowUp(runs_now, verification, known=False, steps=[], note=MODEL_NEXT)
-    plan = list(run.workflow.playbook or []) if run.workflow else []
+    plan = run_playbook(run)
     position = _call_position(action.tool_call_id)
     if position is None or position >= len(plan):
         return FollowUp(runs_now, verification, known=False, steps=[], note=OFFLINE_NOT_FROM_RUNBOOK)
     ticket = run.ticket
-    emails = _EMAIL.findall(f"{ticket.subject}\n{ticket.description}")
+    values = playbook_values(run, transcript, plan)
     # As if approved: this call ran with exactly these arguments, so texts that name what ran can be shown.
     ran = Exchange(
         text="",
@@ -364,12 +362,6 @@ def proposal_follow_up(*, run: AgentRun, action: ProposedAction, transcript: lis
         results=[ToolResult(action.tool_call_id, action.tool, {"ok": True, "meta": {"executed_args": action.args}})],
     )
     conversation = Conversation(system_prompt="", ticket_prompt="", exchanges=[*_exchanges_of(transcript), ran])
-    values = {
-        "tenant_id": ticket.tenant_id,
-        "ticket_email": emails[0] if emails else "",
-        "ticket_id": ticket.external_id,
-        "findings": _findings(conversation),
-    }
     # After an approved write passes verification, the gate lets the customer-facing steps run.
     verified = action.risk == ProposedAction.Risk.WRITE
     state = RunState(
@@ -383,7 +375,8 @@ def proposal_follow_up(*, run: AgentRun, action: ProposedAction, transcript: lis
             continue  # the engine skips it
         args = {}
         for key, value in (spec.get("args") or {}).items():
-            filled = _fill(value, values, conversation)
+            quote = _quoting(str(spec.get("tool", "")), key)
+            filled = _fill(value, values, quote=quote, conversation=conversation)
             args[key] = value if isinstance(filled, _Missing) else filled
         name = str(spec.get("tool", ""))
         decision = gate_decide(tool=tools.get(name), name=name, args=args, state=state, available=list(tools))

@@ -20,7 +20,7 @@ from agent.tools.base import Observation, Tool
 from agentconsole.errors import ApplicationError, ConflictError, InvalidTransition, PermissionDeniedError
 from audit.models import AuditEvent
 from audit.services import audit_event_record, canonical_hash
-from tickets.models import Ticket
+from tickets.models import Ticket, TicketComment
 
 if TYPE_CHECKING:
     from agent.llm import ModelTurn
@@ -83,6 +83,74 @@ def agent_run_create_for_new_ticket(*, ticket: Ticket) -> AgentRun | None:
             "phase": run.phase,
         },
         actor_kind=AuditEvent.ActorKind.SYSTEM,
+    )
+    transaction.on_commit(lambda: agent_run_advance_task.delay(run.pk))
+    return run
+
+
+def agent_run_on_customer_comment(*, ticket: Ticket, comment: TicketComment) -> AgentRun | None:
+    """A customer wrote on the ticket. A run still working (queued, running, waiting for a reviewer) reads the
+    comment on its next turn and shows it to the reviewer: nothing to start. A ticket whose runs have all ended
+    gets one follow-up run, which sees every earlier run's findings and replies — unless a reviewer took it over
+    and has not closed it; after an escalation, or on a ticket a reviewer holds, the follow-up acts at most in
+    triage. Returns the follow-up, if any.
+
+    Called inside the webhook's transaction with the ticket row locked, so two comments arriving at once cannot
+    both start a run; the unique trigger comment makes one follow-up per comment, however often it is delivered.
+    """
+    from agent.tasks import agent_run_advance_task
+
+    runs = AgentRun.objects.filter(ticket=ticket).order_by("-created_at", "-id")
+    latest = runs.first()
+    if latest is None:
+        return None  # the ticket's first run (ticket.created) has not been created yet; it will read the comment
+    active = runs.exclude(status__in=FINAL_STATUSES).first()
+    if active is not None:
+        audit_event_record(
+            verb="run.comment_joined",
+            obj=active,
+            payload={"comment": comment.pk, "status": active.status},
+            actor_kind=AuditEvent.ActorKind.WEBHOOK,
+        )
+        return None
+    if latest.status == AgentRun.Status.TAKEN_OVER and not latest.outcome:
+        # A reviewer stopped the agent and works the ticket: the comment is theirs to answer.
+        audit_event_record(
+            verb="run.follow_up_skipped",
+            obj=latest,
+            payload={"comment": comment.pk, "why": "a reviewer took the ticket over"},
+            actor_kind=AuditEvent.ActorKind.WEBHOOK,
+        )
+        return None
+    choice = workflow_choice(ticket=ticket)  # a workflow the customer's words alone chose runs at most in triage
+    workflow, phase = choice.workflow, choice.phase
+    people_have_it = latest.status in (AgentRun.Status.ESCALATED, AgentRun.Status.TAKEN_OVER) or ticket.assignee_id
+    if people_have_it and phase == Workflow.Phase.AUTONOMOUS:
+        phase = Workflow.Phase.TRIAGE  # people have the ticket now: the agent gathers context, it does not act alone
+    try:
+        with transaction.atomic():
+            run = AgentRun.objects.create(
+                ticket=ticket,
+                workflow=workflow,
+                phase=phase,
+                trigger=AgentRun.Trigger.CUSTOMER_COMMENT,
+                trigger_comment=comment,
+                matched_on=choice.matched_on,
+            )
+    except IntegrityError:
+        return None
+    audit_event_record(
+        verb="run.queued",
+        obj=run,
+        payload={
+            "ticket": ticket.pk,
+            "workflow": workflow.slug if workflow else None,
+            "phase": phase,
+            "follow_up_of": latest.pk,
+            "comment": comment.pk,
+            "matched_on": choice.matched_on,
+        },
+        actor_kind=AuditEvent.ActorKind.WEBHOOK,
     )
     transaction.on_commit(lambda: agent_run_advance_task.delay(run.pk))
     return run
@@ -397,10 +465,12 @@ def _helpdesk_escalation(run: AgentRun, note: str) -> str:
     """Post the note and route to the humans pod. Outside any transaction: it may call Zendesk. The note carries a
     marker of the run, so an escalation interrupted after posting and resumed does not post it twice."""
     from tickets.helpdesk import HelpdeskError, helpdesk_for
+    from tickets.snapshot import comment_marker
 
     helpdesk = helpdesk_for(run.ticket)
     try:
-        helpdesk.add_private_note(run.ticket, note, marker=f"agent-console-escalation-{run.pk}")
+        # One escalation note per run, however often a crashed escalation is retried.
+        helpdesk.add_private_note(run.ticket, note, marker=comment_marker(f"run-{run.pk}-escalation"))
         helpdesk.set_group(run.ticket, settings.HELPDESK_PODS["humans"])
     except HelpdeskError as exc:
         return f" (the helpdesk could not be updated: {exc.message})"
@@ -431,9 +501,12 @@ def agent_run_finish(*, run: AgentRun, answer: str) -> AgentRun:
     """The model is done. In shadow, its only output is a private note listing what it would have done."""
     if run.phase == Workflow.Phase.SHADOW:
         from tickets.helpdesk import HelpdeskError, helpdesk_for
+        from tickets.snapshot import comment_marker
 
         try:
-            helpdesk_for(run.ticket).add_private_note(run.ticket, _dry_run_note(run, answer))
+            helpdesk_for(run.ticket).add_private_note(
+                run.ticket, _dry_run_note(run, answer), marker=comment_marker(f"run-{run.pk}-shadow-note")
+            )
         except HelpdeskError as exc:
             return agent_run_escalate(run=run, reason=f"the shadow note could not be posted: {exc.message}")
     run.refresh_from_db()

@@ -27,9 +27,19 @@ def agent_run_advance_task(self, run_id: int) -> str:  # noqa: ANN001 - Celery's
     from agent.loop import Outcome, run_advance
     from agent.models import AgentRun
     from agent.services import FINAL_STATUSES, agent_run_escalate
+    from tickets.helpdesk import HelpdeskError
 
     try:
         outcome = run_advance(run_id=run_id)
+    except HelpdeskError as exc:
+        # The ticket could not be read from the helpdesk and the run has no earlier version to work from.
+        if exc.retryable and self.request.retries < len(_MODEL_RETRY_DELAYS):
+            countdown = max(_MODEL_RETRY_DELAYS[self.request.retries], int(exc.retry_after or 0))
+            raise self.retry(countdown=countdown, exc=exc) from exc
+        run = AgentRun.objects.select_related("ticket").get(pk=run_id)
+        if run.status not in FINAL_STATUSES:
+            agent_run_escalate(run=run, reason=f"The ticket could not be read from the helpdesk: {exc.message}")
+        return "done"
     except EngineError as exc:
         if exc.retryable and self.request.retries < len(_MODEL_RETRY_DELAYS):
             raise self.retry(countdown=_MODEL_RETRY_DELAYS[self.request.retries], exc=exc) from exc

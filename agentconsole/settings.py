@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -199,15 +201,77 @@ ZENDESK_API_TOKEN = env_secret("ZENDESK_API_TOKEN", "")
 ZENDESK_API_URL = env_str("ZENDESK_API_URL", "")
 ZENDESK_TIMEOUT_SECONDS = env_float("ZENDESK_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 
-# Engineering pods the agent may route to: "name=helpdesk group id" pairs. "humans" receives escalations.
-HELPDESK_PODS = dict(
-    pair.split("=", 1)
-    for pair in env_list(
-        "HELPDESK_PODS",
-        ["humans=20000", "billing=20001", "platform=20002", "identity=20003", "integrations=20004"],
+# Read from the ticket, its comments, requester and organization; ZENDESK_API_URL can point at a local stand-in.
+ZENDESK_MAX_ATTEMPTS = env_int("ZENDESK_MAX_ATTEMPTS", 3, minimum=1)
+# A 429's Retry-After up to this long is waited out in the worker; a longer one retries the task later instead.
+ZENDESK_MAX_RETRY_AFTER_SECONDS = env_int("ZENDESK_MAX_RETRY_AFTER_SECONDS", 30, minimum=0)
+ZENDESK_MAX_COMMENT_PAGES = env_int("ZENDESK_MAX_COMMENT_PAGES", 20, minimum=1)
+# Where a ticket's tenant comes from when no admin linked its organization by hand: "" (manual links only),
+# "external_id" (the organization's external id) or "organization_field:<field key>".
+ZENDESK_TENANT_FROM = env_str("ZENDESK_TENANT_FROM", "")
+if ZENDESK_TENANT_FROM not in ("", "external_id") and not (
+    ZENDESK_TENANT_FROM.startswith("organization_field:") and len(ZENDESK_TENANT_FROM) > len("organization_field:")
+):
+    raise ImproperlyConfigured(
+        'ZENDESK_TENANT_FROM must be empty, "external_id" or "organization_field:<field key>", '
+        f"got {ZENDESK_TENANT_FROM!r}."
     )
-    if "=" in pair
+
+# The Zendesk sidebar app (zendesk_app/): the signed-URL JWT is verified with the app's shared secret (HS256) or
+# its public key (RS256, PEM); at least one is needed for the sidebar to accept anyone.
+ZENDESK_APP_SHARED_SECRET = env_secret("ZENDESK_APP_SHARED_SECRET", "")
+ZENDESK_APP_PUBLIC_KEY = env_secret("ZENDESK_APP_PUBLIC_KEY", "").replace("\\n", "\n")
+ZENDESK_APP_AUDIENCE = env_str("ZENDESK_APP_AUDIENCE", "")
+ZENDESK_APP_SESSION_SECONDS = env_int("ZENDESK_APP_SESSION_SECONDS", 3600, minimum=60)
+# The Zendesk Apps Framework SDK the sidebar page loads inside Zendesk to learn which ticket is open (Zendesk's
+# own script; empty: the page relies on the ticket_id it is given).
+ZENDESK_APP_SDK_URL = os.environ.get(
+    "ZENDESK_APP_SDK_URL", "https://static.zdassets.com/zendesk_app_framework_sdk/2.0/zaf_sdk.min.js"
+).strip()
+# Who may frame the sidebar page (CSP frame-ancestors). The console's other pages are never framed.
+ZENDESK_APP_FRAME_ANCESTORS = env_list(
+    "ZENDESK_APP_FRAME_ANCESTORS",
+    [f"https://{ZENDESK_SUBDOMAIN}.zendesk.com"] if ZENDESK_SUBDOMAIN else ["https://*.zendesk.com"],
 )
+
+
+# Engineering pods the agent may route to, each with the helpdesk group id and what it owns (the model and the
+# triage note say why a pod was chosen). Either JSON, {"billing": {"group_id": "20001", "description": "..."}},
+# or the short form "name=group id,..." (no descriptions). "humans" receives escalations and is required.
+_DEFAULT_PODS = {
+    "humans": ("20000", "Support engineers: anything the agent cannot or should not handle alone."),
+    "billing": ("20001", "Plans, invoices, charges, refunds, trials and subscriptions."),
+    "platform": ("20002", "Performance, caching and stale data, outages, infrastructure."),
+    "identity": ("20003", "Sign-in, passwords, SSO and MFA, account lockouts, users and roles."),
+    "integrations": ("20004", "Terraform, webhooks, the public API, SDKs and third-party connectors."),
+}
+
+
+def _pods(raw: str | None) -> dict[str, tuple[str, str]]:
+    if raw is None:
+        return dict(_DEFAULT_PODS)
+    if raw.strip().startswith("{"):
+        try:
+            parsed = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ImproperlyConfigured(f"HELPDESK_PODS is not valid JSON: {exc}") from None
+        pods: dict[str, tuple[str, str]] = {}
+        for name, spec in parsed.items():
+            if isinstance(spec, str | int):
+                spec = {"group_id": str(spec)}
+            if not isinstance(spec, dict) or not str(spec.get("group_id", "")).strip():
+                raise ImproperlyConfigured(f'HELPDESK_PODS: pod {name!r} needs a "group_id".')
+            pods[str(name)] = (str(spec["group_id"]).strip(), str(spec.get("description", "")).strip())
+        return pods
+    return {
+        name.strip(): (group.strip(), "")
+        for name, _, group in (item.partition("=") for item in raw.split(",") if "=" in item)
+    }
+
+
+_POD_SPECS = _pods(os.environ.get("HELPDESK_PODS"))
+HELPDESK_PODS = {name: group for name, (group, _) in _POD_SPECS.items()}
+HELPDESK_POD_DESCRIPTIONS = {name: description for name, (_, description) in _POD_SPECS.items()}
 if "humans" not in HELPDESK_PODS:
     raise ImproperlyConfigured('HELPDESK_PODS must include a "humans" pod for escalations.')
 

@@ -11,7 +11,7 @@ from django.db import transaction
 from agent.models import ConfigPatch, Runbook, Workflow
 from console.roles import ADMINS, REVIEWERS
 from sandbox.seed import sandbox_seed
-from tickets.models import TenantLink
+from tickets.models import HelpdeskUser, TenantLink
 from tickets.services import zendesk_event_ingest
 from tickets.zendesk_webhook import EVENT_TICKET_CREATED, parse_event
 
@@ -23,6 +23,22 @@ DEMO_ORGANIZATIONS = [
     ("360005", "Hooli Search", "hooli"),
     ("360006", "Stark Manufacturing", "stark"),
 ]
+
+# One requester per demo organization, in the local helpdesk's directory: the agent reads the requester's identity
+# from here (from Zendesk's API in production), never from the ticket's text. Requester id: the organization id + "1".
+DEMO_REQUESTERS = [
+    ("360001", "Ada Lindqvist", "ops@acme.example", "en-GB"),
+    ("360002", "Gus Moreau", "ops@globex.example", "en-US"),
+    ("360003", "Olivia Park", "ops@initech.example", "en-US"),
+    ("360004", "Uma Reyes", "billing@umbrella.example", "de"),
+    ("360005", "Hank Sato", "ops@hooli.example", "en-US"),
+    ("360006", "Pepper Ruiz", "ops@stark.example", "en-US"),
+]
+
+
+def demo_requester_id(organization_id: str) -> str:
+    return f"{organization_id}1"
+
 
 DEMO_WORKFLOWS = [
     {
@@ -87,8 +103,16 @@ DEMO_WORKFLOWS = [
                 "why": "read the trial",
                 "args": {"query": "SELECT tenant_id, plan, status, trial_ends_at FROM support_tenant_overview"},
             },
-            {"tool": "add_private_note", "why": "share the context", "args": {"body": "Trial context:\n{findings}"}},
-            {"tool": "route_ticket", "why": "trials belong to billing", "args": {"pod": "billing"}},
+            {
+                "tool": "add_private_note",
+                "why": "share the context",
+                "args": {"body": "Trial context:\n{findings}\n{routing}\n{full_data}"},
+            },
+            {
+                "tool": "route_ticket",
+                "why": "trials belong to billing",
+                "args": {"pod": "billing", "reason": "A trial extension: billing owns trials."},
+            },
             {
                 "tool": "extend_trial",
                 "why": "extend by a week",
@@ -112,7 +136,8 @@ DEMO_WORKFLOWS = [
         "match_tags": ["locked_out"],
         "match_keywords": ["locked out", "cannot log in", "can't log in", "account locked"],
         "runbook": (
-            "1. Find the user in support_tenant_users by email and read failed logins and lock state.\n"
+            "1. Find the requester (by the e-mail in their helpdesk profile) in support_tenant_users and read failed "
+            "logins and lock state.\n"
             "2. Search the logs for login failures for that user in the last hour.\n"
             "3. Post a private note with what was found and route the ticket to the identity pod.\n"
             "4. If the account is locked, propose unlock_user; after it runs, verify the user is unlocked.\n"
@@ -124,20 +149,31 @@ DEMO_WORKFLOWS = [
                 "why": "read the user's lock state",
                 "args": {
                     "query": "SELECT email, failed_logins, locked, locked_at FROM support_tenant_users "
-                    "WHERE email = '{ticket_email}'"
+                    "WHERE email = '{requester_email}'"
                 },
             },
             {
                 "tool": "search_logs",
                 "why": "count recent login failures",
-                "args": {"query": 'login_failed "{ticket_email}"', "minutes": 60},
+                "args": {"query": 'login_failed "{requester_email}"', "minutes": 60},
             },
-            {"tool": "add_private_note", "why": "share the context", "args": {"body": "Lockout context:\n{findings}"}},
-            {"tool": "route_ticket", "why": "lockouts belong to identity", "args": {"pod": "identity"}},
+            {
+                "tool": "add_private_note",
+                "why": "share the context",
+                "args": {
+                    "body": "Lockout context for {requester_name} <{requester_email}>:\n{findings}\n{routing}\n"
+                    "{full_data}"
+                },
+            },
+            {
+                "tool": "route_ticket",
+                "why": "lockouts belong to identity",
+                "args": {"pod": "identity", "reason": "An account lockout: identity owns sign-in and lockouts."},
+            },
             {
                 "tool": "unlock_user",
                 "why": "unlock the account",
-                "args": {"tenant_id": "{tenant_id}", "email": "{ticket_email}"},
+                "args": {"tenant_id": "{tenant_id}", "email": "{requester_email}"},
                 "when": {"tool": "run_sql", "field": "rows.0.2", "equals": True},
                 "otherwise": "escalate",
             },
@@ -193,8 +229,16 @@ DEMO_WORKFLOWS = [
         ),
         "playbook": [
             {"tool": "get_billing_status", "why": "read billing", "args": {"tenant_id": "{tenant_id}"}},
-            {"tool": "add_private_note", "why": "share the context", "args": {"body": "Billing context:\n{findings}"}},
-            {"tool": "route_ticket", "why": "billing owns invoices", "args": {"pod": "billing"}},
+            {
+                "tool": "add_private_note",
+                "why": "share the context",
+                "args": {"body": "Billing context:\n{findings}\n{routing}\n{full_data}"},
+            },
+            {
+                "tool": "route_ticket",
+                "why": "billing owns invoices",
+                "args": {"pod": "billing", "reason": "An invoice question: billing owns invoices and charges."},
+            },
         ],
     },
 ]
@@ -240,7 +284,7 @@ DEMO_TICKETS = [
         90003,
         "360003",
         "Locked out of my account",
-        "I get 'account locked' when I log in as ops@initech.example.",
+        "I get 'account locked' every time I try to log in.",
         ["locked_out"],
     ),
     (90004, "360004", "Question about last invoice", "We were charged twice in October.", ["billing"]),
@@ -273,7 +317,7 @@ def _demo_event(external_id: int, organization_id: str, subject: str, descriptio
                 "id": str(external_id),
                 "subject": subject,
                 "description": description,
-                "requester_id": str(external_id * 10),
+                "requester_id": demo_requester_id(organization_id),
                 "organization_id": organization_id,
                 "status": "NEW",
                 "priority": "NORMAL",
@@ -291,6 +335,10 @@ def demo_seed(*, credentials: DemoCredentials) -> None:
     for organization_id, name, tenant_id in DEMO_ORGANIZATIONS:
         TenantLink.objects.update_or_create(
             organization_id=organization_id, defaults={"organization_name": name, "tenant_id": tenant_id}
+        )
+    for organization_id, name, email, locale in DEMO_REQUESTERS:
+        HelpdeskUser.objects.update_or_create(
+            external_id=demo_requester_id(organization_id), defaults={"name": name, "email": email, "locale": locale}
         )
     sandbox_seed()
     for patch in DEMO_CONFIG_PATCHES:

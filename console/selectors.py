@@ -9,9 +9,11 @@ from typing import Any
 
 import sqlglot
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Case, Count, IntegerField, Prefetch, Q, QuerySet, Value, When
 from django.utils import timezone
 
+from agent.findings import Finding as ReadFinding
+from agent.findings import finding_of, step_findings
 from agent.models import AgentRun, Notification, ProposedAction, Rating, Step, Workflow
 from agent.selectors import FollowUp, observation_summary, proposal_follow_up
 from console.models import Presence
@@ -188,8 +190,15 @@ class DecisionContext:
     notifications: list[Notification] = field(default_factory=list)
 
 
+def _summary(tool: str, args: Any, output: dict[str, Any] | None) -> str:
+    """A read's own one-line summary of what it found (Tool.summarize), else the generic one."""
+    finding = finding_of(tool, args if isinstance(args, dict) else None, output) if output else None
+    return finding.line if finding is not None and finding.ok else observation_summary(output)
+
+
 def _findings(transcript: list[Step], before_index: int | None) -> list[Finding]:
     """The observations of the run before the proposal (reads, notes, routing): what the agent had found."""
+    calls = {s.tool_call_id: s.tool_input for s in transcript if s.kind == Step.Kind.ACTION and s.tool_call_id}
     found = []
     for step in transcript:
         if before_index is not None and step.index >= before_index:
@@ -201,7 +210,7 @@ def _findings(transcript: list[Step], before_index: int | None) -> list[Finding]
             Finding(
                 tool=step.tool_name,
                 ok=bool(output.get("ok")),
-                summary=observation_summary(output),
+                summary=_summary(step.tool_name, calls.get(step.tool_call_id), output),
                 raw=_pretty_json(output.get("data") if output.get("ok") else output),
             )
         )
@@ -311,7 +320,7 @@ def transcript_entries(transcript: list[Step]) -> list[Entry]:
                 kind="call",
                 step=step,
                 result=result,
-                summary=observation_summary(output) if result is not None else "",
+                summary=_summary(step.tool_name, step.tool_input, output) if result is not None else "",
                 ok=bool(output and output.get("ok")),
                 args_line=_args_line(step.tool_name, step.tool_input),
                 proposals=list(getattr(step, "proposals", [])),
@@ -389,10 +398,14 @@ def ticket_detail_get(*, ticket_id: int, user: AbstractBaseUser) -> TicketDetail
         .prefetch_related(Prefetch("steps", queryset=steps, to_attr="transcript"))
         .order_by("created_at", "id")
     )
+    comments = list(ticket.comments.order_by("created_at", "id"))
     decisions = []
     for run in runs:
         run.ticket = ticket  # the follow-up plan reads the ticket's tenant and text: no query per run
         run.is_final = run.status in FINAL_RUN_STATUSES  # type: ignore[attr-defined]
+        run.trigger_comment_shown = next(  # type: ignore[attr-defined]
+            (c for c in comments if c.pk == run.trigger_comment_id), None
+        )
         run.is_open_escalation = run.status in (AgentRun.Status.ESCALATED, AgentRun.Status.TAKEN_OVER) and not (  # type: ignore[attr-defined]
             run.outcome
         )
@@ -403,6 +416,7 @@ def ticket_detail_get(*, ticket_id: int, user: AbstractBaseUser) -> TicketDetail
                 action.run = run
                 action.step = step
                 action_present(action, rating=_mine(action.my_ratings))
+                action.comments_since = customer_comments_since(action, comments)  # type: ignore[attr-defined]
                 if action.status == ProposedAction.Status.PENDING:
                     action.context = decision_context(action, run.transcript)  # type: ignore[attr-defined]
                     action.context.notifications = action.sent  # type: ignore[attr-defined]
@@ -410,12 +424,23 @@ def ticket_detail_get(*, ticket_id: int, user: AbstractBaseUser) -> TicketDetail
         run.entries = transcript_entries(run.transcript)  # type: ignore[attr-defined]
     return TicketDetail(
         ticket=ticket,
-        comments=list(ticket.comments.order_by("created_at", "id")),
+        comments=comments,
         runs=runs,
         decisions=decisions,
         any_run_active=any(not run.is_final for run in runs),  # type: ignore[attr-defined]
         presence=presence_info(ticket=ticket, user=user),
     )
+
+
+def customer_comments_since(action: ProposedAction, comments: list[TicketComment]) -> list[TicketComment]:
+    """What the customer wrote after a proposal that still waits: the reviewer decides with it in view."""
+    if action.status != ProposedAction.Status.PENDING:
+        return []
+    return [
+        c
+        for c in comments
+        if c.author_kind == TicketComment.AuthorKind.CUSTOMER and c.public and c.created_at > action.created_at
+    ]
 
 
 def ticket_live_get(*, ticket_id: int) -> tuple[Ticket, list[TicketComment]] | None:
@@ -439,6 +464,8 @@ def action_get(*, action_id: int, user: AbstractBaseUser) -> ProposedAction | No
         return None
     action_present(action, rating=_mine(action.my_ratings))  # type: ignore[attr-defined]
     if action.status == ProposedAction.Status.PENDING:
+        comments = list(TicketComment.objects.filter(ticket_id=action.run.ticket_id, created_at__gt=action.created_at))
+        action.comments_since = customer_comments_since(action, comments)  # type: ignore[attr-defined]
         transcript = list(Step.objects.filter(run_id=action.run_id).order_by("index"))
         action.context = decision_context(action, transcript)  # type: ignore[attr-defined]
         action.context.notifications = list(action.notifications.order_by("created_at"))  # type: ignore[attr-defined]
@@ -458,3 +485,70 @@ def draft_step_get(*, step_id: int, user: AbstractBaseUser) -> Step | None:
         .first()
     )
     return step_present(step, rating=_mine(step.my_ratings)) if step else None  # type: ignore[attr-defined]
+
+
+# --- The Zendesk sidebar -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SidebarPanel:
+    """What the sidebar shows for the ticket open in Zendesk: the latest run, what it found, where it routed the
+    ticket and why, the proposals waiting for a decision, and the latest run's other calls to rate."""
+
+    ticket: Ticket
+    run: AgentRun | None
+    findings: list[ReadFinding]
+    routing: dict[str, Any] | None
+    pending: list[ProposedAction]
+    decided: list[ProposedAction]
+    active: bool
+
+
+# Zendesk's ticket before a local one with the same number: the sidebar names Zendesk tickets.
+_ZENDESK_FIRST = Case(When(source=Ticket.Source.ZENDESK, then=Value(0)), default=Value(1), output_field=IntegerField())
+
+
+def sidebar_panel_get(*, external_id: str, user: AbstractBaseUser) -> SidebarPanel | None:
+    ticket = (
+        Ticket.objects.select_related("tenant_link").filter(external_id=external_id).order_by(_ZENDESK_FIRST).first()
+    )
+    if ticket is None:
+        return None
+    my_ratings = Rating.objects.filter(user=user)
+    actions = ProposedAction.objects.select_related("decided_by", "run").prefetch_related(
+        Prefetch("ratings", queryset=my_ratings, to_attr="my_ratings")
+    )
+    runs = list(
+        AgentRun.objects.filter(ticket=ticket)
+        .select_related("workflow")
+        .prefetch_related(
+            Prefetch("steps", queryset=Step.objects.order_by("index"), to_attr="transcript"),
+            Prefetch("actions", queryset=actions.order_by("created_at", "id"), to_attr="calls"),
+        )
+        .order_by("created_at", "id")
+    )
+    comments = list(ticket.comments.order_by("created_at", "id"))
+    latest = runs[-1] if runs else None
+    pending = [a for run in runs for a in run.calls if a.status == ProposedAction.Status.PENDING]  # type: ignore[attr-defined]
+    decided = [
+        a
+        for a in (latest.calls if latest else [])  # type: ignore[attr-defined]
+        if a.status != ProposedAction.Status.PENDING and a.risk != ProposedAction.Risk.READ
+    ]
+    for action in [*pending, *decided]:
+        action_present(action, rating=_mine(action.my_ratings))  # type: ignore[attr-defined]
+        action.comments_since = customer_comments_since(action, comments)  # type: ignore[attr-defined]
+    route = next(
+        (a for a in reversed(latest.calls) if a.tool == "route_ticket" and a.status == ProposedAction.Status.EXECUTED),  # type: ignore[attr-defined]
+        None,
+    ) if latest else None  # fmt: skip
+    routing = (route.execution_result or {}).get("data") if route else None
+    return SidebarPanel(
+        ticket=ticket,
+        run=latest,
+        findings=step_findings(latest.transcript) if latest else [],  # type: ignore[attr-defined]
+        routing=routing if isinstance(routing, dict) else None,
+        pending=pending,
+        decided=decided,
+        active=any(run.status not in FINAL_RUN_STATUSES for run in runs),
+    )

@@ -25,4 +25,10 @@ urlpatterns = [
     path("steps/<int:pk>/rate/", views.step_rate, name="step-rate"),
     path("runs/<int:pk>/take-over/", views.run_take_over, name="run-take-over"),
     path("runs/<int:pk>/close/", views.run_close, name="run-close"),
+    # The Zendesk sidebar app (zendesk_app/): its own authentication, no cookies.
+    path("zendesk/sidebar/", views.zendesk_sidebar, name="zendesk-sidebar"),
+    path("zendesk/sidebar/tickets/<str:external_id>/", views.zendesk_sidebar_panel, name="zendesk-sidebar-panel"),
+    path("zendesk/sidebar/actions/<int:pk>/approve/", views.zendesk_sidebar_approve, name="zendesk-sidebar-approve"),
+    path("zendesk/sidebar/actions/<int:pk>/reject/", views.zendesk_sidebar_reject, name="zendesk-sidebar-reject"),
+    path("zendesk/sidebar/actions/<int:pk>/rate/", views.zendesk_sidebar_rate, name="zendesk-sidebar-rate"),
 ]

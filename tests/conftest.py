@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from console.roles import ADMINS, REVIEWERS
 from tests.factories import UserFactory
+from tests.zendesk_standin import ZendeskStandIn, serve_zendesk
 from tickets.zendesk_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, compute_signature
 
 WEBHOOK_URL = "/api/webhooks/zendesk"
@@ -124,3 +125,14 @@ def post_webhook() -> Callable[..., object]:
         )
 
     return post
+
+
+@pytest.fixture
+def zendesk_api(settings) -> Iterator[ZendeskStandIn]:
+    """Zendesk configured and pointed at the local Zendesk stand-in (tests/zendesk_standin.py)."""
+    for stand_in in serve_zendesk():
+        settings.ZENDESK_API_URL = stand_in.url
+        settings.ZENDESK_EMAIL = "agent@example.com"
+        settings.ZENDESK_API_TOKEN = "zendesk-token"
+        settings.ZENDESK_TIMEOUT_SECONDS = 5
+        yield stand_in

@@ -1,185 +1,244 @@
-"""The helpdesk the agent writes to: Zendesk when configured, otherwise the console's own tickets.
+"""The helpdesk the agent reads and writes: Zendesk when configured, otherwise the console's own tickets.
 
-Both implement the same five operations, so the demo and the tests run the same code path offline.
+Both implement the same operations, so the demo and the tests run the same code path offline:
+- read_ticket: the ticket's requester, organization, custom fields and comments (ticket_context_ensure caches it
+  per ticket version);
+- add_private_note / add_public_reply with a `marker`: posting is idempotent per marker. The intent (a pending
+  comment with the marker) is stored before anything is sent; a later attempt with the same marker first asks
+  comment_landed, and posts only if the first attempt never arrived. Give the same marker for a retry of the
+  same intent (the agent uses its proposed action's idempotency key);
+- comment_landed(ticket, marker): the comment carrying that marker if it is in the helpdesk, else None;
+- set_group, add_tags, set_solved.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpx
 from django.conf import settings
+from django.db import transaction
+from django.utils.dateparse import parse_datetime
 
-from agentconsole.errors import ApplicationError
 from audit.models import AuditEvent
-from tickets.models import Ticket, TicketComment
-from tickets.services import ticket_add_tags, ticket_comment_add, ticket_set_group, ticket_set_status
+from tickets.models import HelpdeskUser, TenantLink, Ticket, TicketComment
+from tickets.services import (
+    ticket_add_tags,
+    ticket_comment_confirm,
+    ticket_comment_intent,
+    ticket_set_group,
+    ticket_set_status,
+    ticket_snapshot_apply,
+)
+from tickets.snapshot import (
+    CommentSnapshot,
+    HelpdeskError,
+    HelpdeskResult,
+    OrganizationSnapshot,
+    RequesterSnapshot,
+    TicketSnapshot,
+    comment_marker,
+    marker_in,
+    with_marker,
+)
+from tickets.zendesk import ZendeskClient, comment_snapshot, ticket_snapshot_read
 
-HELPDESK_HTTP_ERROR = "The helpdesk answered HTTP {status}."
-HELPDESK_UNREACHABLE = "The helpdesk could not be reached: {error}"
-# Comments the console writes carry a marker, so a comment whose sending was interrupted (a crash, a timeout) can be
-# found again instead of being posted twice: the local helpdesk keeps it as the comment's external id (unique per
-# ticket); Zendesk keeps it in the update's audit metadata (metadata.custom on the comment), and a comment with the
-# same text and visibility posted since the attempt began counts too, for accounts that do not return it.
-MARKER_KEY = "agent_console_marker"
-RECENT_COMMENTS = 100
-
-
-class HelpdeskError(ApplicationError):
-    status_code = 502
-
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
-        super().__init__(message, extra={"retryable": retryable, "status": status})
-        self.retryable = retryable
-        self.status = status
-
-
-@dataclass(frozen=True)
-class HelpdeskResult:
-    backend: str
-    operation: str
-    data: dict[str, Any]
+__all__ = [
+    "Helpdesk",
+    "HelpdeskError",
+    "HelpdeskResult",
+    "LocalHelpdesk",
+    "ZendeskHelpdesk",
+    "helpdesk_for",
+    "ticket_context_ensure",
+    "zendesk_configured",
+]
 
 
 class Helpdesk(Protocol):
     name: str
 
+    def read_ticket(self, ticket: Ticket) -> TicketSnapshot: ...
+    def context_stale(self, ticket: Ticket) -> bool: ...
     def add_private_note(self, ticket: Ticket, body: str, *, marker: str = "") -> HelpdeskResult: ...
     def add_public_reply(self, ticket: Ticket, body: str, *, marker: str = "") -> HelpdeskResult: ...
-    def find_comment(
-        self, ticket: Ticket, *, marker: str, body: str, public: bool, since: datetime
-    ) -> dict[str, Any] | None: ...
+    def comment_landed(self, ticket: Ticket, marker: str) -> CommentSnapshot | None: ...
     def set_group(self, ticket: Ticket, group_id: str) -> HelpdeskResult: ...
     def add_tags(self, ticket: Ticket, tags: list[str]) -> HelpdeskResult: ...
     def set_solved(self, ticket: Ticket) -> HelpdeskResult: ...
 
 
+def _comment_result(backend: str, operation: str, comment: TicketComment, *, reused: bool) -> HelpdeskResult:
+    data = {"comment_id": comment.pk}
+    if comment.external_id and backend != "local":
+        data["external_id"] = comment.external_id
+    if reused:
+        data["already_posted"] = True  # a retry of an intent that had already landed: nothing was sent again
+    return HelpdeskResult(backend, operation, data)
+
+
 class ZendeskHelpdesk:
-    """Zendesk Support REST API v2 with API-token basic auth."""
+    """Zendesk Support through ZendeskClient (tickets/zendesk.py)."""
 
     name = "zendesk"
 
     def __init__(
-        self, *, base_url: str, email: str, api_token: str, timeout: float, transport: httpx.BaseTransport | None = None
+        self,
+        *,
+        client: ZendeskClient | None = None,
+        base_url: str = "",
+        email: str = "",
+        api_token: str = "",
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
-        # One client per call, closed after it: helpdesk_for() builds a helpdesk per operation, so a client kept
-        # on the instance would leave its connection pool open until garbage collection.
-        self._client_options = {
-            "base_url": base_url.rstrip("/"),
-            "auth": (f"{email}/token", api_token),
-            "timeout": timeout,
-            "transport": transport,
-            "headers": {"Accept": "application/json"},
-        }
+        self.client = client or ZendeskClient(
+            base_url=base_url, email=email, api_token=api_token, timeout=timeout, transport=transport
+        )
 
-    def _send(self, method: str, path: str, body: dict[str, Any], operation: str) -> HelpdeskResult:
+    # --- reads ----------------------------------------------------------------------------------------------------
+
+    def read_ticket(self, ticket: Ticket) -> TicketSnapshot:
+        return ticket_snapshot_read(self.client, ticket.external_id)
+
+    def context_stale(self, ticket: Ticket) -> bool:
+        """Read again when never read, or when a webhook reported a newer version than the one we hold."""
+        held = parse_datetime(ticket.context_version) if ticket.context_version else None
+        if held is None:
+            return True
+        return ticket.external_updated_at is not None and ticket.external_updated_at > held
+
+    def comment_landed(self, ticket: Ticket, marker: str) -> CommentSnapshot | None:
+        """Our comment with this marker among the ticket's most recent comments (one page, newest first). The
+        author must be staff: a customer who copies a marker from a public reply is not us."""
+        comments, users, _ = self.client.comments(ticket.external_id, newest_first=True)
+        for raw in comments:
+            snapshot = comment_snapshot(raw, users)
+            if marker_in(snapshot.body) == marker and (snapshot.author_is_staff or snapshot.via_api):
+                return snapshot
+        return None
+
+    # --- writes ---------------------------------------------------------------------------------------------------
+
+    def _post(self, ticket: Ticket, body: str, *, public: bool, marker: str, operation: str) -> HelpdeskResult:
+        with self.client.session():
+            return self._post_once(ticket, body, public=public, marker=marker, operation=operation)
+
+    def _post_once(self, ticket: Ticket, body: str, *, public: bool, marker: str, operation: str) -> HelpdeskResult:
+        marker = marker or comment_marker()
+        comment, created = ticket_comment_intent(ticket=ticket, body=body, public=public, marker=marker)
+        if comment.delivery == TicketComment.Delivery.SENT:
+            return _comment_result(self.name, operation, comment, reused=True)
+        if not created:
+            # An earlier attempt recorded this intent and never learned the outcome (a crash, a timeout).
+            landed = self.comment_landed(ticket, marker)
+            if landed is not None:
+                comment = ticket_comment_confirm(
+                    comment=comment, external_id=landed.external_id, author_id=landed.author_id
+                )
+                return _comment_result(self.name, operation, comment, reused=True)
+        fields = {"comment": {"body": with_marker(body, marker), "public": public}}
         try:
-            with httpx.Client(**self._client_options) as client:
-                response = client.request(method, path, json=body)
-        except httpx.HTTPError as exc:
-            raise HelpdeskError(HELPDESK_UNREACHABLE.format(error=exc), retryable=True) from exc
-        if response.status_code >= 400:
-            raise HelpdeskError(
-                HELPDESK_HTTP_ERROR.format(status=response.status_code),
-                retryable=response.status_code == 429 or response.status_code >= 500,
-                status=response.status_code,
+            data = self.client.update_ticket(ticket.external_id, fields, idempotent=False)
+        except HelpdeskError as exc:
+            if not exc.ambiguous:
+                raise
+            # The post may have landed before the answer was lost: look once before reporting a failure.
+            try:
+                landed = self.comment_landed(ticket, marker)
+            except HelpdeskError:
+                raise exc from None
+            if landed is None:
+                raise
+            comment = ticket_comment_confirm(
+                comment=comment, external_id=landed.external_id, author_id=landed.author_id
             )
-        try:
-            data = response.json()
-        except ValueError:
-            data = {}
-        return HelpdeskResult(backend=self.name, operation=operation, data=data if isinstance(data, dict) else {})
-
-    def _update_ticket(self, ticket: Ticket, fields: dict[str, Any], operation: str) -> HelpdeskResult:
-        return self._send("PUT", f"/api/v2/tickets/{ticket.external_id}.json", {"ticket": fields}, operation)
-
-    def _comment(self, ticket: Ticket, body: str, public: bool, marker: str, operation: str) -> HelpdeskResult:
-        fields: dict[str, Any] = {"comment": {"body": body, "public": public}}
-        if marker:
-            fields["metadata"] = {MARKER_KEY: marker}  # stored as the audit's (and comment's) metadata.custom
-        return self._update_ticket(ticket, fields, operation)
+            return _comment_result(self.name, operation, comment, reused=True)
+        external_id, author_id = _posted_comment(data)
+        comment = ticket_comment_confirm(comment=comment, external_id=external_id, author_id=author_id)
+        return _comment_result(self.name, operation, comment, reused=False)
 
     def add_private_note(self, ticket: Ticket, body: str, *, marker: str = "") -> HelpdeskResult:
         # `public: false` is always sent: Zendesk otherwise inherits the ticket's default, which may be public.
-        return self._comment(ticket, body, False, marker, "add_private_note")
+        return self._post(ticket, body, public=False, marker=marker, operation="add_private_note")
 
     def add_public_reply(self, ticket: Ticket, body: str, *, marker: str = "") -> HelpdeskResult:
-        return self._comment(ticket, body, True, marker, "add_public_reply")
-
-    def find_comment(
-        self, ticket: Ticket, *, marker: str, body: str, public: bool, since: datetime
-    ) -> dict[str, Any] | None:
-        """The ticket's comment carrying `marker` among its most recent ones, or None. Raises HelpdeskError."""
-        path = f"/api/v2/tickets/{ticket.external_id}/comments.json"
-        try:
-            with httpx.Client(**self._client_options) as client:
-                response = client.get(path, params={"sort_order": "desc", "page[size]": RECENT_COMMENTS})
-        except httpx.HTTPError as exc:
-            raise HelpdeskError(HELPDESK_UNREACHABLE.format(error=exc), retryable=True) from exc
-        if response.status_code >= 400:
-            raise HelpdeskError(
-                HELPDESK_HTTP_ERROR.format(status=response.status_code),
-                retryable=response.status_code == 429 or response.status_code >= 500,
-                status=response.status_code,
-            )
-        try:
-            comments = response.json().get("comments") or []
-        except (ValueError, AttributeError) as exc:
-            raise HelpdeskError(HELPDESK_HTTP_ERROR.format(status=response.status_code), retryable=True) from exc
-        wanted = " ".join(body.split())
-        for comment in comments:
-            if not isinstance(comment, dict):
-                continue
-            custom = (comment.get("metadata") or {}).get("custom") or {}
-            if isinstance(custom, dict) and custom.get(MARKER_KEY) == marker:
-                return comment
-            created = _parse_time(comment.get("created_at"))
-            if (
-                bool(comment.get("public")) == public
-                and " ".join(str(comment.get("body") or "").split()) == wanted
-                and created is not None
-                and created >= since - CLOCK_SKEW
-            ):
-                return comment
-        return None
+        return self._post(ticket, body, public=True, marker=marker, operation="add_public_reply")
 
     def set_group(self, ticket: Ticket, group_id: str) -> HelpdeskResult:
         value: int | str = int(group_id) if group_id.isdigit() else group_id
-        return self._update_ticket(ticket, {"group_id": value}, "set_group")
+        self.client.update_ticket(ticket.external_id, {"group_id": value})
+        return HelpdeskResult(self.name, "set_group", {"group_id": group_id})
 
     def add_tags(self, ticket: Ticket, tags: list[str]) -> HelpdeskResult:
-        # PUT on the tags endpoint adds; POST would replace every tag on the ticket.
-        return self._send("PUT", f"/api/v2/tickets/{ticket.external_id}/tags.json", {"tags": tags}, "add_tags")
+        data = self.client.add_tags(ticket.external_id, tags)
+        return HelpdeskResult(self.name, "add_tags", {"tags": data.get("tags", tags)})
 
     def set_solved(self, ticket: Ticket) -> HelpdeskResult:
-        return self._update_ticket(ticket, {"status": "solved"}, "set_solved")
+        self.client.update_ticket(ticket.external_id, {"status": "solved"})
+        return HelpdeskResult(self.name, "set_solved", {"status": "solved"})
+
+
+def _confirm(comment: TicketComment, landed: CommentSnapshot) -> TicketComment:
+    return ticket_comment_confirm(comment=comment, external_id=landed.external_id, author_id=landed.author_id)
+
+
+def _posted_comment(data: dict) -> tuple[str, str]:
+    """The id and author of the comment a ticket update created, from the audit Zendesk answers with."""
+    audit = data.get("audit") if isinstance(data.get("audit"), dict) else {}
+    for event in audit.get("events") or []:
+        if isinstance(event, dict) and event.get("type") == "Comment" and event.get("id") is not None:
+            return str(event["id"]), str(event.get("author_id") or audit.get("author_id") or "")
+    return "", str(audit.get("author_id") or "")
 
 
 class LocalHelpdesk:
-    """The console's own tickets, for the demo and for tickets that did not come from Zendesk."""
+    """The console's own tickets, for the demo and for tickets that did not come from Zendesk. Requesters come from
+    the local directory (HelpdeskUser); posting is one database write, idempotent per marker."""
 
     name = "local"
 
-    def _comment(self, ticket: Ticket, body: str, public: bool, marker: str, operation: str) -> HelpdeskResult:
-        existing = TicketComment.objects.filter(ticket=ticket, external_id=marker).first() if marker else None
-        comment = existing or ticket_comment_add(
-            ticket=ticket, body=body, public=public, author_kind=TicketComment.AuthorKind.AGENT, external_id=marker
-        )
-        return HelpdeskResult(self.name, operation, {"comment_id": comment.pk})
+    def read_ticket(self, ticket: Ticket) -> TicketSnapshot:
+        person = HelpdeskUser.objects.filter(external_id=ticket.requester_id).first() if ticket.requester_id else None
+        link = TenantLink.objects.filter(organization_id=ticket.organization_id).first()
+        return TicketSnapshot(
+            external_id=ticket.external_id,
+            requester=RequesterSnapshot(
+                external_id=person.external_id, name=person.name, email=person.email, locale=person.locale,
+                fields=person.fields,
+            )
+            if person
+            else None,
+            organization=OrganizationSnapshot(
+                external_id=ticket.organization_id, name=link.organization_name if link else ""
+            )
+            if ticket.organization_id
+            else None,
+        )  # fmt: skip
+
+    def context_stale(self, ticket: Ticket) -> bool:
+        return not ticket.context_version
+
+    def comment_landed(self, ticket: Ticket, marker: str) -> CommentSnapshot | None:
+        comment = ticket.comments.filter(marker=marker, delivery=TicketComment.Delivery.SENT).first()
+        if comment is None:
+            return None
+        return CommentSnapshot(external_id=str(comment.pk), body=comment.body, public=comment.public)
+
+    def _post(self, ticket: Ticket, body: str, *, public: bool, marker: str, operation: str) -> HelpdeskResult:
+        with transaction.atomic():
+            comment, created = ticket_comment_intent(
+                ticket=ticket, body=body, public=public, marker=marker or comment_marker()
+            )
+            if comment.delivery != TicketComment.Delivery.SENT:
+                comment = ticket_comment_confirm(comment=comment, external_id="", author_id="")
+        return _comment_result(self.name, operation, comment, reused=not created)
 
     def add_private_note(self, ticket: Ticket, body: str, *, marker: str = "") -> HelpdeskResult:
-        return self._comment(ticket, body, False, marker, "add_private_note")
+        return self._post(ticket, body, public=False, marker=marker, operation="add_private_note")
 
     def add_public_reply(self, ticket: Ticket, body: str, *, marker: str = "") -> HelpdeskResult:
-        return self._comment(ticket, body, True, marker, "add_public_reply")
-
-    def find_comment(
-        self, ticket: Ticket, *, marker: str, body: str, public: bool, since: datetime
-    ) -> dict[str, Any] | None:
-        comment = TicketComment.objects.filter(ticket=ticket, external_id=marker).first() if marker else None
-        return None if comment is None else {"comment_id": comment.pk, "public": comment.public}
+        return self._post(ticket, body, public=True, marker=marker, operation="add_public_reply")
 
     def set_group(self, ticket: Ticket, group_id: str) -> HelpdeskResult:
         ticket = ticket_set_group(ticket=ticket, group_id=group_id, actor_kind=AuditEvent.ActorKind.AGENT)
@@ -194,31 +253,37 @@ class LocalHelpdesk:
         return HelpdeskResult(self.name, "set_solved", {"status": ticket.status})
 
 
-CLOCK_SKEW = timedelta(minutes=2)  # between our clock and Zendesk's, when matching a comment by time
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def zendesk_configured() -> bool:
     return bool(settings.ZENDESK_SUBDOMAIN or settings.ZENDESK_API_URL) and bool(
         settings.ZENDESK_EMAIL and settings.ZENDESK_API_TOKEN
     )
 
 
+def zendesk_client() -> ZendeskClient:
+    return ZendeskClient(
+        base_url=settings.ZENDESK_API_URL or f"https://{settings.ZENDESK_SUBDOMAIN}.zendesk.com",
+        email=settings.ZENDESK_EMAIL,
+        api_token=settings.ZENDESK_API_TOKEN,
+        timeout=settings.ZENDESK_TIMEOUT_SECONDS,
+        max_attempts=settings.ZENDESK_MAX_ATTEMPTS,
+        max_retry_after=settings.ZENDESK_MAX_RETRY_AFTER_SECONDS,
+        max_pages=settings.ZENDESK_MAX_COMMENT_PAGES,
+    )
+
+
 def helpdesk_for(ticket: Ticket) -> Helpdesk:
     """Zendesk for Zendesk tickets when credentials are set; the local helpdesk otherwise."""
     if ticket.source == Ticket.Source.ZENDESK and zendesk_configured():
-        return ZendeskHelpdesk(
-            base_url=settings.ZENDESK_API_URL or f"https://{settings.ZENDESK_SUBDOMAIN}.zendesk.com",
-            email=settings.ZENDESK_EMAIL,
-            api_token=settings.ZENDESK_API_TOKEN,
-            timeout=settings.ZENDESK_TIMEOUT_SECONDS,
-        )
+        return ZendeskHelpdesk(client=zendesk_client())
     return LocalHelpdesk()
+
+
+def ticket_context_ensure(*, ticket: Ticket, force: bool = False) -> Ticket:
+    """The ticket with its requester, organization, custom fields and comments as of its current version: read
+    from the helpdesk only when the version we hold is older than the one the webhook reported (or never read).
+    Network first, outside any transaction; then one transaction applies what was read."""
+    helpdesk = helpdesk_for(ticket)
+    if not force and not helpdesk.context_stale(ticket):
+        return ticket
+    snapshot = helpdesk.read_ticket(ticket)
+    return ticket_snapshot_apply(ticket=ticket, snapshot=snapshot)

@@ -2,18 +2,30 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class TenantLink(models.Model):
     """Maps a helpdesk organization to a tenant in the company's systems.
 
-    This mapping is the only source of a ticket's tenant: never the ticket's text.
+    This mapping is the only source of a ticket's tenant: never the ticket's text. A manual link (made by an admin)
+    always wins; a synced link is derived from the organization's external id or one of its fields
+    (ZENDESK_TENANT_FROM) each time the ticket is read from Zendesk.
     """
+
+    class Source(models.TextChoices):
+        MANUAL = "manual", "Manual (an admin)"
+        SYNCED = "synced", "Synced from the helpdesk organization"
 
     organization_id = models.CharField(max_length=64, unique=True)
     organization_name = models.CharField(max_length=200, blank=True)
     tenant_id = models.CharField(max_length=64, db_index=True)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.MANUAL)
+    synced_from = models.CharField(
+        max_length=200, blank=True, help_text="For a synced link: the organization attribute it was read from."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["organization_name", "organization_id"]
@@ -47,7 +59,19 @@ class Ticket(models.Model):
     subject = models.CharField(max_length=500, blank=True)
     description = models.TextField(blank=True)
     requester_id = models.CharField(max_length=64, blank=True)
+    # The requester as the helpdesk knows them (Zendesk's user record, or the local directory): the agent's only
+    # source of the customer's identity. Never parsed from the ticket's text.
+    requester_name = models.CharField(max_length=200, blank=True)
+    requester_email = models.EmailField(max_length=254, blank=True)
+    requester_locale = models.CharField(max_length=32, blank=True)
+    requester_fields = models.JSONField(default=dict, blank=True, help_text="The requester's user fields.")
     organization_id = models.CharField(max_length=64, blank=True, db_index=True)
+    organization_name = models.CharField(max_length=200, blank=True)
+    organization_external_id = models.CharField(max_length=200, blank=True)
+    organization_fields = models.JSONField(default=dict, blank=True)
+    custom_fields = models.JSONField(
+        default=list, blank=True, help_text='Ticket custom fields: [{"id", "title", "value"}].'
+    )
     tenant_link = models.ForeignKey(
         TenantLink, null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets"
     )
@@ -58,6 +82,9 @@ class Ticket(models.Model):
     raw_payload = models.JSONField(default=dict, blank=True)
     external_created_at = models.DateTimeField(null=True, blank=True)
     external_updated_at = models.DateTimeField(null=True, blank=True)
+    # The ticket version (Zendesk's updated_at) the requester, organization, fields and comments were last read at.
+    context_version = models.CharField(max_length=64, blank=True)
+    context_fetched_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     solved_at = models.DateTimeField(null=True, blank=True)
@@ -97,13 +124,24 @@ class TicketComment(models.Model):
         AGENT = "agent", "Agent (AI)"
         HUMAN = "human", "Human staff"
 
+    class Delivery(models.TextChoices):
+        SENT = "sent", "In the helpdesk"
+        PENDING = "pending", "Being posted"
+
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="comments")
     external_id = models.CharField(max_length=64, blank=True)
     body = models.TextField()
     public = models.BooleanField()
     author_kind = models.CharField(max_length=16, choices=AuthorKind.choices)
     author_id = models.CharField(max_length=64, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    author_name = models.CharField(max_length=200, blank=True)
+    attachments = models.JSONField(default=list, blank=True, help_text="Names of the attached files.")
+    # Our own comments carry a marker, stored before the comment is posted (the intent) and written into its
+    # body, so a retry after a crash finds it instead of posting twice, and the webhook's echo is recognised.
+    marker = models.CharField(max_length=32, blank=True)
+    delivery = models.CharField(max_length=16, choices=Delivery.choices, default=Delivery.SENT)
+    # When the helpdesk says it was written (comments synced later keep their place in the conversation).
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -112,7 +150,10 @@ class TicketComment(models.Model):
                 fields=["ticket", "external_id"],
                 condition=~models.Q(external_id=""),
                 name="ticket_comment_external_id_unique",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["ticket", "marker"], condition=~models.Q(marker=""), name="ticket_comment_marker_unique"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -137,3 +178,20 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source}:{self.event_id} {self.event_type}"
+
+
+class HelpdeskUser(models.Model):
+    """A person the local helpdesk knows: the requesters of tickets the console serves without Zendesk (the demo
+    seeds them). With Zendesk configured, requesters are read from Zendesk's API instead."""
+
+    external_id = models.CharField(max_length=64, unique=True, help_text="The requester id tickets carry.")
+    name = models.CharField(max_length=200, blank=True)
+    email = models.EmailField(max_length=254, blank=True)
+    locale = models.CharField(max_length=32, blank=True)
+    fields = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["external_id"]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.email or self.external_id} ({self.external_id})"

@@ -45,11 +45,19 @@ class TicketCommentOut(Schema):
     body: str
     public: bool
     author_kind: str
+    author_name: str
+    attachments: list[str]
+    delivery: str
     created_at: datetime
 
 
 class TicketDetailOut(TicketOut):
     description: str
+    requester_name: str
+    requester_email: str
+    requester_locale: str
+    organization_name: str
+    custom_fields: list[dict]
     comments: list[TicketCommentOut]
     run_ids: list[int]
 

@@ -151,6 +151,13 @@ class Tool:
         """Re-read system state and prove the write had its effect. Reads and helpdesk tools need none."""
         return Observation.failure(ErrorType.INTERNAL, NOT_VERIFIABLE)
 
+    def summarize(self, args: dict[str, Any], data: Any) -> str:
+        """What a successful call found, as one line a person reads in seconds: counts, the relevant rows or log
+        lines with their times; never raw JSON. Triage notes and the console's transcript use it."""
+        from agent.tools._summary import generic
+
+        return generic(data)
+
     def read_current(self, args: BaseModel, ctx: ToolContext) -> Observation:
         """Read, now, the state this call would change, for the reviewer's diff: success with
         {"fields": [state_field(...), ...]}. A read only; never called for a dry run's sake on the agent's behalf.

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.models import ConfigPatch
 from agent.tools import register
+from agent.tools._summary import clip, money, plain
 from agent.tools.admin_api import admin_api
 from agent.tools.base import ErrorType, Observation, Risk, Tool, ToolContext, state_field
 
@@ -396,6 +397,26 @@ class GetBillingStatus(Tool):
     )
     args_schema = TenantArgs
     risk = Risk.READ
+
+    def summarize(self, args: dict[str, Any], data: Any) -> str:
+        if not isinstance(data, dict):
+            return super().summarize(args, data)
+        line = f"billing: plan {data.get('plan')}, account {data.get('status')}"
+        sub = data.get("subscription")
+        if isinstance(sub, dict):
+            line += (
+                f"; subscription {sub.get('plan')} {sub.get('status')}, {sub.get('seats')} seats, "
+                f"{money(sub.get('monthly_amount_cents'), sub.get('currency'))}/month, "
+                f"period ends {plain(sub.get('current_period_end'))}"
+            )
+        invoices = [i for i in data.get("invoices") or [] if isinstance(i, dict)]
+        if invoices:
+            line += "; invoices: " + ", ".join(
+                f"{i.get('number')} {money(i.get('amount_cents'), i.get('currency'))} {i.get('status')} "
+                f"(issued {plain(i.get('issued_at'))})"
+                for i in invoices[:3]
+            )
+        return clip(line, 400)
 
     def run(self, args: TenantArgs, ctx: ToolContext) -> Observation:
         with admin_api() as api:

@@ -1,6 +1,8 @@
 """Helpdesk tools: write to the ticket the run works on (Zendesk or the local helpdesk, via helpdesk_for).
 
-The ticket is always ctx.ticket_id: the model has no argument that could name another ticket.
+The ticket is always ctx.ticket_id: the model has no argument that could name another ticket. Notes and replies
+carry a marker derived from the call's idempotency key, so the same call run again (a retry, a resumed run) finds
+the comment it already posted instead of posting it twice.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from agent.tools.base import ErrorType, Observation, Reconciled, Risk, Tool, Too
 from agentconsole.errors import ApplicationError
 from tickets.helpdesk import HelpdeskError, HelpdeskResult, helpdesk_for
 from tickets.models import Ticket
+from tickets.snapshot import comment_marker
 
 TICKET_NOT_FOUND = "Ticket {ticket_id} does not exist."
 UNKNOWN_POD = "There is no pod {pod!r}. Route to one of: {allowed}."
@@ -34,10 +37,29 @@ class BodyArgs(_Args):
 
 class RouteArgs(_Args):
     pod: str = Field(min_length=1, max_length=64, description="The pod's name, e.g. 'billing' or 'humans'.")
+    reason: str = Field(
+        default="", max_length=500, description="Why this pod: what in the ticket falls under what it owns."
+    )
 
 
 class NoArgs(_Args):
     pass
+
+
+COMMENT_TOOLS = frozenset({"add_private_note", "reply_to_customer"})
+
+
+def call_marker(ctx: ToolContext) -> str:
+    """The marker of the comment a call posts: from its idempotency key when it has one (a proposed action), so a
+    call run again finds its comment (helpdesk.comment_landed(ticket, call_marker(ctx))); fresh otherwise."""
+    return comment_marker(ctx.idempotency_key or "")
+
+
+def pods_described() -> str:
+    return "; ".join(
+        f"{name}: {settings.HELPDESK_POD_DESCRIPTIONS.get(name) or 'no description configured'}"
+        for name in sorted(settings.HELPDESK_PODS)
+    )
 
 
 def _on_ticket(
@@ -56,7 +78,7 @@ def _on_ticket(
             retryable=exc.retryable,
             # A comment that failed in a way that can pass (a timeout, a 5xx) may have been posted all the same:
             # the loop looks for it before anything else.
-            uncertain=comment and exc.retryable,
+            uncertain=comment and exc.ambiguous,
             status_code=exc.status,
         )
     except ApplicationError as exc:  # a lifecycle rule of the local helpdesk, e.g. a closed ticket
@@ -65,15 +87,15 @@ def _on_ticket(
 
 
 class _Comment(Tool):
-    """A comment on the ticket, sent with a marker (the call's idempotency key) so that a comment whose sending was
-    interrupted is looked up on the helpdesk instead of posted twice."""
+    """A comment on the ticket, sent with a marker (call_marker: from the call's idempotency key) so that a comment
+    whose sending was interrupted is looked up on the helpdesk instead of posted twice."""
 
     args_schema = BodyArgs
     risk = Risk.HELPDESK
     public: bool
 
     def run(self, args: BodyArgs, ctx: ToolContext) -> Observation:
-        marker = ctx.idempotency_key or ""
+        marker = call_marker(ctx)
         if self.public:
             return _on_ticket(
                 ctx, lambda helpdesk, ticket: helpdesk.add_public_reply(ticket, args.body, marker=marker), comment=True
@@ -90,16 +112,15 @@ class _Comment(Tool):
             return Reconciled.UNKNOWN, Observation.failure(ErrorType.NOT_FOUND, COMMENT_NOT_CHECKED)
         helpdesk = helpdesk_for(ticket)
         try:
-            found = helpdesk.find_comment(
-                ticket, marker=ctx.idempotency_key, body=args.body, public=self.public, since=started_at
-            )
+            found = helpdesk.comment_landed(ticket, call_marker(ctx))
         except HelpdeskError as exc:
             return Reconciled.UNKNOWN, Observation.failure(
                 ErrorType.OUTCOME_UNKNOWN, HELPDESK_FAILED.format(backend=helpdesk.name, message=exc.message)
             )
         if found is None:
             return Reconciled.NOT_APPLIED, attempt
-        return Reconciled.APPLIED, Observation.success(found, backend=helpdesk.name, found_by_marker=True)
+        landed = {"comment_id": found.external_id, "public": found.public, "already_posted": True}
+        return Reconciled.APPLIED, Observation.success(landed, backend=helpdesk.name, found_by_marker=True)
 
 
 @register
@@ -122,8 +143,8 @@ class RouteTicket(Tool):
     def description(self) -> str:  # type: ignore[override]
         # Built per call: the pods are deployment settings, and the model should see the ones in force.
         return (
-            "Assign the ticket to an engineering pod's queue. Pods: "
-            f"{', '.join(sorted(settings.HELPDESK_PODS))}. Use 'humans' to hand the ticket to a person."
+            "Assign the ticket to the engineering pod that owns its problem, and say why in `reason`. Pods and what "
+            f"each owns — {pods_described()}. Use 'humans' to hand the ticket to a person."
         )
 
     def run(self, args: RouteArgs, ctx: ToolContext) -> Observation:
@@ -137,7 +158,9 @@ class RouteTicket(Tool):
             )
         observation = _on_ticket(ctx, lambda helpdesk, ticket: helpdesk.set_group(ticket, group_id))
         if observation.ok:
-            return Observation.success({**observation.data, "pod": args.pod}, **observation.meta)
+            owns = settings.HELPDESK_POD_DESCRIPTIONS.get(args.pod, "")
+            data = {**observation.data, "pod": args.pod, "pod_owns": owns, "reason": args.reason}
+            return Observation.success(data, **observation.meta)
         return observation
 
 

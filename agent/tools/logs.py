@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.aws import aws_client
 from agent.tools import register
+from agent.tools._summary import clip, clock, count, when
 from agent.tools.base import ErrorType, Observation, Risk, Tool, ToolContext
 from agentconsole.errors import ApplicationError
 
@@ -101,6 +102,24 @@ class SearchLogs(Tool):
     )
     args_schema = SearchLogsArgs
     risk = Risk.READ
+
+    def summarize(self, args: dict[str, Any], data: Any) -> str:
+        if not isinstance(data, dict):
+            return super().summarize(args, data)
+        pattern = data.get("filter_pattern") or "everything"
+        minutes = args.get("minutes")
+        window = f"last {minutes} min" if minutes else f"since {when(data.get('from'))}"
+        events = list(data.get("events") or [])
+        if not events:
+            return clip(f"logs matching {pattern} ({window}): no lines")
+        more = " (more available)" if data.get("more_available") else ""
+        first, last = events[0], events[-1]
+        span = when(last.get("time"))
+        if len(events) > 1:
+            span = f"from {clock(first.get('time'))} to {clock(last.get('time'))} UTC"
+        found = f"{count(len(events), 'line')}{more}"
+        latest = clip(str(last.get("message", "")), 140)
+        return clip(f"logs matching {pattern} ({window}): {found}, {span}; latest: {latest}")
 
     def run(self, args: SearchLogsArgs, ctx: ToolContext) -> Observation:
         if not ctx.tenant_id:

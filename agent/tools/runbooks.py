@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.models import Runbook, Workflow
 from agent.tools import register
+from agent.tools._summary import clip
 from agent.tools.base import ErrorType, Observation, Risk, Tool, ToolContext
 
 NO_TERMS = "The query has no searchable words; use a few keywords such as 'stale dashboard cache'."
@@ -74,6 +76,13 @@ class SearchRunbooks(Tool):
     )
     args_schema = SearchRunbooksArgs
     risk = Risk.READ
+
+    def summarize(self, args: dict[str, Any], data: Any) -> str:
+        results = data.get("results") if isinstance(data, dict) else None
+        if not results:
+            return f"runbooks matching {args.get('query', '')!r}: none"
+        titles = [f"{r.get('title')} ({r.get('slug')})" for r in results if isinstance(r, dict)]
+        return clip(f"runbooks matching {args.get('query', '')!r}: " + "; ".join(titles))
 
     def run(self, args: SearchRunbooksArgs, ctx: ToolContext) -> Observation:
         terms = _terms(args.query)

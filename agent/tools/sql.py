@@ -19,6 +19,7 @@ import hmac
 import itertools
 import logging
 import math
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -39,6 +40,7 @@ from psycopg.conninfo import make_conninfo
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.tools import register
+from agent.tools._summary import clip, count, plain
 from agent.tools.base import ErrorType, Observation, Risk, Tool, ToolContext
 from agent.tools.sql_guard import MAX_QUERY_LENGTH, SqlRefused, check_sql
 from agentconsole.errors import ApplicationError
@@ -501,6 +503,9 @@ class RunSqlArgs(BaseModel):
     )
 
 
+_FROM_VIEW = re.compile(r"\b(?:FROM|JOIN)\s+([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)
+
+
 @register
 class RunSql(Tool):
     name = "run_sql"
@@ -522,3 +527,16 @@ class RunSql(Tool):
                 logger.error("run_sql cannot run: %s", exc.message)
             return Observation.failure(exc.error_type, exc.message, retryable=exc.retryable)
         return Observation.success(result.as_data(), views=sorted(guarded.views))
+
+    def summarize(self, args: dict[str, Any], data: Any) -> str:
+        if not isinstance(data, dict):
+            return super().summarize(args, data)
+        views = _FROM_VIEW.findall(str(args.get("query", ""))) or ["the support views"]
+        columns, rows = list(data.get("columns") or []), list(data.get("rows") or [])
+        source = ", ".join(dict.fromkeys(view.lower() for view in views))
+        if not rows:
+            return f"{source}: no matching rows"
+        shown = [", ".join(f"{col} {plain(val)}" for col, val in zip(columns, row, strict=False)) for row in rows[:3]]
+        more = len(rows) - len(shown)
+        tail = f"; … and {more} more" + (" (capped)" if data.get("truncated") else "") if more > 0 else ""
+        return clip(f"{source}: {count(len(rows), 'row')} — " + "; ".join(shown) + tail)

@@ -88,6 +88,13 @@ MATRIX: dict[str, Row] = {
     # An empty login form is shown again with its errors; a logged-in user may still open the login page.
     "login": Row(get=(200, 200, 200, 200), post=(200, 200, 200, 200)),
     "logout": Row(get=NO, post=("/accounts/login/",) * 4),
+    # The Zendesk sidebar authenticates with Zendesk's signed token and then a bearer token, never the console's
+    # session cookie: being logged in to the console opens nothing there (tests/console/views/test_zendesk_sidebar.py).
+    "console:zendesk-sidebar": Row(get=(403,) * 4, post=(403,) * 4),
+    "console:zendesk-sidebar-panel": Row(get=(403,) * 4, post=NO),
+    "console:zendesk-sidebar-approve": Row(get=NO, post=(403,) * 4),
+    "console:zendesk-sidebar-reject": Row(get=NO, post=(403,) * 4, data={"reason": "No"}),
+    "console:zendesk-sidebar-rate": Row(get=NO, post=(403,) * 4, data={"value": "1"}),
     # The Django admin lets in is_staff users only; the console's groups (even admins) are not staff.
     "admin:index": Row(get=(ADMIN_LOGIN,) * 4, post=(ADMIN_LOGIN,) * 4),
 }
@@ -141,8 +148,10 @@ def _args(name: str, world: World) -> list[object]:
         return [world.ticket.pk]
     if name.startswith("console:run-"):
         return [world.run.pk]
-    if name.startswith("console:action-"):
+    if name.startswith(("console:action-", "console:zendesk-sidebar-")) and name != "console:zendesk-sidebar-panel":
         return [world.action.pk]
+    if name == "console:zendesk-sidebar-panel":
+        return [world.ticket.external_id]
     if name == "console:step-rate":
         return [world.draft.pk]
     if name == "agent:workflow-phase":

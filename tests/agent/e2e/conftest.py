@@ -20,11 +20,17 @@ from django.db import connection
 from django.test import Client
 
 from agent.models import AgentRun, ConfigPatch, Workflow
-from console.demo import DEMO_CONFIG_PATCHES, DEMO_ORGANIZATIONS, DEMO_WORKFLOWS
+from console.demo import (
+    DEMO_CONFIG_PATCHES,
+    DEMO_ORGANIZATIONS,
+    DEMO_REQUESTERS,
+    DEMO_WORKFLOWS,
+    demo_requester_id,
+)
 from sandbox.models import FaultSwitch
 from sandbox.seed import sandbox_seed
 from tests.conftest import WEBHOOK_URL, signed_headers, zendesk_event
-from tickets.models import TenantLink, Ticket
+from tickets.models import HelpdeskUser, TenantLink, Ticket
 
 ROOT = Path(__file__).resolve().parents[3]
 FINAL = {"completed", "escalated", "failed"}
@@ -101,6 +107,10 @@ def company(transactional_db, settings, live_server) -> Callable[..., None]:
         sandbox_seed()
         for organization_id, name, tenant_id in DEMO_ORGANIZATIONS:
             TenantLink.objects.create(organization_id=organization_id, organization_name=name, tenant_id=tenant_id)
+        for organization_id, name, email, locale in DEMO_REQUESTERS:
+            HelpdeskUser.objects.create(
+                external_id=demo_requester_id(organization_id), name=name, email=email, locale=locale
+            )
         for patch in DEMO_CONFIG_PATCHES:
             ConfigPatch.objects.create(**patch)
         for spec in DEMO_WORKFLOWS:
@@ -111,7 +121,8 @@ def company(transactional_db, settings, live_server) -> Callable[..., None]:
 
 
 def deliver(ticket_id: int, organization_id: str, subject: str, description: str, tags: list[str]) -> Ticket:
-    """A signed ticket.created event through the real webhook; its run is enqueued when the request commits."""
+    """A signed ticket.created event through the real webhook; its run is enqueued when the request commits. The
+    requester is the organization's demo requester (the local helpdesk's directory gives their identity)."""
     body = json.dumps(
         zendesk_event(
             event_id=f"e2e-{ticket_id}",
@@ -121,6 +132,7 @@ def deliver(ticket_id: int, organization_id: str, subject: str, description: str
             description=description,
             tags=tags,
             status="NEW",
+            requester_id=demo_requester_id(organization_id),
         )
     ).encode()
     response = Client().post(WEBHOOK_URL, data=body, content_type="application/json", headers=signed_headers(body))

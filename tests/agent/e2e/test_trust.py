@@ -4,22 +4,21 @@ engine, or Claude's Bedrock path against an HTTP Converse stand-in; Zendesk is a
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from django.conf import settings
-from django.utils import timezone
 
 from agent.models import ProposedAction
 from agent.services import proposed_action_approve
 from sandbox.models import CacheReset, FaultSwitch, Tenant
 from tests.agent.e2e.conftest import Worker, deliver, wait_for_run
 from tests.factories import UserFactory
-from tests.http_standin import RecordedRequest, StandIn, serve
+from tests.http_standin import serve
+from tests.zendesk_standin import ZendeskStandIn, serve_zendesk
+from tickets.snapshot import without_marker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
@@ -85,53 +84,13 @@ def test_it_tells_the_customer_what_ran_after_a_reviewers_edit(company, worker) 
     assert "days: 7 -> 14" in observation["message"]
 
 
-class FakeZendesk(StandIn):
-    """Zendesk at its HTTP boundary: ticket updates keep their comments, which the comment list returns. A reply
-    can be held before its answer, as a slow Zendesk does, while the comment is already stored."""
-
-    def __init__(self, reply_delay: float) -> None:
-        super().__init__()
-        self.comments: list[dict] = []
-        self.reply_delay = reply_delay
-        self.lock = threading.Lock()
-
-    def handle(self, handler) -> None:
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length)
-        self.requests.append(RecordedRequest(handler.command, handler.path, dict(handler.headers.items()), body))
-        payload: dict = {"ticket": {"id": 1}}
-        delay = 0.0
-        if handler.command == "PUT":
-            ticket = json.loads(body)["ticket"]
-            if "comment" in ticket:
-                with self.lock:
-                    self.comments.insert(0, {
-                        "id": 5000 + len(self.comments), "body": ticket["comment"]["body"],
-                        "public": ticket["comment"]["public"], "created_at": timezone.now().isoformat(),
-                        "metadata": {"custom": ticket.get("metadata", {}), "system": {}},
-                    })  # fmt: skip
-                delay = self.reply_delay if ticket["comment"]["public"] else 0.0
-        elif "/comments.json" in handler.path:
-            payload = {"comments": list(self.comments)}
-        time.sleep(delay)
-        raw = json.dumps(payload).encode()
-        try:
-            handler.send_response(200)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(raw)))
-            handler.end_headers()
-            handler.wfile.write(raw)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-
 @pytest.fixture
-def zendesk() -> Iterator[FakeZendesk]:
-    yield from serve(FakeZendesk(reply_delay=6.0))
+def zendesk() -> Iterator[ZendeskStandIn]:
+    yield from serve_zendesk()
 
 
 def test_it_does_not_post_a_reply_twice_after_a_crash_between_posting_and_recording(
-    company, worker: Worker, zendesk: FakeZendesk
+    company, worker: Worker, zendesk: ZendeskStandIn
 ) -> None:
     company()  # stale-cache: autonomous; it replies, then solves
     env = {
@@ -140,29 +99,30 @@ def test_it_does_not_post_a_reply_twice_after_a_crash_between_posting_and_record
         "ZENDESK_EMAIL": "agent@example.com",
         "ZENDESK_API_TOKEN": "token",
     }
+    zendesk.add_ticket(7104, subject="Dashboard shows stale data", tags=["stale_cache"])
+    zendesk.lose_next_put_answer = 6.0  # the reply (the run's first update) lands; its answer is held back
     worker.start(**env)
     ticket = deliver(7104, "360001", "Dashboard shows stale data", "Numbers froze", ["stale_cache"])
 
     deadline = time.monotonic() + 60
-    while not zendesk.comments:  # the reply reached Zendesk; its answer is held back
+    while not [c for c in zendesk.comments["7104"] if c["public"]]:
         assert time.monotonic() < deadline, worker.logs()[-3000:]
         time.sleep(0.05)
     worker.kill()
     reply = ProposedAction.objects.get(run__ticket=ticket, tool="reply_to_customer")
     assert reply.status == "approved" and reply.execution_started_at is not None  # never recorded
 
-    zendesk.reply_delay = 0.0
     worker.start(**env)
     run = wait_for_run(ticket, {"completed"}, worker, timeout=90)
 
-    assert [c["body"] for c in zendesk.comments if c["public"]] == [
+    assert [without_marker(c["body"]) for c in zendesk.comments["7104"] if c["public"]] == [
         "Hello, we found stale entries in your workspace's cache and refreshed it. Your dashboards show current "
         "data again. Sorry for the trouble!"
     ]
     reply.refresh_from_db()
     assert reply.status == "executed"
     assert run.steps.get(kind="observation", tool_name="reply_to_customer").tool_output["meta"]["found_by_marker"]
-    solved = [r for r in zendesk.requests if r.method == "PUT" and r.json()["ticket"].get("status") == "solved"]
+    solved = [r for r in zendesk.puts() if r.json()["ticket"].get("status") == "solved"]
     assert len(solved) == 1
 
 

@@ -3,14 +3,12 @@ helpdesk, and an approval that lands while the turn is still being dispatched st
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from datetime import timedelta
 
 import pytest
 from django.db import connection
-from django.utils import timezone
 
 from agent.loop import Outcome, _context, run_advance
 from agent.models import AgentRun, ProposedAction, Step
@@ -19,8 +17,7 @@ from agent.tools import get_tool
 from sandbox.models import FaultSwitch, Tenant
 from tests.agent.loop.conftest import converse_reply, drive, tool_results, tool_use
 from tests.factories import AgentRunFactory, StepFactory, TicketFactory, UserFactory, WorkflowFactory
-from tests.http_standin import RecordedRequest, StandIn, serve
-from tickets.helpdesk import ZendeskHelpdesk
+from tickets.snapshot import without_marker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,109 +55,46 @@ def test_it_finds_a_reply_posted_before_a_crash_instead_of_sending_it_again(bedr
     assert observed["ok"] is True and observed["meta"]["found_by_marker"] is True
 
 
-class FakeZendesk(StandIn):
-    """Zendesk's ticket update and comment list, at the HTTP boundary: comments are kept as they are posted."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.comments: list[dict] = []
-        self.comment_delay = 0.0  # a slow Zendesk: the comment is stored, its answer comes late
-
-    def handle(self, handler) -> None:
-        if handler.command == "PUT" and handler.path.endswith(".json") and "/tickets/" in handler.path:
-            length = int(handler.headers.get("Content-Length") or 0)
-            body = handler.rfile.read(length)
-            ticket = json.loads(body)["ticket"]
-            if "comment" in ticket:
-                self.comments.insert(
-                    0,
-                    {
-                        "id": 1000 + len(self.comments),
-                        "body": ticket["comment"]["body"],
-                        "public": ticket["comment"]["public"],
-                        "created_at": timezone.now().isoformat(),
-                        "metadata": {"custom": ticket.get("metadata", {}), "system": {}},
-                    },
-                )
-            self.requests.append(RecordedRequest("PUT", handler.path, dict(handler.headers.items()), body))
-            time.sleep(self.comment_delay if "comment" in ticket else 0.0)
-            self._send(handler, {"ticket": {"id": 1}})
-            return
-        if handler.command == "GET" and "/comments.json" in handler.path:
-            self._send(handler, {"comments": self.comments})
-            return
-        super().handle(handler)
-
-    @staticmethod
-    def _send(handler, payload: dict) -> None:
-        raw = json.dumps(payload).encode()
-        try:
-            handler.send_response(200)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(raw)))
-            handler.end_headers()
-            handler.wfile.write(raw)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client timed out
+def _zendesk_run(zendesk_api, external_id: str) -> AgentRun:
+    zendesk_api.add_ticket(external_id, subject="Dashboard shows stale data")
+    ticket = TicketFactory(tenant_link__tenant_id="acme", source="zendesk", external_id=external_id)
+    return AgentRunFactory(ticket=ticket, workflow=WorkflowFactory(phase="autonomous"), phase="autonomous")
 
 
-@pytest.fixture
-def zendesk(settings):
-    for standin in serve(FakeZendesk()):
-        settings.ZENDESK_API_URL = standin.url
-        settings.ZENDESK_EMAIL = "agent@example.com"
-        settings.ZENDESK_API_TOKEN = "token"
-        yield standin
+def _public_replies(zendesk_api, external_id: str) -> list[str]:
+    return [without_marker(c["body"]) for c in zendesk_api.comments[external_id] if c["public"]]
 
 
-def test_it_finds_a_zendesk_reply_posted_before_a_crash_by_its_marker(bedrock, zendesk) -> None:
-    ticket = TicketFactory(tenant_link__tenant_id="acme", source="zendesk", external_id="35436")
-    run = AgentRunFactory(ticket=ticket, workflow=WorkflowFactory(phase="autonomous"), phase="autonomous")
+def test_it_finds_a_zendesk_reply_posted_before_a_crash_by_its_marker(bedrock, zendesk_api) -> None:
+    run = _zendesk_run(zendesk_api, "35436")
     action = _interrupted_reply(run)
     bedrock.answer(200, converse_reply({"text": "Told the customer."}, stop="end_turn"))
 
     assert run_advance(run_id=run.pk) == Outcome.DONE
 
-    assert [c["body"] for c in zendesk.comments] == [REPLY]
-    [put] = [r for r in zendesk.requests if r.method == "PUT"]
-    assert put.json()["ticket"]["metadata"]["agent_console_marker"] == f"agent-console-{action.idempotency_key}"
+    assert _public_replies(zendesk_api, "35436") == [REPLY]
+    assert len([p for p in zendesk_api.puts() if "comment" in p.json()["ticket"]]) == 1
     action.refresh_from_db()
     assert action.status == "executed"
+    observed = tool_results(bedrock.requests[0])["r1"]
+    assert observed["ok"] is True and observed["meta"]["found_by_marker"] is True
 
 
-def test_it_looks_for_a_reply_that_timed_out_and_never_posts_it_twice(bedrock, zendesk, settings) -> None:
+def test_it_looks_for_a_reply_whose_answer_was_lost_and_never_posts_it_twice(bedrock, zendesk_api, settings) -> None:
     settings.ZENDESK_TIMEOUT_SECONDS = 0.3
-    zendesk.comment_delay = 0.8
-    ticket = TicketFactory(tenant_link__tenant_id="acme", source="zendesk", external_id="35437")
-    run = AgentRunFactory(ticket=ticket, workflow=WorkflowFactory(phase="autonomous"), phase="autonomous")
-    reply = tool_use("r1", "reply_to_customer", {"body": REPLY})
-    bedrock.answer(200, converse_reply(reply))
+    zendesk_api.lose_next_put_answer = 0.8  # Zendesk adds the comment; its answer comes after the client gave up
+    run = _zendesk_run(zendesk_api, "35437")
+    bedrock.answer(200, converse_reply(tool_use("r1", "reply_to_customer", {"body": REPLY})))
     bedrock.answer(200, converse_reply(tool_use("r2", "reply_to_customer", {"body": REPLY})))  # the model insists
     bedrock.answer(200, converse_reply({"text": "Told the customer."}, stop="end_turn"))
 
     assert drive(run.pk) == Outcome.DONE
 
-    assert [c["body"] for c in zendesk.comments] == [REPLY]
+    assert _public_replies(zendesk_api, "35437") == [REPLY]
     action = ProposedAction.objects.get(run=run)
     assert action.status == "executed"
-    first = tool_results(bedrock.requests[1])["r1"]
-    assert first["ok"] is True and first["meta"]["found_by_marker"] is True
+    assert tool_results(bedrock.requests[1])["r1"]["ok"] is True
     assert "already ran in this run" in tool_results(bedrock.requests[2])["r2"]["message"]
-
-
-def test_it_recognises_a_zendesk_comment_without_metadata_by_its_text_and_time(zendesk) -> None:
-    ticket = TicketFactory(source="zendesk", external_id="35436")
-    helpdesk = ZendeskHelpdesk(base_url=zendesk.url, email="a@example.com", api_token="t", timeout=2)
-    since = timezone.now() - timedelta(seconds=5)
-    zendesk.comments.append(
-        {"id": 7, "body": "Older  text", "public": True, "created_at": (since - timedelta(hours=1)).isoformat()}
-    )
-    assert helpdesk.find_comment(ticket, marker="m-1", body="Older text", public=True, since=since) is None
-    zendesk.comments.insert(
-        0, {"id": 8, "body": "New\ntext ", "public": True, "created_at": timezone.now().isoformat()}
-    )
-    assert helpdesk.find_comment(ticket, marker="m-1", body="New text", public=True, since=since)["id"] == 8
-    assert helpdesk.find_comment(ticket, marker="m-1", body="New text", public=False, since=since) is None
 
 
 def test_it_resumes_a_run_whose_proposal_was_approved_before_the_run_was_marked_waiting(bedrock_company) -> None:

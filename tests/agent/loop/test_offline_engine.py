@@ -11,17 +11,20 @@ PLAYBOOK = [
         "args": {"tenant_id": "{tenant_id}"},
         "alternative": {"tool": "add_private_note", "args": {"body": "Could not reset. {findings}"}},
     },
-    {"tool": "reply_to_customer", "args": {"body": "Fixed for {ticket_email}"}},
+    {"tool": "reply_to_customer", "args": {"body": "Fixed for {requester_email}"}},
 ]
 
 
-def _conversation(*exchanges: Exchange, playbook=PLAYBOOK) -> Conversation:
+VARIABLES = {"tenant_id": "acme", "requester_email": "ops@acme.example", "findings": "• support_tenant_overview: 1 row"}
+
+
+def _conversation(*exchanges: Exchange, playbook=PLAYBOOK, variables: dict | None = None) -> Conversation:
     return Conversation(
         system_prompt="s",
         ticket_prompt="t",
         exchanges=list(exchanges),
         playbook=playbook,
-        variables={"tenant_id": "acme", "ticket_email": "ops@acme.example"},
+        variables={**VARIABLES, **(variables or {})},
     )
 
 
@@ -45,7 +48,32 @@ def test_it_fills_templates_from_bound_values_and_findings() -> None:
     failed = _after("rb-1-0-main", "reset_tenant_cache", {"ok": False, "error_type": "refused", "message": "429"})
     turn = OfflineEngine().next_turn(_conversation(read, failed), [])
     assert turn.tool_calls[0].name == "add_private_note"
-    assert '[["acme", 7]]' in turn.tool_calls[0].args["body"]
+    assert turn.tool_calls[0].args["body"] == "Could not reset. • support_tenant_overview: 1 row"
+    done = _after("rb-1-0-main", "reset_tenant_cache", {"ok": True, "data": {}})
+    assert OfflineEngine().next_turn(_conversation(read, done), []).tool_calls[0].args == {
+        "body": "Fixed for ops@acme.example"
+    }
+
+
+def test_it_escalates_rather_than_fill_a_value_the_ticket_does_not_have() -> None:
+    done = _after("rb-1-0-main", "reset_tenant_cache", {"ok": True, "data": {}})
+    turn = OfflineEngine().next_turn(_conversation(done, variables={"requester_email": ""}), [])
+    [call] = turn.tool_calls
+    assert call.name == ESCALATE_TOOL
+    assert "needs {requester_email}" in call.args["reason"] and "no e-mail for the requester" in call.args["reason"]
+
+
+def test_it_quotes_values_inside_sql_and_log_patterns() -> None:
+    playbook = [
+        {"tool": "run_sql", "args": {"query": "SELECT 1 FROM support_tenant_users WHERE email = '{requester_email}'"}},
+        {"tool": "search_logs", "args": {"query": 'login_failed "{requester_email}"'}},
+    ]
+    values = {"requester_email": "o'brien\"x@acme.example"}
+    turn = OfflineEngine().next_turn(_conversation(playbook=playbook, variables=values), [])
+    assert turn.tool_calls[0].args["query"].endswith("WHERE email = 'o''brien\"x@acme.example'")
+    read = _after("rb-0-0-main", "run_sql", {"ok": True, "data": {"rows": []}})
+    turn = OfflineEngine().next_turn(_conversation(read, playbook=playbook, variables=values), [])
+    assert turn.tool_calls[0].args["query"] == 'login_failed "o\'brien\\"x@acme.example"'
 
 
 def test_it_retries_a_retryable_error_once_then_takes_the_alternative() -> None:

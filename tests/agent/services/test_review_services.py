@@ -127,8 +127,8 @@ def test_it_says_what_the_offline_engine_does_after_an_approval() -> None:
     spec = next(w for w in DEMO_WORKFLOWS if w["slug"] == "account-lockout")
     workflow = WorkflowFactory(**{k: v for k, v in spec.items() if k != "slug"}, slug="lockout")
     run = AgentRunFactory(
-        workflow=workflow, engine="offline", ticket__subject="Locked out as ops@initech.example",
-        ticket__tenant_link__tenant_id="initech",
+        workflow=workflow, engine="offline", ticket__subject="Locked out as ceo@initech.example",
+        ticket__requester_email="ops@initech.example", ticket__tenant_link__tenant_id="initech",
     )  # fmt: skip
     step = StepFactory(run=run, kind=Step.Kind.ACTION, tool_name="unlock_user", tool_call_id="rb-4-0-main")
     action = ProposedActionFactory(

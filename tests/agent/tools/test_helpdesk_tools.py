@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,7 +61,12 @@ def test_it_routes_the_ticket_to_a_pods_group(ticket: Ticket, settings: Any) -> 
     observation = call("route_ticket", {"pod": "billing"}, ticket.pk)
 
     assert observation.ok is True
-    assert observation.data == {"group_id": "20001", "pod": "billing"}
+    assert observation.data == {
+        "group_id": "20001",
+        "pod": "billing",
+        "pod_owns": settings.HELPDESK_POD_DESCRIPTIONS["billing"],
+        "reason": "",
+    }
     ticket.refresh_from_db()
     assert ticket.group_id == "20001"
 
@@ -78,13 +84,16 @@ def test_it_refuses_an_unknown_pod_listing_the_allowed_ones(ticket: Ticket, sett
     assert ticket.group_id == ""
 
 
-def test_it_describes_the_pods_in_force(settings: Any) -> None:
+def test_it_describes_the_pods_in_force_with_what_each_owns(settings: Any) -> None:
     settings.HELPDESK_PODS = {"humans": "1", "payments": "2"}
+    settings.HELPDESK_POD_DESCRIPTIONS = {"humans": "People.", "payments": "Cards and refunds."}
     tool = get_tool("route_ticket")
     assert tool is not None
 
-    assert "payments, humans" not in tool.spec()["description"]
-    assert "humans, payments" in tool.spec()["description"]
+    description = tool.spec()["description"]
+    assert "humans: People.; payments: Cards and refunds." in description
+    assert "billing" not in description
+    assert "reason" in tool.spec()["input_schema"]["properties"]
 
 
 def test_it_solves_the_ticket(ticket: Ticket) -> None:
@@ -131,13 +140,19 @@ def test_it_sends_a_private_note_to_zendesk(db: None, zendesk: StandIn) -> None:
     assert observation.meta["backend"] == "zendesk"
     [request] = zendesk.requests
     assert (request.method, request.path) == ("PUT", "/api/v2/tickets/35436.json")
-    assert request.json() == {"ticket": {"comment": {"body": "Found it.", "public": False}}}
+    comment = request.json()["ticket"]["comment"]
+    assert comment["public"] is False
+    # Our marker travels in the body, so the comment is recognised when the webhook brings it back.
+    assert re.fullmatch(r"Found it\.\n\n— Agent Console · ref ac-[0-9a-f]{12}", comment["body"])
+    [stored] = zendesk_ticket.comments.all()
+    assert (stored.body, stored.author_kind, stored.marker) == ("Found it.", "agent", comment["body"][-15:])
 
 
 @pytest.mark.parametrize(("status", "retryable"), [(503, True), (422, False)])
 def test_it_turns_a_helpdesk_error_into_a_failure_with_retryable(
-    db: None, zendesk: StandIn, status: int, retryable: bool
+    db: None, zendesk: StandIn, status: int, retryable: bool, settings: Any
 ) -> None:
+    settings.ZENDESK_MAX_ATTEMPTS = 1
     zendesk_ticket = TicketFactory(source=Ticket.Source.ZENDESK)
     zendesk.answer(status, {"error": "nope"})
 

@@ -162,7 +162,7 @@ def test_it_shows_what_the_agent_found_the_state_diff_and_what_comes_next(review
     )  # fmt: skip
     body = reviewer.get(f"/tickets/{run.ticket_id}/").content.decode()
     found = body[body.index("What the agent found") : body.index("Proposed call")]
-    assert "1 row: plan=trial" in found
+    assert "the support views: 1 row — plan trial" in found
     assert 'data-testid="state-diff"' in body and "2026-01-10" in body and "2026-01-13" in body
     assert "Re-reads the tenant: trial_ends_at must be the previous end plus the days granted." in body
     assert body.count(f'id="action-{action.pk}"') == 1  # the transcript points up to the card, never repeats it

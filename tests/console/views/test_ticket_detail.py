@@ -194,3 +194,56 @@ def test_it_renders_the_ticket_in_a_fixed_number_of_queries(reviewer, django_ass
     # comments, presence
     with django_assert_max_num_queries(12):
         reviewer.get(_url(ticket), headers=HX)
+
+
+def test_it_shows_the_requester_the_agents_own_comments_and_a_follow_ups_trigger(reviewer) -> None:
+    ticket = TicketFactory(
+        requester_name="Olivia Park",
+        requester_email="ops@initech.example",
+        organization_name="Initech Payroll",
+        custom_fields=[{"id": "41", "title": "Product area", "value": "login"}],
+    )
+    TicketCommentFactory(ticket=ticket, body="Context: 4 failed logins.", public=False, author_kind="agent")
+    TicketCommentFactory(
+        ticket=ticket, body="See trace.", author_kind="human", author_name="Sam", attachments=["t.txt"]
+    )
+    comment = TicketCommentFactory(ticket=ticket, body="Still locked out.")
+    AgentRunFactory(ticket=ticket, trigger=AgentRun.Trigger.CUSTOMER_COMMENT, trigger_comment=comment)
+
+    page = reviewer.get(_url(ticket)).content.decode()
+
+    assert "Olivia Park &lt;ops@initech.example&gt;" in page
+    assert "Initech Payroll" in page and "Product area" in page
+    assert '<span class="author author-agent">Agent Console</span>' in page
+    assert "Human staff · Sam" in page and "Attachments: t.txt" in page
+    assert "Follow-up: the customer wrote “Still locked out.”" in page
+
+
+def test_it_puts_a_readable_finding_beside_each_reads_full_output(reviewer) -> None:
+    ticket = TicketFactory()
+    run = AgentRunFactory(ticket=ticket)
+    StepFactory(run=run, index=0, kind=Step.Kind.ACTION, tool_name="run_sql", tool_call_id="c1",
+                tool_input={"query": "SELECT email, locked FROM support_tenant_users"})  # fmt: skip
+    output = {"ok": True, "data": {"columns": ["email", "locked"], "rows": [["ops@acme.example", True]]}}
+    StepFactory(
+        run=run, index=1, kind=Step.Kind.OBSERVATION, tool_name="run_sql", tool_call_id="c1", tool_output=output
+    )
+
+    page = reviewer.get(_url(ticket)).content.decode()
+
+    call = page[page.index(f'id="call-{run.steps.get(index=0).pk}"') :]
+    line, details = call.split("<details>", 1)
+    assert "support_tenant_users: 1 row — email ops@acme.example, locked yes</span>" in line
+    assert "&quot;ops@acme.example&quot;" in details[: details.index("</details>")]  # the full output, one click away
+
+
+def test_it_shows_the_reviewer_what_the_customer_wrote_after_a_proposal(reviewer) -> None:
+    ticket = TicketFactory()
+    run = AgentRunFactory(ticket=ticket, status="awaiting_approval")
+    step = StepFactory(run=run, index=0, kind=Step.Kind.ACTION, tool_name="unlock_user", tool_call_id="u1")
+    ProposedActionFactory(run=run, step=step, tool="unlock_user", status=ProposedAction.Status.PENDING)
+    TicketCommentFactory(ticket=ticket, body="Never mind, I got in!")
+
+    page = reviewer.get(_url(ticket)).content.decode()
+
+    assert "The customer wrote after this was proposed" in page and "Never mind, I got in!" in page
