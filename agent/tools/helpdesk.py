@@ -17,7 +17,8 @@ from agent.tools import register
 from agent.tools.base import ErrorType, Observation, Reconciled, Risk, Tool, ToolContext
 from agentconsole.errors import ApplicationError
 from tickets.helpdesk import HelpdeskError, HelpdeskResult, helpdesk_for
-from tickets.models import Ticket
+from tickets.models import Ticket, TicketComment
+from tickets.services import ticket_comment_confirm
 from tickets.snapshot import comment_marker
 
 TICKET_NOT_FOUND = "Ticket {ticket_id} does not exist."
@@ -119,6 +120,10 @@ class _Comment(Tool):
             )
         if found is None:
             return Reconciled.NOT_APPLIED, attempt
+        # The intent recorded before posting is settled too, as the helpdesk's own retry would settle it.
+        pending = ticket.comments.filter(marker=call_marker(ctx)).exclude(delivery=TicketComment.Delivery.SENT).first()
+        if pending is not None:
+            ticket_comment_confirm(comment=pending, external_id=found.external_id, author_id=found.author_id)
         landed = {"comment_id": found.external_id, "public": found.public, "already_posted": True}
         return Reconciled.APPLIED, Observation.success(landed, backend=helpdesk.name, found_by_marker=True)
 
