@@ -16,9 +16,9 @@ class WorkflowAdmin(AuditedModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
     filter_horizontal = ["reviewers"]
 
-    def get_readonly_fields(self, request, obj=None) -> list[str]:  # noqa: ANN001
-        # Phase changes are promotions: made in the console with a reason and audited, not edited here.
-        return ["phase"] if obj is not None else []
+    # Phase changes are promotions: made on the workflows page with a reason, through the gated service, and
+    # audited; a workflow added here starts in shadow.
+    readonly_fields = ["phase"]
 
     def save_model(self, request, obj, form, change) -> None:  # noqa: ANN001
         # Pre-approved tools and their limits decide what runs without a human: workflow_save audits those as

@@ -1,27 +1,39 @@
 """AWS clients for the agent: the standard credential chain, or AGENT_ROLE_ARN assumed through STS.
 
-One module for this external system, so Bedrock and CloudWatch Logs get their credentials the same way.
+One module for this external system, so Bedrock and CloudWatch Logs get their credentials the same way. An assumed
+role's credentials are botocore refreshable credentials: every request a client signs asks them first, and they
+assume the role again before they expire (botocore refreshes 15 minutes ahead, and blocks for it 10 minutes ahead),
+so a worker that lives for days never signs with expired keys, whatever its clients cache.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
+import botocore.session
 import httpx
 from botocore.config import Config
+from botocore.credentials import (
+    AssumeRoleCredentialFetcher,
+    CredentialProvider,
+    Credentials,
+    DeferredRefreshableCredentials,
+)
+from botocore.exceptions import NoCredentialsError
 from django.conf import settings
 
 ROLE_SESSION_NAME = "agent-console"
 ROLE_SESSION_SECONDS = 3600
-ROLE_REFRESH_MARGIN = timedelta(minutes=5)
+STS_CONFIG = Config(connect_timeout=5, read_timeout=10, retries={"mode": "standard", "max_attempts": 3})
 
-# Temporary credentials of the assumed role, per (role ARN, region), reused until shortly before they expire.
+# The assumed role's refreshable credentials, one per (role ARN, region) for the whole process: every client shares
+# them, so the role is assumed once per hour of work, not once per client.
 _credentials_lock = threading.Lock()
-_credentials_cache: dict[tuple[str, str], dict[str, Any]] = {}
+_credentials_cache: dict[tuple[str, str], Credentials] = {}
 
 
 def clear_credentials_cache() -> None:
@@ -30,19 +42,38 @@ def clear_credentials_cache() -> None:
         _credentials_cache.clear()
 
 
-def _assumed_role_credentials(role_arn: str, region: str) -> dict[str, Any]:
+def assumed_role_credentials(role_arn: str, region: str) -> Credentials:
+    """Credentials of `role_arn`, assumed with the standard chain's credentials, that refresh themselves."""
     key = (role_arn, region)
     with _credentials_lock:
         cached = _credentials_cache.get(key)
-        if cached is not None and cached["Expiration"] - datetime.now(UTC) > ROLE_REFRESH_MARGIN:
+        if cached is not None:
             return cached
-        # The standard credential chain (env, profile, instance/task role) signs the AssumeRole call.
-        sts = boto3.session.Session().client("sts", region_name=region)
-        credentials = sts.assume_role(
-            RoleArn=role_arn, RoleSessionName=ROLE_SESSION_NAME, DurationSeconds=ROLE_SESSION_SECONDS
-        )["Credentials"]
+        source = botocore.session.get_session()
+        source_credentials = source.get_credentials()
+        if source_credentials is None:
+            raise NoCredentialsError()
+        fetcher = AssumeRoleCredentialFetcher(
+            client_creator=functools.partial(source.create_client, region_name=region, config=STS_CONFIG),
+            source_credentials=source_credentials,
+            role_arn=role_arn,
+            extra_args={"RoleSessionName": ROLE_SESSION_NAME, "DurationSeconds": ROLE_SESSION_SECONDS},
+        )
+        credentials = DeferredRefreshableCredentials(refresh_using=fetcher.fetch_credentials, method="assume-role")
         _credentials_cache[key] = credentials
         return credentials
+
+
+class _AssumedRole(CredentialProvider):
+    """Puts the refreshable credentials first in a session's credential chain."""
+
+    METHOD = "agent-console-assume-role"
+
+    def __init__(self, credentials: Credentials) -> None:
+        self._credentials = credentials
+
+    def load(self) -> Credentials:
+        return self._credentials
 
 
 def aws_client(service: str, *, config: Config) -> Any:
@@ -51,27 +82,19 @@ def aws_client(service: str, *, config: Config) -> Any:
     A session per client: boto3 sessions are not safe to share between worker threads. boto3 itself honours
     AWS_ENDPOINT_URL_<SERVICE> (e.g. a VPC endpoint for bedrock-runtime).
     """
-    session = boto3.session.Session()
     if not settings.AGENT_ROLE_ARN:
-        return session.client(service, region_name=settings.AWS_REGION, config=config)
-    credentials = _assumed_role_credentials(settings.AGENT_ROLE_ARN, settings.AWS_REGION)
-    return session.client(
-        service,
-        region_name=settings.AWS_REGION,
-        config=config,
-        aws_access_key_id=credentials["AccessKeyId"],
-        aws_secret_access_key=credentials["SecretAccessKey"],
-        aws_session_token=credentials["SessionToken"],
-    )
+        return boto3.session.Session().client(service, region_name=settings.AWS_REGION, config=config)
+    credentials = assumed_role_credentials(settings.AGENT_ROLE_ARN, settings.AWS_REGION)
+    core = botocore.session.get_session()
+    core.get_component("credential_provider").insert_before("env", _AssumedRole(credentials))
+    return boto3.session.Session(botocore_session=core).client(service, region_name=settings.AWS_REGION, config=config)
 
 
 def aws_credentials() -> Any:
-    """Frozen credentials for signing requests by hand: the agent's role when AGENT_ROLE_ARN is set."""
-    from botocore.credentials import Credentials
-
+    """Frozen credentials for signing requests by hand: the agent's role when AGENT_ROLE_ARN is set (refreshed
+    before they expire, as every client's are)."""
     if settings.AGENT_ROLE_ARN:
-        assumed = _assumed_role_credentials(settings.AGENT_ROLE_ARN, settings.AWS_REGION)
-        return Credentials(assumed["AccessKeyId"], assumed["SecretAccessKey"], assumed["SessionToken"])
+        return assumed_role_credentials(settings.AGENT_ROLE_ARN, settings.AWS_REGION).get_frozen_credentials()
     credentials = boto3.session.Session().get_credentials()
     if credentials is None:
         raise RuntimeError("No AWS credentials found to sign the request (environment, profile or task role).")

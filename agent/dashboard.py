@@ -57,16 +57,28 @@ class WorkflowCard:
 
     @property
     def limit_lines(self) -> list[str]:
-        """tool_limits as sentences, e.g. "extend_trial: days max 14"."""
+        """tool_limits as sentences, e.g. "extend_trial: days at most 14 per run"."""
         lines = []
         for tool, limits in sorted(self.workflow.tool_limits.items()):
             if isinstance(limits, dict):
                 for arg, bounds in sorted(limits.items()):
                     words = bounds.items() if isinstance(bounds, dict) else [("=", bounds)]
-                    lines.append(f"{tool}: {arg} " + ", ".join(f"{key} {value}" for key, value in words))
+                    lines.append(f"{tool}: {arg} " + ", ".join(_limit_words(key, value) for key, value in words))
             else:
                 lines.append(f"{tool}: {limits}")
         return lines
+
+
+LIMIT_WORDS = {
+    "max": "at most {value} per run",
+    "max_per_tenant_per_day": "at most {value} per tenant per day",
+    "min": "at least {value} per call",
+    "allowed": "one of {value}",
+}
+
+
+def _limit_words(key: str, value: object) -> str:
+    return LIMIT_WORDS[key].format(value=value) if key in LIMIT_WORDS else f"{key} {value}"
 
 
 def _pct(rate: float | None) -> str:

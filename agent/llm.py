@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from django.conf import settings
 
 ESCALATE_TOOL = "escalate_to_human"
+CLAUDE_BASE_MODEL = "anthropic.claude"
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,11 @@ class Conversation:
     variables: dict[str, str] = field(default_factory=dict)
 
 
+# Converse's stopReason for a turn that ended normally: with tool calls to make, or with the final answer.
+STOP_TOOL_USE = "tool_use"
+STOP_END_TURN = "end_turn"
+
+
 @dataclass(frozen=True)
 class ModelTurn:
     text: str
@@ -59,9 +65,35 @@ class ModelTurn:
     tokens_in: int = 0  # every input token, the cached ones included
     tokens_out: int = 0
     latency_ms: int = 0
-    stop_reason: str = ""  # the model's own (end_turn, tool_use, max_tokens, ...); empty for the offline engine
+    stop_reason: str = ""  # Converse's stopReason (end_turn, tool_use, max_tokens, ...); the offline engine's own
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+
+    def abnormal_stop(self) -> str:
+        """Why this turn must not be used, or "" when it ended normally: asking for tools (tool_use, or end_turn
+        with complete tool calls), or answering with text (end_turn). A guardrail, a token limit, a content filter,
+        a stop sequence or a stop reason we do not know all mean the output is cut short or withheld."""
+        if self.tool_calls and self.stop_reason in (STOP_TOOL_USE, STOP_END_TURN):
+            return ""
+        if not self.tool_calls and self.stop_reason == STOP_END_TURN and self.text.strip():
+            return ""
+        if self.stop_reason == STOP_END_TURN:
+            return "the model ended its turn without an answer or a tool call"
+        if self.stop_reason == STOP_TOOL_USE:
+            return "the model said it would use a tool but sent no tool call"
+        return STOP_EXPLANATIONS.get(self.stop_reason, "the model stopped for a reason the agent does not know")
+
+
+STOP_EXPLANATIONS = {
+    "guardrail_intervened": "a Bedrock guardrail intervened",
+    "content_filtered": "a content filter withheld the output",
+    "max_tokens": "the answer was cut off at the output token limit",
+    "model_context_window_exceeded": "the conversation no longer fits the model's context window",
+    "stop_sequence": "the output stopped at a stop sequence",
+    "malformed_model_output": "the model's output was malformed",
+    "malformed_tool_use": "the model's tool call was malformed",
+    "": "the model did not say why it stopped",
+}
 
 
 class EngineError(Exception):
@@ -110,14 +142,21 @@ class BedrockEngine:
                 "guardrailVersion": settings.BEDROCK_GUARDRAIL_VERSION,
                 "trace": "disabled",
             }
+        arn: dict[str, str] = {}
+        if self.model_id.startswith("arn:"):
+            # An inference-profile or provisioned-model ARN names no provider, and langchain-aws would otherwise ask
+            # the control plane (bedrock:GetInferenceProfile, which the worker's role need not allow) for the model
+            # behind it. This product runs Claude: say so.
+            arn = {"provider": "anthropic", "base_model_id": CLAUDE_BASE_MODEL}
         self._chat = ChatBedrockConverse(
             model=self.model_id,
             client=client,
-            bedrock_client=client,  # never used for a control-plane call with a plain model id
+            bedrock_client=client,  # never used for a control-plane call: model ids and ARNs are resolved above
             region_name=settings.AWS_REGION,
             max_tokens=settings.BEDROCK_MAX_OUTPUT_TOKENS,
             temperature=0,
             guardrail_config=guardrail,
+            **arn,
         )
 
     @staticmethod
@@ -172,7 +211,8 @@ class BedrockEngine:
             tokens_in=int(usage.get("input_tokens", 0)),
             tokens_out=int(usage.get("output_tokens", 0)),
             latency_ms=latency_ms,
-            stop_reason=str(reply.response_metadata.get("stopReason", "")),
+            # langchain-aws keeps Converse's stopReason in the message's response_metadata.
+            stop_reason=str((reply.response_metadata or {}).get("stopReason") or ""),
             cache_read_tokens=int(cached.get("cache_read", 0)),
             cache_write_tokens=int(cached.get("cache_creation", 0)),
         )
@@ -188,15 +228,24 @@ def _text_of(content: Any) -> str:
 # --- Offline ------------------------------------------------------------------------------------------------
 
 OFFLINE_LABEL = "Offline engine (deterministic runbook follower, not an LLM)"
-_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+_PLACEHOLDER = re.compile(r"\{([a-z_]+(?:\.[A-Za-z0-9_]+)*)\}")
 _MAX_ATTEMPTS_PER_STEP = 2
+CONDITION_OPERATORS = ("above", "below", "equals", "not_equals", "nonempty")
+OTHERWISE = ("skip", "escalate")
+MISSING_VALUE = (
+    "Runbook step {number} ({tool}) needs {{{name}}}, which no earlier step provided; a human should write it."
+)
+CONDITION_FAILED = "Runbook step {number} ({tool}) does not apply: {why}."
 
 
 class OfflineEngine:
     """Follows the workflow's playbook step by step, through the same loop and gates as a model.
 
     It reacts to what it observes: a retryable error is tried again once, a step with an `alternative` falls
-    back to it, a rejection or any other failure escalates to humans with the reason.
+    back to it, a rejection or any other failure escalates to humans with the reason. A step with a `when`
+    condition on what an earlier step found runs only if it holds; otherwise it is skipped (or, with
+    `"otherwise": "escalate"`, the ticket goes to humans). Texts are filled from the ticket and from what ran:
+    `{extend_trial.days}` is the value that executed — a reviewer's edit included — never the playbook's own.
     """
 
     name = "offline"
@@ -210,7 +259,7 @@ class OfflineEngine:
         if conversation.exchanges:
             last = conversation.exchanges[-1]
             if not last.tool_calls:
-                return ModelTurn(text="Done.", tool_calls=[])
+                return _final("Done.")
             step, attempt, variant = _parse_call_id(last.tool_calls[-1].id)
             result = last.results[-1].observation if last.results else {"ok": False, "message": "no observation"}
             if result.get("ok"):
@@ -222,8 +271,17 @@ class OfflineEngine:
             else:
                 why = result.get("message") or result.get("error_type") or "the step failed"
                 return self._escalate(f"Runbook step {step + 1} ({plan[step]['tool']}) could not be completed: {why}")
+        skipped: list[str] = []
+        while attempt == 0 and variant == "main" and step < len(plan):
+            why = _condition_fails(plan[step].get("when"), conversation)
+            if not why:
+                break
+            if plan[step].get("otherwise") == "escalate":
+                return self._escalate(CONDITION_FAILED.format(number=step + 1, tool=plan[step]["tool"], why=why))
+            skipped.append(f"Skipped runbook step {step + 1} ({plan[step]['tool']}): {why}.")
+            step += 1
         if step >= len(plan):
-            return ModelTurn(text="Every runbook step is done.", tool_calls=[])
+            return _final(" ".join([*skipped, "Every runbook step is done."]))
         spec = plan[step] if variant == "main" else plan[step]["alternative"]
         values = dict(conversation.variables)
         values.setdefault("findings", NOTHING_FOUND)
@@ -234,28 +292,143 @@ class OfflineEngine:
                 f"Runbook step {step + 1} ({spec['tool']}) needs {names}, which this ticket does not have "
                 f"({_MISSING_WHY.get(missing[0], 'no value')}); a human must take it."
             )
-        args = {
-            key: _fill(value, values, quote=_quoting(spec["tool"], key)) for key, value in spec.get("args", {}).items()
-        }
+        args: dict[str, Any] = {}
+        for key, value in spec.get("args", {}).items():
+            filled = _fill(value, values, quote=_quoting(spec["tool"], key), conversation=conversation)
+            if isinstance(filled, _Missing):
+                return self._escalate(MISSING_VALUE.format(number=step + 1, tool=spec["tool"], name=filled.name))
+            args[key] = filled
         thought = f"Runbook step {step + 1} of {len(plan)}: {spec.get('why') or spec['tool']}"
         if attempt:
             thought += f" (attempt {attempt + 1} after a retryable error)"
         if variant == "alt":
             thought += " (the alternative, after the main step failed)"
         return ModelTurn(
-            text=thought, tool_calls=[ToolCall(id=f"rb-{step}-{attempt}-{variant}", name=spec["tool"], args=args)]
+            text=" ".join([*skipped, thought]),
+            tool_calls=[ToolCall(id=f"rb-{step}-{attempt}-{variant}", name=spec["tool"], args=args)],
+            stop_reason=STOP_TOOL_USE,
         )
 
     @staticmethod
     def _escalate(reason: str) -> ModelTurn:
         return ModelTurn(
-            text=reason, tool_calls=[ToolCall(id="rb-escalate", name=ESCALATE_TOOL, args={"reason": reason})]
+            text=reason,
+            tool_calls=[ToolCall(id="rb-escalate", name=ESCALATE_TOOL, args={"reason": reason})],
+            stop_reason=STOP_TOOL_USE,
         )
+
+
+def _final(text: str) -> ModelTurn:
+    return ModelTurn(text=text, tool_calls=[], stop_reason=STOP_END_TURN)
 
 
 def _parse_call_id(call_id: str) -> tuple[int, int, str]:
     _, step, attempt, variant = call_id.split("-")
     return int(step), int(attempt), variant
+
+
+@dataclass(frozen=True)
+class _Missing:
+    name: str
+
+
+def _latest(conversation: Conversation, tool: str) -> dict[str, Any] | None:
+    """The observation of the most recent call of `tool`, if any."""
+    for exchange in reversed(conversation.exchanges):
+        for result in reversed(exchange.results):
+            if result.name == tool:
+                return result.observation
+    return None
+
+
+def _path(value: Any, path: str) -> Any:
+    for part in path.split(".") if path else []:
+        if isinstance(value, dict):
+            value = value.get(part)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
+def _executed(conversation: Conversation, name: str) -> Any:
+    """{tool.field}: what the latest successful call of `tool` ran with (its executed arguments), else its data."""
+    tool, _, field_path = name.partition(".")
+    observation = _latest(conversation, tool)
+    if not observation or not observation.get("ok"):
+        return _Missing(name)
+    executed = (observation.get("meta") or {}).get("executed_args") or {}
+    head = field_path.split(".", 1)[0]
+    value = _path(executed, field_path) if head in executed else _path(observation.get("data"), field_path)
+    return _Missing(name) if value is None else value
+
+
+def _condition_fails(condition: dict[str, Any] | None, conversation: Conversation) -> str:
+    """Why a step's `when` does not hold, or "" when it holds (or there is none)."""
+    if not condition:
+        return ""
+    tool = condition["tool"]
+    observation = _latest(conversation, tool)
+    if observation is None:
+        return f"{tool} has not run"
+    if not observation.get("ok"):
+        return f"{tool} failed"
+    if "field" not in condition:
+        return ""
+    name = condition["field"]
+    value = _path(observation.get("data"), name)
+    for operator in CONDITION_OPERATORS:
+        if operator in condition and not _holds(operator, value, condition[operator]):
+            shown = json.dumps(value, default=str)
+            expected = condition[operator]
+            if operator == "nonempty":
+                return f"{tool} found {name} {shown}, needed {'not empty' if expected else 'empty'}"
+            return f"{tool} found {name} = {shown}, needed {operator.replace('_', ' ')} {json.dumps(expected)}"
+    return ""
+
+
+def _holds(operator: str, value: Any, expected: Any) -> bool:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if operator == "above":
+        return number and value > expected
+    if operator == "below":
+        return number and value < expected
+    if operator == "equals":
+        return value == expected
+    if operator == "not_equals":
+        return value != expected
+    return bool(value) == bool(expected)  # nonempty
+
+
+def playbook_errors(playbook: Any) -> list[str]:
+    """What is wrong with a playbook, so a typo is caught when an admin saves it rather than mid-run."""
+    if not isinstance(playbook, list):
+        return ['A playbook is a list of steps: [{"tool": "...", "args": {...}}].']
+    errors = []
+    for number, step in enumerate(playbook, start=1):
+        alternative = step.get("alternative") if isinstance(step, dict) else None
+        specs = [(step, f"Step {number}")] + ([(alternative, f"Step {number}'s alternative")] if alternative else [])
+        for spec, where in specs:
+            if not isinstance(spec, dict) or not isinstance(spec.get("tool"), str):
+                errors.append(f"{where} needs a tool name.")
+                continue
+            if not isinstance(spec.get("args", {}), dict):
+                errors.append(f"{where}: args must be an object.")
+        if not isinstance(step, dict):
+            continue
+        condition = step.get("when")
+        if condition is not None:
+            operators = [key for key in CONDITION_OPERATORS if key in (condition or {})]
+            if not isinstance(condition, dict) or not isinstance(condition.get("tool"), str):
+                errors.append(f'Step {number}: "when" needs the tool whose result it checks.')
+            elif "field" in condition and len(operators) != 1:
+                errors.append(f'Step {number}: "when" needs one of {", ".join(CONDITION_OPERATORS)} with its field.')
+            elif operators and "field" not in condition:
+                errors.append(f'Step {number}: "when" needs the field it compares.')
+        if step.get("otherwise", "skip") not in OTHERWISE:
+            errors.append(f'Step {number}: "otherwise" is "skip" or "escalate".')
+    return errors
 
 
 # Values that may be empty in a note; any other placeholder with no value stops the runbook (never `email = ''`).
@@ -290,13 +463,30 @@ def _quoting(tool: str, arg: str) -> Callable[[str], str]:
     return lambda text: text
 
 
-def _fill(value: Any, values: dict[str, str], *, quote: Any = None) -> Any:
-    if isinstance(value, str):
-        escape = quote or (lambda text: text)
-        return _PLACEHOLDER.sub(
-            lambda m: escape(str(values[m.group(1)])) if m.group(1) in values else m.group(0), value
-        )
-    return value
+def _fill(value: Any, values: dict[str, str], *, quote: Any = None, conversation: Conversation | None = None) -> Any:
+    """A templated argument filled in. `{name}` comes from `values`; `{tool.field}` (given the conversation) from what
+    the latest successful call of `tool` ran with — a reviewer's edit included — and a whole-value placeholder keeps
+    its type. An executed value nothing provided makes the result _Missing; an unknown plain name stays as written."""
+    if not isinstance(value, str):
+        return value
+    escape = quote or (lambda text: text)
+    whole = _PLACEHOLDER.fullmatch(value)
+    if whole and "." in whole.group(1) and conversation is not None:
+        return _executed(conversation, whole.group(1))  # {"days": "{extend_trial.days}"} -> 14
+    missing: list[str] = []
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if "." in name:
+            found = _executed(conversation, name) if conversation is not None else _Missing(name)
+            if isinstance(found, _Missing):
+                missing.append(name)
+                return match.group(0)
+            return escape(str(found))
+        return escape(str(values[name])) if name in values else match.group(0)
+
+    filled = _PLACEHOLDER.sub(substitute, value)
+    return _Missing(missing[0]) if missing and conversation is not None else filled
 
 
 @cache

@@ -3,9 +3,24 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from tickets.models import Ticket, TicketComment
+
+
+def validate_tool_limits(value: object) -> None:
+    from agent.limits import limits_errors
+
+    if errors := limits_errors(value):
+        raise ValidationError(errors)
+
+
+def validate_playbook(value: object) -> None:
+    from agent.llm import playbook_errors
+
+    if errors := playbook_errors(value):
+        raise ValidationError(errors)
 
 
 class Workflow(models.Model):
@@ -28,7 +43,10 @@ class Workflow(models.Model):
     playbook = models.JSONField(
         default=list,
         blank=True,
-        help_text='The runbook as steps the offline engine follows: [{"tool", "args", "why", "alternative"}].',
+        validators=[validate_playbook],
+        help_text='The runbook as steps the offline engine follows: [{"tool", "args", "why", "alternative", '
+        '"when", "otherwise"}]. "when" runs a step only if an earlier one found something, e.g. '
+        '{"tool": "search_logs", "field": "count", "above": 0}.',
     )
     preapproved_tools = models.JSONField(
         default=list, blank=True, help_text="Write tools that run without a human in the autonomous phase."
@@ -36,7 +54,9 @@ class Workflow(models.Model):
     tool_limits = models.JSONField(
         default=dict,
         blank=True,
-        help_text='Argument limits for pre-approved tools, e.g. {"extend_trial": {"days": {"max": 14}}}.',
+        validators=[validate_tool_limits],
+        help_text='Limits of pre-approved tools per argument, summed over a run: {"extend_trial": {"days": '
+        '{"max": 14, "max_per_tenant_per_day": 20}}}; also "min" and "allowed" per call.',
     )
     enabled = models.BooleanField(default=True)
     approval_sla_minutes = models.PositiveIntegerField(
@@ -89,12 +109,22 @@ class AgentRun(models.Model):
         CUSTOMER_COMMENT = "customer_comment", "Customer follow-up"
         MANUAL = "manual", "Started by hand"
 
+    class MatchedOn(models.TextChoices):
+        # Tags are set by the company's own helpdesk rules: a trusted signal. Keywords come from what the customer
+        # wrote: a workflow chosen on them alone runs at most in triage.
+        TAGS = "tags", "Helpdesk tags"
+        KEYWORDS = "keywords", "Keywords in the customer's text"
+        NONE = "", "No workflow matched"
+
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="runs")
     workflow = models.ForeignKey(Workflow, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
     phase = models.CharField(
         max_length=16, choices=Workflow.Phase.choices, help_text="The phase in force when the run started."
     )
     trigger = models.CharField(max_length=32, choices=Trigger.choices)
+    matched_on = models.CharField(
+        max_length=16, choices=MatchedOn.choices, blank=True, help_text="What chose the workflow."
+    )
     trigger_comment = models.ForeignKey(
         TicketComment,
         null=True,
@@ -104,7 +134,8 @@ class AgentRun(models.Model):
         help_text="For a follow-up: the customer comment that started it.",
     )
     status = models.CharField(max_length=32, choices=Status.choices, default=Status.QUEUED, db_index=True)
-    engine = models.CharField(max_length=32, blank=True, help_text="offline or bedrock:<model id>")
+    # Bedrock model ids and inference-profile ARNs run to 2048 characters.
+    engine = models.CharField(max_length=2100, blank=True, help_text="offline or bedrock:<model id or ARN>")
     tokens_in = models.PositiveIntegerField(default=0)
     tokens_out = models.PositiveIntegerField(default=0)
     turns = models.PositiveIntegerField(default=0, help_text="Model turns taken so far.")
@@ -177,6 +208,7 @@ class Step(models.Model):
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     tokens_in = models.PositiveIntegerField(default=0)
     tokens_out = models.PositiveIntegerField(default=0)
+    stop_reason = models.CharField(max_length=64, blank=True, help_text="Why the model's turn ended (Converse).")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -202,6 +234,9 @@ class ProposedAction(models.Model):
         REJECTED = "rejected", "Rejected"
         EXECUTED = "executed", "Executed"
         FAILED = "failed", "Execution failed"
+        # Sent, but whether it took effect is unknown (a timeout, a 5xx, an answer in a changed shape) and the
+        # verifier could not tell either. Never retried blindly; a repeat reconciles it first.
+        UNCERTAIN = "uncertain", "Outcome unknown"
         RESPONDED = "responded", "Answered with feedback (not executed)"
         WITHDRAWN = "withdrawn", "Withdrawn (the run ended)"
 
@@ -219,6 +254,14 @@ class ProposedAction(models.Model):
     args_hash = models.CharField(max_length=64)
     idempotency_key = models.UUIDField(
         default=uuid.uuid4, unique=True, editable=False, help_text="Sent to the Admin API: a write happens once."
+    )
+    retry_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="retries",
+        help_text="The run's first call with the same tool and arguments: a repeat sends its Idempotency-Key.",
     )
     approved_args_hash = models.CharField(
         max_length=64, blank=True, help_text="The hash of exactly the args that were approved; execution must match."
@@ -269,6 +312,18 @@ class ProposedAction(models.Model):
     @property
     def is_dry_run(self) -> bool:
         return self.status == self.Status.DRY_RUN
+
+    @property
+    def sent_key(self) -> uuid.UUID:
+        """The Idempotency-Key (and helpdesk marker) this call is sent with: one per intent in a run."""
+        return self.retry_of.idempotency_key if self.retry_of_id else self.idempotency_key
+
+    @property
+    def may_have_applied(self) -> bool:
+        """Whether this call has, or may have, taken effect (or is about to): what a run's budget counts."""
+        if self.status in (self.Status.APPROVED, self.Status.EXECUTED, self.Status.UNCERTAIN):
+            return True
+        return self.status == self.Status.FAILED and bool((self.execution_result or {}).get("uncertain"))
 
 
 class Rating(models.Model):

@@ -46,6 +46,7 @@ class RunOut(Schema):
         return run.workflow.slug if run.workflow else None
 
     phase: str
+    matched_on: str = Field(description="What chose the workflow: tags, keywords (runs at most in triage), or empty.")
     trigger: str
     status: str
     status_reason: str
@@ -82,6 +83,7 @@ class ActionOut(Schema):
     rationale: str
     risk: str
     status: str
+    retry_of_id: int | None = Field(description="The run's first call with the same tool and arguments, if any.")
     decided_by: str | None
     decided_at: datetime | None
     decision_reason: str

@@ -15,18 +15,40 @@ from agent.models import AgentRun, ProposedAction, Rating, Step, Workflow
 from tickets.models import Ticket
 
 
-def workflow_match(*, ticket: Ticket) -> Workflow | None:
-    """The enabled workflow for a ticket: a tag match wins over a keyword match; ties go to the oldest."""
+@dataclass(frozen=True)
+class WorkflowChoice:
+    workflow: Workflow | None
+    matched_on: str  # AgentRun.MatchedOn
+
+    @property
+    def phase(self) -> str:
+        """The phase a run starts in. Words the customer wrote are no trusted signal: a workflow they alone chose
+        runs at most in triage, so its writes wait for a reviewer; autonomy needs a tag the helpdesk's own rules
+        set. A ticket no workflow matches runs with triage rules."""
+        if self.workflow is None:
+            return Workflow.Phase.TRIAGE
+        if self.matched_on == AgentRun.MatchedOn.KEYWORDS and self.workflow.phase == Workflow.Phase.AUTONOMOUS:
+            return Workflow.Phase.TRIAGE
+        return self.workflow.phase
+
+
+def workflow_choice(*, ticket: Ticket) -> WorkflowChoice:
+    """The enabled workflow for a ticket and what chose it: a tag match wins over a keyword match; ties go to the
+    oldest workflow."""
     workflows = list(Workflow.objects.filter(enabled=True).order_by("created_at", "id"))
     tags = set(ticket.tags)
     for workflow in workflows:
         if tags.intersection(workflow.match_tags):
-            return workflow
+            return WorkflowChoice(workflow, AgentRun.MatchedOn.TAGS)
     text = f"{ticket.subject}\n{ticket.description}".lower()
     for workflow in workflows:
         if any(keyword.lower() in text for keyword in workflow.match_keywords if keyword.strip()):
-            return workflow
-    return None
+            return WorkflowChoice(workflow, AgentRun.MatchedOn.KEYWORDS)
+    return WorkflowChoice(None, AgentRun.MatchedOn.NONE)
+
+
+def workflow_match(*, ticket: Ticket) -> Workflow | None:
+    return workflow_choice(ticket=ticket).workflow
 
 
 def run_transcript(*, run_id: int) -> list[Step]:
@@ -301,8 +323,17 @@ def proposal_follow_up(*, run: AgentRun, action: ProposedAction, transcript: lis
     """What approving this proposal leads to, as far as it can honestly be known. Pure: uses the run, its
     workflow and the transcript already loaded."""
     from agent.gate import RunState, Verdict, gate_decide
-    from agent.llm import _fill, _quoting  # the offline engine's own templating, not a copy of it
-    from agent.prompts import playbook_values, run_playbook
+    from agent.llm import (  # the offline engine's own templating and conditions, not a copy of them
+        Conversation,
+        Exchange,
+        ToolCall,
+        ToolResult,
+        _condition_fails,
+        _fill,
+        _Missing,
+        _quoting,
+    )
+    from agent.prompts import _exchanges_of, playbook_values, run_playbook
     from agent.tools import all_tools
 
     tools = all_tools()
@@ -324,21 +355,29 @@ def proposal_follow_up(*, run: AgentRun, action: ProposedAction, transcript: lis
         return FollowUp(runs_now, verification, known=False, steps=[], note=OFFLINE_NOT_FROM_RUNBOOK)
     ticket = run.ticket
     values = playbook_values(run, transcript, plan)
+    # As if approved: this call ran with exactly these arguments, so texts that name what ran can be shown.
+    ran = Exchange(
+        text="",
+        tool_calls=[ToolCall(action.tool_call_id, action.tool, action.args)],
+        results=[ToolResult(action.tool_call_id, action.tool, {"ok": True, "meta": {"executed_args": action.args}})],
+    )
+    conversation = Conversation(system_prompt="", ticket_prompt="", exchanges=[*_exchanges_of(transcript), ran])
     # After an approved write passes verification, the gate lets the customer-facing steps run.
     verified = action.risk == ProposedAction.Risk.WRITE
     state = RunState(
-        phase=run.phase,
-        tenant_id=ticket.tenant_id,
-        workflow=run.workflow,
-        unverified_writes=[],
-        has_verified_approved_write=verified,
+        phase=run.phase, tenant_id=ticket.tenant_id, workflow=run.workflow, has_verified_approved_write=verified
     )
     steps = []
     for spec in plan[position + 1 :]:
-        args = {
-            key: _fill(value, values, quote=_quoting(str(spec.get("tool", "")), key))
-            for key, value in (spec.get("args") or {}).items()
-        }
+        if _condition_fails(spec.get("when"), conversation):
+            if spec.get("otherwise") == "escalate":
+                break  # the engine hands the ticket to humans here
+            continue  # the engine skips it
+        args = {}
+        for key, value in (spec.get("args") or {}).items():
+            quote = _quoting(str(spec.get("tool", "")), key)
+            filled = _fill(value, values, quote=quote, conversation=conversation)
+            args[key] = value if isinstance(filled, _Missing) else filled
         name = str(spec.get("tool", ""))
         decision = gate_decide(tool=tools.get(name), name=name, args=args, state=state, available=list(tools))
         steps.append(

@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
 from agent import telemetry
 from agent.models import AgentRun, ProposedAction, Rating, Step, Workflow
-from agent.selectors import workflow_match
+from agent.selectors import workflow_choice
 from agent.tools.base import Observation, Tool
 from agentconsole.errors import ApplicationError, ConflictError, InvalidTransition, PermissionDeniedError
 from audit.models import AuditEvent
@@ -62,13 +64,14 @@ def agent_run_create_for_new_ticket(*, ticket: Ticket) -> AgentRun | None:
     Returns None when the ticket already has its automatic run (the partial unique constraint decides, so two
     concurrent deliveries cannot both create one).
     """
-    workflow = workflow_match(ticket=ticket)
+    choice = workflow_choice(ticket=ticket)
     try:
         with transaction.atomic():
             run = AgentRun.objects.create(
                 ticket=ticket,
-                workflow=workflow,
-                phase=workflow.phase if workflow else Workflow.Phase.TRIAGE,
+                workflow=choice.workflow,
+                phase=choice.phase,
+                matched_on=choice.matched_on,
                 trigger=AgentRun.Trigger.TICKET_CREATED,
             )
     except IntegrityError:
@@ -76,7 +79,12 @@ def agent_run_create_for_new_ticket(*, ticket: Ticket) -> AgentRun | None:
     audit_event_record(
         verb="run.queued",
         obj=run,
-        payload={"ticket": ticket.pk, "workflow": workflow.slug if workflow else None, "phase": run.phase},
+        payload={
+            "ticket": ticket.pk,
+            "workflow": choice.workflow.slug if choice.workflow else None,
+            "matched_on": choice.matched_on,
+            "phase": run.phase,
+        },
         actor_kind=AuditEvent.ActorKind.SYSTEM,
     )
     agent_run_dispatch(run_id=run.pk)
@@ -137,8 +145,8 @@ def agent_run_on_customer_comment(*, ticket: Ticket, comment: TicketComment) -> 
             actor_kind=AuditEvent.ActorKind.WEBHOOK,
         )
         return None
-    workflow = workflow_match(ticket=ticket)
-    phase = workflow.phase if workflow else Workflow.Phase.TRIAGE
+    choice = workflow_choice(ticket=ticket)  # a workflow the customer's words alone chose runs at most in triage
+    workflow, phase = choice.workflow, choice.phase
     people_have_it = latest.status in (AgentRun.Status.ESCALATED, AgentRun.Status.TAKEN_OVER) or ticket.assignee_id
     if people_have_it and phase == Workflow.Phase.AUTONOMOUS:
         phase = Workflow.Phase.TRIAGE  # people have the ticket now: the agent gathers context, it does not act alone
@@ -150,6 +158,7 @@ def agent_run_on_customer_comment(*, ticket: Ticket, comment: TicketComment) -> 
                 phase=phase,
                 trigger=AgentRun.Trigger.CUSTOMER_COMMENT,
                 trigger_comment=comment,
+                matched_on=choice.matched_on,
             )
     except IntegrityError:
         return None
@@ -162,6 +171,7 @@ def agent_run_on_customer_comment(*, ticket: Ticket, comment: TicketComment) -> 
             "phase": phase,
             "follow_up_of": latest.pk,
             "comment": comment.pk,
+            "matched_on": choice.matched_on,
         },
         actor_kind=AuditEvent.ActorKind.WEBHOOK,
     )
@@ -262,23 +272,35 @@ def step_append(*, run: AgentRun, kind: str, content: str = "", **fields: Any) -
 
 
 @transaction.atomic
-def agent_run_record_turn(*, run: AgentRun, turn: ModelTurn, engine: str) -> None:
-    """Persist a model turn: its thought (with tokens and latency) and one action step per tool call."""
+def agent_run_record_turn(*, run: AgentRun, turn: ModelTurn, engine: str, abnormal: str = "") -> None:
+    """Persist a model turn: its thought (with tokens and latency) and one action step per tool call.
+
+    A turn that ended abnormally (`abnormal` says why: a guardrail, a token limit, a filter) is kept as one final
+    step carrying the reason and none of its tool calls, so nothing it asked for can ever run."""
     run = AgentRun.objects.select_for_update().get(pk=run.pk)
     run.turns += 1
     run.tokens_in += turn.tokens_in
     run.tokens_out += turn.tokens_out
-    run.engine = engine[:32]
+    run.engine = engine
     run.save(update_fields=["turns", "tokens_in", "tokens_out", "engine", "updated_at"])
-    if turn.tool_calls:
+    measured = {
+        "latency_ms": turn.latency_ms,
+        "tokens_in": turn.tokens_in,
+        "tokens_out": turn.tokens_out,
+        "stop_reason": turn.stop_reason[:64],
+    }
+    if abnormal:
+        calls = [{"name": c.name, "args": c.args} for c in turn.tool_calls]
         step_append(
             run=run,
-            kind=Step.Kind.THOUGHT,
+            kind=Step.Kind.FINAL,
             content=turn.text,
-            latency_ms=turn.latency_ms,
-            tokens_in=turn.tokens_in,
-            tokens_out=turn.tokens_out,
+            tool_output={"abnormal_stop": abnormal, "unused_tool_calls": calls},
+            **measured,
         )
+        return
+    if turn.tool_calls:
+        step_append(run=run, kind=Step.Kind.THOUGHT, content=turn.text, **measured)
         for call in turn.tool_calls:
             step_append(
                 run=run,
@@ -288,23 +310,56 @@ def agent_run_record_turn(*, run: AgentRun, turn: ModelTurn, engine: str) -> Non
                 tool_input=call.args,
             )
     else:
-        step_append(
-            run=run,
-            kind=Step.Kind.FINAL,
-            content=turn.text,
-            latency_ms=turn.latency_ms,
-            tokens_in=turn.tokens_in,
-            tokens_out=turn.tokens_out,
+        step_append(run=run, kind=Step.Kind.FINAL, content=turn.text, **measured)
+
+
+@contextmanager
+def tenant_budget_lock(*, tenant_id: str) -> Iterator[None]:
+    """A transaction holding the tenant's budget lock: a pre-approval decision on a write and the action it creates
+    commit together, and two runs of one tenant decide one after the other."""
+    with transaction.atomic():
+        if tenant_id and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"agent-console:budget:{tenant_id}"])
+        yield
+
+
+@transaction.atomic
+def agent_run_await_decisions(*, run: AgentRun) -> bool:
+    """Mark the run as waiting for reviewers, unless every proposal was decided meanwhile (a reviewer can approve
+    while the turn is still being dispatched). True: it waits, and the decision will resume it; False: go on now.
+
+    The run's row is locked, as the approve and reject services lock it before looking at the run's status: either
+    the decision sees the run waiting and enqueues it, or this sees the decision."""
+    locked = AgentRun.objects.select_for_update().get(pk=run.pk)
+    if not locked.actions.filter(status=ProposedAction.Status.PENDING).exists():
+        if locked.status == AgentRun.Status.AWAITING_APPROVAL:
+            agent_run_transition(run=locked, status=AgentRun.Status.RUNNING, reason="Every proposal is decided.")
+        return False
+    if locked.status != AgentRun.Status.AWAITING_APPROVAL:
+        agent_run_transition(
+            run=locked, status=AgentRun.Status.AWAITING_APPROVAL, reason="A proposed action awaits a reviewer."
         )
+    return True
 
 
 def proposed_action_create(
-    *, run: AgentRun, step: Step, tool: Tool, args: dict[str, Any], rationale: str, status: str, reason: str
+    *,
+    run: AgentRun,
+    step: Step,
+    tool: Tool,
+    args: dict[str, Any],
+    rationale: str,
+    status: str,
+    reason: str,
+    retry_of: ProposedAction | None = None,
 ) -> ProposedAction:
-    """Record a call the gate allowed, proposed or made a dry run; pre-approved calls say why."""
+    """Record a call the gate allowed, proposed or made a dry run; pre-approved calls say why. A repeat of an
+    earlier call of the run (same tool and arguments) points at the first one and is sent with its key."""
     action = ProposedAction(
         run=run,
         step=step,
+        retry_of=retry_of,
         tool=tool.name,
         tool_call_id=step.tool_call_id,
         args=args,
@@ -318,12 +373,17 @@ def proposed_action_create(
         sla_due_at=approval_sla_due(workflow=run.workflow) if status == ProposedAction.Status.PENDING else None,
     )
     # As in step_append: loaded foreign keys, and uniqueness the database enforces.
-    action.full_clean(exclude=["run", "step"], validate_unique=False, validate_constraints=False)
+    action.full_clean(exclude=["run", "step", "retry_of"], validate_unique=False, validate_constraints=False)
     action.save()
     audit_event_record(
         verb=f"action.{status}",
         obj=action,
-        payload={"tool": action.tool, "args_hash": action.args_hash, "reason": reason},
+        payload={
+            "tool": action.tool,
+            "args_hash": action.args_hash,
+            "reason": reason,
+            "retry_of": retry_of.pk if retry_of else None,
+        },
         actor_kind=AuditEvent.ActorKind.AGENT,
     )
     if status == ProposedAction.Status.PENDING:
@@ -380,20 +440,29 @@ def proposed_action_start_execution(*, action: ProposedAction) -> ProposedAction
 
 
 @transaction.atomic
-def proposed_action_record_execution(
-    *, action: ProposedAction, observation: Observation, verification: Observation | None
+def proposed_action_settle(
+    *,
+    action: ProposedAction,
+    status: str,
+    result: Observation,
+    verification: Observation | None = None,
+    reconciliation: Observation | None = None,
 ) -> ProposedAction:
-    """Store what ran and what it returned, and the verifier's read-back for writes."""
+    """Store how a call ended: executed (a write with its verifier's read-back), failed, or of unknown outcome
+    (with what re-reading state said). A write that executed with no verification on record stays pending."""
     action = ProposedAction.objects.select_for_update().get(pk=action.pk)
-    action.status = ProposedAction.Status.EXECUTED if observation.ok else ProposedAction.Status.FAILED
-    action.execution_result = observation.to_dict()
+    previous = action.status
+    action.status = status
+    action.execution_result = result.to_dict()
     action.executed_at = timezone.now()
     if verification is not None:
         action.verification = (
             ProposedAction.Verification.PASSED if verification.ok else ProposedAction.Verification.FAILED
         )
         action.verification_result = verification.to_dict()
-    elif observation.ok and action.risk == ProposedAction.Risk.WRITE:
+    elif reconciliation is not None:
+        action.verification_result = reconciliation.to_dict()
+    elif status == ProposedAction.Status.EXECUTED and action.risk == ProposedAction.Risk.WRITE:
         action.verification = ProposedAction.Verification.PENDING
     action.save()
     audit_event_record(
@@ -402,9 +471,11 @@ def proposed_action_record_execution(
         payload={
             "tool": action.tool,
             "args_hash": canonical_hash(action.args),
-            "ok": observation.ok,
-            "error_type": observation.error_type,
+            "ok": result.ok,
+            "error_type": result.error_type,
+            "uncertain": result.uncertain,
             "verification": action.verification,
+            "from": previous,
         },
         actor_kind=AuditEvent.ActorKind.AGENT,
     )
@@ -412,7 +483,8 @@ def proposed_action_record_execution(
 
 
 def _helpdesk_escalation(run: AgentRun, note: str) -> str:
-    """Post the note and route to the humans pod. Outside any transaction: it may call Zendesk."""
+    """Post the note and route to the humans pod. Outside any transaction: it may call Zendesk. The note carries a
+    marker of the run, so an escalation interrupted after posting and resumed does not post it twice."""
     from tickets.helpdesk import HelpdeskError, helpdesk_for
     from tickets.snapshot import comment_marker
 
@@ -474,7 +546,9 @@ def _enqueue_advance(run: AgentRun) -> None:
 
 
 def _resume_if_decided(action: ProposedAction) -> None:
-    run = action.run
+    # The run's row is locked, as agent_run_await_decisions locks it: a decision made while the turn is still being
+    # dispatched is either seen there, or finds the run waiting here and resumes it.
+    run = AgentRun.objects.select_for_update().get(pk=action.run_id)
     if run.status == AgentRun.Status.AWAITING_APPROVAL:
         _enqueue_advance(run)
 
@@ -669,14 +743,17 @@ def agent_run_close(*, run: AgentRun, user: AbstractBaseUser, outcome: str, note
 
 def agent_run_create_manual(*, ticket: Ticket) -> AgentRun:
     """A run started by hand (debugging, re-runs); it is not enqueued."""
-    workflow = workflow_match(ticket=ticket)
+    choice = workflow_choice(ticket=ticket)
     run = AgentRun.objects.create(
         ticket=ticket,
-        workflow=workflow,
-        phase=workflow.phase if workflow else Workflow.Phase.TRIAGE,
+        workflow=choice.workflow,
+        phase=choice.phase,
+        matched_on=choice.matched_on,
         trigger=AgentRun.Trigger.MANUAL,
     )
-    audit_event_record(verb="run.queued", obj=run, payload={"ticket": ticket.pk, "manual": True})
+    audit_event_record(
+        verb="run.queued", obj=run, payload={"ticket": ticket.pk, "manual": True, "matched_on": choice.matched_on}
+    )
     return run
 
 
@@ -781,15 +858,24 @@ def rating_set(
 
 
 POLICY_FIELDS = ("preapproved_tools", "tool_limits", "enabled", "playbook", "runbook")
+NEW_WORKFLOW_NOT_SHADOW = "A new workflow starts in the shadow phase; promote it on the workflows page."
+PHASE_NOT_EDITABLE = "A workflow's phase changes only by promotion or demotion on the workflows page, with a reason."
 
 
 @transaction.atomic
 def workflow_save(*, workflow: Workflow, changed_fields: list[str], user: AbstractBaseUser) -> Workflow:
-    """Save a workflow edited as configuration (the Django admin); changes to what may run alone are audited."""
-    before = Workflow.objects.filter(pk=workflow.pk).values(*POLICY_FIELDS).first() if workflow.pk else None
+    """Save a workflow edited as configuration (the Django admin); changes to what may run alone are audited.
+    Its phase is not configuration: a new workflow starts in shadow, and only workflow_phase_change moves it."""
+    before = Workflow.objects.filter(pk=workflow.pk).values("phase", *POLICY_FIELDS).first() if workflow.pk else None
+    if before is None and workflow.phase != Workflow.Phase.SHADOW:
+        raise ConflictError(NEW_WORKFLOW_NOT_SHADOW)
+    if before is not None and workflow.phase != before["phase"]:
+        raise ConflictError(PHASE_NOT_EDITABLE)
     workflow.full_clean()
     workflow.save()
     changed = [name for name in POLICY_FIELDS if name in changed_fields]
+    if before is None:
+        audit_event_record(verb="workflow.created", obj=workflow, payload={"phase": workflow.phase}, user=user)
     if changed:
         audit_event_record(
             verb="workflow.policy_changed",

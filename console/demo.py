@@ -64,7 +64,14 @@ DEMO_WORKFLOWS = [
                 },
             },
             {"tool": "search_logs", "why": "look for cache errors", "args": {"query": "cache_error", "minutes": 1440}},
-            {"tool": "reset_tenant_cache", "why": "reset the cache", "args": {"tenant_id": "{tenant_id}"}},
+            {
+                "tool": "reset_tenant_cache",
+                "why": "reset the cache",
+                "args": {"tenant_id": "{tenant_id}"},
+                # No cache errors: a reset would not fix what the customer sees, so a human looks instead.
+                "when": {"tool": "search_logs", "field": "count", "above": 0},
+                "otherwise": "escalate",
+            },
             {
                 "tool": "reply_to_customer",
                 "why": "tell the customer",
@@ -106,11 +113,18 @@ DEMO_WORKFLOWS = [
                 "why": "trials belong to billing",
                 "args": {"pod": "billing", "reason": "A trial extension: billing owns trials."},
             },
-            {"tool": "extend_trial", "why": "extend by a week", "args": {"tenant_id": "{tenant_id}", "days": 7}},
+            {
+                "tool": "extend_trial",
+                "why": "extend by a week",
+                "args": {"tenant_id": "{tenant_id}", "days": 7},
+                "when": {"tool": "run_sql", "field": "rows.0.2", "equals": "trialing"},
+                "otherwise": "escalate",
+            },
             {
                 "tool": "reply_to_customer",
                 "why": "tell the customer",
-                "args": {"body": "Hello, we extended your trial by 7 days. Enjoy the extra time!"},
+                # What ran, a reviewer's edit included: never the playbook's own 7.
+                "args": {"body": "Hello, we extended your trial by {extend_trial.days} days. Enjoy the extra time!"},
             },
             {"tool": "solve_ticket", "why": "close the loop", "args": {}},
         ],
@@ -160,11 +174,13 @@ DEMO_WORKFLOWS = [
                 "tool": "unlock_user",
                 "why": "unlock the account",
                 "args": {"tenant_id": "{tenant_id}", "email": "{requester_email}"},
+                "when": {"tool": "run_sql", "field": "rows.0.2", "equals": True},
+                "otherwise": "escalate",
             },
             {
                 "tool": "reply_to_customer",
                 "why": "tell the customer",
-                "args": {"body": "Hello, your account {requester_email} is unlocked; you can log in again."},
+                "args": {"body": "Hello, your account {unlock_user.email} is unlocked; you can log in again."},
             },
             {"tool": "solve_ticket", "why": "close the loop", "args": {}},
         ],

@@ -46,6 +46,16 @@ UNEXPECTED_SHAPE = (
 )
 NOT_JSON = "The Admin API answered {method} {path} with HTTP {status} and a body that is not JSON."
 CLIENT_CRASHED = "The Admin API call {method} {path} failed unexpectedly: {error}"
+OUTCOME_UNKNOWN = (
+    " The request reached the Admin API (or may have), so the write may have taken effect: do not repeat it; its "
+    "outcome is checked by re-reading state."
+)
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Failures that prove the request never reached the server: nothing can have happened. Any other transport failure
+# (a read timeout, a dropped connection) may come after the server acted.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol,
+            httpx.LocalProtocolError, httpx.ProxyError)  # fmt: skip
 
 # Waiting longer than this inside one tool call holds up the agent's worker: past it we hand the 429 back to the
 # model (retryable, with the server's Retry-After) instead of sleeping.
@@ -253,14 +263,21 @@ class AdminApiClient:
     ) -> ApiReply[BodyT] | Observation:
         """Send with retries and validate the answer. Writes get an Idempotency-Key (one per call) if none given."""
         headers: dict[str, str] = {}
-        if method in {"POST", "PUT", "PATCH", "DELETE"}:
+        write = method in WRITE_METHODS
+        if write:
             headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
         try:
             sent = self._send_with_retries(method, path, body, headers)
             if isinstance(sent, Observation):
-                return sent
+                meta = dict(sent.meta)
+                maybe_received = meta.pop("maybe_received", False)
+                sent = Observation.failure(sent.error_type, sent.message, retryable=sent.retryable, **meta)
+                return _uncertain(sent) if write and maybe_received else sent
             response, attempts = sent
-            return self._interpret(method, path, model, response, attempts)
+            answer = self._interpret(method, path, model, response, attempts)
+            if write and isinstance(answer, Observation) and response.status_code < 300:
+                return _uncertain(answer)  # a 2xx we cannot read: the write happened, its result is unknown
+            return answer
         except Exception as exc:  # the client's promise: never raise into the tool
             logger.exception("Admin API call %s %s crashed", method, path)
             return Observation.failure(
@@ -276,27 +293,34 @@ class AdminApiClient:
     ) -> tuple[httpx.Response, int] | Observation:
         where = {"method": method, "path": path}
         failure: Observation | None = None
+        maybe_received = False  # whether any attempt may have reached the server without a definite answer
         for attempt in range(1, self._max_attempts + 1):
             wait: float | None = None
             try:
                 response = self._client.request(method, path, json=body, headers=headers)
-            except httpx.TimeoutException:
+            except httpx.TimeoutException as exc:
+                maybe_received = maybe_received or not isinstance(exc, NOT_SENT)
                 failure = Observation.failure(
                     ErrorType.TIMEOUT,
                     TIMED_OUT.format(**where, timeout=self._timeout, attempts=attempt),
                     retryable=True,
                     attempts=attempt,
+                    maybe_received=maybe_received,
                 )
             except httpx.TransportError as exc:
+                maybe_received = maybe_received or not isinstance(exc, NOT_SENT)
                 failure = Observation.failure(
                     ErrorType.UPSTREAM,
                     UNREACHABLE.format(**where, error=type(exc).__name__, attempts=attempt),
                     retryable=True,
                     attempts=attempt,
+                    maybe_received=maybe_received,
                 )
             else:
                 if response.status_code != 429 and response.status_code < 500:
                     return response, attempt
+                # A 5xx may come after the server acted; a 429 is a refusal before it did anything.
+                maybe_received = maybe_received or response.status_code >= 500
                 code, message = _error_detail(response)
                 detail = f" ({code}: {message})" if message else ""
                 wait = retry_after_seconds(response.headers.get("Retry-After"))
@@ -308,6 +332,7 @@ class AdminApiClient:
                     error_code=code,
                     attempts=attempt,
                     retry_after_seconds=wait,
+                    maybe_received=maybe_received,
                 )
                 if wait is not None and wait > self._retry_after_cap:
                     return Observation.failure(
@@ -320,6 +345,7 @@ class AdminApiClient:
                         error_code=code,
                         attempts=attempt,
                         retry_after_seconds=wait,
+                        maybe_received=maybe_received,
                     )
             if attempt < self._max_attempts:
                 delay = wait if wait is not None else self._backoff(attempt)
@@ -370,6 +396,10 @@ class AdminApiClient:
             )
         replayed = response.headers.get("Idempotent-Replayed", "").lower() == "true"
         return ApiReply(body=body, status=status, attempts=attempts, replayed=replayed)
+
+
+def _uncertain(failure: Observation) -> Observation:
+    return Observation.failure(failure.error_type, failure.message + OUTCOME_UNKNOWN, uncertain=True, **failure.meta)
 
 
 def _seg(value: str) -> str:

@@ -7,7 +7,7 @@ Observation the model can read and react to.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from functools import cache
@@ -46,7 +46,8 @@ class ErrorType(StrEnum):
     TIMEOUT = "timeout"
     UPSTREAM = "upstream_error"  # the other system failed (5xx, 429, unreachable)
     UNEXPECTED_RESPONSE = "unexpected_response"  # the other system answered in a shape we do not know
-    VERIFICATION_FAILED = "verification_failed"
+    VERIFICATION_FAILED = "verification_failed"  # state was re-read: the effect is not there
+    OUTCOME_UNKNOWN = "outcome_unknown"  # a call may or may not have taken effect, and state could not tell
     INTERNAL = "internal_error"
 
 
@@ -58,17 +59,52 @@ class Observation:
     message: str = ""
     retryable: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
+    # A failed write that may nevertheless have taken effect: sent, then a timeout, a 5xx or an answer in a shape
+    # we do not know. Its verifier decides; it is never retried blindly.
+    uncertain: bool = False
 
     @classmethod
     def success(cls, data: Any, **meta: Any) -> Observation:
         return cls(ok=True, data=data, meta=meta)
 
     @classmethod
-    def failure(cls, error_type: str, message: str, *, retryable: bool = False, **meta: Any) -> Observation:
-        return cls(ok=False, error_type=str(error_type), message=message, retryable=retryable, meta=meta)
+    def failure(
+        cls, error_type: str, message: str, *, retryable: bool = False, uncertain: bool = False, **meta: Any
+    ) -> Observation:
+        return cls(
+            ok=False,
+            error_type=str(error_type),
+            message=message,
+            retryable=retryable and not uncertain,
+            meta=meta,
+            uncertain=uncertain,
+        )
+
+    @classmethod
+    def from_dict(cls, recorded: dict[str, Any]) -> Observation:
+        return cls(
+            ok=bool(recorded.get("ok")),
+            data=recorded.get("data"),
+            error_type=recorded.get("error_type", ""),
+            message=recorded.get("message", ""),
+            retryable=bool(recorded.get("retryable")),
+            meta=dict(recorded.get("meta") or {}),
+            uncertain=bool(recorded.get("uncertain")),
+        )
+
+    def with_meta(self, **meta: Any) -> Observation:
+        return replace(self, meta={**self.meta, **meta})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class Reconciled(StrEnum):
+    """What re-reading state says about a call whose outcome was not recorded or not known."""
+
+    APPLIED = "applied"  # it took effect: answer from what was read, never send it again
+    NOT_APPLIED = "not_applied"  # it did not: it may be sent (with the same idempotency key / marker)
+    UNKNOWN = "unknown"  # state could not be read
 
 
 @dataclass(frozen=True)
@@ -78,7 +114,8 @@ class ToolContext:
     ticket_id: int
     tenant_id: str
     run_id: int | None = None
-    idempotency_key: str | None = None  # the proposed action's id for writes
+    # One per intent (tool + arguments) in a run: the Admin API's Idempotency-Key, the helpdesk comment's marker.
+    idempotency_key: str | None = None
 
 
 def state_field(name: str, current: Any, after: Any) -> dict[str, Any]:
@@ -89,12 +126,21 @@ def state_field(name: str, current: Any, after: Any) -> dict[str, Any]:
 
 class Tool:
     """Subclass, set the class attributes, implement run(); writes also implement verify(), and read_current()
-    when they can show a reviewer what they would change."""
+    when they can show a reviewer what they would change.
+
+    The gate's rules read these properties, never tool names: `risk` (read, write to the company's systems, or
+    helpdesk), and `customer_facing` (the customer reads or is affected by it: held back until every write of the
+    run is proven). A call whose outcome was never recorded is settled by reconcile() before anything else.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str]  # written for the model: what it does, when to use it, what it returns
     args_schema: ClassVar[type[BaseModel]]
     risk: ClassVar[Risk]
+    customer_facing: ClassVar[bool] = False
+    # The system behind the tool applies a request once per idempotency key, so a call of unknown outcome may be
+    # sent again with the same key. Without it such a call is never sent twice.
+    idempotent_sends: ClassVar[bool] = False
     # For reviewers: what the verifier re-reads after the write, in one sentence. Empty for tools without one.
     verify_summary: ClassVar[str] = ""
 
@@ -124,6 +170,21 @@ class Tool:
     @property
     def has_verifier(self) -> bool:
         return type(self).verify is not Tool.verify
+
+    def reconcile(
+        self, args: BaseModel, ctx: ToolContext, attempt: Observation, started_at: datetime
+    ) -> tuple[Reconciled, Observation]:
+        """Did a call whose outcome is unknown (a crash before it was recorded, a timeout, a 5xx, a changed shape)
+        take effect? A write asks its verifier, which re-reads state; a tool without one is safe to run again
+        (a read, or an operation whose repeat changes nothing). Helpdesk comments override this."""
+        if not self.has_verifier:
+            return Reconciled.NOT_APPLIED, attempt
+        verification = self.verify(args, ctx, attempt, started_at)
+        if verification.ok:
+            return Reconciled.APPLIED, verification
+        if verification.error_type == ErrorType.VERIFICATION_FAILED:
+            return Reconciled.NOT_APPLIED, verification
+        return Reconciled.UNKNOWN, verification
 
     @property
     def can_read_current(self) -> bool:
@@ -174,6 +235,20 @@ class Tool:
         except Exception as exc:
             logger.exception("verifier of %s crashed", self.name)
             return Observation.failure(ErrorType.INTERNAL, INTERNAL_ERROR.format(error=type(exc).__name__))
+
+    def invoke_reconcile(
+        self, raw_args: dict[str, Any], ctx: ToolContext, attempt: Observation, started_at: datetime
+    ) -> tuple[Reconciled, Observation]:
+        args = self.parse_args(raw_args)
+        if isinstance(args, Observation):
+            return Reconciled.UNKNOWN, args
+        try:
+            return self.reconcile(args, ctx, attempt, started_at)
+        except Exception as exc:
+            logger.exception("reconciling %s crashed", self.name)
+            return Reconciled.UNKNOWN, Observation.failure(
+                ErrorType.INTERNAL, INTERNAL_ERROR.format(error=type(exc).__name__)
+            )
 
     def invoke_read_current(self, raw_args: dict[str, Any], ctx: ToolContext) -> Observation:
         """Validate, bind to the tenant, read the current state. Never raises."""

@@ -18,6 +18,10 @@ from agent.tools.admin_api import admin_api
 from agent.tools.base import ErrorType, Observation, Risk, Tool, ToolContext, state_field
 
 NOTHING_TO_VERIFY = "The write did not succeed, so there is no effect to verify."
+NO_BASELINE = (
+    "The state before this write was not recorded (the worker stopped mid-call), so re-reading cannot tell whether "
+    "it took effect."
+)
 COULD_NOT_VERIFY = "Could not re-read the state to verify the write: {message}"
 CACHE_NOT_RESET = (
     "Verification failed: expected cache_version above {before} and cache_reset_at at or after {started}; "
@@ -103,6 +107,7 @@ class ResetTenantCache(Tool):
     )
     args_schema = TenantArgs
     risk = Risk.WRITE
+    idempotent_sends = True  # the Admin API honours Idempotency-Key
     verify_summary = "Re-reads the tenant: cache_version must have risen and cache_reset_at be after the call."
 
     def read_current(self, args: TenantArgs, ctx: ToolContext) -> Observation:
@@ -127,7 +132,8 @@ class ResetTenantCache(Tool):
                 return before
             reset = api.reset_cache(args.tenant_id, idempotency_key=ctx.idempotency_key)
         if isinstance(reset, Observation):
-            return reset
+            # What the verifier compares with if the reset's outcome is unknown.
+            return reset.with_meta(cache_version_before=before.body.cache_version)
         version_before = before.body.cache_version
         if reset.replayed:
             # A replay (the same action run again after a crash) answers with the original reset, which the read
@@ -138,8 +144,10 @@ class ResetTenantCache(Tool):
         )
 
     def verify(self, args: TenantArgs, ctx: ToolContext, result: Observation, started_at: datetime) -> Observation:
-        if not result.ok:
+        if not result.ok and not result.uncertain:
             return Observation.failure(ErrorType.VERIFICATION_FAILED, NOTHING_TO_VERIFY)
+        if "cache_version_before" not in result.meta:
+            return Observation.failure(ErrorType.OUTCOME_UNKNOWN, NO_BASELINE)
         before = int(result.meta["cache_version_before"])
         # Whole seconds: an API that reports timestamps without microseconds must not fail a reset made in the
         # same second the call started.
@@ -175,6 +183,7 @@ class ExtendTrial(Tool):
     )
     args_schema = ExtendTrialArgs
     risk = Risk.WRITE
+    idempotent_sends = True  # the Admin API honours Idempotency-Key
     verify_summary = "Re-reads the tenant: trial_ends_at must be the previous end plus the days granted."
 
     def read_current(self, args: ExtendTrialArgs, ctx: ToolContext) -> Observation:
@@ -192,26 +201,46 @@ class ExtendTrial(Tool):
 
     def run(self, args: ExtendTrialArgs, ctx: ToolContext) -> Observation:
         with admin_api() as api:
+            # The trial end before the call: what the verifier compares with if the answer is lost.
+            before = api.get_tenant(args.tenant_id)
+            if isinstance(before, Observation):
+                return before
             reply = api.extend_trial(args.tenant_id, days=args.days, idempotency_key=ctx.idempotency_key)
+        baseline = _iso(_aware(before.body.trial_ends_at) if before.body.trial_ends_at else None)
         if isinstance(reply, Observation):
-            return reply
-        return Observation.success(reply.body.model_dump(mode="json"), **reply.meta())
+            return reply.with_meta(trial_ends_at_before=baseline)
+        return Observation.success(reply.body.model_dump(mode="json"), trial_ends_at_before=baseline, **reply.meta())
 
     def verify(self, args: ExtendTrialArgs, ctx: ToolContext, result: Observation, started_at: datetime) -> Observation:
-        if not result.ok:
+        if not result.ok and not result.uncertain:
             return Observation.failure(ErrorType.VERIFICATION_FAILED, NOTHING_TO_VERIFY)
-        previous = _parse(result.data.get("previous_trial_ends_at"))
-        # A trial without an end gets one counted from the moment of the call, which only the API knows: then
-        # the end it reported is the expectation.
-        expected = previous + timedelta(days=args.days) if previous else _parse(result.data.get("trial_ends_at"))
-        if expected is None:
-            return Observation.failure(ErrorType.VERIFICATION_FAILED, TRIAL_END_UNKNOWN)
-        expected = expected.replace(microsecond=0)
+        if result.ok:
+            previous = _parse(result.data.get("previous_trial_ends_at"))
+            # A trial without an end gets one counted from the moment of the call, which only the API knows: then
+            # the end it reported is the expectation.
+            expected = previous + timedelta(days=args.days) if previous else _parse(result.data.get("trial_ends_at"))
+            if expected is None:
+                return Observation.failure(ErrorType.VERIFICATION_FAILED, TRIAL_END_UNKNOWN)
+        elif "trial_ends_at_before" in result.meta:
+            previous = _parse(result.meta["trial_ends_at_before"])
+            expected = previous + timedelta(days=args.days) if previous else None
+        else:
+            return Observation.failure(ErrorType.OUTCOME_UNKNOWN, NO_BASELINE)
         with admin_api() as api:
             now = api.get_tenant(args.tenant_id)
         if isinstance(now, Observation):
             return _reread_failed(now)
         read = _aware(now.body.trial_ends_at) if now.body.trial_ends_at else None
+        if expected is None:
+            # An unknown outcome on a trial that had no end: any end now is the extension's.
+            if read is not None:
+                return Observation.success({"verified": True, "trial_ends_at": _iso(read)})
+            return Observation.failure(
+                ErrorType.VERIFICATION_FAILED,
+                TRIAL_NOT_EXTENDED.format(expected="a set end", previous=None, days=args.days, read=None),
+                trial_ends_at=None,
+            )
+        expected = expected.replace(microsecond=0)
         if read is not None and read.replace(microsecond=0) == expected:
             return Observation.success({"verified": True, "trial_ends_at": _iso(read)})
         return Observation.failure(
@@ -233,6 +262,7 @@ class UnlockUser(Tool):
     )
     args_schema = UnlockUserArgs
     risk = Risk.WRITE
+    idempotent_sends = True  # the Admin API honours Idempotency-Key
     verify_summary = "Re-reads the user: locked must be false."
 
     def read_current(self, args: UnlockUserArgs, ctx: ToolContext) -> Observation:
@@ -258,7 +288,7 @@ class UnlockUser(Tool):
         return Observation.success(reply.body.model_dump(mode="json"), **reply.meta())
 
     def verify(self, args: UnlockUserArgs, ctx: ToolContext, result: Observation, started_at: datetime) -> Observation:
-        if not result.ok:
+        if not result.ok and not result.uncertain:
             return Observation.failure(ErrorType.VERIFICATION_FAILED, NOTHING_TO_VERIFY)
         with admin_api() as api:
             now = api.get_user(args.tenant_id, args.email)
@@ -283,6 +313,7 @@ class ApplyConfigPatch(Tool):
     )
     args_schema = ApplyConfigPatchArgs
     risk = Risk.WRITE
+    idempotent_sends = True  # the Admin API honours Idempotency-Key
     verify_summary = "Re-reads the tenant's configuration: the patched key must hold the patch's value."
 
     def read_current(self, args: ApplyConfigPatchArgs, ctx: ToolContext) -> Observation:
@@ -315,8 +346,9 @@ class ApplyConfigPatch(Tool):
                 reason=reason,
                 idempotency_key=ctx.idempotency_key,
             )
+        sent = {"patch_id": patch.patch_id, "config_key": patch.config_key, "expected_value": patch.value}
         if isinstance(reply, Observation):
-            return reply
+            return reply.with_meta(**sent)
         # What was sent is recorded, so the verifier compares with it even if an admin edits the patch meanwhile.
         return Observation.success(
             reply.body.model_dump(mode="json"),
@@ -329,9 +361,15 @@ class ApplyConfigPatch(Tool):
     def verify(
         self, args: ApplyConfigPatchArgs, ctx: ToolContext, result: Observation, started_at: datetime
     ) -> Observation:
-        if not result.ok:
+        if not result.ok and not result.uncertain:
             return Observation.failure(ErrorType.VERIFICATION_FAILED, NOTHING_TO_VERIFY)
-        key, expected = result.meta["config_key"], result.meta["expected_value"]
+        if "config_key" in result.meta:
+            key, expected = result.meta["config_key"], result.meta["expected_value"]
+        else:  # the answer was lost with the worker: the patch itself says what was sent
+            patch = ConfigPatch.objects.filter(patch_id=args.patch_id).first()
+            if patch is None:
+                return Observation.failure(ErrorType.OUTCOME_UNKNOWN, NO_BASELINE)
+            key, expected = patch.config_key, patch.value
         with admin_api() as api:
             now = api.get_config(args.tenant_id)
         if isinstance(now, Observation):

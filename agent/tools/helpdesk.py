@@ -8,20 +8,23 @@ the comment it already posted instead of posting it twice.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from django.conf import settings
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.tools import register
-from agent.tools.base import ErrorType, Observation, Risk, Tool, ToolContext
+from agent.tools.base import ErrorType, Observation, Reconciled, Risk, Tool, ToolContext
 from agentconsole.errors import ApplicationError
 from tickets.helpdesk import HelpdeskError, HelpdeskResult, helpdesk_for
-from tickets.models import Ticket
+from tickets.models import Ticket, TicketComment
+from tickets.services import ticket_comment_confirm
 from tickets.snapshot import comment_marker
 
 TICKET_NOT_FOUND = "Ticket {ticket_id} does not exist."
 UNKNOWN_POD = "There is no pod {pod!r}. Route to one of: {allowed}."
 HELPDESK_FAILED = "The helpdesk ({backend}) failed: {message}"
+COMMENT_NOT_CHECKED = "Could not check whether the comment was posted."
 MAX_BODY_CHARS = 20_000
 
 
@@ -60,7 +63,9 @@ def pods_described() -> str:
     )
 
 
-def _on_ticket(ctx: ToolContext, operation: Callable[[object, Ticket], HelpdeskResult]) -> Observation:
+def _on_ticket(
+    ctx: ToolContext, operation: Callable[[object, Ticket], HelpdeskResult], *, comment: bool = False
+) -> Observation:
     ticket = Ticket.objects.select_related("tenant_link").filter(pk=ctx.ticket_id).first()
     if ticket is None:
         return Observation.failure(ErrorType.NOT_FOUND, TICKET_NOT_FOUND.format(ticket_id=ctx.ticket_id))
@@ -72,6 +77,9 @@ def _on_ticket(ctx: ToolContext, operation: Callable[[object, Ticket], HelpdeskR
             ErrorType.UPSTREAM,
             HELPDESK_FAILED.format(backend=helpdesk.name, message=exc.message),
             retryable=exc.retryable,
+            # A comment that failed in a way that can pass (a timeout, a 5xx) may have been posted all the same:
+            # the loop looks for it before anything else.
+            uncertain=comment and exc.ambiguous,
             status_code=exc.status,
         )
     except ApplicationError as exc:  # a lifecycle rule of the local helpdesk, e.g. a closed ticket
@@ -79,19 +87,55 @@ def _on_ticket(ctx: ToolContext, operation: Callable[[object, Ticket], HelpdeskR
     return Observation.success(result.data, backend=result.backend, operation=result.operation)
 
 
+class _Comment(Tool):
+    """A comment on the ticket, sent with a marker (call_marker: from the call's idempotency key) so that a comment
+    whose sending was interrupted is looked up on the helpdesk instead of posted twice."""
+
+    args_schema = BodyArgs
+    risk = Risk.HELPDESK
+    public: bool
+
+    def run(self, args: BodyArgs, ctx: ToolContext) -> Observation:
+        marker = call_marker(ctx)
+        if self.public:
+            return _on_ticket(
+                ctx, lambda helpdesk, ticket: helpdesk.add_public_reply(ticket, args.body, marker=marker), comment=True
+            )
+        return _on_ticket(
+            ctx, lambda helpdesk, ticket: helpdesk.add_private_note(ticket, args.body, marker=marker), comment=True
+        )
+
+    def reconcile(
+        self, args: BodyArgs, ctx: ToolContext, attempt: Observation, started_at: datetime
+    ) -> tuple[Reconciled, Observation]:
+        ticket = Ticket.objects.select_related("tenant_link").filter(pk=ctx.ticket_id).first()
+        if ticket is None or not ctx.idempotency_key:
+            return Reconciled.UNKNOWN, Observation.failure(ErrorType.NOT_FOUND, COMMENT_NOT_CHECKED)
+        helpdesk = helpdesk_for(ticket)
+        try:
+            found = helpdesk.comment_landed(ticket, call_marker(ctx))
+        except HelpdeskError as exc:
+            return Reconciled.UNKNOWN, Observation.failure(
+                ErrorType.OUTCOME_UNKNOWN, HELPDESK_FAILED.format(backend=helpdesk.name, message=exc.message)
+            )
+        if found is None:
+            return Reconciled.NOT_APPLIED, attempt
+        # The intent recorded before posting is settled too, as the helpdesk's own retry would settle it.
+        pending = ticket.comments.filter(marker=call_marker(ctx)).exclude(delivery=TicketComment.Delivery.SENT).first()
+        if pending is not None:
+            ticket_comment_confirm(comment=pending, external_id=found.external_id, author_id=found.author_id)
+        landed = {"comment_id": found.external_id, "public": found.public, "already_posted": True}
+        return Reconciled.APPLIED, Observation.success(landed, backend=helpdesk.name, found_by_marker=True)
+
+
 @register
-class AddPrivateNote(Tool):
+class AddPrivateNote(_Comment):
     name = "add_private_note"
     description = (
         "Add an internal note to the ticket, visible to support staff only, never to the customer. Use it to "
         "record findings, evidence (log lines, values read) and what you did or recommend."
     )
-    args_schema = BodyArgs
-    risk = Risk.HELPDESK
-
-    def run(self, args: BodyArgs, ctx: ToolContext) -> Observation:
-        marker = call_marker(ctx)
-        return _on_ticket(ctx, lambda helpdesk, ticket: helpdesk.add_private_note(ticket, args.body, marker=marker))
+    public = False
 
 
 @register
@@ -126,18 +170,14 @@ class RouteTicket(Tool):
 
 
 @register
-class ReplyToCustomer(Tool):
+class ReplyToCustomer(_Comment):
     name = "reply_to_customer"
     description = (
         "Send a public reply to the customer on the ticket. The customer reads it: be clear and polite, say "
         "what was found and done, and never include internal details (log lines, config keys, internal names)."
     )
-    args_schema = BodyArgs
-    risk = Risk.HELPDESK
-
-    def run(self, args: BodyArgs, ctx: ToolContext) -> Observation:
-        marker = call_marker(ctx)
-        return _on_ticket(ctx, lambda helpdesk, ticket: helpdesk.add_public_reply(ticket, args.body, marker=marker))
+    customer_facing = True
+    public = True
 
 
 @register
@@ -148,6 +188,7 @@ class SolveTicket(Tool):
     )
     args_schema = NoArgs
     risk = Risk.HELPDESK
+    customer_facing = True
 
     def run(self, args: NoArgs, ctx: ToolContext) -> Observation:
         return _on_ticket(ctx, lambda helpdesk, ticket: helpdesk.set_solved(ticket))

@@ -87,7 +87,8 @@ def test_it_works_three_pending_items_with_the_keyboard_only(company, worker, lo
     tickets = [
         deliver(8301, "360002", "Extend our trial?", "One more week please", ["trial_extension"]),
         deliver(8302, "360003", "Locked out", "I am locked out as ops@initech.example", ["locked_out"]),
-        deliver(8303, "360005", "Trial extension please", "Need more time", ["trial_extension"]),
+        # Globex again: the trial runbook proposes an extension only for a tenant still trialing.
+        deliver(8303, "360002", "Trial extension please", "Need more time", ["trial_extension"]),
     ]
     for ticket in tickets:
         wait_for_run(ticket, {"awaiting_approval"}, worker)

@@ -4,12 +4,14 @@ company behind a live server for tests that need its Admin API."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from agent import llm
 from sandbox.models import FaultSwitch
 from sandbox.seed import sandbox_seed
-from tests.http_standin import serve
+from tests.http_standin import Scripted, StandIn, serve
 
 
 def converse_reply(*blocks: dict, stop: str = "tool_use", tokens: tuple[int, int] = (120, 30)) -> dict:
@@ -50,3 +52,46 @@ def bedrock_company(bedrock, settings, live_server):
     sandbox_seed()
     FaultSwitch.objects.update_or_create(pk=1, defaults={})
     return bedrock
+
+
+def tool_results(request) -> dict[str, dict]:
+    """The observations a Converse request hands back to the model, by tool use id."""
+    content = request.json()["messages"][-1]["content"]
+    results = [block["toolResult"] for block in content if "toolResult" in block]
+    return {r["toolUseId"]: json.loads(r["content"][0]["text"]) for r in results}
+
+
+def tenant_body(**fields: object) -> dict:
+    """A tenant as the Admin API answers GET /tenants/{id}."""
+    return {
+        "tenant_id": "acme",
+        "name": "Acme Analytics",
+        "plan": "growth",
+        "status": "active",
+        "trial_ends_at": None,
+        "cache_version": 5,
+        "cache_reset_at": None,
+        **fields,
+    }
+
+
+@pytest.fixture
+def admin_standin(settings):
+    """A stand-in of the company's Admin API, scripted per test: one attempt per call, a short timeout."""
+    for standin in serve(StandIn(fallback=Scripted(500, {"error": {"code": "unscripted", "message": "no script"}}))):
+        settings.ADMIN_API_URL = standin.url
+        settings.ADMIN_API_MAX_ATTEMPTS = 1
+        settings.ADMIN_API_TIMEOUT_SECONDS = 0.5
+        yield standin
+
+
+def drive(run_id: int, limit: int = 20):
+    """Advance a run in this process until it pauses or ends."""
+    from agent.loop import Outcome, run_advance
+
+    outcome = Outcome.CONTINUE
+    for _ in range(limit):
+        outcome = run_advance(run_id=run_id)
+        if outcome != Outcome.CONTINUE:
+            break
+    return outcome

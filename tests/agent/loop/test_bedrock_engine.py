@@ -1,15 +1,18 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from agent.aws import clear_credentials_cache
 from agent.llm import BedrockEngine, Conversation, EngineError
 from agent.loop import Outcome, run_advance
 from agent.models import AgentRun, ProposedAction
 from agent.services import proposed_action_reject
 from tests.agent.loop.conftest import THROTTLED, converse_reply, tool_use
 from tests.factories import AgentRunFactory, TicketFactory, UserFactory, WorkflowFactory
+from tests.http_standin import serve
 
 pytestmark = pytest.mark.django_db
 
@@ -99,3 +102,51 @@ def test_it_gives_the_model_the_reviewers_rejection_reason(bedrock) -> None:
     assert run_advance(run_id=run.pk) == Outcome.DONE
     tool_result = bedrock.requests[1].json()["messages"][-1]["content"][0]["toolResult"]
     assert "Their reason: Customer is on a freeze week" in tool_result["content"][0]["text"]
+
+
+def _assume_role_answer(access_key: str, expires_in: timedelta) -> bytes:
+    expiration = (datetime.now(UTC) + expires_in).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"""<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleResult>
+    <Credentials>
+      <AccessKeyId>{access_key}</AccessKeyId>
+      <SecretAccessKey>secret-{access_key}</SecretAccessKey>
+      <SessionToken>token-{access_key}</SessionToken>
+      <Expiration>{expiration}</Expiration>
+    </Credentials>
+    <AssumedRoleUser>
+      <Arn>arn:aws:sts::111111111111:assumed-role/agent-console/agent-console</Arn>
+      <AssumedRoleId>AROAEXAMPLE:agent-console</AssumedRoleId>
+    </AssumedRoleUser>
+  </AssumeRoleResult>
+  <ResponseMetadata><RequestId>r-{access_key}</RequestId></ResponseMetadata>
+</AssumeRoleResponse>""".encode()
+
+
+@pytest.fixture
+def sts(monkeypatch, settings):
+    """A stand-in of STS (AWS_ENDPOINT_URL_STS), so the real botocore assume-role and refresh code runs."""
+    for standin in serve():
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", standin.url)
+        settings.AGENT_ROLE_ARN = "arn:aws:iam::111111111111:role/agent-console"
+        clear_credentials_cache()
+        yield standin
+        clear_credentials_cache()
+
+
+def test_it_assumes_the_role_again_before_its_credentials_expire(bedrock, sts) -> None:
+    # The first credentials are within botocore's 15-minute refresh window; the next ones last an hour.
+    sts.answer(200, raw=_assume_role_answer("ASIAFIRST", timedelta(minutes=14)))
+    sts.answer(200, raw=_assume_role_answer("ASIASECOND", timedelta(hours=1)))
+    for _ in range(3):
+        bedrock.answer(200, converse_reply({"text": "ok"}, stop="end_turn"))
+
+    engine = BedrockEngine()  # one client for the worker's life, as in production
+    for _ in range(3):
+        engine.next_turn(_conversation(), TOOLS)
+
+    signed_with = [r.headers["authorization"].split("Credential=")[1].split("/")[0] for r in bedrock.requests]
+    assert signed_with == ["ASIAFIRST", "ASIASECOND", "ASIASECOND"]
+    assert [r.body.decode().split("Action=")[1].split("&")[0] for r in sts.requests] == ["AssumeRole"] * 2
+    assert "RoleArn=arn%3Aaws%3Aiam%3A%3A111111111111%3Arole%2Fagent-console" in sts.requests[0].body.decode()
+    assert bedrock.requests[1].headers["x-amz-security-token"] == "token-ASIASECOND"

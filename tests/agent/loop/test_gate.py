@@ -1,15 +1,17 @@
 from __future__ import annotations
 
 import pytest
+from django.core.exceptions import ValidationError
 
 from agent.gate import (
     NO_TENANT,
     OTHER_TENANT,
-    UNVERIFIED_WRITE,
+    WRITES_HOLD_REPLY,
     RunState,
     Verdict,
     gate_decide,
 )
+from agent.limits import Spent, limits_errors
 from agent.models import ProposedAction
 from agent.tools import all_tools, get_tool
 from audit.services import canonical_hash
@@ -18,14 +20,23 @@ from tests.factories import WorkflowFactory
 pytestmark = pytest.mark.django_db
 
 
-def _state(phase: str = "triage", *, tenant: str = "acme", workflow=None, unverified=(), verified_approved=False):
+def _state(phase: str = "triage", *, tenant: str = "acme", workflow=None, holding=(), verified_approved=False):
     return RunState(
         phase=phase,
         tenant_id=tenant,
         workflow=workflow,
-        unverified_writes=list(unverified),
+        holding_writes=list(holding),
         has_verified_approved_write=verified_approved,
     )
+
+
+VALID_ARGS = {
+    "run_sql": {"query": "SELECT 1"},
+    "search_logs": {"query": "ERROR"},
+    "reset_tenant_cache": {"tenant_id": "acme"},
+    "add_private_note": {"body": "Found it."},
+    "reply_to_customer": {"body": "Hello."},
+}
 
 
 def _decide(name: str, args: dict, state: RunState, approved=None):
@@ -38,7 +49,7 @@ def _decide(name: str, args: dict, state: RunState, approved=None):
     "name", sorted(["run_sql", "search_logs", "reset_tenant_cache", "add_private_note", "reply_to_customer"])
 )
 def test_it_never_executes_anything_in_shadow(name) -> None:
-    args = {"tenant_id": "acme"} if name == "reset_tenant_cache" else {}
+    args = VALID_ARGS[name]
     assert _decide(name, args, _state("shadow")).verdict == Verdict.DRY_RUN
 
 
@@ -79,11 +90,11 @@ def test_it_refuses_company_tools_when_the_ticket_has_no_tenant() -> None:
 
 
 def test_it_refuses_replies_and_solving_while_a_write_is_unverified() -> None:
-    state = _state("autonomous", unverified=["reset_tenant_cache"])
+    state = _state("autonomous", holding=["reset_tenant_cache (not verified)"])
     for name in ("reply_to_customer", "solve_ticket"):
         decision = _decide(name, {"body": "done"} if name == "reply_to_customer" else {}, state)
         assert decision.verdict == Verdict.REFUSE
-        assert decision.reason == UNVERIFIED_WRITE.format(tools="reset_tenant_cache")
+        assert decision.reason == WRITES_HOLD_REPLY.format(writes="reset_tenant_cache (not verified)")
 
 
 def test_it_executes_an_approval_only_when_the_args_hash_matches() -> None:
@@ -102,3 +113,76 @@ def test_it_refuses_an_unknown_tool() -> None:
     decision = gate_decide(tool=None, name="drop_database", args={}, state=_state(), available=["run_sql"])
     assert decision.verdict == Verdict.REFUSE
     assert "drop_database" in decision.reason
+
+
+def test_it_holds_pre_approval_limits_over_what_the_run_already_spent() -> None:
+    workflow = WorkflowFactory(preapproved_tools=["extend_trial"], tool_limits={"extend_trial": {"days": {"max": 14}}})
+    spent = Spent(run={"extend_trial": {"days": 10.0}})
+    state = RunState(phase="autonomous", tenant_id="acme", workflow=workflow, spent=spent)
+    assert _decide("extend_trial", {"tenant_id": "acme", "days": 4}, state).verdict == Verdict.EXECUTE
+    decision = _decide("extend_trial", {"tenant_id": "acme", "days": 5}, state)
+    assert decision.verdict == Verdict.PROPOSE
+    assert "days=5 would bring extend_trial to 15 for this run, over the pre-approved 14 (4 left)" in decision.reason
+
+
+def test_it_holds_a_tenants_daily_budget() -> None:
+    limits = {"extend_trial": {"days": {"max": 14, "max_per_tenant_per_day": 20}}}
+    workflow = WorkflowFactory(preapproved_tools=["extend_trial"], tool_limits=limits)
+    spent = Spent(tenant_window={"extend_trial": {"days": 14.0}})
+    state = RunState(phase="autonomous", tenant_id="acme", workflow=workflow, spent=spent)
+    assert _decide("extend_trial", {"tenant_id": "acme", "days": 6}, state).verdict == Verdict.EXECUTE
+    assert _decide("extend_trial", {"tenant_id": "acme", "days": 7}, state).verdict == Verdict.PROPOSE
+
+
+def test_it_sends_what_the_customer_is_told_after_a_failed_write_to_a_reviewer() -> None:
+    state = RunState(phase="autonomous", tenant_id="acme", workflow=None, failed_writes=["reset_tenant_cache"])
+    for name, args in (("reply_to_customer", {"body": "Fixed!"}), ("solve_ticket", {})):
+        assert _decide(name, args, state).verdict == Verdict.PROPOSE
+    assert _decide("add_private_note", {"body": "It failed."}, state).verdict == Verdict.EXECUTE
+
+
+def test_it_answers_a_repeat_from_the_first_call_and_refuses_one_still_waiting_or_rejected() -> None:
+    state = _state("autonomous")
+    args = {"tenant_id": "acme"}
+
+    def earlier(status: str, **fields: object) -> ProposedAction:
+        return ProposedAction(tool="reset_tenant_cache", args=args, status=status, **fields)
+
+    # A write that ran cleanly and was verified is not done again without a reviewer, under a key of its own.
+    clean = earlier("executed", execution_result={"ok": True}, verification="passed")
+    assert (_decide_repeat(args, state, clean).verdict, _decide_repeat(args, state, clean).fresh_key) == (
+        Verdict.PROPOSE,
+        True,
+    )
+    # One whose answer was lost but whose effect state proved is answered from that.
+    reconciled = earlier("executed", execution_result={"ok": False, "uncertain": True}, verification="passed")
+    assert _decide_repeat(args, state, reconciled).verdict == Verdict.REPEAT
+    assert _decide_repeat(args, state, earlier("pending")).verdict == Verdict.REFUSE
+    rejected = _decide_repeat(args, state, earlier("rejected", decision_reason="Freeze week"))
+    assert (rejected.verdict, rejected.reason.endswith("Their reason: Freeze week")) == (Verdict.REFUSE, True)
+    # Failed, or of unknown outcome: a new attempt, decided like any call (pre-approval, limits, reviewers).
+    assert _decide_repeat(args, state, earlier("failed")).verdict == Verdict.PROPOSE
+    assert _decide_repeat(args, state, earlier("uncertain")).verdict == Verdict.PROPOSE
+
+
+def _decide_repeat(args: dict, state: RunState, earlier: ProposedAction):
+    tool = get_tool("reset_tenant_cache")
+    return gate_decide(tool=tool, name=tool.name, args=args, state=state, available=list(all_tools()), earlier=earlier)
+
+
+@pytest.mark.parametrize(
+    ("limits", "error"),
+    [
+        (["extend_trial"], "Tool limits are an object"),
+        ({"extend_trial": {"days": {"maxx": 14}}}, "Unknown limit 'maxx' on extend_trial.days"),
+        ({"extend_trial": {"days": {"max": "14"}}}, "extend_trial.days.max must be a number."),
+        ({"extend_trial": {"days": 14}}, "The limits of extend_trial.days must be an object"),
+        ({"extend_trial": {"days": {"allowed": 7}}}, "extend_trial.days.allowed must be a list of values."),
+    ],
+)
+def test_it_refuses_limits_a_typo_would_silently_turn_off(limits, error) -> None:
+    workflow = WorkflowFactory.build(tool_limits=limits)
+    with pytest.raises(ValidationError) as caught:
+        workflow.full_clean(exclude=["slug"])
+    assert any(error in message for message in caught.value.message_dict["tool_limits"])
+    assert limits_errors({"extend_trial": {"days": {"max": 14, "max_per_tenant_per_day": 20, "min": 1}}}) == []

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from agent.llm import ESCALATE_TOOL, Conversation, Exchange, OfflineEngine, ToolCall, ToolResult
+import pytest
+
+from agent.llm import ESCALATE_TOOL, Conversation, Exchange, OfflineEngine, ToolCall, ToolResult, playbook_errors
 
 PLAYBOOK = [
     {"tool": "run_sql", "why": "read", "args": {"query": "SELECT * FROM support_tenant_overview"}},
@@ -94,3 +96,77 @@ def test_it_finishes_after_the_last_step_and_escalates_without_a_playbook() -> N
     done = _after("rb-2-0-main", "reply_to_customer", {"ok": True, "data": {}})
     assert OfflineEngine().next_turn(_conversation(done), []).tool_calls == []
     assert OfflineEngine().next_turn(_conversation(playbook=[]), []).tool_calls[0].name == ESCALATE_TOOL
+
+
+COND_PLAYBOOK = [
+    {"tool": "search_logs", "args": {"query": "cache_error"}},
+    {
+        "tool": "reset_tenant_cache",
+        "args": {"tenant_id": "{tenant_id}"},
+        "when": {"tool": "search_logs", "field": "count", "above": 0},
+    },
+    {"tool": "reply_to_customer", "args": {"body": "Reset done."}, "when": {"tool": "reset_tenant_cache"}},
+    {"tool": "add_private_note", "args": {"body": "Checked the cache: {findings}"}},
+]
+
+
+def test_it_runs_a_conditional_step_only_when_what_was_found_satisfies_it() -> None:
+    found = _after("rb-0-0-main", "search_logs", {"ok": True, "data": {"count": 3, "events": []}})
+    turn = OfflineEngine().next_turn(_conversation(found, playbook=COND_PLAYBOOK), [])
+    assert [(c.id, c.name) for c in turn.tool_calls] == [("rb-1-0-main", "reset_tenant_cache")]
+
+
+def test_it_skips_steps_whose_condition_does_not_hold() -> None:
+    nothing = _after("rb-0-0-main", "search_logs", {"ok": True, "data": {"count": 0, "events": []}})
+    turn = OfflineEngine().next_turn(_conversation(nothing, playbook=COND_PLAYBOOK), [])
+    # The reset does not apply, so neither does the reply that depends on it: straight to the note.
+    assert [(c.id, c.name) for c in turn.tool_calls] == [("rb-3-0-main", "add_private_note")]
+    assert "Skipped runbook step 2 (reset_tenant_cache): search_logs found count = 0, needed above 0." in turn.text
+    assert "Skipped runbook step 3 (reply_to_customer): reset_tenant_cache has not run." in turn.text
+
+
+def test_it_escalates_when_a_step_that_must_apply_does_not() -> None:
+    playbook = [COND_PLAYBOOK[0], {**COND_PLAYBOOK[1], "otherwise": "escalate"}]
+    nothing = _after("rb-0-0-main", "search_logs", {"ok": True, "data": {"count": 0}})
+    [call] = OfflineEngine().next_turn(_conversation(nothing, playbook=playbook), []).tool_calls
+    assert call.name == ESCALATE_TOOL
+    assert "Runbook step 2 (reset_tenant_cache) does not apply: search_logs found count = 0" in call.args["reason"]
+
+
+def test_it_writes_texts_from_what_ran_not_from_the_playbook() -> None:
+    playbook = [
+        {"tool": "extend_trial", "args": {"tenant_id": "{tenant_id}", "days": 7}},
+        {"tool": "reply_to_customer", "args": {"body": "Extended by {extend_trial.days} days."}},
+    ]
+    edited = {"ok": True, "data": {"trial_ends_at": "x"}, "meta": {"executed_args": {"tenant_id": "acme", "days": 14}}}
+    turn = OfflineEngine().next_turn(
+        _conversation(_after("rb-0-0-main", "extend_trial", edited), playbook=playbook), []
+    )
+    assert turn.tool_calls[0].args == {"body": "Extended by 14 days."}
+
+
+def test_it_escalates_rather_than_send_a_text_with_a_value_nothing_provided() -> None:
+    playbook = [
+        {"tool": "search_logs", "args": {"query": "x"}},
+        {"tool": "reply_to_customer", "args": {"body": "Extended by {extend_trial.days} days."}},
+    ]
+    read = _after("rb-0-0-main", "search_logs", {"ok": True, "data": {"count": 1}})
+    [call] = OfflineEngine().next_turn(_conversation(read, playbook=playbook), []).tool_calls
+    assert call.name == ESCALATE_TOOL
+    assert "needs {extend_trial.days}" in call.args["reason"]
+
+
+@pytest.mark.parametrize(
+    ("playbook", "error"),
+    [
+        ({"tool": "x"}, "A playbook is a list of steps"),
+        ([{"args": {}}], "Step 1 needs a tool name."),
+        ([{"tool": "x", "when": {"field": "count", "above": 0}}], '"when" needs the tool'),
+        ([{"tool": "x", "when": {"tool": "y", "field": "count"}}], "needs one of above"),
+        ([{"tool": "x", "otherwise": "retry"}], '"otherwise" is "skip" or "escalate"'),
+        ([{"tool": "x", "alternative": {"args": {}}}], "Step 1's alternative needs a tool name."),
+    ],
+)
+def test_it_names_what_is_wrong_with_a_playbook(playbook, error) -> None:
+    assert any(error in message for message in playbook_errors(playbook))
+    assert playbook_errors([{"tool": "x", "when": {"tool": "y", "field": "count", "above": 0}}]) == []

@@ -53,3 +53,23 @@ def test_it_matches_tags_before_keywords_and_skips_disabled_workflows() -> None:
     assert workflow_match(ticket=TicketFactory(subject="Invoice wrong", tags=["billing"])) == by_tag
     assert workflow_match(ticket=TicketFactory(subject="Where is my INVOICE?", tags=[])) == by_keyword
     assert workflow_match(ticket=TicketFactory(subject="vip", tags=["vip"])) is None
+
+
+def test_it_runs_a_workflow_chosen_only_by_the_customers_words_at_most_in_triage() -> None:
+    cache = WorkflowFactory(phase="autonomous", match_tags=["stale_cache"], match_keywords=["cache"])
+    worded = TicketFactory(subject="Extend my trial", description="Also, is the cache why my trial looks odd?")
+    tagged = TicketFactory(subject="Stale numbers", tags=["stale_cache"])
+
+    by_words = agent_run_create_for_new_ticket(ticket=worded)
+    by_tag = agent_run_create_for_new_ticket(ticket=tagged)
+
+    assert (by_words.workflow, by_words.phase, by_words.matched_on) == (cache, "triage", "keywords")
+    assert (by_tag.workflow, by_tag.phase, by_tag.matched_on) == (cache, "autonomous", "tags")
+    queued = AuditEvent.objects.get(verb="run.queued", object_id=str(by_words.pk))
+    assert queued.payload["matched_on"] == "keywords"
+
+
+def test_it_keeps_shadow_for_a_shadow_workflow_chosen_by_words() -> None:
+    WorkflowFactory(phase="shadow", match_keywords=["terraform"])
+    run = agent_run_create_for_new_ticket(ticket=TicketFactory(subject="Terraform fails"))
+    assert (run.phase, run.matched_on) == ("shadow", "keywords")

@@ -131,7 +131,10 @@ def test_it_says_what_the_offline_engine_does_after_an_approval() -> None:
         ticket__requester_email="ops@initech.example", ticket__tenant_link__tenant_id="initech",
     )  # fmt: skip
     step = StepFactory(run=run, kind=Step.Kind.ACTION, tool_name="unlock_user", tool_call_id="rb-4-0-main")
-    action = ProposedActionFactory(run=run, step=step, tool="unlock_user", tool_call_id="rb-4-0-main")
+    action = ProposedActionFactory(
+        run=run, step=step, tool="unlock_user", tool_call_id="rb-4-0-main",
+        args={"tenant_id": "initech", "email": "ops@initech.example"},
+    )  # fmt: skip
 
     plan = proposal_follow_up(run=run, action=action, transcript=[step])
 

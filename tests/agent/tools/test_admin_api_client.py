@@ -305,3 +305,62 @@ def test_it_gives_the_tool_the_changed_shape_as_its_observation(stand_in: StandI
     assert observation.ok is False
     assert observation.error_type == ErrorType.UNEXPECTED_RESPONSE
     assert [request.method for request in stand_in.requests] == ["GET"]  # no reset after an unreadable tenant
+
+
+RESET = {"tenant_id": "acme", "cache_version": 5, "cache_reset_at": "2026-11-23T10:00:00Z"}
+REFUSAL = {"error": {"code": "conflict", "message": "not now"}}
+
+
+@pytest.mark.parametrize(
+    ("answers", "uncertain"),
+    [
+        ([(503, REFUSAL), (503, REFUSAL)], True),  # the server may have acted before failing
+        ([(200, {"data": RESET}), None], True),  # it acted; its answer is unreadable
+        ([(200, "not json"), None], True),
+        ([(503, REFUSAL), (429, REFUSAL)], True),  # the first attempt may have acted
+        ([(429, REFUSAL), (429, REFUSAL)], False),  # refused before doing anything
+        ([(409, REFUSAL), None], False),  # a definite answer
+        ([(503, REFUSAL), (409, REFUSAL)], False),  # same key: the server's last word is the outcome
+    ],
+)
+def test_it_marks_a_write_whose_outcome_is_unknown(stand_in: StandIn, answers, uncertain) -> None:
+    for answer in answers:
+        if answer is not None:
+            status, body = answer
+            if body == "not json":
+                stand_in.answer(status, raw=b"<html>ok</html>")
+            else:
+                stand_in.answer(status, body)
+
+    with make_client(stand_in, max_attempts=2) as client:
+        observation = client.reset_cache("acme", idempotency_key="k-1")
+
+    assert isinstance(observation, Observation)
+    assert observation.uncertain is uncertain
+    assert observation.retryable is (not uncertain and observation.error_type == ErrorType.UPSTREAM)
+    assert ("may have taken effect" in observation.message) is uncertain
+    assert "maybe_received" not in observation.meta
+
+
+def test_it_marks_a_timed_out_write_uncertain_but_never_a_read(stand_in: StandIn) -> None:
+    stand_in.answer(200, RESET, delay=0.6)
+    stand_in.answer(200, TENANT, delay=0.6)
+
+    with make_client(stand_in, timeout=0.2, max_attempts=1) as client:
+        write = client.reset_cache("acme", idempotency_key="k-2")
+        read = client.get_tenant("acme")
+
+    assert (write.error_type, write.uncertain, write.retryable) == (ErrorType.TIMEOUT, True, False)
+    assert (read.error_type, read.uncertain, read.retryable) == (ErrorType.TIMEOUT, False, True)
+
+
+def test_it_knows_a_write_that_never_reached_the_api_did_nothing() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    with AdminApiClient(base_url=f"http://127.0.0.1:{port}/v1", token=TOKEN, timeout=1.0, max_attempts=2,
+                        backoff_base=0.01) as client:  # fmt: skip
+        observation = client.reset_cache("acme", idempotency_key="k-3")
+
+    assert (observation.error_type, observation.uncertain, observation.retryable) == (ErrorType.UPSTREAM, False, True)

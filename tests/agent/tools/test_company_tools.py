@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from agent.tools import get_tool
 from agent.tools.admin_api import admin_api
-from agent.tools.base import ErrorType, Observation, ToolContext
+from agent.tools.base import ErrorType, Observation, Reconciled, ToolContext
 from sandbox.models import CacheReset, FaultSwitch, Invoice, Subscription, Tenant, TenantConfig, TenantUser
 from tests.factories import ConfigPatchFactory
 
@@ -326,3 +326,39 @@ def test_it_reads_the_billing_status(company: dict[str, Tenant]) -> None:
     assert result.data["subscription"]["seats"] == 12
     assert [invoice["number"] for invoice in result.data["invoices"]] == ["INV-1", "INV-0"]
     assert result.data["invoices_total"] == 2
+
+
+def _uncertain(**meta: Any) -> Observation:
+    return Observation.failure(ErrorType.TIMEOUT, "no answer", uncertain=True, **meta)
+
+
+def test_it_reconciles_a_write_of_unknown_outcome_from_the_state_recorded_before_it(company: dict[str, Tenant]) -> None:
+    tool = get_tool("extend_trial")
+    started = timezone.now()
+    result = tool.invoke({"tenant_id": "acme", "days": 2}, ctx())
+    before = result.meta["trial_ends_at_before"]
+    assert result.ok and before is not None
+
+    applied, check = tool.invoke_reconcile(
+        {"tenant_id": "acme", "days": 2}, ctx(), _uncertain(trial_ends_at_before=before), started
+    )
+    assert applied == Reconciled.APPLIED and check.data["verified"] is True
+    not_applied, _ = tool.invoke_reconcile(
+        {"tenant_id": "acme", "days": 5}, ctx(), _uncertain(trial_ends_at_before=before), started
+    )
+    assert not_applied == Reconciled.NOT_APPLIED
+    # Without the state before the call (the worker died mid-call) the re-read cannot tell.
+    unknown, check = tool.invoke_reconcile({"tenant_id": "acme", "days": 2}, ctx(), _uncertain(), started)
+    assert (unknown, check.error_type) == (Reconciled.UNKNOWN, ErrorType.OUTCOME_UNKNOWN)
+
+
+def test_it_cannot_tell_a_cache_reset_happened_while_the_api_cannot_be_read(company: dict[str, Tenant]) -> None:
+    tool = get_tool("reset_tenant_cache")
+    FaultSwitch.objects.update_or_create(pk=1, defaults={"error_rate": 1.0, "error_status": 503})
+    state, check = tool.invoke_reconcile(
+        {"tenant_id": "acme"}, ctx(), _uncertain(cache_version_before=4), timezone.now()
+    )
+    assert state == Reconciled.UNKNOWN and check.error_type == ErrorType.UPSTREAM
+    FaultSwitch.objects.filter(pk=1).update(error_rate=0.0)
+    state, _ = tool.invoke_reconcile({"tenant_id": "acme"}, ctx(), _uncertain(cache_version_before=4), timezone.now())
+    assert state == Reconciled.NOT_APPLIED

@@ -86,7 +86,7 @@ def test_it_shows_reviewers_the_evidence_but_no_forms(reviewer) -> None:
     assert response.status_code == 200
     body = response.content.decode()
     assert "Stale cache" in body
-    assert "extend_trial: days max 14" in body
+    assert "extend_trial: days at most 14 per run" in body
     text = re.sub(r"<[^>]+>", "", body)  # the numbers are links to their tickets; read them as text
     link = f"/tickets/?workflow={workflow.slug}&amp;evidence="
     assert f'<dd data-testid="reviewed"><a href="{link}reviewed">10</a></dd>' in body

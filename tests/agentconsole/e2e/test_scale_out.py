@@ -10,12 +10,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from django.utils import timezone
 
 from agent.models import AgentRun, ProposedAction, Step
-from sandbox.models import Tenant
+from sandbox.models import LogEvent, Tenant
 from tests.agentconsole.e2e.conftest import BEHIND_TLS, wait_ready
 from tests.conftest import WEBHOOK_URL, signed_headers, zendesk_event
-from tickets.models import TicketComment
+from tickets.models import TenantLink, TicketComment
 
 pytestmark = pytest.mark.e2e
 
@@ -69,6 +70,12 @@ def test_it_works_50_tickets_on_two_workers_without_working_a_run_twice_or_losin
     transport, broker = broker_env
     tickets = TICKETS[transport]
     company()
+    # The stale-cache runbook resets a cache only when the tenant's logs show cache errors: give every tenant some.
+    for tenant_id in TenantLink.objects.filter(organization_id__in=ORGANIZATIONS).values_list("tenant_id", flat=True):
+        LogEvent.objects.create(
+            log_group=settings.LOGS_GROUP_NAME, tenant_id=tenant_id, timestamp=timezone.now(), level="ERROR",
+            message=f"ERROR cache_error tenant={tenant_id} key=dashboard:summary",
+        )  # fmt: skip
     settings.SANDBOX_CACHE_RESET_MIN_INTERVAL_SECONDS = 0  # the sandbox company's rate limit, on the live server
     versions_before = dict(Tenant.objects.values_list("id", "cache_version"))
     production.env.update(broker, ADMIN_API_URL=f"{live_server.url}/sandbox/admin-api/v1")

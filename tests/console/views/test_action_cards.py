@@ -233,3 +233,10 @@ def test_it_rates_only_drafted_notes_and_replies(reviewer) -> None:
     thought = StepFactory(kind=Step.Kind.THOUGHT)
     assert reviewer.post(f"/steps/{thought.pk}/rate/", {"value": "1"}, headers=HX).status_code == 404
     assert not Rating.objects.exists()
+
+
+def test_it_warns_that_a_call_of_unknown_outcome_must_be_checked(reviewer, action) -> None:
+    ProposedAction.objects.filter(pk=action.pk).update(status=ProposedAction.Status.UNCERTAIN)
+    body = reviewer.get(f"/actions/{action.pk}/", headers=HX).content.decode()
+    assert "Outcome unknown" in body and 'data-testid="outcome-unknown"' in body
+    assert "Approve" not in body

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("agent", "0005_follow_up_runs"),
+        ("agent", "0006_trust"),
     ]
 
     operations = [
