@@ -3,7 +3,18 @@ from __future__ import annotations
 from django.contrib import admin
 from django.db import transaction
 
-from agent.models import AgentRun, ConfigPatch, Notification, ProposedAction, Rating, Runbook, Step, Workflow
+from agent.models import (
+    AgentRun,
+    ApiOperation,
+    ConfigPatch,
+    Notification,
+    ProposedAction,
+    Rating,
+    Runbook,
+    Step,
+    ToolContract,
+    Workflow,
+)
 from agent.services import POLICY_FIELDS, workflow_save
 from audit.admin import AuditedModelAdmin, HistoryAdminMixin
 
@@ -103,4 +114,36 @@ class NotificationAdmin(HistoryAdminMixin, AuditedModelAdmin):
     readonly_fields = ["action", "kind", "channel", "status", "recipients", "error", "attempts", "sent_at"]
 
     def has_add_permission(self, request) -> bool:  # noqa: ANN001
+        return False
+
+
+@admin.register(ApiOperation)
+class ApiOperationAdmin(HistoryAdminMixin, AuditedModelAdmin):
+    """The imported catalogue (manage.py import_openapi). Only `picked` is edited here, and audited; operations
+    come and go with the document, never by hand."""
+
+    list_display = ["operation_id", "method", "path", "picked", "unsupported", "imported_at"]
+    list_filter = ["picked", "method"]
+    list_editable = ["picked"]
+    search_fields = ["operation_id", "path", "summary"]
+    readonly_fields = ["operation_id", "method", "path", "summary", "definition", "fingerprint", "unsupported",
+                       "source", "imported_at"]  # fmt: skip
+
+    def has_add_permission(self, request) -> bool:  # noqa: ANN001
+        return False
+
+
+@admin.register(ToolContract)
+class ToolContractAdmin(HistoryAdminMixin, admin.ModelAdmin):
+    """Every version of every effect contract (manage.py import_contracts). Versions are never edited."""
+
+    list_display = ["name", "version", "active", "risk", "operation_id", "source", "created_at"]
+    list_filter = ["active", "risk"]
+    search_fields = ["name", "operation_id"]
+    readonly_fields = [f.name for f in ToolContract._meta.fields]
+
+    def has_add_permission(self, request) -> bool:  # noqa: ANN001
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
         return False

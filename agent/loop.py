@@ -41,7 +41,7 @@ from agent.services import (
     step_append,
     tenant_budget_lock,
 )
-from agent.tools import all_tools, get_tool
+from agent.tools import get_tool, workflow_tools
 from agent.tools.base import ErrorType, Observation, Reconciled, Risk, Tool, ToolContext
 from audit.models import AuditEvent
 from audit.services import audit_event_record
@@ -96,8 +96,8 @@ class Outcome(StrEnum):
     LOST = "lost"  # another worker took the run over mid-turn; it carries on, this one stops
 
 
-def _tool_specs() -> list[dict[str, Any]]:
-    return [tool.spec() for tool in all_tools().values()] + [prompts.ESCALATE_SPEC]
+def _tool_specs(run: AgentRun) -> list[dict[str, Any]]:
+    return [tool.spec() for tool in workflow_tools(run.workflow).values()] + [prompts.ESCALATE_SPEC]
 
 
 def _context(run: AgentRun, *, action: ProposedAction | None = None) -> ToolContext:
@@ -309,7 +309,7 @@ def _dispatch(run: AgentRun, step: Step, rationale: str, turn_writes: list[str])
     action = run.actions.filter(tool_call_id=step.tool_call_id).first()
     if action is not None and action.status != ProposedAction.Status.APPROVED:
         return observation_of(action)  # decided or run already (None: still pending)
-    tools = all_tools()
+    tools = workflow_tools(run.workflow)
     tool = tools.get(step.tool_name)
     args = action.args if action is not None else (step.tool_input or {})
     tenant_id = run.ticket.tenant_id
@@ -453,7 +453,7 @@ def _think(run: AgentRun) -> ModelTurn:
     _hold(run)
     engine = engine_get()
     conversation = prompts.conversation_build(run=run)
-    turn = telemetry.model_call(engine, conversation, _tool_specs())
+    turn = telemetry.model_call(engine, conversation, _tool_specs(run))
     _hold(run)  # a turn that outlived the lease is dropped: the worker now holding the run asks again
     agent_run_record_turn(run=run, turn=turn, engine=engine.name, abnormal=_abnormal_reason(turn))
     return turn

@@ -16,6 +16,13 @@ def validate_tool_limits(value: object) -> None:
         raise ValidationError(errors)
 
 
+def validate_tool_names(value: object) -> None:
+    from agent.tools import tool_names_errors
+
+    if errors := tool_names_errors(value):
+        raise ValidationError(errors)
+
+
 def validate_playbook(value: object) -> None:
     from agent.llm import playbook_errors
 
@@ -47,6 +54,13 @@ class Workflow(models.Model):
         help_text='The runbook as steps the offline engine follows: [{"tool", "args", "why", "alternative", '
         '"when", "otherwise"}]. "when" runs a step only if an earlier one found something, e.g. '
         '{"tool": "search_logs", "field": "count", "above": 0}.',
+    )
+    tools = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_tool_names],
+        help_text="The tools this workflow's model sees, by name (checked against the catalogue on save). "
+        "Empty: every tool.",
     )
     preapproved_tools = models.JSONField(
         default=list, blank=True, help_text="Write tools that run without a human in the autonomous phase."
@@ -432,3 +446,7 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.channel} for action {self.action_id} ({self.status})"
+
+
+# The company's configuration lives in its own module; importing it here makes its models the agent app's.
+from agent.company.models import ApiOperation, ToolContract  # noqa: E402, F401

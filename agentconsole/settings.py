@@ -375,9 +375,17 @@ SUPPORT_SQL_ROW_CAP = env_int("SUPPORT_SQL_ROW_CAP", 200, minimum=1)
 # The company's internal Admin API: every write goes through it, never to a database.
 ADMIN_API_URL = env_str("ADMIN_API_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}/sandbox/admin-api/v1")
 ADMIN_API_TOKEN = env_secret("ADMIN_API_TOKEN", "")
-# "bearer": send ADMIN_API_TOKEN. "sigv4": sign each request for API Gateway's IAM authorization (execute-api),
-# as the agent's role (AGENT_ROLE_ARN) or the task's role.
-ADMIN_API_AUTH = env_choice("ADMIN_API_AUTH", "bearer", ("bearer", "sigv4"))
+# "bearer": send ADMIN_API_TOKEN. "api_key": send ADMIN_API_KEY in the header ADMIN_API_KEY_HEADER. "oauth2": an
+# OAuth2 client-credentials token from ADMIN_API_OAUTH_TOKEN_URL, cached and refreshed. "sigv4": sign each request
+# for API Gateway's IAM authorization (execute-api), as the agent's role (AGENT_ROLE_ARN) or the task's role.
+ADMIN_API_AUTH = env_choice("ADMIN_API_AUTH", "bearer", ("bearer", "api_key", "oauth2", "sigv4", "none"))
+ADMIN_API_KEY = env_secret("ADMIN_API_KEY", "")
+ADMIN_API_KEY_HEADER = env_str("ADMIN_API_KEY_HEADER", "X-API-Key")
+ADMIN_API_OAUTH_TOKEN_URL = env_str("ADMIN_API_OAUTH_TOKEN_URL", "")
+ADMIN_API_OAUTH_CLIENT_ID = env_str("ADMIN_API_OAUTH_CLIENT_ID", "")
+ADMIN_API_OAUTH_CLIENT_SECRET = env_secret("ADMIN_API_OAUTH_CLIENT_SECRET", "")
+ADMIN_API_OAUTH_SCOPE = env_str("ADMIN_API_OAUTH_SCOPE", "")
+ADMIN_API_SIGV4_SERVICE = env_str("ADMIN_API_SIGV4_SERVICE", "execute-api")
 ADMIN_API_TIMEOUT_SECONDS = env_float("ADMIN_API_TIMEOUT_SECONDS", 5.0, minimum=0.1)
 ADMIN_API_MAX_ATTEMPTS = env_int("ADMIN_API_MAX_ATTEMPTS", 3, minimum=1)
 

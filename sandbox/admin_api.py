@@ -84,7 +84,20 @@ class AdminApiBearer(HttpBearer):
 
 bearer = AdminApiBearer()
 
-api = NinjaAPI(
+
+class _AdminApi(NinjaAPI):
+    """Describes its paths relative to its base URL (`servers`), as a company's Admin API document does: the
+    console appends them to ADMIN_API_URL."""
+
+    def get_openapi_schema(self, *, path_prefix: str | None = None, path_params: dict | None = None) -> dict:
+        schema = super().get_openapi_schema(path_prefix="", path_params=path_params)
+        schema["servers"] = [{"url": BASE_PATH}]
+        return schema
+
+
+BASE_PATH = "/sandbox/admin-api/v1"
+
+api = _AdminApi(
     title="Sandbox Admin API",
     version="1",
     description=(

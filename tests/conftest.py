@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -156,3 +157,51 @@ def zendesk_api(settings) -> Iterator[ZendeskStandIn]:
         settings.ZENDESK_API_TOKEN = "zendesk-token"
         settings.ZENDESK_TIMEOUT_SECONDS = 5
         yield stand_in
+
+
+def _database(request: pytest.FixtureRequest, *, wanted: bool) -> bool:
+    """Open the test's database (transactional if the test asks for that); without `wanted`, only if it uses one."""
+    marker = request.node.get_closest_marker("django_db")
+    names = set(request.fixturenames)
+    if "transactional_db" in names or "live_server" in names or (marker and marker.kwargs.get("transaction")):
+        request.getfixturevalue("transactional_db")
+    elif wanted or "db" in names or marker is not None:
+        request.getfixturevalue("db")
+    else:
+        return False
+    return True
+
+
+@pytest.fixture(autouse=True)
+def sandbox_company(request: pytest.FixtureRequest) -> None:
+    """Every test with a database starts with the sandbox connected as the company (its OpenAPI catalogue and
+    contract file), as the demo has it. Installed once and kept by rolled-back tests; a transactional test's
+    flush removes it, and the next test puts it back. Tests of another company install theirs over it."""
+    from tests.company import sandbox_company_install
+
+    if not _database(request, wanted=False):
+        return
+    from agent.company.models import ToolContract
+
+    if not ToolContract.objects.exists():
+        sandbox_company_install()
+
+
+@pytest.fixture
+def northwind(request: pytest.FixtureRequest, sandbox_company: None, settings: Any) -> Iterator[Any]:
+    """A second company, connected by configuration only: Northwind Seats' own Admin API on loopback (other paths,
+    field names, an API-key header, its own idempotency header), its OpenAPI document and contract file
+    (tests/companies/northwind/) and the settings that point the console at it. Use it to run any test against
+    a company other than the sandbox; `northwind.accounts`, `.swallow` and `.requests` drive and observe it."""
+    from tests.companies.northwind import API_KEY, CONTRACTS, KEY_HEADER, OPENAPI, PICKED, Account, Northwind, serve
+    from tests.company import company_install
+
+    _database(request, wanted=True)
+    company_install(OPENAPI, CONTRACTS, PICKED)
+    company = Northwind(accounts={"nw-1042": Account("nw-1042", "Fabrikam", seat_cap=20, seats_in_use=20)})
+    for running in serve(company):
+        settings.ADMIN_API_URL = running.url
+        settings.ADMIN_API_AUTH = "api_key"
+        settings.ADMIN_API_KEY_HEADER = KEY_HEADER
+        settings.ADMIN_API_KEY = API_KEY
+        yield running

@@ -50,8 +50,8 @@ def test_it_signs_reads_and_writes_for_execute_api_instead_of_sending_the_token(
     gateway.answer(200, TENANT)
     gateway.answer(200, {"tenant_id": "acme", "cache_version": 5, "cache_reset_at": "2026-11-20T10:00:00Z"})
     with admin_api() as client:
-        client.get_tenant("acme")
-        client.reset_cache("acme", idempotency_key="agent-console-key-1")
+        client.request("GET", "/tenants/acme")
+        client.request("POST", "/tenants/acme/cache/reset", body={}, idempotency_key="agent-console-key-1")
 
     read, write = gateway.requests
     for recorded in (read, write):
@@ -68,7 +68,7 @@ def test_it_signs_reads_and_writes_for_execute_api_instead_of_sending_the_token(
 def test_it_fails_the_check_when_the_body_was_changed(gateway: StandIn) -> None:
     gateway.answer(200, {"tenant_id": "acme", "cache_version": 5, "cache_reset_at": "2026-11-20T10:00:00Z"})
     with admin_api() as client:
-        client.reset_cache("acme", idempotency_key="agent-console-key-2")
+        client.request("POST", "/tenants/acme/cache/reset", body={}, idempotency_key="agent-console-key-2")
     [write] = gateway.requests
     write.body = b'{"tenant_id": "globex"}'
     assert not _signature_valid(write, f"{gateway.url.removesuffix('/prod')}{write.path}")

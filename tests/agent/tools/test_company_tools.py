@@ -79,10 +79,10 @@ def test_it_resets_the_cache_and_verifies_the_new_version(company: dict[str, Ten
     result, verification = execute("reset_tenant_cache", {"tenant_id": "acme"}, ctx())
 
     assert result.ok is True, result.message
-    assert result.meta["cache_version_before"] == 4
+    assert result.meta["before"]["cache_version"] == 4
     assert result.data["cache_version"] == 5
     assert verification.ok is True, verification.message
-    assert verification.data["cache_version"] == 5
+    assert verification.data["read"]["cache_version"] == 5
     assert Tenant.objects.get(pk="acme").cache_version == 5
 
 
@@ -107,7 +107,9 @@ def test_it_checks_the_version_and_the_reset_time_separately(company: dict[str, 
     result = tool.invoke({"tenant_id": "acme"}, context)  # a real reset: 4 -> 5
     assert result.ok is True, result.message
 
-    version_not_above = Observation.success(result.data, **{**result.meta, "cache_version_before": 5})
+    version_not_above = Observation.success(
+        result.data, **{**result.meta, "before": {**result.meta["before"], "cache_version": 5}}
+    )
     too_early = started_at + timedelta(hours=1)
 
     assert tool.invoke_verify({"tenant_id": "acme"}, context, result, started_at).ok is True
@@ -131,7 +133,6 @@ def test_it_replays_a_reset_with_the_same_idempotency_key_and_still_verifies(com
     assert first.ok is True and second.ok is True
     assert (first.meta["replayed"], second.meta["replayed"]) == (False, True)
     assert second.data == first.data
-    assert second.meta["cache_version_before"] == 4
     assert tool.invoke_verify({"tenant_id": "acme"}, context, second, started_at).ok is True
     assert Tenant.objects.get(pk="acme").cache_version == 5
     assert CacheReset.objects.filter(tenant_id="acme").count() == 1
@@ -201,7 +202,7 @@ def test_it_fails_the_trial_verification_when_the_write_was_swallowed(company: d
 
     assert result.ok is True
     assert verification.error_type == ErrorType.VERIFICATION_FAILED
-    expected = (before + timedelta(days=5)).replace(microsecond=0).isoformat()
+    expected = (before + timedelta(days=5)).strftime("%Y-%m-%dT%H:%M:%S")
     assert f"expected trial_ends_at {expected}" in verification.message
     assert Tenant.objects.get(pk="acme").trial_ends_at == before
 
@@ -218,7 +219,7 @@ def test_it_rejects_31_days_before_calling_the_api(company: dict[str, Tenant]) -
 def test_it_surfaces_the_apis_own_31_day_refusal_as_refused(company: dict[str, Tenant]) -> None:
     # The schema stops 31 days first; the API's rule is the one that counts if the two ever disagree.
     with admin_api() as api:
-        result = api.extend_trial("acme", days=31, idempotency_key=None)
+        result = api.request("POST", "/tenants/acme/trial/extend", body={"days": 31})
 
     assert isinstance(result, Observation)
     assert result.error_type == ErrorType.REFUSED
@@ -299,7 +300,7 @@ def test_it_fails_the_config_verification_when_the_write_was_swallowed(company: 
 
     assert result.ok is True
     assert verification.error_type == ErrorType.VERIFICATION_FAILED
-    assert f"expected config {LOCK_KEY} = '300'; read '60'" in verification.message
+    assert f"expected config {LOCK_KEY} = 300; read 60" in verification.message
 
 
 @pytest.mark.parametrize("patch_id", ["no-such-patch", "disabled-patch"])
@@ -325,7 +326,6 @@ def test_it_reads_the_billing_status(company: dict[str, Tenant]) -> None:
     assert (result.data["plan"], result.data["status"]) == ("growth", "active")
     assert result.data["subscription"]["seats"] == 12
     assert [invoice["number"] for invoice in result.data["invoices"]] == ["INV-1", "INV-0"]
-    assert result.data["invoices_total"] == 2
 
 
 def _uncertain(**meta: Any) -> Observation:
@@ -336,16 +336,12 @@ def test_it_reconciles_a_write_of_unknown_outcome_from_the_state_recorded_before
     tool = get_tool("extend_trial")
     started = timezone.now()
     result = tool.invoke({"tenant_id": "acme", "days": 2}, ctx())
-    before = result.meta["trial_ends_at_before"]
-    assert result.ok and before is not None
+    before = result.meta["before"]
+    assert result.ok and before["trial_ends_at"] is not None
 
-    applied, check = tool.invoke_reconcile(
-        {"tenant_id": "acme", "days": 2}, ctx(), _uncertain(trial_ends_at_before=before), started
-    )
+    applied, check = tool.invoke_reconcile({"tenant_id": "acme", "days": 2}, ctx(), _uncertain(before=before), started)
     assert applied == Reconciled.APPLIED and check.data["verified"] is True
-    not_applied, _ = tool.invoke_reconcile(
-        {"tenant_id": "acme", "days": 5}, ctx(), _uncertain(trial_ends_at_before=before), started
-    )
+    not_applied, _ = tool.invoke_reconcile({"tenant_id": "acme", "days": 5}, ctx(), _uncertain(before=before), started)
     assert not_applied == Reconciled.NOT_APPLIED
     # Without the state before the call (the worker died mid-call) the re-read cannot tell.
     unknown, check = tool.invoke_reconcile({"tenant_id": "acme", "days": 2}, ctx(), _uncertain(), started)
@@ -356,9 +352,11 @@ def test_it_cannot_tell_a_cache_reset_happened_while_the_api_cannot_be_read(comp
     tool = get_tool("reset_tenant_cache")
     FaultSwitch.objects.update_or_create(pk=1, defaults={"error_rate": 1.0, "error_status": 503})
     state, check = tool.invoke_reconcile(
-        {"tenant_id": "acme"}, ctx(), _uncertain(cache_version_before=4), timezone.now()
+        {"tenant_id": "acme"}, ctx(), _uncertain(before={"cache_version": 4}), timezone.now()
     )
     assert state == Reconciled.UNKNOWN and check.error_type == ErrorType.UPSTREAM
     FaultSwitch.objects.filter(pk=1).update(error_rate=0.0)
-    state, _ = tool.invoke_reconcile({"tenant_id": "acme"}, ctx(), _uncertain(cache_version_before=4), timezone.now())
+    state, _ = tool.invoke_reconcile(
+        {"tenant_id": "acme"}, ctx(), _uncertain(before={"cache_version": 4}), timezone.now()
+    )
     assert state == Reconciled.NOT_APPLIED

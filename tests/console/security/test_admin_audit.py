@@ -9,7 +9,18 @@ from django.contrib import admin
 from django.contrib.auth.models import Group, User
 from django.test import Client, RequestFactory
 
-from agent.models import AgentRun, ConfigPatch, Notification, ProposedAction, Rating, Runbook, Step, Workflow
+from agent.models import (
+    AgentRun,
+    ApiOperation,
+    ConfigPatch,
+    Notification,
+    ProposedAction,
+    Rating,
+    Runbook,
+    Step,
+    ToolContract,
+    Workflow,
+)
 from audit.admin import AuditedModelAdmin
 from audit.models import AuditEvent
 from console.auth import api_token_issue
@@ -26,7 +37,10 @@ from tickets.models import HelpdeskUser, TenantLink, Ticket, TicketComment, Webh
 
 pytestmark = pytest.mark.django_db
 
-HISTORY = {Ticket, TicketComment, WebhookEvent, AgentRun, Step, ProposedAction, Rating, Notification, AuditEvent}
+HISTORY = {
+    Ticket, TicketComment, WebhookEvent, AgentRun, Step, ProposedAction, Rating, Notification, AuditEvent,
+    ApiOperation, ToolContract,
+}  # fmt: skip
 CONFIGURATION = {Workflow, TenantLink, HelpdeskUser, Runbook, ConfigPatch, ApiToken, User, Group}
 # The stand-in company (not the product) and django-axes' lockout records keep their own admins.
 NOT_OURS = {"sandbox", "axes"}
