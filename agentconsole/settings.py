@@ -392,6 +392,10 @@ ADMIN_API_MAX_ATTEMPTS = env_int("ADMIN_API_MAX_ATTEMPTS", 3, minimum=1)
 # Logs: "sandbox" reads the sandbox's log events; "cloudwatch" reads CloudWatch Logs through boto3.
 LOGS_BACKEND = env_choice("LOGS_BACKEND", "sandbox", ("sandbox", "cloudwatch"))
 LOGS_GROUP_NAME = env_str("LOGS_GROUP_NAME", "/company/app")
+# Where a log event names its tenant: "stream" (one log stream per tenant, named by its id) or "field" (every event
+# carries LOGS_TENANT_FIELD; searched with CloudWatch Logs Insights, filtered on it first).
+LOGS_TENANT_BINDING = env_choice("LOGS_TENANT_BINDING", "stream", ("stream", "field"))
+LOGS_TENANT_FIELD = env_str("LOGS_TENANT_FIELD", "tenant_id")
 AGENT_ROLE_ARN = env_str("AGENT_ROLE_ARN", "")
 
 # --- The agent ------------------------------------------------------------------------------------------------

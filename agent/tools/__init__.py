@@ -38,7 +38,8 @@ def all_tools() -> dict[str, Tool]:
     """The product's tools and the company's contract tools (a built-in name always wins)."""
     from agent.company.selectors import contract_tools
 
-    return {**contract_tools(), **builtin_tools()}
+    builtin = builtin_tools()
+    return {**builtin, **{name: tool for name, tool in contract_tools().items() if name not in builtin}}
 
 
 def get_tool(name: str) -> Tool | None:

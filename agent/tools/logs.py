@@ -1,11 +1,15 @@
 """search_logs: the company's application logs, CloudWatch Logs in production, the sandbox's log events offline.
 
-The log stream is the tenant id, and the tool always searches the stream of the ticket's own tenant
-(ctx.tenant_id): the model has no argument that could name another tenant's logs.
+The tool always searches the ticket's own tenant (ctx.tenant_id): the model has no argument that could name
+another tenant's logs. Where the tenant is, is configuration (LOGS_TENANT_BINDING): the log stream's name
+("stream", FilterLogEvents on that one stream), or a field of every log event ("field": a CloudWatch Logs
+Insights query whose first filter is LOGS_TENANT_FIELD = the tenant).
 """
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -84,6 +88,78 @@ def _collect(fetch: PageFetcher, limit: int) -> tuple[list[dict[str, Any]], bool
     return events[:limit], bool(token) or len(events) > limit
 
 
+INSIGHTS_PATTERN_UNSUPPORTED = (
+    'With the tenant as a log field, the filter pattern is a list of terms: words, "quoted phrases", ?any-of '
+    "and -none-of terms. JSON ({ $.x = 1 }), space-delimited ([a, b]) and regex (%...%) patterns are not supported."
+)
+INSIGHTS_POLL_SECONDS = 0.5
+INSIGHTS_WAIT_SECONDS = 20.0
+INSIGHTS_NOT_DONE = "The CloudWatch Logs Insights query did not finish ({status}); try a narrower window."
+_TERM = re.compile(r'([?-]?)(?:"((?:[^"\\]|\\.)*)"|(\S+))')
+
+
+class InsightsFailed(ApplicationError):
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def _insights_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def insights_query(pattern: str, *, tenant_id: str, limit: int) -> str | Observation:
+    """A Logs Insights query for the ticket's tenant (always the first filter) and a filter pattern's terms."""
+    text = pattern.strip()
+    if text.startswith(("{", "[", "%")) or text.count('"') % 2:
+        return Observation.failure(ErrorType.INVALID_ARGUMENTS, INSIGHTS_PATTERN_UNSUPPORTED)
+    required, any_of, none_of = [], [], []
+    for sign, phrase, word in _TERM.findall(text):
+        term = phrase if phrase else word
+        like = "not like" if sign == "-" else "like"
+        {"": required, "?": any_of, "-": none_of}[sign].append(f"@message {like} {_insights_string(term)}")
+    lines = [
+        "fields @timestamp, @message, @logStream",
+        f"| filter {settings.LOGS_TENANT_FIELD} = {_insights_string(tenant_id)}",
+    ]
+    if required:
+        lines.append("| filter " + " and ".join(required))
+    if any_of:
+        lines.append("| filter (" + " or ".join(any_of) + ")")
+    lines += [f"| filter {term}" for term in none_of]
+    lines += ["| sort @timestamp asc", f"| limit {limit + 1}"]
+    return "\n".join(lines)
+
+
+def _insights_events(client: Any, request: dict[str, Any], query: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    started = client.start_query(
+        logGroupName=request["log_group_name"],
+        startTime=request["start_time"] // 1000,
+        endTime=request["end_time"] // 1000,
+        queryString=query,
+        limit=limit + 1,
+    )
+    deadline = time.monotonic() + INSIGHTS_WAIT_SECONDS
+    while True:
+        answer = client.get_query_results(queryId=started["queryId"])
+        status = answer.get("status")
+        if status == "Complete":
+            break
+        if status in ("Failed", "Cancelled", "Timeout", "Unknown") or time.monotonic() > deadline:
+            if status in ("Running", "Scheduled"):
+                client.stop_query(queryId=started["queryId"])
+            raise InsightsFailed(INSIGHTS_NOT_DONE.format(status=status), retryable=status != "Failed")
+        time.sleep(INSIGHTS_POLL_SECONDS)
+    events = []
+    for row in answer.get("results") or []:
+        fields = {cell.get("field"): cell.get("value") for cell in row}
+        moment = datetime.strptime(fields.get("@timestamp", "1970-01-01 00:00:00.000"), "%Y-%m-%d %H:%M:%S.%f")
+        events.append(
+            {"timestamp": int(moment.replace(tzinfo=UTC).timestamp() * 1000), "message": fields.get("@message", "")}
+        )
+    return events[:limit], len(events) > limit
+
+
 def _summarise(event: dict[str, Any]) -> dict[str, str]:
     message = str(event.get("message", "")).strip()
     if len(message) > MAX_MESSAGE_CHARS:
@@ -134,7 +210,9 @@ class SearchLogs(Tool):
             "end_time": int(end.timestamp() * 1000),
             "limit": args.limit,
         }
-        if settings.LOGS_BACKEND == "cloudwatch":
+        if settings.LOGS_BACKEND == "cloudwatch" and settings.LOGS_TENANT_BINDING == "field":
+            outcome = self._search_insights(request, tenant_id=ctx.tenant_id)
+        elif settings.LOGS_BACKEND == "cloudwatch":
             outcome = self._search_cloudwatch(request)
         else:
             outcome = self._search_sandbox(request)
@@ -164,9 +242,16 @@ class SearchLogs(Tool):
         except ApplicationError as exc:  # the sandbox's InvalidParameterException, as CloudWatch's below
             return Observation.failure(ErrorType.INVALID_ARGUMENTS, BAD_PATTERN.format(message=exc.message))
 
+    def _search_insights(
+        self, request: dict[str, Any], *, tenant_id: str
+    ) -> tuple[list[dict[str, Any]], bool] | Observation:
+        query = insights_query(request["filter_pattern"], tenant_id=tenant_id, limit=request["limit"])
+        if isinstance(query, Observation):
+            return query
+        return self._cloudwatch_call(lambda client: _insights_events(client, request, query, request["limit"]))
+
     def _search_cloudwatch(self, request: dict[str, Any]) -> tuple[list[dict[str, Any]], bool] | Observation:
-        try:
-            client = cloudwatch_logs_client()
+        def search(client: Any) -> tuple[list[dict[str, Any]], bool]:
 
             def fetch(token: str | None) -> dict[str, Any]:
                 params: dict[str, Any] = {
@@ -183,6 +268,14 @@ class SearchLogs(Tool):
                 return client.filter_log_events(**params)
 
             return _collect(fetch, request["limit"])
+
+        return self._cloudwatch_call(search)
+
+    def _cloudwatch_call(self, search: Callable[[Any], Any]) -> tuple[list[dict[str, Any]], bool] | Observation:
+        try:
+            return search(cloudwatch_logs_client())
+        except InsightsFailed as exc:
+            return Observation.failure(ErrorType.UPSTREAM, exc.message, retryable=exc.retryable)
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code, message = error.get("Code", "Unknown"), error.get("Message", "")

@@ -86,52 +86,6 @@ BINDING_REJECTED = (
     "DJANGO_SECRET_KEY, or the support views are not installed). See docs/sql-guard.md."
 )
 
-# What the model may read, for its description. The views themselves are defined in sandbox migration 0002.
-SUPPORT_VIEW_COLUMNS: dict[str, tuple[str, ...]] = {
-    "support_tenant_overview": (
-        "tenant_id",
-        "name",
-        "plan (trial|starter|growth|enterprise)",
-        "status (trialing|active|past_due|suspended|canceled)",
-        "trial_ends_at",
-        "cache_version",
-        "cache_reset_at",
-        "region",
-        "created_at",
-    ),
-    "support_tenant_users": (
-        "user_id",
-        "tenant_id",
-        "email",
-        "role",
-        "failed_logins",
-        "locked",
-        "locked_at",
-        "last_login_at",
-    ),
-    "support_login_attempts": ("attempt_id", "tenant_id", "user_id", "email", "attempted_at", "success", "ip_address"),
-    "support_subscriptions": (
-        "subscription_id",
-        "tenant_id",
-        "plan",
-        "status",
-        "seats",
-        "monthly_amount_cents",
-        "currency",
-        "current_period_end",
-    ),
-    "support_invoices": (
-        "invoice_id",
-        "tenant_id",
-        "number",
-        "amount_cents",
-        "currency",
-        "status (draft|open|paid|void|uncollectible)",
-        "issued_at",
-        "paid_at",
-    ),
-    "support_tenant_config": ("tenant_id", "key", "value", "updated_at"),
-}
 
 # Functions the SQLite authorizer lets a statement call, as SQLite names them (the guard's list as sqlglot writes it
 # for SQLite, plus what SQLite calls for LIKE).
@@ -476,13 +430,23 @@ def _postgres_executor(dsn: str, common: dict[str, Any]) -> PostgresExecutor:
     )
 
 
-def _description() -> str:
-    views = "\n".join(f"- {view}: {', '.join(columns)}" for view, columns in SUPPORT_VIEW_COLUMNS.items())
+def _views_described() -> str:
+    """The configured views as the database describes them (columns, types, COMMENT ON text)."""
+    from agent.company.views import View, view_catalogue
+
+    try:
+        catalogue = view_catalogue(support_sql_executor())
+    except Exception:
+        catalogue = [View(name=view) for view in settings.SUPPORT_SQL_VIEWS]
+    return "\n".join(view.describe() for view in catalogue)
+
+
+def _description(views: str = "") -> str:
     return (
         "Run one read-only SQL SELECT over the company's support views. Every view is already limited to this "
         "ticket's tenant: you never filter by tenant, and other tenants' rows are invisible whatever you write. "
-        "Use it to look up the tenant's plan and status, its users and lockouts, login attempts, subscriptions, "
-        f"invoices and configuration.\n\nViews and their columns:\n{views}\n\n"
+        "Use it to look up what these views hold about the tenant.\n\n"
+        f"Views, their columns and types (with the database's comments):\n{views}\n\n"
         "Allowed: one SELECT with joins, WHERE, GROUP BY, HAVING, ORDER BY, LIMIT, subqueries, CTEs "
         "(WITH name AS (SELECT ...)) and UNION/INTERSECT/EXCEPT; common functions such as count, sum, avg, min, "
         "max, coalesce, lower, upper, length, date_trunc, extract, now. Refused: anything that writes, any other "
@@ -509,9 +473,13 @@ _FROM_VIEW = re.compile(r"\b(?:FROM|JOIN)\s+([A-Za-z_][A-Za-z0-9_]*)", re.IGNORE
 @register
 class RunSql(Tool):
     name = "run_sql"
-    description = _description()
+    description = _description("(the configured views, described by the database when the model is asked)")
     args_schema = RunSqlArgs
     risk = Risk.READ
+
+    def spec(self) -> dict[str, Any]:
+        # Introspected per model turn (cached a few minutes): what SUPPORT_SQL_VIEWS names and the database holds.
+        return {**super().spec(), "description": _description(_views_described())}
 
     def run(self, args: RunSqlArgs, ctx: ToolContext) -> Observation:
         if not ctx.tenant_id:

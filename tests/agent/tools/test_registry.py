@@ -20,6 +20,9 @@ EXPECTED = {
     "reply_to_customer": Risk.HELPDESK,
     "solve_ticket": Risk.HELPDESK,
 }
+# The company's tools come from its contracts, stored in the database (the sandbox's, installed for every test).
+pytestmark = pytest.mark.django_db
+
 TENANT_BOUND = {"reset_tenant_cache", "extend_trial", "unlock_user", "apply_config_patch", "get_billing_status"}
 
 
@@ -62,7 +65,7 @@ def test_it_refuses_another_tenant_before_any_call(name: str) -> None:
     tool = get_tool(name)
     assert tool is not None
     args = {"tenant_id": "globex", "days": 5, "email": "a@example.com", "patch_id": "p"}
-    fields = tool.args_schema.model_fields
+    fields = tool.spec()["input_schema"]["properties"]
 
     observation = tool.invoke({k: v for k, v in args.items() if k in fields}, ToolContext(1, "acme"))
 
