@@ -29,7 +29,7 @@ def _run(**workflow: object):
     return AgentRunFactory(ticket=ticket, workflow=WorkflowFactory(phase="autonomous", **workflow), phase="autonomous")
 
 
-def test_the_model_sees_the_configured_companys_tools_and_a_changed_file_changes_them(bedrock, northwind) -> None:
+def test_it_offers_the_configured_companys_tools_and_a_changed_file_changes_them(bedrock, northwind) -> None:
     run = _run(preapproved_tools=["raise_seat_cap"])
     bedrock.answer(200, converse_reply(tool_use("t1", "raise_seat_cap", {"tenant_id": "nw-1042", "extra_seats": 2})))
     bedrock.answer(200, converse_reply({"text": "Raised."}, stop="end_turn"))
@@ -58,7 +58,7 @@ def test_the_model_sees_the_configured_companys_tools_and_a_changed_file_changes
     assert changed["inputSchema"]["json"]["properties"]["extra_seats"]["maximum"] == 20
 
 
-def test_a_workflow_sees_only_its_own_tools_and_cannot_call_another(bedrock, northwind) -> None:
+def test_it_offers_a_workflow_only_its_own_tools_and_refuses_another(bedrock, northwind) -> None:
     run = _run(tools=["get_usage", "reply_to_customer", "solve_ticket"])
     bedrock.answer(200, converse_reply(tool_use("t1", "raise_seat_cap", {"tenant_id": "nw-1042", "extra_seats": 2})))
     bedrock.answer(200, converse_reply({"text": "I cannot."}, stop="end_turn"))

@@ -13,7 +13,7 @@ from sandbox.admin_api import api
 from sandbox.company import OPENAPI_DOCUMENT, sandbox_connect
 
 
-def test_the_document_in_the_repository_is_the_one_the_sandbox_serves() -> None:
+def test_it_keeps_the_document_in_the_repository_equal_to_the_one_it_serves() -> None:
     assert json.loads(OPENAPI_DOCUMENT.read_text()) == json.loads(json.dumps(api.get_openapi_schema()))
 
 
