@@ -89,6 +89,7 @@ def _workflow_out(workflow: Workflow, evidence: Evidence) -> dict[str, Any]:
         "description": workflow.description,
         "phase": workflow.phase,
         "enabled": workflow.enabled,
+        "tools": workflow.tools,
         "preapproved_tools": workflow.preapproved_tools,
         "tool_limits": workflow.tool_limits,
         "evidence": evidence,

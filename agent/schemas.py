@@ -160,6 +160,7 @@ class WorkflowOut(Schema):
     description: str
     phase: str
     enabled: bool
+    tools: list[str]  # what its model sees; empty: every tool
     preapproved_tools: list[str]
     tool_limits: dict[str, Any]
     evidence: EvidenceOut

@@ -857,7 +857,7 @@ def rating_set(
     return rating
 
 
-POLICY_FIELDS = ("preapproved_tools", "tool_limits", "enabled", "playbook", "runbook")
+POLICY_FIELDS = ("tools", "preapproved_tools", "tool_limits", "enabled", "playbook", "runbook")
 NEW_WORKFLOW_NOT_SHADOW = "A new workflow starts in the shadow phase; promote it on the workflows page."
 PHASE_NOT_EDITABLE = "A workflow's phase changes only by promotion or demotion on the workflows page, with a reason."
 
