@@ -41,9 +41,15 @@ def demo_requester_id(organization_id: str) -> str:
     return f"{organization_id}1"
 
 
+# What every demo workflow's model sees besides its own company tool: reads and the helpdesk. A lockout run does
+# not see extend_trial (Workflow.tools).
+COMMON_TOOLS = ["run_sql", "search_logs", "search_runbooks", "add_private_note", "route_ticket", "reply_to_customer",
+                "solve_ticket"]  # fmt: skip
+
 DEMO_WORKFLOWS = [
     {
         "slug": "stale-cache",
+        "tools": [*COMMON_TOOLS, "reset_tenant_cache"],
         "name": "Stale cache reset",
         "phase": Workflow.Phase.AUTONOMOUS,
         "match_tags": ["stale_cache"],
@@ -86,6 +92,7 @@ DEMO_WORKFLOWS = [
     },
     {
         "slug": "trial-extension",
+        "tools": [*COMMON_TOOLS, "extend_trial"],
         "name": "Trial extension",
         "phase": Workflow.Phase.TRIAGE,
         "match_tags": ["trial_extension"],
@@ -132,6 +139,7 @@ DEMO_WORKFLOWS = [
     },
     {
         "slug": "account-lockout",
+        "tools": [*COMMON_TOOLS, "unlock_user"],
         "name": "Account lockout",
         "phase": Workflow.Phase.TRIAGE,
         "match_tags": ["locked_out"],
@@ -188,6 +196,7 @@ DEMO_WORKFLOWS = [
     },
     {
         "slug": "config-patch",
+        "tools": [*COMMON_TOOLS, "apply_config_patch"],
         "name": "Known configuration patch",
         "phase": Workflow.Phase.SHADOW,
         "match_tags": ["config_issue"],
@@ -219,6 +228,7 @@ DEMO_WORKFLOWS = [
     },
     {
         "slug": "billing-question",
+        "tools": [*COMMON_TOOLS, "get_billing_status"],
         "name": "Billing question",
         "phase": Workflow.Phase.SHADOW,
         "match_tags": ["billing"],

@@ -112,7 +112,7 @@ class ContractTool(Tool):
         if not isinstance(raw, dict):
             raw = {"(arguments)": raw}
         errors = [
-            {"field": ".".join(map(str, e.absolute_path)), "message": e.message[:300]}
+            {"field": _error_field(e, self.args_json_schema), "message": e.message[:300]}
             for e in sorted(self._validator.iter_errors(raw), key=lambda e: list(map(str, e.absolute_path)))
         ]
         if errors:
@@ -341,6 +341,18 @@ class ContractTool(Tool):
         if operation.has_body or operation.method in WRITE_METHODS:
             return cls._fields(operation, values, "body")
         return None
+
+
+def _error_field(error: Any, schema: dict[str, Any]) -> str:
+    """The argument an error is about: its path, or for a missing or unknown argument, that argument's name."""
+    path = ".".join(map(str, error.absolute_path))
+    if path or not isinstance(error.instance, dict):
+        return path
+    if error.validator == "required":
+        return ", ".join(name for name in error.validator_value if name not in error.instance)
+    if error.validator == "additionalProperties":
+        return ", ".join(sorted(set(error.instance) - set(schema.get("properties") or {})))
+    return ""
 
 
 def _aware(moment: datetime) -> datetime:

@@ -98,3 +98,22 @@ def test_it_shows_what_changed_between_two_imports() -> None:
     assert diff.removed == ["sandbox_admin_api_tenant_billing_read"]
     assert diff.changed == ["sandbox_admin_api_tenant_trial_extend"]
     assert catalogue_diff({k: op.fingerprint for k, op in old.items()}, old).empty
+
+
+def test_it_reads_a_recursive_schema_instead_of_refusing_the_document() -> None:
+    node = {"type": "object", "properties": {"name": {"type": "string"}, "children": {"type": "array",
+            "items": {"$ref": "#/components/schemas/Node"}}}}  # fmt: skip
+    document = {
+        "openapi": "3.1.0",
+        "info": {"title": "Trees", "version": "1"},
+        "components": {"schemas": {"Node": node}},
+        "paths": {"/trees/{tree_id}": {"get": {"operationId": "getTree", "parameters": [
+            {"name": "tree_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "A tree", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Node"}}}}}}}},
+    }  # fmt: skip
+
+    tree = catalogue_parse(json.dumps(document)).operations["getTree"]
+
+    assert tree.response_schema["properties"]["name"] == {"type": "string"}
+    assert tree.locations == {"tree_id": "path"}
