@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from django.conf import settings
 
 ESCALATE_TOOL = "escalate_to_human"
+CACHE_CONTROL = {"type": "ephemeral"}  # Bedrock's default cache (5 minutes), renewed on every read
 CLAUDE_BASE_MODEL = "anthropic.claude"
 
 
@@ -180,6 +181,7 @@ class BedrockEngine:
     def next_turn(self, conversation: Conversation, tools: list[dict[str, Any]]) -> ModelTurn:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        # Sorted, so the tools (the first part of the prompt Bedrock caches) are the same bytes on every turn.
         specs: list[dict[str, Any]] = [
             {
                 "toolSpec": {
@@ -188,14 +190,15 @@ class BedrockEngine:
                     "inputSchema": {"json": t["input_schema"]},
                 }
             }
-            for t in tools
+            for t in sorted(tools, key=lambda t: t["name"])
         ]
-        specs.append({"cachePoint": {"type": "default"}})
-        system = [conversation.system_prompt, {"cachePoint": {"type": "default"}}]
-        chat = self._chat.model_copy(update={"system": system}).bind_tools(specs)
+        chat = self._chat.model_copy(update={"system": [conversation.system_prompt]}).bind_tools(specs)
         started = time.monotonic()
         try:
-            reply = chat.invoke(self._messages(conversation))
+            # langchain-aws places the cache points: after the tools, after the system prompt, and at the end of the
+            # history (its last two messages), so each turn reads the whole previous prompt from Bedrock's cache and
+            # pays full price only for what the last turn added.
+            reply = chat.invoke(self._messages(conversation), cache_control=CACHE_CONTROL)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             retryable = code in {"ThrottlingException", "ServiceUnavailableException", "ModelNotReadyException"}

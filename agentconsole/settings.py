@@ -17,6 +17,7 @@ from agentconsole.env import (
     env_float,
     env_int,
     env_list,
+    env_prices,
     env_secret,
     env_str,
 )
@@ -413,6 +414,8 @@ BEDROCK_INPUT_USD_PER_MTOK = env_float("BEDROCK_INPUT_USD_PER_MTOK", 3.0, minimu
 BEDROCK_OUTPUT_USD_PER_MTOK = env_float("BEDROCK_OUTPUT_USD_PER_MTOK", 15.0, minimum=0.0)
 BEDROCK_CACHE_READ_USD_PER_MTOK = env_float("BEDROCK_CACHE_READ_USD_PER_MTOK", 0.3, minimum=0.0)
 BEDROCK_CACHE_WRITE_USD_PER_MTOK = env_float("BEDROCK_CACHE_WRITE_USD_PER_MTOK", 3.75, minimum=0.0)
+# Prices of other models than the one above, by a part of their id: a run is priced by the model that ran it.
+BEDROCK_MODEL_PRICES = env_prices("BEDROCK_MODEL_PRICES")
 REVIEWER_MINUTES_PER_TICKET = env_float("REVIEWER_MINUTES_PER_TICKET", 12.0, minimum=0.0)
 
 # --- Operations: health, metrics, logs, traces -------------------------------------------------------------------
