@@ -132,6 +132,9 @@ class BedrockEngine:
             retries={"mode": "adaptive", "total_max_attempts": settings.BEDROCK_MAX_ATTEMPTS},
             read_timeout=settings.BEDROCK_TIMEOUT_SECONDS,
             connect_timeout=10,
+            # One client serves every thread of the worker: a pool smaller than the threads makes them wait on it
+            # ("Connection pool is full" in the log).
+            max_pool_connections=settings.WORKER_CONCURRENCY,
         )
         if client is None:
             # boto3 honours AWS_ENDPOINT_URL_BEDROCK_RUNTIME (e.g. a VPC endpoint) on its own.
