@@ -718,3 +718,15 @@ def test_it_drops_the_views_on_reverse_migration_on_sqlite(sql_sqlite_db: Sqlite
 
     assert sql_sqlite_db.execute("SELECT name FROM sqlite_master WHERE type = 'view'") == []
     assert sql_sqlite_db.execute("SELECT count(*) FROM sandbox_tenant_user") == [(3,)]
+
+
+def test_it_describes_the_views_of_an_sqlite_database_by_their_columns(sql_on_sqlite) -> None:
+    clear_view_cache()
+
+    description = RunSql().spec()["description"]
+
+    listed = description.split("Views, their columns and types")[1].split("\n\n")[0]
+    assert "- support_tenant_users\n    user_id " in listed
+    assert "    email " in listed and "    locked " in listed
+    assert "password_hash" not in listed
+    clear_view_cache()
