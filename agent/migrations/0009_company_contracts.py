@@ -7,7 +7,7 @@ import agent.models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("agent", "0007_run_dispatch_outbox"),
+        ("agent", "0008_run_cache_tokens"),
     ]
 
     operations = [
