@@ -9,6 +9,7 @@ from pathlib import Path
 from agent.company.contracts import contracts_compile
 from agent.company.models import ApiOperation, ToolContract
 from agent.company.openapi import catalogue_load
+from agent.company.selectors import contract_tools, contract_tools_forget
 from agent.tools import builtin_tools
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +65,8 @@ def company_install(openapi: Path, contracts: Path, picked: tuple[str, ...]) -> 
         )
         for name, definition in compiled.items()
     )
+    contract_tools_forget()
+    contract_tools()
 
 
 def sandbox_company_install() -> None:

@@ -188,9 +188,12 @@ def sandbox_company(request: pytest.FixtureRequest) -> None:
     if not _database(request, wanted=False):
         return
     from agent.company.models import ToolContract
+    from agent.company.selectors import contract_tools, contract_tools_forget
 
     if not ToolContract.objects.exists():
         sandbox_company_install()
+    contract_tools_forget()  # the tools of this test's database, not of one a transactional test flushed
+    contract_tools()  # read now, as a long-running process has them, so a test's query counts are its own
 
 
 @pytest.fixture

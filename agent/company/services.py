@@ -10,6 +10,7 @@ from django.db import transaction
 from agent.company.contracts import ContractError, contracts_compile
 from agent.company.models import ApiOperation, ToolContract
 from agent.company.openapi import Catalogue, CatalogueDiff, Operation, catalogue_diff
+from agent.company.selectors import contract_tools_forget
 from agentconsole.errors import ApplicationError
 from audit.services import audit_event_record
 
@@ -91,6 +92,8 @@ def catalogue_import(
                 obj=row,
                 payload={"source": source, "fingerprint": operation.fingerprint, "sha256": catalogue.sha256},
             )
+    transaction.on_commit(contract_tools_forget)
+    contract_tools_forget()
     return CatalogueImport(diff=diff, picked=picked, unpicked_in_use=in_use, applied=True)
 
 
@@ -151,6 +154,9 @@ def contracts_import(*, text: str, source: str, apply: bool = True) -> list[Cont
             if apply:
                 row.active = False
                 row.save(update_fields=["active"])
+    if apply:
+        transaction.on_commit(contract_tools_forget)
+        contract_tools_forget()
     return changes
 
 

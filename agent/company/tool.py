@@ -36,6 +36,7 @@ ESCALATE_UNCERTAIN = (
 UNKNOWN_PATCH = "There is no enabled config patch {patch_id!r}. Known patches: {known}."
 NO_PATCHES = "none are configured"
 MUST_SATISFY = "must satisfy: {condition}"
+SET_FAILED = "The contract could not compute the field {field!r}, so nothing was sent: {error}"
 READ_CLIP = 600
 AFTER_FIELD = re.compile(r"\bafter\.([A-Za-z_]\w*)")
 
@@ -261,7 +262,10 @@ class ContractTool(Tool):
                             "value": patch.value}  # fmt: skip
         for name, expression in (self.contract.get("set") or {}).items():
             variables = {"args": {**args, **sent}, "ticket_id": ctx.ticket_id, "patch": patch_values}
-            sent[name] = plain(evaluate(expression, variables))
+            try:
+                sent[name] = plain(evaluate(expression, variables))
+            except ConditionError as exc:  # the contract's own expression failed: nothing is sent
+                return Observation.failure(ErrorType.INTERNAL, SET_FAILED.format(field=name, error=exc.message))
         return sent
 
     def _patch(self, patch_id: str, *, enabled_only: bool) -> Any:
