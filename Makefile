@@ -22,13 +22,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt constraints.txt
 
 demo: $(VENV)/.runtime
 	@mkdir -p var
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} \
-	ZENDESK_WEBHOOK_SECRET=$${ZENDESK_WEBHOOK_SECRET:-demo-webhook-secret} \
-	SANDBOX_ADMIN_API_TOKEN=$${SANDBOX_ADMIN_API_TOKEN:-demo-admin-api-token} \
-	ADMIN_API_TOKEN=$${ADMIN_API_TOKEN:-demo-admin-api-token} \
-	EMAIL_BACKEND=$${EMAIL_BACKEND:-django.core.mail.backends.filebased.EmailBackend} \
-	NOTIFY_EMAIL_FROM=$${NOTIFY_EMAIL_FROM:-agent-console@localhost} \
-	PORT=$(PORT) $(PY) manage.py demo
+	DJANGO_SETTINGS_MODULE=sandbox.settings_demo PORT=$(PORT) $(PY) manage.py demo
 
 # The browser tests (tests/browser) drive Debian's Chromium: Playwright's own browser downloads fail on our machines.
 CHROMIUM_BIN := /usr/bin/chromium
