@@ -163,8 +163,9 @@ def zendesk_api(settings) -> Iterator[ZendeskStandIn]:
 
 # --- The company the agent works for ----------------------------------------------------------------------------
 # The sandbox (a stand-in company) is chosen here and nowhere else. Tests that use `company`, import the sandbox,
-# or live below a conftest that imports it need the sandbox installed: they carry the `company` marker, and `make
-# test` runs them in their own pass (sandbox.settings_test). Every other test also passes without the sandbox
+# live below a conftest that imports it, or are marked `company` by hand (they read its schema without importing
+# it) need the sandbox installed: they carry the `company` marker, and `make test` runs them in their own pass
+# (sandbox.settings_test). Every other test also passes without the sandbox
 # (agentconsole.settings_test), where these hooks leave the company's tests out.
 
 
@@ -273,7 +274,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     without_sandbox = not sandbox_installed()
     kept, left_out = [], []
     for item in items:
-        if "company" in getattr(item, "fixturenames", ()) or needs_sandbox(Path(str(item.path))):
+        marked = item.get_closest_marker("company") is not None  # e.g. a test of the sandbox's support views
+        if marked or "company" in getattr(item, "fixturenames", ()) or needs_sandbox(Path(str(item.path))):
             item.add_marker(pytest.mark.company)
             if without_sandbox:
                 left_out.append(item)

@@ -53,6 +53,9 @@ from tests.agent.tools.test_sql_guard import (
     assert_refused_as,
 )
 
+# The support views run_sql reads here are the sandbox company's (sandbox/sql/), over its tables.
+pytestmark = pytest.mark.company
+
 CTX = ToolContext(ticket_id=1, tenant_id=BOUND)
 BASE_TABLES = (
     "sandbox_tenant",
