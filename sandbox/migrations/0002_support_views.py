@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from pathlib import Path
 
 from django.core.management import call_command
@@ -16,13 +17,11 @@ from django.db import migrations
 logger = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-VIEWS = (
-    "support_tenant_overview",
-    "support_tenant_users",
-    "support_login_attempts",
-    "support_subscriptions",
-    "support_invoices",
-    "support_tenant_config",
+# The views the files create, by name (the same six in both dialects).
+VIEWS = tuple(
+    re.findall(
+        r"^CREATE (?:OR REPLACE )?VIEW (?:public\.)?(\w+)", (SQL_DIR / "support_views.postgresql.sql").read_text(), re.M
+    )
 )
 
 

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from agent.tools import get_tool
-from agent.tools.base import ErrorType, Observation, ToolContext
+from agent.tools.base import ErrorType
 from sandbox.cloudwatch_logs import FILTER_LOG_EVENTS
 from sandbox.models import LogEvent, Tenant
+from tests.agent.tools.test_search_logs import messages, search
 
 GROUP = "/company/app"
 
@@ -34,17 +34,6 @@ def logs(company: Any, settings: Any) -> Any:
         for at, message in lines:
             LogEvent.objects.create(log_group=GROUP, tenant=tenant, timestamp=at, message=message)
     return boto3.client("logs", region_name="us-east-1")
-
-
-def search(args: dict, *, tenant_id: str = "acme") -> Observation:
-    tool = get_tool("search_logs")
-    assert tool is not None
-    return tool.invoke(args, ToolContext(ticket_id=1, tenant_id=tenant_id))
-
-
-def messages(observation: Observation) -> list[str]:
-    assert observation.ok is True, observation.message
-    return [event["message"] for event in observation.data["events"]]
 
 
 def test_it_answers_boto3_as_cloudwatch_does(logs: Any) -> None:
