@@ -27,6 +27,7 @@ EXPECTED_QUERY = "\n".join(
 @pytest.fixture
 def insights(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Stubber:
     settings.LOGS_TENANT_BINDING, settings.LOGS_TENANT_FIELD = "field", "account"
+    settings.LOGS_GROUP_NAME = "/company/app"
     client = boto3.client("logs", region_name="eu-west-1", aws_access_key_id="testing", aws_secret_access_key="testing")
     stubber = Stubber(client)
     monkeypatch.setattr("agent.tools.logs.cloudwatch_logs_client", lambda: client)
