@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.db import transaction
 
 from agent.models import AgentRun, ConfigPatch, Notification, ProposedAction, Rating, Runbook, Step, Workflow
-from agent.services import POLICY_FIELDS, workflow_save
+from agent.services.governance import POLICY_FIELDS, workflow_save
 from audit.admin import AuditedModelAdmin, HistoryAdminMixin
 
 

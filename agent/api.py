@@ -30,16 +30,9 @@ from agent.schemas import (
     WorkflowPhaseIn,
 )
 from agent.selectors import Evidence, autonomy_unmet_criteria, workflow_evidence, workflow_evidence_many
-from agent.services import (
-    agent_run_close,
-    agent_run_take_over,
-    autonomy_stop_all,
-    proposed_action_approve,
-    proposed_action_reject,
-    proposed_action_respond,
-    rating_set,
-    workflow_phase_change,
-)
+from agent.services.actions import proposed_action_approve, proposed_action_reject, proposed_action_respond
+from agent.services.governance import autonomy_stop_all, rating_set, workflow_phase_change
+from agent.services.runs import agent_run_close, agent_run_take_over
 from agentconsole.errors import NotFoundError
 from agentconsole.pagination import BoundedLimitOffsetPagination
 from agentconsole.schemas import ONE_ERRORS, READ_ERRORS, WRITE_ERRORS

@@ -25,22 +25,16 @@ from agent import prompts, telemetry
 from agent.gate import REPEAT_ANSWERED, Decision, Verdict, gate_decide, intent_hash, intent_hashes, run_state
 from agent.llm import ESCALATE_TOOL, ModelTurn, engine_get
 from agent.models import AgentRun, ProposedAction, Step
-from agent.services import (
-    FINAL_STATUSES,
+from agent.services.actions import (
     agent_run_await_decisions,
-    agent_run_claim,
-    agent_run_escalate,
-    agent_run_finish,
-    agent_run_record_turn,
-    agent_run_release,
-    agent_run_renew_lease,
-    agent_run_transition,
     proposed_action_create,
     proposed_action_settle,
     proposed_action_start_execution,
-    step_append,
     tenant_budget_lock,
 )
+from agent.services.leases import agent_run_claim, agent_run_release, agent_run_renew_lease
+from agent.services.runs import FINAL_STATUSES, agent_run_escalate, agent_run_finish, agent_run_transition
+from agent.services.transcript import agent_run_record_turn, step_append
 from agent.tools import all_tools, get_tool
 from agent.tools.base import ErrorType, Observation, Reconciled, Risk, Tool, ToolContext
 from audit.models import AuditEvent

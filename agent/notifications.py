@@ -106,7 +106,7 @@ def email_message(action: ProposedAction, kind: str, recipients: list[str]) -> E
 
 def workflow_reviewer_emails(action: ProposedAction) -> list[str]:
     """The workflow's reviewers; when it names none, every active member of the reviewers group."""
-    from console.roles import REVIEWERS
+    from agentconsole.roles import REVIEWERS
 
     users = get_user_model().objects.filter(is_active=True).exclude(email="")
     workflow = action.run.workflow
@@ -207,7 +207,7 @@ def approval_sla_sweep(*, now: datetime | None = None) -> list[int]:
     """Escalate every pending proposal past its SLA, each exactly once: a conditional UPDATE takes it (two
     sweeps at once cannot both), then a private note, the humans pod, an audit event and a notification.
     The proposal stays pending: a reviewer can still decide it. Returns the ids escalated."""
-    from agent.services import _helpdesk_escalation
+    from agent.services.runs import helpdesk_escalation_post
     from agent.tasks import approval_notify_task
 
     now = now or timezone.now()
@@ -220,7 +220,7 @@ def approval_sla_sweep(*, now: datetime | None = None) -> list[int]:
             continue
         action = ProposedAction.objects.select_related("run__ticket", "run__workflow").get(pk=action_id)
         waited = int((now - action.created_at).total_seconds() // 60)
-        problem = _helpdesk_escalation(
+        problem = helpdesk_escalation_post(
             action.run, SLA_NOTE.format(tool=action.tool, minutes=waited, link=action_link(action))
         )
         audit_event_record(

@@ -23,13 +23,8 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from agent.models import AgentRun, ProposedAction
-from agent.services import (
-    FINAL_STATUSES,
-    agent_run_claim,
-    agent_run_escalate,
-    agent_run_publish,
-    agent_run_release,
-)
+from agent.services.leases import agent_run_claim, agent_run_release
+from agent.services.runs import FINAL_STATUSES, agent_run_escalate, agent_run_publish
 from audit.models import AuditEvent
 from audit.services import audit_event_record
 

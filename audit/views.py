@@ -6,9 +6,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from agentconsole.roles import is_reviewer
 from audit.models import AuditEvent
 from audit.selectors import audit_event_page
-from console.roles import is_reviewer
 
 NOT_A_MEMBER = "Your account is in neither the reviewers nor the admins group. Ask an admin for access."
 FILTERS = ("verb", "actor", "object")

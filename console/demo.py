@@ -9,7 +9,7 @@ from django.contrib.auth.models import Group, User
 from django.db import transaction
 
 from agent.models import ConfigPatch, Runbook, Workflow
-from console.roles import ADMINS, REVIEWERS
+from agentconsole.roles import ADMINS, REVIEWERS
 from sandbox.seed import sandbox_seed
 from tickets.models import HelpdeskUser, TenantLink
 from tickets.services import zendesk_event_ingest

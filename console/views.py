@@ -17,16 +17,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from agent.llm import engine_label
 from agent.models import AgentRun, ProposedAction, Step
-from agent.services import (
-    agent_run_close,
-    agent_run_take_over,
-    proposed_action_approve,
-    proposed_action_reject,
-    proposed_action_respond,
-    rating_set,
-)
+from agent.services.actions import proposed_action_approve, proposed_action_reject, proposed_action_respond
+from agent.services.governance import rating_set
+from agent.services.runs import agent_run_close, agent_run_take_over
 from agent.tasks import proposed_action_read_current_task
 from agentconsole.errors import ApplicationError, ConflictError
+from agentconsole.roles import is_admin, is_reviewer
 from console.forms import (
     ApproveForm,
     ClaimForm,
@@ -38,7 +34,6 @@ from console.forms import (
     TakeOverForm,
     TicketQueryForm,
 )
-from console.roles import is_admin, is_reviewer
 from console.selectors import (
     TicketDetail,
     action_get,

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
-from console.roles import ADMINS, REVIEWERS
+from agentconsole.roles import ADMINS, REVIEWERS
 from tests.factories import UserFactory
 from tests.zendesk_standin import ZendeskStandIn, serve_zendesk
 from tickets.zendesk_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, compute_signature

@@ -493,7 +493,7 @@ def zendesk_event_ingest(*, parsed: ParsedEvent) -> IngestResult:
     second insert waits for the first transaction and then fails, and we answer with what the first stored.
     """
     # agent depends on tickets, not the reverse
-    from agent.services import agent_run_create_for_new_ticket, agent_run_on_customer_comment
+    from agent.services.intake import agent_run_create_for_new_ticket, agent_run_on_customer_comment
 
     envelope = parsed.envelope
     try:

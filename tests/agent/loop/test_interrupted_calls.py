@@ -12,7 +12,7 @@ from django.db import connection
 
 from agent.loop import Outcome, _context, run_advance
 from agent.models import AgentRun, ProposedAction, Step
-from agent.services import proposed_action_approve, proposed_action_create, proposed_action_start_execution
+from agent.services.actions import proposed_action_approve, proposed_action_create, proposed_action_start_execution
 from agent.tools import get_tool
 from sandbox.models import FaultSwitch, Tenant
 from tests.agent.loop.conftest import converse_reply, drive, tool_results, tool_use

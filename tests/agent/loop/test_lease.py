@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 
 from agent.loop import Outcome, run_advance
-from agent.services import agent_run_claim
+from agent.services.leases import agent_run_claim
 from tests.agent.loop.conftest import converse_reply
 from tests.factories import AgentRunFactory, TicketFactory
 

@@ -12,12 +12,8 @@ import pytest
 
 from agent.loop import Outcome, run_advance
 from agent.models import AgentRun, ProposedAction
-from agent.services import (
-    agent_run_take_over,
-    agent_run_take_over_note,
-    proposed_action_read_current,
-    proposed_action_respond,
-)
+from agent.services.actions import proposed_action_read_current, proposed_action_respond
+from agent.services.runs import agent_run_take_over, agent_run_take_over_note
 from audit.models import AuditEvent
 from sandbox.models import Tenant
 from tests.agent.loop.conftest import converse_reply, tool_use

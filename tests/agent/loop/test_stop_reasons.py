@@ -85,7 +85,7 @@ def test_it_escalates_an_empty_final_answer(bedrock, settings) -> None:
 
 def test_it_escalates_an_abnormal_stop_recorded_just_before_a_crash(bedrock, settings) -> None:
     from agent.llm import ModelTurn
-    from agent.services import agent_run_record_turn
+    from agent.services.transcript import agent_run_record_turn
 
     run = _run()
     AgentRun.objects.filter(pk=run.pk).update(status="running")

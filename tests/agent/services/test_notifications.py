@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from agent.models import Notification, ProposedAction, Step
 from agent.notifications import approval_notify, approval_sla_sweep
-from agent.services import approval_sla_due, proposed_action_create
+from agent.services.actions import approval_sla_due, proposed_action_create
 from agent.tasks import approval_sla_sweep_task
 from agent.tools import get_tool
 from agentconsole.celery import app

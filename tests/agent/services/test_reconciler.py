@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from agent.models import AgentRun, ProposedAction, Step
 from agent.reconciler import RECOVERIES_EXHAUSTED, agent_runs_reconcile, agent_runs_stranded
-from agent.services import agent_run_dispatch
+from agent.services.runs import agent_run_dispatch
 from agent.tasks import agent_run_advance_task, agent_runs_reconcile_task
 from audit.models import AuditEvent
 from tests.conftest import queued_task_messages

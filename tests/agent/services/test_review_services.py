@@ -8,17 +8,19 @@ import pytest
 
 from agent.models import AgentRun, ProposedAction, Step
 from agent.selectors import observation_summary, proposal_follow_up, workflow_evidence
-from agent.services import (
-    ALREADY_CLOSED,
+from agent.services.actions import (
     CLAIMED_BY_ANOTHER,
-    CLOSE_NOT_ESCALATED,
     RESPOND_NEEDS_FEEDBACK,
-    TAKE_OVER_ENDED,
-    agent_run_close,
-    agent_run_take_over,
     proposed_action_approve,
     proposed_action_reject,
     proposed_action_respond,
+)
+from agent.services.runs import (
+    ALREADY_CLOSED,
+    CLOSE_NOT_ESCALATED,
+    TAKE_OVER_ENDED,
+    agent_run_close,
+    agent_run_take_over,
 )
 from agentconsole.errors import ApplicationError, ConflictError, PermissionDeniedError
 from audit.models import AuditEvent
