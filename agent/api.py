@@ -3,11 +3,15 @@
 # No `from __future__ import annotations` here: @paginate wraps the handlers, and ninja then resolves their
 # string annotations in ninja's own module namespace, where the filter schemas do not exist.
 
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
-from ninja import Path, Query, Router
+from django.utils import timezone
+from ninja import Path, Query, Router, Status
 from ninja.pagination import paginate
 
 from agent.models import AgentRun, ProposedAction, Rating, Step, Workflow
@@ -32,18 +36,31 @@ from agent.schemas import (
 from agent.selectors import Evidence, autonomy_unmet_criteria, workflow_evidence, workflow_evidence_many
 from agent.services.actions import proposed_action_approve, proposed_action_reject, proposed_action_respond
 from agent.services.governance import autonomy_stop_all, rating_set, workflow_phase_change
+from agent.services.intake import zendesk_event_receive
 from agent.services.runs import agent_run_close, agent_run_take_over
-from agentconsole.errors import NotFoundError
+from agentconsole.errors import ApplicationError, NotFoundError, PayloadTooLarge
 from agentconsole.pagination import BoundedLimitOffsetPagination
 from agentconsole.schemas import ONE_ERRORS, READ_ERRORS, WRITE_ERRORS
-from console.auth import api_auth
+from tickets.schemas import ErrorOut, WebhookAcceptedOut
+from tickets.zendesk_webhook import (
+    BODY_WRONG_SHAPE,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    PayloadError,
+    parse_event,
+    verify_signature,
+)
 
 NOT_FOUND = "No {kind} {key}."
 PAGE_MAX = 100
 MAX_ID = 2**63 - 1  # ids are bigints
 SLUG_PATTERN = r"^[-a-zA-Z0-9_]{1,64}$"
+BODY_TOO_LARGE = "The body is larger than {limit} bytes."
+CONTENT_LENGTH_INVALID = "The Content-Length header is not a number."
 
-router = Router(tags=["agent"], auth=api_auth)
+# Every route needs a reviewer or an admin (token or session): the API sets that for every router. The webhook
+# is the exception: it proves itself by its signature.
+router = Router(tags=["agent"])
 
 
 def _get(queryset: QuerySet, kind: str, **lookup: Any) -> Any:
@@ -198,3 +215,62 @@ def workflow_phase(
 )
 def autonomy_stop(request: HttpRequest, payload: AutonomyStopIn) -> dict[str, int]:
     return {"stopped_workflows": autonomy_stop_all(user=request.user, reason=payload.reason)}
+
+
+# --- Ticket intake: the helpdesk's webhook. Tickets stores the event; the agent decides whether a run starts.
+
+
+def _read_body(request: HttpRequest, limit: int) -> bytes:
+    """Refuse an oversize body before reading it, and again after in case Content-Length was absent or lied."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise ApplicationError(CONTENT_LENGTH_INVALID) from None
+    if declared > limit:
+        raise PayloadTooLarge(BODY_TOO_LARGE.format(limit=limit))
+    body = request.body
+    if len(body) > limit:
+        raise PayloadTooLarge(BODY_TOO_LARGE.format(limit=limit))
+    return body
+
+
+@router.post(
+    "/webhooks/zendesk",
+    response={202: WebhookAcceptedOut, 400: ErrorOut, 401: ErrorOut, 413: ErrorOut},
+    summary="Receive a signed Zendesk ticket event",
+    auth=None,
+    tags=["webhooks"],
+)
+def zendesk_webhook(request: HttpRequest) -> Status:
+    body = _read_body(request, settings.ZENDESK_WEBHOOK_MAX_BODY_BYTES)
+    verify_signature(
+        secret=settings.ZENDESK_WEBHOOK_SECRET,
+        timestamp=request.headers.get(TIMESTAMP_HEADER),
+        signature=request.headers.get(SIGNATURE_HEADER),
+        body=body,
+        now=timezone.now(),
+        max_skew=timedelta(seconds=settings.ZENDESK_WEBHOOK_MAX_SKEW_SECONDS),
+    )
+    parsed = parse_event(body)
+    try:
+        result = zendesk_event_receive(parsed=parsed)
+    except DjangoValidationError as exc:
+        # The parser's limits should leave nothing for the models to refuse; if they ever do, it is still the
+        # sender's input (400, nothing stored: the intake is one transaction), never our 500.
+        raise PayloadError(BODY_WRONG_SHAPE, extra={"errors": _model_errors(exc)}) from None
+    return Status(
+        202,
+        {
+            "ticket_id": result.ticket_id,
+            "event_id": parsed.envelope.id,
+            "duplicate": result.duplicate,
+            "handled": result.handled,
+            "ignored_reason": result.ignored_reason,
+        },
+    )
+
+
+def _model_errors(exc: DjangoValidationError) -> list[dict[str, str]]:
+    if hasattr(exc, "error_dict"):
+        return [{"field": name, "message": " ".join(messages)} for name, messages in exc.message_dict.items()]
+    return [{"field": "", "message": message} for message in exc.messages]

@@ -59,7 +59,7 @@ from console.zendesk_app import (
     zendesk_token_verify,
 )
 from tickets.models import Ticket
-from tickets.services import ticket_assign
+from tickets.services.tickets import ticket_assign
 
 NOT_A_MEMBER = "Your account is in neither the reviewers nor the admins group. Ask an admin for access."
 STALE_PAGE = "This page was out of date: {message} Nothing was changed; the card now shows the current state."

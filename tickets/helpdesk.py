@@ -22,14 +22,9 @@ from django.utils.dateparse import parse_datetime
 
 from audit.models import AuditEvent
 from tickets.models import HelpdeskUser, TenantLink, Ticket, TicketComment
-from tickets.services import (
-    ticket_add_tags,
-    ticket_comment_confirm,
-    ticket_comment_intent,
-    ticket_set_group,
-    ticket_set_status,
-    ticket_snapshot_apply,
-)
+from tickets.services.comments import ticket_comment_confirm, ticket_comment_intent
+from tickets.services.sync import ticket_snapshot_apply
+from tickets.services.tickets import ticket_add_tags, ticket_set_group, ticket_set_status
 from tickets.snapshot import (
     CommentSnapshot,
     HelpdeskError,

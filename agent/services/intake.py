@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from django.db import IntegrityError, transaction
 
 from agent.models import AgentRun, Workflow
@@ -10,6 +12,8 @@ from agent.services.runs import FINAL_STATUSES, agent_run_dispatch
 from audit.models import AuditEvent
 from audit.services import audit_event_record
 from tickets.models import Ticket, TicketComment
+from tickets.services.webhooks import IngestResult, ticket_refresh_when_changed, zendesk_event_ingest
+from tickets.zendesk_webhook import ParsedEvent
 
 
 def agent_run_create_for_new_ticket(*, ticket: Ticket) -> AgentRun | None:
@@ -126,3 +130,20 @@ def agent_run_create_manual(*, ticket: Ticket) -> AgentRun:
         verb="run.queued", obj=run, payload={"ticket": ticket.pk, "manual": True, "matched_on": choice.matched_on}
     )
     return run
+
+
+@transaction.atomic
+def zendesk_event_receive(*, parsed: ParsedEvent) -> IngestResult:
+    """A verified Zendesk event: tickets stores it and applies it to its ticket; the agent then starts the run it
+    calls for (a new ticket, or a customer's comment on a ticket whose runs have ended — a comment on a run still
+    in progress joins its context). One transaction: a refused run leaves no half-applied event behind."""
+    result = zendesk_event_ingest(parsed=parsed)
+    if result.ticket is None or result.duplicate or not result.handled:
+        return result
+    run = None
+    if result.customer_comment is not None:
+        run = agent_run_on_customer_comment(ticket=result.ticket, comment=result.customer_comment)
+    if result.ticket_created:
+        run = agent_run_create_for_new_ticket(ticket=result.ticket)
+    ticket_refresh_when_changed(ticket=result.ticket, new_run=run is not None)
+    return replace(result, run_id=run.pk if run else None)

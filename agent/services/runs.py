@@ -187,7 +187,7 @@ def agent_run_take_over(*, run: AgentRun, user: AbstractBaseUser, reason: str = 
     escalated run stays escalated. Either way the ticket is assigned to the reviewer, and a private note in the
     helpdesk says so (posted by a worker, not here)."""
     from agent.tasks import agent_run_take_over_note_task
-    from tickets.services import ticket_assign
+    from tickets.services.tickets import ticket_assign
 
     reviewer_required(user)
     with transaction.atomic():

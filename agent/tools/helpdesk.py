@@ -18,7 +18,7 @@ from agent.tools.base import ErrorType, Observation, Reconciled, Risk, Tool, Too
 from agentconsole.errors import ApplicationError
 from tickets.helpdesk import HelpdeskError, HelpdeskResult, helpdesk_for
 from tickets.models import Ticket, TicketComment
-from tickets.services import ticket_comment_confirm
+from tickets.services.comments import ticket_comment_confirm
 from tickets.snapshot import comment_marker
 
 TICKET_NOT_FOUND = "Ticket {ticket_id} does not exist."

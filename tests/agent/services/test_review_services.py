@@ -26,7 +26,7 @@ from agentconsole.errors import ApplicationError, ConflictError, PermissionDenie
 from audit.models import AuditEvent
 from console.demo import DEMO_WORKFLOWS
 from tests.factories import AgentRunFactory, ProposedActionFactory, StepFactory, UserFactory, WorkflowFactory
-from tickets.services import NOT_YOUR_CLAIM, ticket_assign
+from tickets.services.tickets import NOT_YOUR_CLAIM, ticket_assign
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from tests.factories import TicketFactory
 from tests.zendesk_standin import API_USER, ZendeskStandIn
 from tickets.helpdesk import LocalHelpdesk, ZendeskHelpdesk, helpdesk_for
 from tickets.models import Ticket, TicketComment
-from tickets.services import ticket_comment_intent
+from tickets.services.comments import ticket_comment_intent
 from tickets.snapshot import comment_marker, with_marker
 from tickets.zendesk import ZendeskClient
 
