@@ -1,6 +1,6 @@
 """Telling reviewers that a decision waits, and escalating the ones that waited past their SLA.
 
-Services, like agent/services.py: each send is recorded as a Notification row first (unique per proposal, kind and
+Services, like agent/services/: each send is recorded as a Notification row first (unique per proposal, kind and
 channel), so a retried or redelivered task never sends a message twice, and the ticket page can say who was told.
 Every call to Slack or a mail server happens here, in a worker, never in a request.
 """

@@ -1,6 +1,6 @@
 """The tickets view's selector: every ticket, searchable and filterable, in pages that stay fast at any size.
 
-Split from console/selectors.py by topic. Pagination is by keyset — (sort value, id) of the last row seen, on the
+Split from the console selectors by topic. Pagination is by keyset — (sort value, id) of the last row seen, on the
 (created_at, id) and (updated_at, id) indexes — so page 2,000 costs what page 1 costs; the total shown beside the
 list is the count of the very queryset the list pages through.
 """

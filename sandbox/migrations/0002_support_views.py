@@ -4,7 +4,7 @@
 # A later migration that alters a column these views read must drop the views first and recreate them afterwards
 # (PostgreSQL refuses to change a column a view uses; SQLite's table rebuild fails on a view of the old table).
 #
-# Every name interpolated into SQL below is a constant of this module, of agent.tools.sql or of settings.
+# Every name interpolated into SQL below is a constant of this module, of agent.tools.sql_executor or of settings.
 # ruff: noqa: S608
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import logging
 from django.conf import settings
 from django.db import migrations
 
-from agent.tools.sql import (
+from agent.tools.sql_executor import (
     BINDING_KEY_TABLE,
     BOUND_TENANT_FUNCTION,
     SQLITE_TENANT_FUNCTION,
