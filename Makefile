@@ -46,12 +46,14 @@ chromium:
 test: $(VENV)/.dev chromium
 	bash scripts/ensure_services.sh
 	DJANGO_SETTINGS_MODULE=agentconsole.settings_test $(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	TEST_DATABASE_URL=sqlite:///:memory: DJANGO_SETTINGS_MODULE=agentconsole.settings_test $(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: $(VENV)/.dev
 	$(VENV)/bin/ruff format .

@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agent import telemetry
+from agent.enqueue import approval_notify_send
 from agent.models import Notification, ProposedAction
 from agent.slack import SlackError, SlackMessage, escape, slack_destination, slack_post
 from audit.models import AuditEvent
@@ -208,7 +209,6 @@ def approval_sla_sweep(*, now: datetime | None = None) -> list[int]:
     sweeps at once cannot both), then a private note, the humans pod, an audit event and a notification.
     The proposal stays pending: a reviewer can still decide it. Returns the ids escalated."""
     from agent.services.runs import helpdesk_escalation_post
-    from agent.tasks import approval_notify_task
 
     now = now or timezone.now()
     escalated = []
@@ -230,6 +230,6 @@ def approval_sla_sweep(*, now: datetime | None = None) -> list[int]:
             actor_kind=AuditEvent.ActorKind.SYSTEM,
         )
         telemetry.approval_sla_breached(workflow=action.run.workflow.slug if action.run.workflow_id else "")
-        transaction.on_commit(lambda pk=action_id: approval_notify_task.delay(pk, Notification.Kind.SLA), robust=True)
+        transaction.on_commit(lambda pk=action_id: approval_notify_send(pk, Notification.Kind.SLA), robust=True)
         escalated.append(action_id)
     return escalated

@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from agent import telemetry
+from agent.enqueue import action_read_current_send, approval_notify_send
 from agent.models import AgentRun, ProposedAction, Step, Workflow
 from agent.permissions import reviewer_required
 from agent.services.runs import agent_run_dispatch, agent_run_transition
@@ -105,11 +106,9 @@ def proposed_action_create(
         actor_kind=AuditEvent.ActorKind.AGENT,
     )
     if status == ProposedAction.Status.PENDING:
-        from agent.tasks import approval_notify_task, proposed_action_read_current_task
-
         # Both reach other systems (the Admin API, Slack, mail): never inside the loop's turn or a transaction.
-        transaction.on_commit(lambda: proposed_action_read_current_task.delay(action.pk), robust=True)
-        transaction.on_commit(lambda: approval_notify_task.delay(action.pk, "pending"), robust=True)
+        transaction.on_commit(lambda: action_read_current_send(action.pk), robust=True)
+        transaction.on_commit(lambda: approval_notify_send(action.pk, "pending"), robust=True)
     return action
 
 

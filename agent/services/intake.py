@@ -11,8 +11,9 @@ from agent.selectors import workflow_choice
 from agent.services.runs import FINAL_STATUSES, agent_run_dispatch
 from audit.models import AuditEvent
 from audit.services import audit_event_record
+from tickets.helpdesk import ticket_refresh_when_changed
 from tickets.models import Ticket, TicketComment
-from tickets.services.webhooks import IngestResult, ticket_refresh_when_changed, zendesk_event_ingest
+from tickets.services.webhooks import IngestResult, zendesk_event_ingest
 from tickets.zendesk_webhook import ParsedEvent
 
 

@@ -13,6 +13,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from agent import telemetry
+from agent.enqueue import run_advance_send, take_over_note_send
 from agent.models import AgentRun, ProposedAction, Step, Workflow
 from agent.permissions import reviewer_required
 from agent.services.transcript import step_append
@@ -53,10 +54,8 @@ FINAL_STATUSES = frozenset(
 def agent_run_publish(*, run_id: int, token: str) -> bool:
     """Send the message that advances a run. Never raises: a broker that is down is logged, and the reconciler
     sends the run again once the dispatch is stale (its token and time are already stored)."""
-    from agent.tasks import agent_run_advance_task  # tasks import services; import late to avoid a cycle
-
     try:
-        agent_run_advance_task.apply_async(args=(run_id, token))
+        run_advance_send(run_id, token)
     except Exception:  # any broker or serialisation failure: the outbox row is what makes this safe to swallow
         logger.warning("run %s: could not enqueue its next advance; the reconciler will", run_id, exc_info=True)
         return False
@@ -186,7 +185,6 @@ def agent_run_take_over(*, run: AgentRun, user: AbstractBaseUser, reason: str = 
     lease (its next renewal fails, so it stops before another call), and what it proposed is withdrawn. An
     escalated run stays escalated. Either way the ticket is assigned to the reviewer, and a private note in the
     helpdesk says so (posted by a worker, not here)."""
-    from agent.tasks import agent_run_take_over_note_task
     from tickets.services.tickets import ticket_assign
 
     reviewer_required(user)
@@ -207,7 +205,7 @@ def agent_run_take_over(*, run: AgentRun, user: AbstractBaseUser, reason: str = 
             _withdraw_open_proposals(run, user)
         audit_event_record(verb="run.taken_over", obj=run, payload={"reason": reason.strip()}, user=user)
         ticket_assign(ticket=run.ticket, assignee=user, user=user, force=True)
-        transaction.on_commit(lambda: agent_run_take_over_note_task.delay(run.pk, user.pk), robust=True)
+        transaction.on_commit(lambda: take_over_note_send(run.pk, user.pk), robust=True)
     return run
 
 

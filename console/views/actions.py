@@ -7,10 +7,10 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET, require_POST
 
+from agent.enqueue import action_read_current_send
 from agent.models import ProposedAction
 from agent.services.actions import proposed_action_approve, proposed_action_reject, proposed_action_respond
 from agent.services.governance import rating_set
-from agent.tasks import proposed_action_read_current_task
 from agentconsole.errors import ApplicationError
 from console.forms import (
     ApproveForm,
@@ -78,7 +78,7 @@ def action_refresh_state(request: HttpRequest, pk: int) -> HttpResponse:
     action = _get_action_for_user(request, pk)
     if action.status == ProposedAction.Status.PENDING:
         # robust: a broker outage leaves the card as it is (logged), never a 500 for the reviewer.
-        transaction.on_commit(lambda: proposed_action_read_current_task.delay(action.pk), robust=True)
+        transaction.on_commit(lambda: action_read_current_send(action.pk), robust=True)
     return _action_card(request, action, state_refreshing=action.status == ProposedAction.Status.PENDING)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
-from django.utils.dateparse import parse_datetime
 
 from audit.models import AuditEvent
 from audit.services import audit_event_record
@@ -90,22 +89,6 @@ def _ticket_upsert(*, parsed: ParsedEvent) -> tuple[Ticket, bool]:
             actor_kind=AuditEvent.ActorKind.WEBHOOK,
         )
     return ticket, False
-
-
-def ticket_refresh_when_changed(*, ticket: Ticket, new_run: bool) -> None:
-    """The webhook says the ticket changed: read it from Zendesk in the background (a worker, never this request),
-    for the tickets the agent works on. A run that starts now reads it itself; an unchanged version reads nothing."""
-    from tickets.helpdesk import zendesk_configured
-    from tickets.tasks import ticket_context_refresh_task
-
-    if new_run or ticket.source != Ticket.Source.ZENDESK or not zendesk_configured():
-        return
-    if not ticket.runs.exists():
-        return
-    held = parse_datetime(ticket.context_version) if ticket.context_version else None
-    if held is not None and (ticket.external_updated_at is None or ticket.external_updated_at <= held):
-        return
-    transaction.on_commit(lambda: ticket_context_refresh_task.delay(ticket.pk), robust=True)
 
 
 def _comment_ingest(ticket: Ticket, comment: Comment) -> TicketComment | None:
