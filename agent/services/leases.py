@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -43,3 +44,13 @@ def agent_run_release(*, run_id: int, token: str, active_ms: int) -> None:
     AgentRun.objects.filter(pk=run_id, lease_token=token).update(
         lease_token="", lease_expires_at=None, active_ms=models.F("active_ms") + active_ms
     )
+
+
+class LeaseLost(Exception):
+    """Another worker took the run while this one waited on a slow call: stop here, change nothing more."""
+
+
+def lease_hold(run: AgentRun) -> None:
+    """Renew this worker's lease before a slow call; raise LeaseLost when another worker took the run."""
+    if not agent_run_renew_lease(run_id=run.pk, token=run.lease_token, lease_seconds=settings.AGENT_LEASE_SECONDS):
+        raise LeaseLost
