@@ -16,9 +16,9 @@ APPROVAL_NOTIFY = "agent.tasks.approval_notify_task"
 TAKE_OVER_NOTE = "agent.tasks.agent_run_take_over_note_task"
 
 
-def run_advance_send(run_id: int, dispatch_token: str) -> None:
+def run_advance_send(run_id: int, dispatch_token: str, *, priority: int | None = None) -> None:
     """Raises whatever the broker raised: the caller (agent_run_publish) decides what a failure means."""
-    current_app.send_task(RUN_ADVANCE, args=(run_id, dispatch_token))
+    current_app.send_task(RUN_ADVANCE, args=(run_id, dispatch_token), priority=priority)
 
 
 def action_read_current_send(action_id: int) -> None:

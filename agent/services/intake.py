@@ -47,7 +47,7 @@ def agent_run_create_for_new_ticket(*, ticket: Ticket) -> AgentRun | None:
         },
         actor_kind=AuditEvent.ActorKind.SYSTEM,
     )
-    agent_run_dispatch(run_id=run.pk)
+    agent_run_dispatch(run_id=run.pk, new=True)
     return run
 
 
@@ -113,7 +113,8 @@ def agent_run_on_customer_comment(*, ticket: Ticket, comment: TicketComment) -> 
         },
         actor_kind=AuditEvent.ActorKind.WEBHOOK,
     )
-    agent_run_dispatch(run_id=run.pk)  # the outbox: sent after commit, or by the reconciler if the broker is down
+    # The outbox: sent after commit, or by the reconciler if the broker is down.
+    agent_run_dispatch(run_id=run.pk, new=True)
     return run
 
 
