@@ -29,7 +29,7 @@ from console.demo import (
 )
 from sandbox.models import FaultSwitch
 from sandbox.seed import sandbox_seed
-from tests.conftest import WEBHOOK_URL, signed_headers, zendesk_event
+from tests.support import WEBHOOK_URL, signed_headers, zendesk_event
 from tickets.models import HelpdeskUser, TenantLink, Ticket
 
 ROOT = Path(__file__).resolve().parents[3]

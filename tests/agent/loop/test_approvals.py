@@ -8,7 +8,7 @@ from agent.loop import Outcome, run_advance
 from agent.models import ProposedAction
 from agent.services.actions import proposed_action_approve, proposed_action_reject
 from sandbox.models import Tenant
-from tests.agent.loop.conftest import converse_reply, tool_use
+from tests.bedrock import converse_reply, tool_use
 from tests.factories import AgentRunFactory, TicketFactory, UserFactory, WorkflowFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -16,7 +16,7 @@ from agent.models import AgentRun, ProposedAction, Step
 from agent.services.actions import proposed_action_approve, proposed_action_create, proposed_action_start_execution
 from agent.tools import get_tool
 from sandbox.models import FaultSwitch, Tenant
-from tests.agent.loop.conftest import converse_reply, drive, tool_results, tool_use
+from tests.bedrock import converse_reply, drive, tool_results, tool_use
 from tests.factories import AgentRunFactory, StepFactory, TicketFactory, UserFactory, WorkflowFactory
 from tickets.snapshot import without_marker
 

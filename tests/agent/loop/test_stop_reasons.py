@@ -9,7 +9,7 @@ import pytest
 from agent.loop import Outcome, run_advance
 from agent.models import AgentRun, ProposedAction, Step
 from sandbox.models import Tenant
-from tests.agent.loop.conftest import converse_reply, tool_use
+from tests.bedrock import converse_reply, tool_use
 from tests.factories import AgentRunFactory, TicketFactory, WorkflowFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

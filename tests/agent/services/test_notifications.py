@@ -17,9 +17,9 @@ from agent.tasks import approval_sla_sweep_task
 from agent.tools import get_tool
 from agentconsole.celery import app
 from audit.models import AuditEvent
-from tests.conftest import queued_task_messages
 from tests.factories import AgentRunFactory, ProposedActionFactory, StepFactory, UserFactory, WorkflowFactory
 from tests.http_standin import Scripted, StandIn, serve
+from tests.support import queued_task_messages
 
 pytestmark = pytest.mark.django_db
 

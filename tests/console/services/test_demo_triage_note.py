@@ -14,8 +14,8 @@ from agent.models import AgentRun
 from agent.services.actions import proposed_action_reject
 from agentconsole.roles import ADMINS, REVIEWERS
 from console.demo import DemoCredentials, demo_seed
-from tests.conftest import zendesk_event
 from tests.factories import UserFactory
+from tests.support import zendesk_event
 from tickets.models import Ticket
 
 pytestmark = pytest.mark.django_db(transaction=True)
