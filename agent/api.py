@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Prefetch, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from ninja import Path, Query, Router, Status
@@ -33,7 +33,15 @@ from agent.schemas import (
     WorkflowOut,
     WorkflowPhaseIn,
 )
-from agent.selectors import Evidence, autonomy_unmet_criteria, workflow_evidence, workflow_evidence_many
+from agent.selectors import (
+    Evidence,
+    agent_run_detail_queryset,
+    agent_run_list,
+    autonomy_unmet_criteria,
+    proposed_action_list,
+    workflow_evidence,
+    workflow_list_with_evidence,
+)
 from agent.services.actions import proposed_action_approve, proposed_action_reject, proposed_action_respond
 from agent.services.governance import autonomy_stop_all, rating_set, workflow_phase_change
 from agent.services.intake import zendesk_event_receive
@@ -70,28 +78,6 @@ def _get(queryset: QuerySet, kind: str, **lookup: Any) -> Any:
     return found
 
 
-# --- Reads. These selectors belong in agent/selectors.py; they live here because that file was not this
-# change's to edit. Move them there when next touching it.
-
-
-def _run_list(*, ticket: int | None, status: str | None) -> QuerySet[AgentRun]:
-    runs = AgentRun.objects.select_related("workflow").order_by("-created_at", "-id")
-    if ticket is not None:
-        runs = runs.filter(ticket_id=ticket)
-    if status:
-        runs = runs.filter(status=status)
-    return runs
-
-
-def _action_list(*, status: str | None, run: int | None) -> QuerySet[ProposedAction]:
-    actions = ProposedAction.objects.select_related("decided_by").order_by("created_at", "id")
-    if status:
-        actions = actions.filter(status=status)
-    if run is not None:
-        actions = actions.filter(run_id=run)
-    return actions
-
-
 def _workflow_out(workflow: Workflow, evidence: Evidence) -> dict[str, Any]:
     return {
         "slug": workflow.slug,
@@ -112,13 +98,12 @@ def _workflow_out(workflow: Workflow, evidence: Evidence) -> dict[str, Any]:
 @router.get("/runs", response={200: list[RunOut], **READ_ERRORS}, summary="Agent runs, newest first")
 @paginate(BoundedLimitOffsetPagination, max_limit=PAGE_MAX)
 def run_list(request: HttpRequest, filters: Query[RunFilterIn]) -> QuerySet[AgentRun]:
-    return _run_list(ticket=filters.ticket, status=filters.status)
+    return agent_run_list(ticket=filters.ticket, status=filters.status)
 
 
 @router.get("/runs/{run_id}", response={200: RunDetailOut, **ONE_ERRORS}, summary="One run with its ordered steps")
 def run_get(request: HttpRequest, run_id: int = Path(..., ge=1, le=MAX_ID)) -> AgentRun:
-    steps = Prefetch("steps", queryset=Step.objects.order_by("index"))
-    return _get(AgentRun.objects.select_related("workflow").prefetch_related(steps), "run", pk=run_id)
+    return _get(agent_run_detail_queryset(), "run", pk=run_id)
 
 
 # --- Proposed actions -----------------------------------------------------------------------------------------
@@ -127,12 +112,12 @@ def run_get(request: HttpRequest, run_id: int = Path(..., ge=1, le=MAX_ID)) -> A
 @router.get("/actions", response={200: list[ActionOut], **READ_ERRORS}, summary="Proposed actions, oldest first")
 @paginate(BoundedLimitOffsetPagination, max_limit=PAGE_MAX)
 def action_list(request: HttpRequest, filters: Query[ActionFilterIn]) -> QuerySet[ProposedAction]:
-    return _action_list(status=filters.status, run=filters.run)
+    return proposed_action_list(status=filters.status, run=filters.run)
 
 
 @router.get("/actions/{action_id}", response={200: ActionOut, **ONE_ERRORS}, summary="One proposed action")
 def action_get(request: HttpRequest, action_id: int = Path(..., ge=1, le=MAX_ID)) -> ProposedAction:
-    return _get(ProposedAction.objects.select_related("decided_by"), "action", pk=action_id)
+    return _get(proposed_action_list(), "action", pk=action_id)
 
 
 @router.post("/actions/{action_id}/approve", response={200: ActionOut, **WRITE_ERRORS}, summary="Approve, maybe edited")
@@ -191,10 +176,7 @@ def step_rate(request: HttpRequest, step_id: int, payload: RatingIn) -> Rating:
 @router.get("/workflows", response={200: list[WorkflowOut], **READ_ERRORS}, summary="Workflows with their evidence")
 @paginate(BoundedLimitOffsetPagination, max_limit=PAGE_MAX)
 def workflow_list(request: HttpRequest) -> list[dict[str, Any]]:
-    # Admins curate a handful of workflows: evidence for all of them is a fixed number of queries either way.
-    workflows = list(Workflow.objects.order_by("name", "id"))
-    evidence = workflow_evidence_many(workflow_ids=[workflow.pk for workflow in workflows])
-    return [_workflow_out(workflow, evidence[workflow.pk]) for workflow in workflows]
+    return [_workflow_out(workflow, evidence) for workflow, evidence in workflow_list_with_evidence()]
 
 
 @router.post(

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 from contextlib import nullcontext
+from enum import StrEnum
 from typing import Any
 
 from django.utils import timezone
 
 from agent.gate import REPEAT_ANSWERED, Decision, Verdict, gate_decide, intent_hash, intent_hashes, run_state
 from agent.models import AgentRun, ProposedAction, Step
+from agent.policy import Risk
 from agent.services.actions import (
     proposed_action_create,
     proposed_action_settle,
@@ -23,7 +25,7 @@ from agent.services.actions import (
 )
 from agent.services.leases import lease_hold
 from agent.tools import all_tools, get_tool
-from agent.tools.base import ErrorType, Observation, Reconciled, Risk, Tool, ToolContext
+from agent.tools.base import ErrorType, Observation, Reconciled, Tool, ToolContext
 from audit.models import AuditEvent
 from audit.services import audit_event_record
 
@@ -50,6 +52,13 @@ RESPONDED = "A reviewer did not run this call and answered instead. Continue fro
 WITHDRAWN = "This call was withdrawn: a reviewer took the ticket over, and the run has ended."
 
 
+class Undecided(StrEnum):
+    """A call that has no observation yet, and what comes next for it."""
+
+    REVIEWER = "reviewer"  # proposed: it waits for a reviewer's decision
+    RUN = "run"  # allowed (by a reviewer, a pre-approval or the gate): it runs now
+
+
 def tool_context(run: AgentRun, *, action: ProposedAction | None = None) -> ToolContext:
     return ToolContext(
         ticket_id=run.ticket_id,
@@ -69,7 +78,7 @@ def _changes(before: dict[str, Any], after: dict[str, Any]) -> str:
 
 def _with_edit(action: ProposedAction, observation: Observation) -> Observation:
     """Every observation of a call that ran says what ran; after a reviewer's edit, also what they changed."""
-    if action.risk == ProposedAction.Risk.READ:
+    if action.risk == Risk.READ:
         return observation
     meta: dict[str, Any] = {"executed_args": action.args}
     if action.original_args is None:
@@ -90,12 +99,14 @@ def _with_edit(action: ProposedAction, observation: Observation) -> Observation:
     )
 
 
-def observation_of(action: ProposedAction) -> Observation | None:
+def observation_of(action: ProposedAction) -> Observation | Undecided:
     """The observation of a call already decided or run, rebuilt from what was recorded, so a resumed run and a
-    repeated call see exactly what the first one saw. None: it is still to be decided or to run."""
+    repeated call see exactly what the first one saw; or what the call still waits for."""
     status = action.status
-    if status in (ProposedAction.Status.PENDING, ProposedAction.Status.APPROVED):
-        return None
+    if status == ProposedAction.Status.PENDING:
+        return Undecided.REVIEWER
+    if status == ProposedAction.Status.APPROVED:
+        return Undecided.RUN
     if status == ProposedAction.Status.REJECTED:
         return Observation.failure("rejected", REJECTED.format(reason=action.decision_reason or "(none given)"))
     if status == ProposedAction.Status.RESPONDED:
@@ -162,6 +173,13 @@ def _settle_reconciled(
                                   reconciliation=check)  # fmt: skip
 
 
+def _settled(action: ProposedAction) -> Observation:
+    """The observation of a call that has just been settled (or was, long ago): never undecided."""
+    observed = observation_of(action)
+    assert isinstance(observed, Observation), f"action {action.pk} is {action.status}, not settled"
+    return observed
+
+
 def _interrupted_attempt(action: ProposedAction) -> Observation:
     if action.execution_result:
         return Observation.from_dict(action.execution_result)
@@ -180,17 +198,11 @@ def _execute(run: AgentRun, action: ProposedAction) -> Observation:
         lease_hold(run)
         state, check = tool.invoke_reconcile(action.args, ctx, attempt, action.execution_started_at or timezone.now())
         if state == Reconciled.APPLIED or (state == Reconciled.UNKNOWN and not tool.idempotent_sends):
-            action = _settle_reconciled(action, tool, attempt, state, check)
-            observed = observation_of(action)
-            assert observed is not None
-            return observed
+            return _settled(_settle_reconciled(action, tool, attempt, state, check))
     lease_hold(run)
     action = proposed_action_start_execution(action=action)  # the start time survives a crash and a replay
     result = tool.invoke(action.args, ctx)
-    action = _settle(run, tool, action, result)
-    observed = observation_of(action)
-    assert observed is not None
-    return observed
+    return _settled(_settle(run, tool, action, result))
 
 
 def _same_intent(run: AgentRun, name: str, args: dict[str, Any]) -> tuple[ProposedAction | None, ProposedAction | None]:
@@ -236,8 +248,7 @@ def _repeated(run: AgentRun, earlier: ProposedAction) -> Observation:
         payload={"tool": earlier.tool, "args_hash": earlier.args_hash, "action": earlier.pk},
         actor_kind=AuditEvent.ActorKind.AGENT,
     )
-    recorded = observation_of(earlier)
-    assert recorded is not None
+    recorded = _settled(earlier)
     return Observation(
         ok=recorded.ok,
         data=recorded.data,
@@ -248,11 +259,14 @@ def _repeated(run: AgentRun, earlier: ProposedAction) -> Observation:
     )
 
 
-def call_dispatch(run: AgentRun, step: Step, rationale: str, turn_writes: list[str]) -> Observation | None:
-    """Decide and, if allowed, run one tool call. None means it waits for a reviewer."""
+def call_dispatch(run: AgentRun, step: Step, rationale: str, turn_writes: list[str]) -> Observation | Undecided:
+    """Decide one tool call through the gate and, if allowed, run it: its observation, or Undecided.REVIEWER
+    when it waits for a reviewer. A call decided or run before (a resumed run) answers from what was recorded."""
     action = run.actions.filter(tool_call_id=step.tool_call_id).first()
-    if action is not None and action.status != ProposedAction.Status.APPROVED:
-        return observation_of(action)  # decided or run already (None: still pending)
+    if action is not None:
+        recorded = observation_of(action)
+        if recorded is not Undecided.RUN:
+            return recorded  # decided or run already, or still with a reviewer
     tools = all_tools()
     tool = tools.get(step.tool_name)
     args = action.args if action is not None else (step.tool_input or {})
@@ -297,5 +311,5 @@ def call_dispatch(run: AgentRun, step: Step, rationale: str, turn_writes: list[s
         return _repeated(run, earlier)
     assert action is not None
     if decision.verdict != Verdict.EXECUTE:
-        return observation_of(action)
+        return observation_of(action)  # a dry run's observation, or a proposal waiting for a reviewer
     return _execute(run, action)

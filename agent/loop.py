@@ -16,17 +16,20 @@ from typing import Any
 from django.conf import settings
 
 from agent import prompts, telemetry
-from agent.calls import call_dispatch
+from agent.calls import Undecided, call_dispatch
+from agent.lifecycle import RUN_FINAL
 from agent.llm import ESCALATE_TOOL, ModelTurn, engine_get
 from agent.models import AgentRun, ProposedAction, Step
+from agent.policy import Risk
 from agent.services.actions import (
     agent_run_await_decisions,
 )
 from agent.services.leases import LeaseLost, agent_run_claim, agent_run_release, lease_hold
-from agent.services.runs import FINAL_STATUSES, agent_run_escalate, agent_run_finish, agent_run_transition
+from agent.services.runs import agent_run_escalate, agent_run_finish, agent_run_transition
 from agent.services.transcript import agent_run_record_turn, step_append
 from agent.tools import all_tools, get_tool
-from agent.tools.base import ErrorType, Risk
+from agent.tools.base import ErrorType, Observation
+from tickets.helpdesk import HelpdeskError, ticket_context_ensure
 
 logger = logging.getLogger(__name__)
 FINISHED_WITH_UNKNOWN = (
@@ -71,8 +74,60 @@ def _writes_still_to_dispatch(run: AgentRun, steps: list[Step]) -> list[str]:
     return writes
 
 
-def _act(run: AgentRun) -> Outcome | None:
-    """Dispatch the latest turn's calls. Returns an outcome when the run must stop here."""
+# --- The boxes of the diagram ---------------------------------------------------------------------------------
+
+
+def think(run: AgentRun) -> ModelTurn:
+    """The model's next turn, recorded at once (its thought, and one action step per tool call), so a worker that
+    dies after it resumes from the calls instead of asking again."""
+    lease_hold(run)
+    engine = engine_get()
+    conversation = prompts.conversation_build(run=run)
+    turn = telemetry.model_call(engine, conversation, _tool_specs())
+    lease_hold(run)  # a turn that outlived the lease is dropped: the worker now holding the run asks again
+    agent_run_record_turn(run=run, turn=turn, engine=engine.name, abnormal=_abnormal_reason(turn))
+    return turn
+
+
+def act(run: AgentRun, step: Step, thought: str, turn_writes: list[str]) -> Observation | Undecided:
+    """One call through the gate (agent/calls.py): refused, recorded as a dry run, proposed to a reviewer, or run."""
+    with telemetry.tool_call(step) as traced:
+        observation = call_dispatch(run, step, thought, turn_writes)
+        traced.observed(observation if isinstance(observation, Observation) else None)
+    return observation
+
+
+def observe(run: AgentRun, step: Step, observation: Observation) -> Outcome | None:
+    """What the call returned, stored as the observation the model reads on its next turn. A write whose
+    verification failed ends the run: the ticket goes to humans."""
+    lease_hold(run)
+    step_append(
+        run=run,
+        kind=Step.Kind.OBSERVATION,
+        tool_name=step.tool_name,
+        tool_call_id=step.tool_call_id,
+        tool_output=observation.to_dict(),
+    )
+    if observation.error_type == ErrorType.VERIFICATION_FAILED:
+        agent_run_escalate(run=run, reason=f"Verification of {step.tool_name} failed: {observation.message}")
+        return Outcome.DONE
+    return None
+
+
+def persist(run: AgentRun, *, waiting: bool) -> Outcome | None:
+    """The turn's end, stored on the run: it waits for reviewers (paused), or every call is decided and it goes on."""
+    run.refresh_from_db(fields=RUN_STATE_FIELDS)
+    if waiting:
+        # A decision may have landed while the turn was still being dispatched: then there is nothing to wait for.
+        return Outcome.PAUSED if agent_run_await_decisions(run=run) else Outcome.CONTINUE
+    if run.status == AgentRun.Status.AWAITING_APPROVAL:
+        agent_run_transition(run=run, status=AgentRun.Status.RUNNING, reason="Every proposal of the turn is decided.")
+    return None
+
+
+def _calls(run: AgentRun) -> Outcome | None:
+    """act -> observe for each call of the latest turn still without an observation, then persist the turn's end.
+    Returns an outcome when the run must stop here."""
     pending, thought = _pending_steps(run)
     waiting = False
     for position, step in enumerate(pending):
@@ -84,30 +139,18 @@ def _act(run: AgentRun) -> Outcome | None:
         tool = get_tool(step.tool_name)
         later = [s for s in pending[position + 1 :] if s.tool_name != ESCALATE_TOOL]
         turn_writes = _writes_still_to_dispatch(run, later) if tool is not None and tool.customer_facing else []
-        with telemetry.tool_call(step) as traced:
-            observation = call_dispatch(run, step, thought, turn_writes)
-            traced.observed(observation)
-        if observation is None:
+        observation = act(run, step, thought, turn_writes)
+        if observation is Undecided.REVIEWER:
             waiting = True
             continue
-        lease_hold(run)
-        step_append(
-            run=run,
-            kind=Step.Kind.OBSERVATION,
-            tool_name=step.tool_name,
-            tool_call_id=step.tool_call_id,
-            tool_output=observation.to_dict(),
-        )
-        if observation.error_type == ErrorType.VERIFICATION_FAILED:
-            agent_run_escalate(run=run, reason=f"Verification of {step.tool_name} failed: {observation.message}")
-            return Outcome.DONE
-    run.refresh_from_db(fields=RUN_STATE_FIELDS)
-    if waiting:
-        # A decision may have landed while the turn was still being dispatched: then there is nothing to wait for.
-        return Outcome.PAUSED if agent_run_await_decisions(run=run) else Outcome.CONTINUE
-    if run.status == AgentRun.Status.AWAITING_APPROVAL:
-        agent_run_transition(run=run, status=AgentRun.Status.RUNNING, reason="Every proposal of the turn is decided.")
-    return None
+        assert isinstance(observation, Observation), f"call {step.tool_call_id} was left {observation}"
+        stop = observe(run, step, observation)
+        if stop is not None:
+            return stop
+    return persist(run, waiting=waiting)
+
+
+# --- Around the turn --------------------------------------------------------------------------------------------
 
 
 def _bound_hit(run: AgentRun) -> str:
@@ -132,8 +175,6 @@ def _read_ticket(run: AgentRun) -> None:
     """The ticket as of its current version: requester, organization, custom fields, comments. Read from the
     helpdesk only when a webhook reported a newer version than the one held (tickets/helpdesk.py caches it). A
     helpdesk outage does not stop a run that already holds a version to work from."""
-    from tickets.helpdesk import HelpdeskError, ticket_context_ensure
-
     try:
         run.ticket = ticket_context_ensure(ticket=run.ticket)
     except HelpdeskError as exc:
@@ -141,16 +182,6 @@ def _read_ticket(run: AgentRun) -> None:
             raise
         logger.warning("run %s: the helpdesk could not be read (%s); working from version %s", run.pk, exc.message,
                        run.ticket.context_version)  # fmt: skip
-
-
-def _think(run: AgentRun) -> ModelTurn:
-    lease_hold(run)
-    engine = engine_get()
-    conversation = prompts.conversation_build(run=run)
-    turn = telemetry.model_call(engine, conversation, _tool_specs())
-    lease_hold(run)  # a turn that outlived the lease is dropped: the worker now holding the run asks again
-    agent_run_record_turn(run=run, turn=turn, engine=engine.name, abnormal=_abnormal_reason(turn))
-    return turn
 
 
 def _unrecorded_stop(run: AgentRun) -> str:
@@ -172,30 +203,41 @@ def _finish(run: AgentRun, answer: str) -> Outcome:
     return Outcome.DONE
 
 
+def _start(run: AgentRun) -> AgentRun:
+    """A queued run starts; every run reads its ticket as of now before it goes on."""
+    if run.status == AgentRun.Status.QUEUED:
+        run = agent_run_transition(run=run, status=AgentRun.Status.RUNNING)
+    _read_ticket(run)
+    lease_hold(run)
+    return run
+
+
 def run_advance(*, run_id: int) -> Outcome:
-    """Advance a run by at most one model turn. Safe to call again at any point: it resumes."""
+    """Advance a run by at most one model turn. Safe to call again at any point: it resumes.
+
+    The resume path comes first: calls of the latest turn that have no observation yet — a reviewer decided them
+    while the run waited, or a worker died in the middle of the turn — go through act -> observe -> persist before
+    the model is asked anything. Then one turn of the loop: think -> act (through the gate) -> observe -> persist.
+    """
     run = agent_run_claim(run_id=run_id, lease_seconds=settings.AGENT_LEASE_SECONDS)
     if run is None:
-        finished = not AgentRun.objects.filter(pk=run_id).exclude(status__in=FINAL_STATUSES).exists()
+        finished = not AgentRun.objects.filter(pk=run_id).exclude(status__in=RUN_FINAL).exists()
         return Outcome.DONE if finished else Outcome.BUSY
     started = time.monotonic()
     try:
-        if run.status == AgentRun.Status.QUEUED:
-            run = agent_run_transition(run=run, status=AgentRun.Status.RUNNING)
-        _read_ticket(run)
-        lease_hold(run)
+        run = _start(run)
         stopped = _unrecorded_stop(run)
         if stopped:
             agent_run_escalate(run=run, reason=stopped)
             return Outcome.DONE
-        stop = _act(run)
+        stop = _calls(run)  # resume: the latest turn's calls still to act on
         if stop is not None:
             return stop
         bound = _bound_hit(run)
         if bound:
             agent_run_escalate(run=run, reason=f"Stopped because {bound}.")
             return Outcome.DONE
-        turn = _think(run)
+        turn = think(run)
         run.refresh_from_db(fields=RUN_STATE_FIELDS)
         abnormal = _abnormal_reason(turn)
         if abnormal:
@@ -203,7 +245,7 @@ def run_advance(*, run_id: int) -> Outcome:
             return Outcome.DONE
         if not turn.tool_calls:
             return _finish(run, turn.text)
-        return _act(run) or Outcome.CONTINUE
+        return _calls(run) or Outcome.CONTINUE  # act -> observe for each call of this turn, then persist
     except LeaseLost:
         logger.warning("run %s: lease lost mid-turn; another worker carries on", run_id)
         return Outcome.LOST

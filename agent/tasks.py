@@ -75,12 +75,13 @@ def agent_run_advance_task(self, run_id: int, dispatch_token: str = "") -> str: 
 
 
 def _escalate(run_id: int, reason: str) -> str:
+    from agent.lifecycle import RUN_FINAL
     from agent.models import AgentRun
-    from agent.services.runs import FINAL_STATUSES, agent_run_escalate
+    from agent.services.runs import agent_run_escalate
 
     try:
         run = AgentRun.objects.select_related("ticket").get(pk=run_id)
-        if run.status not in FINAL_STATUSES:
+        if run.status not in RUN_FINAL:
             agent_run_escalate(run=run, reason=reason)
     except (OperationalError, InterfaceError):
         # Escalating needs the database too: leave the run to the reconciler, which finds it once the lease ends.

@@ -32,8 +32,9 @@ def _bench_tool() -> None:
     """A write as cheap as the LangGraph side's: it sets a value in memory; its verifier reads it back."""
     from pydantic import BaseModel
 
+    from agent.policy import Risk
     from agent.tools import register
-    from agent.tools.base import ErrorType, Observation, Risk, Tool
+    from agent.tools.base import ErrorType, Observation, Tool
 
     store: dict[str, int] = {}
 
@@ -46,6 +47,8 @@ def _bench_tool() -> None:
         description = "Set the bench value."
         args_schema = Args
         risk = Risk.WRITE
+        tenant_arg = ""  # bound by the context
+        verify_summary = "Reads the value back."
 
         def run(self, args: Args, ctx: Any) -> Observation:
             store[ctx.tenant_id] = args.value

@@ -2,7 +2,7 @@
 # string annotations in ninja's own module namespace, where the filter schemas do not exist.
 
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from ninja import Path, Query, Router
 from ninja.pagination import paginate
@@ -12,41 +12,25 @@ from agentconsole.pagination import BoundedLimitOffsetPagination
 from agentconsole.schemas import ONE_ERRORS, READ_ERRORS
 from tickets.models import Ticket
 from tickets.schemas import TicketDetailOut, TicketFilterIn, TicketOut
+from tickets.selectors import ticket_detail_get, ticket_list_filtered
 
 TICKET_NOT_FOUND = "No ticket {ticket_id}."
 PAGE_MAX = 100
 MAX_ID = 2**63 - 1  # ids are bigints
-# A ticket's runs belong to the agent, a layer above: reach them through the relation, never by importing agent.
-_RUN_MODEL = Ticket._meta.get_field("runs").related_model
 
 # Every route needs a reviewer or an admin (token or session): the API sets that for every router.
 router = Router(tags=["tickets"])
 
 
-def _ticket_list(*, status: str | None, workflow: str | None) -> QuerySet[Ticket]:
-    tickets = Ticket.objects.select_related("tenant_link").order_by("-created_at", "-id")
-    if status:
-        tickets = tickets.filter(status=status)
-    if workflow:
-        # A filter on the reverse relation could repeat a ticket with two runs; the subquery cannot.
-        tickets = tickets.filter(pk__in=Ticket.objects.filter(runs__workflow__slug=workflow).values("pk"))
-    return tickets
-
-
 @router.get("/tickets", response={200: list[TicketOut], **READ_ERRORS}, summary="Tickets, newest first")
 @paginate(BoundedLimitOffsetPagination, max_limit=PAGE_MAX)
 def ticket_list(request: HttpRequest, filters: Query[TicketFilterIn]) -> QuerySet[Ticket]:
-    return _ticket_list(status=filters.status, workflow=filters.workflow)
+    return ticket_list_filtered(status=filters.status, workflow=filters.workflow)
 
 
 @router.get("/tickets/{ticket_id}", response={200: TicketDetailOut, **ONE_ERRORS}, summary="One ticket")
 def ticket_get(request: HttpRequest, ticket_id: int = Path(..., ge=1, le=MAX_ID)) -> Ticket:
-    ticket = (
-        Ticket.objects.select_related("tenant_link")
-        .prefetch_related("comments", Prefetch("runs", queryset=_RUN_MODEL.objects.only("id", "ticket_id")))
-        .filter(pk=ticket_id)
-        .first()
-    )
+    ticket = ticket_detail_get(ticket_id=ticket_id)
     if ticket is None:
         raise NotFoundError(TICKET_NOT_FOUND.format(ticket_id=ticket_id))
     return ticket

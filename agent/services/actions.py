@@ -14,8 +14,10 @@ from django.utils import timezone
 
 from agent import telemetry
 from agent.enqueue import action_read_current_send, approval_notify_send
+from agent.lifecycle import action_initial_check, action_transition_check
 from agent.models import AgentRun, ProposedAction, Step, Workflow
 from agent.permissions import reviewer_required
+from agent.policy import Risk
 from agent.services.runs import agent_run_dispatch, agent_run_transition
 from agent.tools.base import Observation, Tool
 from agentconsole.errors import ApplicationError, ConflictError
@@ -75,6 +77,7 @@ def proposed_action_create(
 ) -> ProposedAction:
     """Record a call the gate allowed, proposed or made a dry run; pre-approved calls say why. A repeat of an
     earlier call of the run (same tool and arguments) points at the first one and is sent with its key."""
+    action_initial_check(status=status)
     action = ProposedAction(
         run=run,
         step=step,
@@ -169,6 +172,7 @@ def proposed_action_settle(
     (with what re-reading state said). A write that executed with no verification on record stays pending."""
     action = ProposedAction.objects.select_for_update().get(pk=action.pk)
     previous = action.status
+    action_transition_check(current=previous, target=status)
     action.status = status
     action.execution_result = result.to_dict()
     action.executed_at = timezone.now()
@@ -179,7 +183,7 @@ def proposed_action_settle(
         action.verification_result = verification.to_dict()
     elif reconciliation is not None:
         action.verification_result = reconciliation.to_dict()
-    elif status == ProposedAction.Status.EXECUTED and action.risk == ProposedAction.Risk.WRITE:
+    elif status == ProposedAction.Status.EXECUTED and action.risk == Risk.WRITE:
         action.verification = ProposedAction.Verification.PENDING
     action.save()
     audit_event_record(
@@ -237,11 +241,12 @@ def proposed_action_approve(
             raise ApplicationError(
                 EDITED_ARGS_INVALID, extra={"errors": parsed.meta.get("errors", []) if parsed else []}
             )
-        if "tenant_id" in args and args["tenant_id"] != action.run.ticket.tenant_id:
+        if tool.tenant_arg in args and args[tool.tenant_arg] != action.run.ticket.tenant_id:
             raise ApplicationError(EDITED_ARGS_OTHER_TENANT)
         action.original_args = action.args
         action.args = args
         action.args_hash = canonical_hash(args)
+    action_transition_check(current=action.status, target=ProposedAction.Status.APPROVED)
     action.status = ProposedAction.Status.APPROVED
     action.approved_args_hash = action.args_hash
     action.decided_by = user
@@ -278,6 +283,7 @@ def _decide_without_running(
     if action.status != ProposedAction.Status.PENDING:
         raise ConflictError(ACTION_ALREADY_DECIDED.format(status=action.get_status_display()))
     _require_not_claimed_by_another(action.run.ticket, user)
+    action_transition_check(current=action.status, target=status)
     action.status = status
     action.decided_by = user
     action.decided_at = timezone.now()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
+from agent.lifecycle import RUN_FINAL
 from agent.models import AgentRun, ProposedAction, Rating, Step, Workflow
 from agent.permissions import admin_required, reviewer_required
-from agent.services.runs import FINAL_STATUSES
 from agentconsole.errors import ApplicationError, ConflictError
 from audit.services import audit_event_record
 
@@ -67,7 +67,7 @@ def autonomy_stop_all(*, user: AbstractBaseUser, reason: str) -> int:
             payload={"from": "autonomous", "to": "triage", "reason": reason.strip(), "stop_autonomy": True},
             user=user,
         )
-    AgentRun.objects.filter(phase=Workflow.Phase.AUTONOMOUS).exclude(status__in=FINAL_STATUSES).update(
+    AgentRun.objects.filter(phase=Workflow.Phase.AUTONOMOUS).exclude(status__in=RUN_FINAL).update(
         phase=Workflow.Phase.TRIAGE
     )
     return len(workflows)

@@ -6,9 +6,10 @@ from dataclasses import replace
 
 from django.db import IntegrityError, transaction
 
+from agent.lifecycle import RUN_CLOSABLE, RUN_FINAL
 from agent.models import AgentRun, Workflow
 from agent.selectors import workflow_choice
-from agent.services.runs import FINAL_STATUSES, agent_run_dispatch
+from agent.services.runs import agent_run_dispatch
 from audit.models import AuditEvent
 from audit.services import audit_event_record
 from tickets.helpdesk import ticket_refresh_when_changed
@@ -65,7 +66,7 @@ def agent_run_on_customer_comment(*, ticket: Ticket, comment: TicketComment) -> 
     latest = runs.first()
     if latest is None:
         return None  # the ticket's first run (ticket.created) has not been created yet; it will read the comment
-    active = runs.exclude(status__in=FINAL_STATUSES).first()
+    active = runs.exclude(status__in=RUN_FINAL).first()
     if active is not None:
         audit_event_record(
             verb="run.comment_joined",
@@ -85,7 +86,7 @@ def agent_run_on_customer_comment(*, ticket: Ticket, comment: TicketComment) -> 
         return None
     choice = workflow_choice(ticket=ticket)  # a workflow the customer's words alone chose runs at most in triage
     workflow, phase = choice.workflow, choice.phase
-    people_have_it = latest.status in (AgentRun.Status.ESCALATED, AgentRun.Status.TAKEN_OVER) or ticket.assignee_id
+    people_have_it = latest.status in RUN_CLOSABLE or ticket.assignee_id
     if people_have_it and phase == Workflow.Phase.AUTONOMOUS:
         phase = Workflow.Phase.TRIAGE  # people have the ticket now: the agent gathers context, it does not act alone
     try:

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from agent.lifecycle import RUN_CLAIMABLE
 from agent.models import AgentRun
 
 
@@ -20,7 +21,7 @@ def agent_run_claim(*, run_id: int, lease_seconds: int) -> AgentRun | None:
     claimed = (
         AgentRun.objects.filter(
             pk=run_id,
-            status__in=[AgentRun.Status.QUEUED, AgentRun.Status.RUNNING, AgentRun.Status.AWAITING_APPROVAL],
+            status__in=RUN_CLAIMABLE,
         )
         .filter(models.Q(lease_expires_at__isnull=True) | models.Q(lease_expires_at__lt=now))
         .update(lease_token=token, lease_expires_at=now + timedelta(seconds=lease_seconds))

@@ -14,41 +14,16 @@ from django.utils import timezone
 
 from agent import telemetry
 from agent.enqueue import run_advance_send, take_over_note_send
+from agent.lifecycle import RUN_CLOSABLE, RUN_FINAL, action_transition_check, run_transition_check
 from agent.models import AgentRun, ProposedAction, Step, Workflow
 from agent.permissions import reviewer_required
 from agent.services.transcript import step_append
-from agentconsole.errors import ApplicationError, ConflictError, InvalidTransition
+from agent.tools import get_tool
+from agentconsole.errors import ApplicationError, ConflictError
 from audit.models import AuditEvent
 from audit.services import audit_event_record
 
 logger = logging.getLogger(__name__)
-
-RUN_TRANSITION_NOT_ALLOWED = "A run cannot move from {current} to {target}."
-
-_RUN_TRANSITIONS: dict[str, set[str]] = {
-    AgentRun.Status.QUEUED: {AgentRun.Status.RUNNING, AgentRun.Status.FAILED, AgentRun.Status.ESCALATED},
-    AgentRun.Status.RUNNING: {
-        AgentRun.Status.AWAITING_APPROVAL,
-        AgentRun.Status.COMPLETED,
-        AgentRun.Status.ESCALATED,
-        AgentRun.Status.FAILED,
-    },
-    AgentRun.Status.AWAITING_APPROVAL: {
-        AgentRun.Status.RUNNING,
-        AgentRun.Status.ESCALATED,
-        AgentRun.Status.FAILED,
-    },
-    AgentRun.Status.COMPLETED: set(),
-    AgentRun.Status.ESCALATED: set(),
-    AgentRun.Status.TAKEN_OVER: set(),
-    AgentRun.Status.FAILED: set(),
-}
-# A reviewer may take over any run that has not ended.
-for _status in (AgentRun.Status.QUEUED, AgentRun.Status.RUNNING, AgentRun.Status.AWAITING_APPROVAL):
-    _RUN_TRANSITIONS[_status].add(AgentRun.Status.TAKEN_OVER)
-FINAL_STATUSES = frozenset(
-    {AgentRun.Status.COMPLETED, AgentRun.Status.ESCALATED, AgentRun.Status.TAKEN_OVER, AgentRun.Status.FAILED}
-)
 
 
 # A run's first turn is sent at this priority, every later one at the default (0, the highest with Redis): a ticket in
@@ -84,19 +59,18 @@ def agent_run_transition(
 ) -> AgentRun:
     """Move a run along its lifecycle, audited; anything the lifecycle does not allow raises."""
     run = AgentRun.objects.select_for_update().get(pk=run.pk)
-    if status not in _RUN_TRANSITIONS[run.status]:
-        raise InvalidTransition(RUN_TRANSITION_NOT_ALLOWED.format(current=run.status, target=status))
+    run_transition_check(current=run.status, target=status)
     previous = run.status
     run.status = status
     run.status_reason = reason
     now = timezone.now()
     if status == AgentRun.Status.RUNNING and run.started_at is None:
         run.started_at = now
-    if status in FINAL_STATUSES:
+    if status in RUN_FINAL:
         run.finished_at = now
     run.full_clean()
     run.save(update_fields=["status", "status_reason", "started_at", "finished_at", "updated_at"])
-    if status in FINAL_STATUSES:
+    if status in RUN_FINAL:
         telemetry.run_finished(status=status, phase=run.phase)
     audit_event_record(
         verb="run.status_changed",
@@ -143,7 +117,9 @@ def agent_run_escalate(*, run: AgentRun, reason: str) -> AgentRun:
 def _dry_run_note(run: AgentRun, answer: str) -> str:
     lines = ["Agent Console (shadow phase) — nothing was executed. It would have made these calls:"]
     for number, action in enumerate(run.actions.filter(status=ProposedAction.Status.DRY_RUN), start=1):
-        args = action.args.get("query") if action.tool == "run_sql" else json.dumps(action.args, sort_keys=True)
+        tool = get_tool(action.tool)
+        query = action.args.get(tool.query_arg) if tool is not None and tool.query_arg else None
+        args = query if isinstance(query, str) else json.dumps(action.args, sort_keys=True)
         lines.append(f"{number}. {action.tool} ({action.risk}): {args}")
         if action.rationale:
             lines.append(f"   why: {action.rationale}")
@@ -178,6 +154,7 @@ def _withdraw_open_proposals(run: AgentRun, user: AbstractBaseUser) -> list[int]
     withdrawn = []
     for action in open_:
         previous = action.status
+        action_transition_check(current=previous, target=ProposedAction.Status.WITHDRAWN)
         action.status = ProposedAction.Status.WITHDRAWN
         action.save(update_fields=["status"])
         audit_event_record(
@@ -197,9 +174,9 @@ def agent_run_take_over(*, run: AgentRun, user: AbstractBaseUser, reason: str = 
     reviewer_required(user)
     with transaction.atomic():
         run = AgentRun.objects.select_for_update(of=("self",)).select_related("ticket__assignee").get(pk=run.pk)
-        if run.status in FINAL_STATUSES and not (run.status == AgentRun.Status.ESCALATED and not run.outcome):
+        if run.status in RUN_FINAL and not (run.status == AgentRun.Status.ESCALATED and not run.outcome):
             raise ConflictError(TAKE_OVER_ENDED.format(status=run.get_status_display().lower()))
-        if run.status not in FINAL_STATUSES:
+        if run.status not in RUN_FINAL:
             AgentRun.objects.filter(pk=run.pk).update(lease_token="", lease_expires_at=None)
             run = agent_run_transition(
                 run=run,
@@ -235,7 +212,7 @@ def agent_run_close(*, run: AgentRun, user: AbstractBaseUser, outcome: str, note
     if outcome not in AgentRun.Outcome.values:
         raise ApplicationError(OUTCOME_INVALID.format(choices=", ".join(AgentRun.Outcome.values)))
     run = AgentRun.objects.select_for_update().get(pk=run.pk)
-    if run.status not in (AgentRun.Status.ESCALATED, AgentRun.Status.TAKEN_OVER):
+    if run.status not in RUN_CLOSABLE:
         raise ConflictError(CLOSE_NOT_ESCALATED.format(status=run.get_status_display().lower()))
     if run.outcome:
         raise ConflictError(ALREADY_CLOSED.format(outcome=run.get_outcome_display().lower()))

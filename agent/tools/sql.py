@@ -21,9 +21,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.policy import Risk
 from agent.tools import register
 from agent.tools._summary import clip, count, plain
-from agent.tools.base import ErrorType, Observation, Risk, Tool, ToolContext
+from agent.tools.base import ErrorType, Observation, Tool, ToolContext
 from agent.tools.sql_catalogue import run_sql_description
 from agent.tools.sql_executor import SqlExecutionError, support_sql_executor
 from agent.tools.sql_guard import MAX_QUERY_LENGTH, SqlRefused, check_sql
@@ -52,6 +53,9 @@ class RunSql(Tool):
     description = run_sql_description()
     args_schema = RunSqlArgs
     risk = Risk.READ
+    tenant_arg = ""  # bound by the connection (docs/sql-guard.md): the query names no tenant
+    query_arg = "query"
+    query_language = "sql"
 
     def run(self, args: RunSqlArgs, ctx: ToolContext) -> Observation:
         if not ctx.tenant_id:

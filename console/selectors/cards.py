@@ -13,10 +13,22 @@ from django.utils import timezone
 from agent.findings import finding_of
 from agent.models import Notification, ProposedAction, Rating, Step
 from agent.selectors import FollowUp, observation_summary, proposal_follow_up
+from agent.tools import all_tools, get_tool
 from console.selectors.queue import sla_present
 
-# Drafted text a reviewer rates as a step: the note or reply the agent wrote.
-DRAFT_TOOLS = frozenset({"add_private_note", "reply_to_customer"})
+
+def draft_tool_names() -> list[str]:
+    """Tools whose calls carry text a reviewer rates as a draft (a note, a reply): they declare a text_arg."""
+    return [name for name, tool in all_tools().items() if tool.text_arg]
+
+
+def _query(tool: str, args: Any) -> tuple[str, str] | None:
+    """The query a call carries, in its tool's own language, when the tool declares one."""
+    declared = get_tool(tool)
+    if declared is None or not declared.query_arg or not isinstance(args, dict):
+        return None
+    query = args.get(declared.query_arg)
+    return (query, declared.query_language) if isinstance(query, str) else None
 
 
 def _pretty_json(value: Any) -> str:
@@ -32,15 +44,18 @@ def pretty_sql(sql: str) -> str:
 
 def _pretty_args(tool: str, args: Any) -> tuple[str, bool]:
     """The args as the reviewer should read them, and whether that text is SQL."""
-    if tool == "run_sql" and isinstance(args, dict) and isinstance(args.get("query"), str):
-        return pretty_sql(args["query"]), True
+    query = _query(tool, args)
+    if query is not None:
+        text, language = query
+        return (pretty_sql(text), True) if language == "sql" else (text, False)
     return _pretty_json(args if args is not None else {}), False
 
 
 def args_line(tool: str, args: Any) -> str:
     """The args on one line, for a collapsed transcript entry."""
-    if tool == "run_sql" and isinstance(args, dict) and isinstance(args.get("query"), str):
-        text = " ".join(args["query"].split())
+    query = _query(tool, args)
+    if query is not None:
+        text = " ".join(query[0].split())
     elif isinstance(args, dict):
         text = ", ".join(f"{key}={json.dumps(value, ensure_ascii=False, default=str)}" for key, value in args.items())
     else:
@@ -100,8 +115,6 @@ def _findings(transcript: list[Step], before_index: int | None) -> list[Finding]
 
 def decision_context(action: ProposedAction, transcript: list[Step]) -> DecisionContext:
     """Pure, given the run's transcript: what the agent found, the state diff its tool read, what comes next."""
-    from agent.tools import get_tool
-
     before = action.step.index if action.step_id and getattr(action, "step", None) else None
     context = DecisionContext(
         findings=_findings(transcript, before),
@@ -126,7 +139,7 @@ def action_present(action: ProposedAction, *, rating: Rating | None) -> Proposed
     action.my_rating = rating  # type: ignore[attr-defined]
     action.dom_id = f"action-{action.pk}"  # type: ignore[attr-defined]
     # A dry-run note or reply is rated as the drafted text (its step), not a second time as a call.
-    action.rated_as_draft = action.is_dry_run and action.tool in DRAFT_TOOLS  # type: ignore[attr-defined]
+    action.rated_as_draft = action.is_dry_run and action.tool in draft_tool_names()  # type: ignore[attr-defined]
     action.is_real_pending = action.status == ProposedAction.Status.PENDING  # type: ignore[attr-defined]
     # While the transcript is polled, a card the reviewer may be typing into keeps its DOM (hx-preserve);
     # cards the worker still changes (approved -> executed -> verified) are swapped.
@@ -154,8 +167,10 @@ def step_present(step: Step, *, rating: Rating | None) -> Step:
     """Attach what the transcript shows for one step. Pure, like action_present."""
     step.pretty_input, step.input_is_sql = _pretty_args(step.tool_name, step.tool_input)  # type: ignore[attr-defined]
     step.pretty_output = _pretty_json(step.tool_output) if step.tool_output is not None else ""  # type: ignore[attr-defined]
-    step.is_draft = step.kind == Step.Kind.ACTION and step.tool_name in DRAFT_TOOLS  # type: ignore[attr-defined]
-    step.draft_text = (step.tool_input or {}).get("body", "") if step.is_draft else ""  # type: ignore[attr-defined]
+    tool = get_tool(step.tool_name) if step.kind == Step.Kind.ACTION else None
+    step.is_draft = bool(tool and tool.text_arg)  # type: ignore[attr-defined]
+    step.draft_text = (step.tool_input or {}).get(tool.text_arg, "") if tool and tool.text_arg else ""  # type: ignore[attr-defined]
+    step.draft_public = bool(tool and tool.text_arg and tool.customer_facing)  # type: ignore[attr-defined]
     step.my_rating = rating  # type: ignore[attr-defined]
     step.dom_id = f"step-{step.pk}"  # type: ignore[attr-defined]
     return step

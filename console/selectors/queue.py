@@ -9,15 +9,11 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
+from agent.lifecycle import RUN_CLOSABLE, RUN_WORKING
 from agent.models import AgentRun, ProposedAction, Workflow
 
 QUEUE_LIMIT = 100
-FINAL_RUN_STATUSES = frozenset(
-    {AgentRun.Status.COMPLETED, AgentRun.Status.ESCALATED, AgentRun.Status.TAKEN_OVER, AgentRun.Status.FAILED}
-)
-# Runs a human still has to close: escalated or taken over, no outcome recorded yet.
-OPEN_ESCALATION = Q(status__in=[AgentRun.Status.ESCALATED, AgentRun.Status.TAKEN_OVER], outcome="")
-WORKING = (AgentRun.Status.QUEUED, AgentRun.Status.RUNNING)
+OPEN_ESCALATION = Q(status__in=RUN_CLOSABLE, outcome="")
 
 
 @dataclass(frozen=True)
@@ -55,7 +51,7 @@ def _queue_sets(workflow: int | None, phase: str) -> tuple[QuerySet, QuerySet, Q
         status=ProposedAction.Status.PENDING, run__in=AgentRun.objects.filter(scope)
     )
     escalations = AgentRun.objects.filter(scope & OPEN_ESCALATION)
-    working = AgentRun.objects.filter(scope, status__in=WORKING)
+    working = AgentRun.objects.filter(scope, status__in=RUN_WORKING)
     return actions, escalations, working
 
 
@@ -63,7 +59,7 @@ def queue_counts(*, workflow: int | None = None, phase: str = "", now: datetime 
     """The queue's live numbers, for the same filters as its lists, in two queries."""
     now = now or timezone.now()
     actions, _, _ = _queue_sets(workflow, phase)
-    # The run counts use the very conditions of the lists' querysets (OPEN_ESCALATION, WORKING).
+    # The run counts use the very conditions of the lists' querysets (OPEN_ESCALATION, RUN_WORKING).
     pending = actions.aggregate(total=Count("id"), overdue=Count("id", filter=Q(sla_due_at__lte=now)))
     scope = _scope(workflow, phase)
     runs = AgentRun.objects.filter(scope).aggregate(

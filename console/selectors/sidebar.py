@@ -10,9 +10,11 @@ from django.db.models import Case, IntegerField, Prefetch, Value, When
 
 from agent.findings import Finding as ReadFinding
 from agent.findings import step_findings
+from agent.lifecycle import RUN_FINAL
 from agent.models import AgentRun, ProposedAction, Rating, Step
+from agent.policy import Risk, TicketRole
+from agent.tools import get_tool
 from console.selectors.cards import action_present, rating_mine
-from console.selectors.queue import FINAL_RUN_STATUSES
 from console.selectors.tickets import customer_comments_since
 from tickets.models import Ticket
 
@@ -33,6 +35,11 @@ class SidebarPanel:
 
 # Zendesk's ticket before a local one with the same number: the sidebar names Zendesk tickets.
 _ZENDESK_FIRST = Case(When(source=Ticket.Source.ZENDESK, then=Value(0)), default=Value(1), output_field=IntegerField())
+
+
+def _routes(tool_name: str) -> bool:
+    tool = get_tool(tool_name)
+    return tool is not None and tool.ticket_role == TicketRole.ROUTE
 
 
 def sidebar_panel_get(*, external_id: str, user: AbstractBaseUser) -> SidebarPanel | None:
@@ -60,13 +67,13 @@ def sidebar_panel_get(*, external_id: str, user: AbstractBaseUser) -> SidebarPan
     decided = [
         a
         for a in (latest.calls if latest else [])  # type: ignore[attr-defined]
-        if a.status != ProposedAction.Status.PENDING and a.risk != ProposedAction.Risk.READ
+        if a.status != ProposedAction.Status.PENDING and a.risk != Risk.READ
     ]
     for action in [*pending, *decided]:
         action_present(action, rating=rating_mine(action.my_ratings))  # type: ignore[attr-defined]
         action.comments_since = customer_comments_since(action, comments)  # type: ignore[attr-defined]
     route = next(
-        (a for a in reversed(latest.calls) if a.tool == "route_ticket" and a.status == ProposedAction.Status.EXECUTED),  # type: ignore[attr-defined]
+        (a for a in reversed(latest.calls) if _routes(a.tool) and a.status == ProposedAction.Status.EXECUTED),  # type: ignore[attr-defined]
         None,
     ) if latest else None  # fmt: skip
     routing = (route.execution_result or {}).get("data") if route else None
@@ -77,5 +84,5 @@ def sidebar_panel_get(*, external_id: str, user: AbstractBaseUser) -> SidebarPan
         routing=routing if isinstance(routing, dict) else None,
         pending=pending,
         decided=decided,
-        active=any(run.status not in FINAL_RUN_STATUSES for run in runs),
+        active=any(run.status not in RUN_FINAL for run in runs),
     )

@@ -9,19 +9,19 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Prefetch
 from django.utils import timezone
 
+from agent.lifecycle import RUN_CLOSABLE, RUN_FINAL
 from agent.models import AgentRun, Notification, ProposedAction, Rating, Step
 from agent.selectors import observation_summary
 from console.models import Presence
 from console.selectors.cards import (
-    DRAFT_TOOLS,
     action_present,
     args_line,
     call_summary,
     decision_context,
+    draft_tool_names,
     rating_mine,
     step_present,
 )
-from console.selectors.queue import FINAL_RUN_STATUSES
 from tickets.models import Ticket, TicketComment
 
 # Someone whose page refreshed their presence this recently is "here" (the page beats every 10 seconds).
@@ -143,13 +143,11 @@ def ticket_detail_get(*, ticket_id: int, user: AbstractBaseUser) -> TicketDetail
     decisions = []
     for run in runs:
         run.ticket = ticket  # the follow-up plan reads the ticket's tenant and text: no query per run
-        run.is_final = run.status in FINAL_RUN_STATUSES  # type: ignore[attr-defined]
+        run.is_final = run.status in RUN_FINAL  # type: ignore[attr-defined]
         run.trigger_comment_shown = next(  # type: ignore[attr-defined]
             (c for c in comments if c.pk == run.trigger_comment_id), None
         )
-        run.is_open_escalation = run.status in (AgentRun.Status.ESCALATED, AgentRun.Status.TAKEN_OVER) and not (  # type: ignore[attr-defined]
-            run.outcome
-        )
+        run.is_open_escalation = run.status in RUN_CLOSABLE and not run.outcome  # type: ignore[attr-defined]
         run.can_take_over = not run.is_final or run.is_open_escalation  # type: ignore[attr-defined]
         for step in run.transcript:  # type: ignore[attr-defined]
             step_present(step, rating=rating_mine(step.my_ratings))
@@ -220,7 +218,7 @@ def run_get(*, run_id: int) -> AgentRun | None:
 def draft_step_get(*, step_id: int, user: AbstractBaseUser) -> Step | None:
     """A drafted note or reply (the ACTION step of a draft tool), with this user's rating."""
     step = (
-        Step.objects.filter(pk=step_id, kind=Step.Kind.ACTION, tool_name__in=DRAFT_TOOLS)
+        Step.objects.filter(pk=step_id, kind=Step.Kind.ACTION, tool_name__in=draft_tool_names())
         .select_related("run")
         .prefetch_related(Prefetch("ratings", queryset=Rating.objects.filter(user=user), to_attr="my_ratings"))
         .first()

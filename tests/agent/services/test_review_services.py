@@ -92,7 +92,7 @@ def test_it_takes_over_an_escalation_without_changing_it_and_refuses_a_finished_
     taken = agent_run_take_over(run=escalated, user=rita)
     taken.ticket.refresh_from_db()
     assert (taken.status, taken.ticket.assignee) == ("escalated", rita)
-    for status in (AgentRun.Status.COMPLETED, AgentRun.Status.FAILED):
+    for status in (AgentRun.Status.COMPLETED, AgentRun.Status.TAKEN_OVER):
         with pytest.raises(ConflictError, match=re.escape(TAKE_OVER_ENDED.format(status=status.label.lower()))):
             agent_run_take_over(run=AgentRunFactory(status=status), user=rita)
 
