@@ -25,6 +25,8 @@ from audit.models import AuditEvent
 from audit.services import audit_event_record, canonical_hash
 from tickets.models import Ticket
 
+# As RUN_RELATIONS (agent/services/runs.py): relations a decision sets from loaded rows, not validated again.
+ACTION_RELATIONS = ["run", "step", "retry_of", "decided_by"]
 APPROVE_DRY_RUN = "A dry run is never executable; it can only be rated."
 ACTION_ALREADY_DECIDED = "This action was already decided ({status})."
 EDITED_ARGS_INVALID = "The edited arguments do not match the tool's schema."
@@ -251,7 +253,7 @@ def proposed_action_approve(
     action.approved_args_hash = action.args_hash
     action.decided_by = user
     action.decided_at = timezone.now()
-    action.full_clean()
+    action.full_clean(exclude=ACTION_RELATIONS, validate_unique=False, validate_constraints=False)
     action.save()
     audit_event_record(
         verb="action.approved",
@@ -288,7 +290,7 @@ def _decide_without_running(
     action.decided_by = user
     action.decided_at = timezone.now()
     action.decision_reason = text.strip()
-    action.full_clean()
+    action.full_clean(exclude=ACTION_RELATIONS, validate_unique=False, validate_constraints=False)
     action.save()
     audit_event_record(
         verb=f"action.{status}",

@@ -24,12 +24,16 @@ def step_append(*, run: AgentRun, kind: str, content: str = "", **fields: Any) -
 
 
 @transaction.atomic
-def agent_run_record_turn(*, run: AgentRun, turn: ModelTurn, engine: str, abnormal: str = "") -> None:
-    """Persist a model turn: its thought (with tokens and latency) and one action step per tool call.
+def agent_run_record_turn(*, run: AgentRun, turn: ModelTurn, engine: str, abnormal: str = "") -> bool:
+    """Persist a model turn: its thought (with tokens and latency) and one action step per tool call. False, and
+    nothing recorded, when this worker's lease is gone (the turn outlived it; the worker holding the run asks
+    again): the check is the row lock this takes anyway, not one more statement.
 
     A turn that ended abnormally (`abnormal` says why: a guardrail, a token limit, a filter) is kept as one final
     step carrying the reason and none of its tool calls, so nothing it asked for can ever run."""
-    run = AgentRun.objects.select_for_update().get(pk=run.pk)
+    run = AgentRun.objects.select_for_update().filter(pk=run.pk, lease_token=run.lease_token).first()
+    if run is None:
+        return False
     run.turns += 1
     run.tokens_in += turn.tokens_in
     run.tokens_out += turn.tokens_out
@@ -53,7 +57,7 @@ def agent_run_record_turn(*, run: AgentRun, turn: ModelTurn, engine: str, abnorm
             tool_output={"abnormal_stop": abnormal, "unused_tool_calls": calls},
             **measured,
         )
-        return
+        return True
     if turn.tool_calls:
         step_append(run=run, kind=Step.Kind.THOUGHT, content=turn.text, **measured)
         for call in turn.tool_calls:
@@ -66,3 +70,4 @@ def agent_run_record_turn(*, run: AgentRun, turn: ModelTurn, engine: str, abnorm
             )
     else:
         step_append(run=run, kind=Step.Kind.FINAL, content=turn.text, **measured)
+    return True
