@@ -11,7 +11,6 @@ from django.db import transaction
 from agent.models import ConfigPatch, Runbook, Workflow
 from agent.services.intake import zendesk_event_receive
 from agentconsole.roles import ADMINS, REVIEWERS
-from sandbox.seed import sandbox_seed
 from tickets.models import HelpdeskUser, TenantLink
 from tickets.zendesk_webhook import EVENT_TICKET_CREATED, parse_event
 
@@ -340,7 +339,6 @@ def demo_seed(*, credentials: DemoCredentials) -> None:
         HelpdeskUser.objects.update_or_create(
             external_id=demo_requester_id(organization_id), defaults={"name": name, "email": email, "locale": locale}
         )
-    sandbox_seed()
     for patch in DEMO_CONFIG_PATCHES:
         ConfigPatch.objects.get_or_create(patch_id=patch["patch_id"], defaults=patch)
     for runbook in DEMO_RUNBOOKS:
