@@ -37,13 +37,13 @@ chromium:
 	  [ -x $(CHROMIUM_BIN) ] || { echo "$(CHROMIUM_BIN) is still missing: install Debian's chromium package" >&2; exit 1; }; \
 	fi
 
+# pytest runs twice, no test twice: the product alone, without the sandbox app (the proof that it is optional), then
+# the tests that need the stand-in company (marked `company` by tests/conftest.py). Exit status 5: none selected.
 test: $(VENV)/.dev chromium
 	bash scripts/ensure_services.sh
 	DJANGO_SETTINGS_MODULE=agentconsole.settings_test $(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	TEST_DATABASE_URL=sqlite:///:memory: DJANGO_SETTINGS_MODULE=sandbox.settings_test $(PY) manage.py makemigrations --check --dry-run
-	# Two passes, no test twice: the product alone, without the sandbox app (the proof that it is optional), then
-	# the tests that need the stand-in company (marked `company` by tests/conftest.py). 5: none selected.
 	$(PY) -m pytest --ds agentconsole.settings_test $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(PY) -m pytest -m company $(PYTEST_ARGS) || [ $$? -eq 5 ]
 

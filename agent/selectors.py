@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Window
-from django.db.models.functions import Coalesce, RowNumber
+from django.db.models.functions import RowNumber
 
+from agent.aggregates import Percentile, seconds_between
 from agent.models import AgentRun, ProposedAction, Rating, Step, Workflow
 from agent.policy import Risk
 from tickets.models import Ticket
@@ -147,6 +149,36 @@ def _grouped(rows: Iterable[dict], key: str) -> dict[int, dict]:
     return {row[key]: row for row in rows}
 
 
+def _resolution_times(workflow_ids: list[int]) -> tuple[dict[int, tuple[int, float | None]], dict[int, int]]:
+    """Per workflow: (resolved runs, their median seconds to complete) and the shadow runs that drafted. One grouped
+    query in PostgreSQL; in Python on SQLite (the demo)."""
+    completed = AgentRun.objects.filter(workflow__in=workflow_ids, status=AgentRun.Status.COMPLETED)
+    durations: dict[int, tuple[int, float | None]] = {}
+    drafted: dict[int, int] = defaultdict(int)
+    if connection.vendor == "postgresql":
+        resolved = ~Q(phase=Workflow.Phase.SHADOW) & Q(finished_at__isnull=False)
+        for row in (
+            completed.values("workflow")
+            .order_by()
+            .annotate(
+                drafted=Count("id", filter=Q(phase=Workflow.Phase.SHADOW)),
+                resolved=Count("id", filter=resolved),
+                median=Percentile(seconds_between("created_at", "finished_at"), 0.5, filter=resolved),
+            )
+        ):
+            durations[row["workflow"]] = (row["resolved"], row["median"])
+            drafted[row["workflow"]] = row["drafted"]
+        return durations, drafted
+    times: dict[int, list[float]] = defaultdict(list)
+    found = completed.values_list("workflow_id", "phase", "created_at", "finished_at")
+    for workflow_id, phase, created, finished in found:
+        if phase == Workflow.Phase.SHADOW:
+            drafted[workflow_id] += 1
+        elif finished is not None:
+            times[workflow_id].append((finished - created).total_seconds())
+    return {w: (len(t), statistics.median(t)) for w, t in times.items()}, drafted
+
+
 def workflow_evidence_many(*, workflow_ids: list[int]) -> dict[int, Evidence]:
     """The evidence of many workflows in five queries in all, whatever the number of workflows and runs."""
     if not workflow_ids:
@@ -158,23 +190,19 @@ def workflow_evidence_many(*, workflow_ids: list[int]) -> dict[int, Evidence]:
         .annotate(**{key: Count("id", filter=condition) for key, condition in EVIDENCE_ACTION_FILTERS.items()}),
         "run__workflow",
     )
-    ratings = _grouped(
-        Rating.objects.filter(Q(action__run__workflow__in=workflow_ids) | Q(step__run__workflow__in=workflow_ids))
-        .annotate(wf=Coalesce("action__run__workflow", "step__run__workflow"))
-        .values("wf")
-        .order_by()
-        .annotate(**{key: Count("id", filter=condition) for key, condition in EVIDENCE_RATING_FILTERS.items()}),
-        "wf",
-    )
-    durations: dict[int, list[float]] = defaultdict(list)
-    drafted: dict[int, int] = defaultdict(int)
-    for workflow_id, phase, created, finished in AgentRun.objects.filter(
-        workflow__in=workflow_ids, status=AgentRun.Status.COMPLETED
-    ).values_list("workflow_id", "phase", "created_at", "finished_at"):
-        if phase == Workflow.Phase.SHADOW:
-            drafted[workflow_id] += 1
-        elif finished is not None:
-            durations[workflow_id].append((finished - created).total_seconds())
+    # Ratings of proposals and of drafted steps, one grouped query each: an OR across both joins scanned every
+    # step and action.
+    ratings: dict[int, dict] = defaultdict(lambda: defaultdict(int))
+    for via in ("action__run__workflow", "step__run__workflow"):
+        for row in (
+            Rating.objects.filter(**{f"{via}__in": workflow_ids})
+            .values(via)
+            .order_by()
+            .annotate(**{key: Count("id", filter=condition) for key, condition in EVIDENCE_RATING_FILTERS.items()})
+        ):
+            for key in EVIDENCE_RATING_FILTERS:
+                ratings[row[via]][key] += row[key]
+    durations, drafted = _resolution_times(workflow_ids)
     reasons: dict[int, list[str]] = defaultdict(list)
     for workflow_id, reason in (
         ProposedAction.objects.filter(EVIDENCE_ACTION_FILTERS["rejected"], run__workflow__in=workflow_ids)
@@ -192,7 +220,7 @@ def workflow_evidence_many(*, workflow_ids: list[int]) -> dict[int, Evidence]:
     for workflow_id in workflow_ids:
         counts = decisions.get(workflow_id, {})
         thumbs = ratings.get(workflow_id, {})
-        times = durations.get(workflow_id, [])
+        resolved, median = durations.get(workflow_id, (0, None))
         evidence[workflow_id] = Evidence(
             reviewed=counts.get("reviewed", 0),
             approved_unedited=counts.get("approved_unedited", 0),
@@ -205,9 +233,9 @@ def workflow_evidence_many(*, workflow_ids: list[int]) -> dict[int, Evidence]:
             verifications_failed=counts.get("verifications_failed", 0),
             thumbs_up=thumbs.get("thumbs_up", 0),
             thumbs_down=thumbs.get("thumbs_down", 0),
-            resolved_runs=len(times),
+            resolved_runs=resolved,
             drafted_runs=drafted.get(workflow_id, 0),
-            median_resolution_seconds=statistics.median(times) if times else None,
+            median_resolution_seconds=median,
         )
     return evidence
 
