@@ -15,7 +15,7 @@ from agent.models import (
     ToolContract,
     Workflow,
 )
-from agent.services import POLICY_FIELDS, workflow_save
+from agent.services.governance import POLICY_FIELDS, workflow_save
 from audit.admin import AuditedModelAdmin, HistoryAdminMixin
 
 

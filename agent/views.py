@@ -11,9 +11,10 @@ from django.views.decorators.http import require_GET, require_POST
 from agent.dashboard import WorkflowCard, dashboard_get, workflow_cards
 from agent.forms import DashboardForm, PhaseChangeForm, StopAutonomyForm, first_error
 from agent.models import Workflow
-from agent.services import NOT_AN_ADMIN, autonomy_stop_all, workflow_phase_change
+from agent.permissions import NOT_AN_ADMIN
+from agent.services.governance import autonomy_stop_all, workflow_phase_change
 from agentconsole.errors import ApplicationError, PermissionDeniedError
-from console.roles import is_admin, is_reviewer
+from agentconsole.roles import is_admin, is_reviewer
 
 NOT_A_MEMBER = "Your account is in neither the reviewers nor the admins group. Ask an admin for access."
 PHASE_CHANGED = "{name} is now in the {phase} phase."

@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from agent.models import Workflow
-from agent.services import workflow_save
+from agent.services.governance import workflow_save
 from agent.tools import workflow_tools
 from audit.models import AuditEvent
 from tests.factories import UserFactory, WorkflowFactory

@@ -21,11 +21,11 @@ from agent.models import (
     ToolContract,
     Workflow,
 )
+from agentconsole.roles import ADMINS, REVIEWERS
 from audit.admin import AuditedModelAdmin
 from audit.models import AuditEvent
 from console.auth import api_token_issue
 from console.models import ApiToken
-from console.roles import ADMINS, REVIEWERS
 from tests.factories import (
     ConfigPatchFactory,
     RunbookFactory,

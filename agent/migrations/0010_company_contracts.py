@@ -7,7 +7,7 @@ import agent.models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("agent", "0008_run_cache_tokens"),
+        ("agent", "0009_run_status_without_failed"),
     ]
 
     operations = [
