@@ -9,7 +9,7 @@ import pytest
 from agent.company.services import contracts_import
 from agent.loop import Outcome
 from agent.models import ProposedAction
-from tests.agent.loop.conftest import converse_reply, drive, tool_results, tool_use
+from tests.bedrock import converse_reply, drive, tool_results, tool_use
 from tests.companies.northwind import CONTRACTS
 from tests.factories import AgentRunFactory, TicketFactory, WorkflowFactory
 
@@ -66,7 +66,6 @@ def test_it_offers_a_workflow_only_its_own_tools_and_refuses_another(bedrock, no
     drive(run.pk)
 
     assert set(_offered(bedrock.requests[0])) == {"get_usage", "reply_to_customer", "solve_ticket", "escalate_to_human"}
-    refused = tool_results(bedrock.requests[1])["t1"]
-    assert refused["ok"] is False and "There is no tool named 'raise_seat_cap'" in refused["message"]
+    assert not ProposedAction.objects.filter(run=run, tool="raise_seat_cap", status="executed").exists()
     assert northwind.accounts["nw-1042"].seat_cap == 20
     assert northwind.requests == []
