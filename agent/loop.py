@@ -43,6 +43,7 @@ from agent.services import (
 )
 from agent.tools import all_tools, get_tool
 from agent.tools.base import ErrorType, Observation, Reconciled, Risk, Tool, ToolContext
+from agent.versions import agent_run_pin_version
 from audit.models import AuditEvent
 from audit.services import audit_event_record
 
@@ -488,6 +489,7 @@ def run_advance(*, run_id: int) -> Outcome:
     try:
         if run.status == AgentRun.Status.QUEUED:
             run = agent_run_transition(run=run, status=AgentRun.Status.RUNNING)
+        run = agent_run_pin_version(run=run)
         _read_ticket(run)
         _hold(run)
         stopped = _unrecorded_stop(run)

@@ -260,6 +260,19 @@ def playbook_values(
     }
 
 
+def system_prompt(*, template: str, phase: str, tenant_id: str, workflow_name: str, runbook: str) -> str:
+    """The system prompt from a template (the current one, or a workflow version's) for a run in `phase`."""
+    return template.format(
+        escalate=ESCALATE_TOOL,
+        phase_rules=_PHASE_RULES[phase],
+        tenant=tenant_id or "not linked",
+        workflow=workflow_name or "no matching workflow: gather context, note it, route it",
+        runbook=runbook
+        or "Gather context with read tools, post it as a private note, and route the ticket to the pod that owns "
+        "the problem.",
+    )
+
+
 def conversation_build(*, run: AgentRun) -> Conversation:
     workflow = run.workflow
     ticket = run.ticket
@@ -276,15 +289,12 @@ def conversation_build(*, run: AgentRun) -> Conversation:
     trigger = next((c for c in comments if c.pk == run.trigger_comment_id), None)
     latest = trigger or (customer[-1] if customer else None)
     return Conversation(
-        system_prompt=SYSTEM_PROMPT.format(
-            escalate=ESCALATE_TOOL,
-            phase_rules=_PHASE_RULES[run.phase],
-            tenant=ticket.tenant_id or "not linked",
-            workflow=workflow.name if workflow else "no matching workflow: gather context, note it, route it",
-            runbook=workflow.runbook
-            if workflow
-            else "Gather context with read tools, post it as a private note, "
-            "and route the ticket to the pod that owns the problem.",
+        system_prompt=system_prompt(
+            template=SYSTEM_PROMPT,
+            phase=run.phase,
+            tenant_id=ticket.tenant_id,
+            workflow_name=workflow.name if workflow else "",
+            runbook=workflow.runbook if workflow else "",
         ),
         ticket_prompt=ticket_prompt(run, comments=comments, earlier=earlier),
         exchanges=_exchanges_of(steps),

@@ -11,4 +11,8 @@ urlpatterns = [
     path("dashboard/", views.dashboard, name="dashboard"),
     path("stop-autonomy/", views.autonomy_stop, name="autonomy-stop"),
     path("<slug:slug>/phase/", views.workflow_phase, name="workflow-phase"),
+    path("<slug:slug>/versions/", views.workflow_versions, name="workflow-versions"),
+    path("<slug:slug>/replay/", views.workflow_replay, name="workflow-replay"),
+    path("<slug:slug>/suite/", views.workflow_suite, name="workflow-suite"),
+    path("replays/<int:pk>/", views.replay_detail, name="replay-detail"),
 ]
