@@ -36,3 +36,7 @@ class ReplayForm(forms.Form):
         if limit > settings.REPLAY_MAX_TICKETS:
             raise forms.ValidationError(f"A replay covers at most {settings.REPLAY_MAX_TICKETS} tickets.")
         return limit
+
+
+class GapsForm(forms.Form):
+    days = forms.IntegerField(min_value=1, max_value=3650, initial=90, label="Last days")

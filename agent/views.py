@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import csv
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -10,7 +12,8 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from agent.dashboard import WorkflowCard, dashboard_get, workflow_cards
-from agent.forms import DashboardForm, PhaseChangeForm, ReplayForm, StopAutonomyForm, first_error
+from agent.forms import DashboardForm, GapsForm, PhaseChangeForm, ReplayForm, StopAutonomyForm, first_error
+from agent.gaps import knowledge_gap_rows, knowledge_gaps
 from agent.models import Replay, Workflow
 from agent.replay import replay_start, suite_run_request
 from agent.selectors import regression_case_list, replay_get, replay_list
@@ -185,3 +188,26 @@ def replay_detail(request: HttpRequest, pk: int) -> HttpResponse:
         raise Http404("No such replay.")
     template = f"{REPLAY_TEMPLATE}#replay-body" if request.htmx else REPLAY_TEMPLATE
     return render(request, template, {"replay": replay})
+
+
+@require_GET
+@login_required
+def gaps(request: HttpRequest) -> HttpResponse:
+    _require_member(request)
+    form = GapsForm(request.GET or {"days": 90})
+    days = form.cleaned_data["days"] if form.is_valid() else 90
+    template = "agent/knowledge_gaps.html#gaps-body" if request.htmx else "agent/knowledge_gaps.html"
+    return render(request, template, {"form": form, "groups": knowledge_gaps(days=days), "days": days})
+
+
+@require_GET
+@login_required
+def gaps_csv(request: HttpRequest) -> HttpResponse:
+    _require_member(request)
+    form = GapsForm(request.GET or {"days": 90})
+    if not form.is_valid():
+        return HttpResponse(first_error(form), status=400, content_type="text/plain; charset=utf-8")
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="knowledge-gaps.csv"'
+    csv.writer(response).writerows(knowledge_gap_rows(knowledge_gaps(days=form.cleaned_data["days"])))
+    return response

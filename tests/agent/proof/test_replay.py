@@ -4,8 +4,10 @@ company (its Admin API over HTTP on the live server), reviewed, and then replaye
 from __future__ import annotations
 
 import copy
+import io
 
 import pytest
+from django.core.management import call_command
 
 from agent.loop import Outcome
 from agent.models import AgentRun, RegressionCase, Replay, Workflow
@@ -82,15 +84,27 @@ def test_it_fails_the_suite_when_a_runbook_change_that_breaks_an_approved_case_f
         workflow_phase_change(workflow=workflow, phase="autonomous", user=admin, reason="Faster trials")
     assert caught.value.extra["unmet"] == ["version 2 fails 1 of 1 regression cases"]
     assert Workflow.objects.get(pk=workflow.pk).phase == "triage"
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(SystemExit) as exited:  # the headless run CI uses
+        call_command("suite_run", workflow.slug, stdout=out, stderr=err)
+    assert exited.value.code == 1
+    assert "trial-extension v2: 0/1 cases pass" in out.getvalue() and "FAIL case" in out.getvalue()
+    assert "expected extend_trial(days=7, tenant_id='globex'); it was not made" in out.getvalue()
+    assert "1 regression case(s) failed." in err.getvalue()
 
     workflow.playbook = _with_days(7)
     workflow_save(workflow=workflow, changed_fields=["playbook"], user=admin)
     assert _suite_of(workflow, 3).passed is True
+    out = io.StringIO()
+    call_command("suite_run", workflow.slug, stdout=out)
+    assert "trial-extension v3: 1/1 cases pass" in out.getvalue() and "Every suite passes." in out.getvalue()
     workflow = workflow_phase_change(workflow=workflow, phase="autonomous", user=admin, reason="Suite passes")
     assert workflow.phase == "autonomous"
 
 
-def test_it_replays_without_writing_and_gives_the_same_result_twice(approved_trial, people, settings, zendesk_api) -> None:
+def test_it_replays_without_writing_and_gives_the_same_result_twice(
+    approved_trial, people, settings, zendesk_api
+) -> None:
     _, admin = people
     workflow = approved_trial.workflow
     ticket = Ticket.objects.get(pk=approved_trial.ticket_id)
