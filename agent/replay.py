@@ -46,10 +46,17 @@ REPLAY_DRY_RUN = "Replay: this call was not sent; it is recorded as a would-be e
 NOT_RECORDED = (
     "Replay: the original run never made this read, and this replay answers only from recordings (live reads off)."
 )
-NO_TICKETS = "There is no ended run of this workflow to replay."
+NO_TICKETS = "There is no run of this workflow to replay yet (ended, or waiting for a reviewer)."
 TOO_MANY_TICKETS = "A replay covers at most {limit} tickets."
 LIVE_READS_OFF = "Live reads in replays are switched off (REPLAY_LIVE_READS_ALLOWED)."
-ENDED = (AgentRun.Status.COMPLETED, AgentRun.Status.ESCALATED, AgentRun.Status.TAKEN_OVER, AgentRun.Status.FAILED)
+# Runs that stopped advancing: ended, or waiting for a reviewer (their transcript so far is a recording too).
+REPLAYABLE = (
+    AgentRun.Status.COMPLETED,
+    AgentRun.Status.ESCALATED,
+    AgentRun.Status.TAKEN_OVER,
+    AgentRun.Status.FAILED,
+    AgentRun.Status.AWAITING_APPROVAL,
+)
 
 
 # --- Replaying one ticket ---------------------------------------------------------------------------------------
@@ -282,8 +289,8 @@ def _compare(result: TicketReplay, run: AgentRun) -> None:
 
 
 def recorded_run(*, ticket: Ticket, workflow: Workflow | None = None) -> AgentRun | None:
-    """The ticket's latest ended run (of this workflow, when given): what a replay of the ticket answers from."""
-    runs = AgentRun.objects.filter(ticket=ticket, status__in=ENDED)
+    """The ticket's latest run that stopped advancing (of this workflow, when given): what a replay answers from."""
+    runs = AgentRun.objects.filter(ticket=ticket, status__in=REPLAYABLE)
     if workflow is not None:
         runs = runs.filter(workflow=workflow)
     return runs.select_related("ticket", "version").order_by("-created_at", "-id").first()
@@ -297,7 +304,8 @@ def _enqueue(replay: Replay) -> None:
 
 @transaction.atomic
 def replay_start(*, workflow: Workflow, user: Any, limit: int = 20, live_reads: bool = False) -> Replay:
-    """Replay the version in force over the workflow's latest `limit` ended runs, in the background."""
+    """Replay the version in force over the workflow's latest `limit` runs that stopped advancing, in the
+    background."""
     from agent.services import _require_admin
     from agent.versions import workflow_version_ensure
 
@@ -306,11 +314,8 @@ def replay_start(*, workflow: Workflow, user: Any, limit: int = 20, live_reads: 
         raise ApplicationError(LIVE_READS_OFF)
     if limit > settings.REPLAY_MAX_TICKETS:
         raise ApplicationError(TOO_MANY_TICKETS.format(limit=settings.REPLAY_MAX_TICKETS))
-    runs = list(
-        AgentRun.objects.filter(workflow=workflow, status__in=ENDED, trigger=AgentRun.Trigger.TICKET_CREATED).order_by(
-            "-created_at", "-id"
-        )[:limit]
-    )
+    runs = AgentRun.objects.filter(workflow=workflow, status__in=REPLAYABLE, trigger=AgentRun.Trigger.TICKET_CREATED)
+    runs = list(runs.order_by("-created_at", "-id")[:limit])
     if not runs:
         raise ApplicationError(NO_TICKETS)
     version = workflow_version_ensure(workflow=workflow)

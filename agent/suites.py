@@ -214,6 +214,9 @@ def _suite_unmet(
     failed = [case for case, result in ran.items() if result == ReplayItem.CaseResult.FAILED and case in cases]
     if failed:
         unmet.append(f"version {version.number} fails {len(failed)} of {len(cases)} regression cases")
+    skipped = [case for case, result in ran.items() if result == ReplayItem.CaseResult.SKIPPED and case in cases]
+    if skipped:
+        unmet.append(f"{len(skipped)} regression cases had no recorded run to replay on version {version.number}")
     new = cases - set(ran)
     if new:
         unmet.append(f"{len(new)} regression cases were added since the suite last ran on version {version.number}")
