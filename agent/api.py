@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from ninja import Path, Query, Router
 from ninja.pagination import paginate
 
+from agent.dashboard import WorkflowCard, workflow_cards
 from agent.models import AgentRun, ProposedAction, Rating, Step, Workflow
 from agent.schemas import (
     ActionApproveIn,
@@ -29,7 +30,7 @@ from agent.schemas import (
     WorkflowOut,
     WorkflowPhaseIn,
 )
-from agent.selectors import Evidence, autonomy_unmet_criteria, workflow_evidence, workflow_evidence_many
+from agent.selectors import autonomy_unmet_criteria
 from agent.services import (
     agent_run_close,
     agent_run_take_over,
@@ -40,6 +41,7 @@ from agent.services import (
     rating_set,
     workflow_phase_change,
 )
+from agent.versions import next_phase
 from agentconsole.errors import NotFoundError
 from agentconsole.pagination import BoundedLimitOffsetPagination
 from agentconsole.schemas import ONE_ERRORS, READ_ERRORS, WRITE_ERRORS
@@ -82,7 +84,9 @@ def _action_list(*, status: str | None, run: int | None) -> QuerySet[ProposedAct
     return actions
 
 
-def _workflow_out(workflow: Workflow, evidence: Evidence) -> dict[str, Any]:
+def _workflow_out(card: WorkflowCard) -> dict[str, Any]:
+    """A workflow with the evidence of its version in force, as the workflows page shows it."""
+    workflow, evidence = card.workflow, card.evidence
     return {
         "slug": workflow.slug,
         "name": workflow.name,
@@ -93,6 +97,9 @@ def _workflow_out(workflow: Workflow, evidence: Evidence) -> dict[str, Any]:
         "tool_limits": workflow.tool_limits,
         "evidence": evidence,
         "unmet_autonomy_criteria": autonomy_unmet_criteria(evidence=evidence),
+        "version": card.version.number if card.version is not None and card.version_current else None,
+        "next_phase": next_phase(workflow.phase),
+        "unmet_promotion_criteria": card.unmet,
     }
 
 
@@ -182,9 +189,7 @@ def step_rate(request: HttpRequest, step_id: int, payload: RatingIn) -> Rating:
 @paginate(BoundedLimitOffsetPagination, max_limit=PAGE_MAX)
 def workflow_list(request: HttpRequest) -> list[dict[str, Any]]:
     # Admins curate a handful of workflows: evidence for all of them is a fixed number of queries either way.
-    workflows = list(Workflow.objects.order_by("name", "id"))
-    evidence = workflow_evidence_many(workflow_ids=[workflow.pk for workflow in workflows])
-    return [_workflow_out(workflow, evidence[workflow.pk]) for workflow in workflows]
+    return [_workflow_out(card) for card in workflow_cards()]
 
 
 @router.post(
@@ -197,7 +202,7 @@ def workflow_phase(
     workflow = workflow_phase_change(
         workflow=workflow, phase=payload.phase, user=request.user, reason=payload.reason, override=payload.override
     )
-    return _workflow_out(workflow, workflow_evidence(workflow=workflow))
+    return _workflow_out(workflow_cards(slug=workflow.slug)[0])
 
 
 @router.post(
