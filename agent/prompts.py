@@ -273,21 +273,31 @@ def system_prompt(*, template: str, phase: str, tenant_id: str, workflow_name: s
     )
 
 
+def earlier_runs(run: AgentRun) -> list[AgentRun]:
+    """The runs on the run's ticket before it, oldest first, with what a history of them needs."""
+    return list(
+        AgentRun.objects.filter(ticket=run.ticket_id, created_at__lt=run.created_at)
+        .select_related("workflow")
+        .prefetch_related("steps", "actions")
+        .order_by("created_at", "id")
+    )
+
+
+def latest_customer_comment(run: AgentRun, comments: list[TicketComment]) -> TicketComment | None:
+    """The comment that started a follow-up run, else the customer's latest public one."""
+    customer = [c for c in comments if c.author_kind == TicketComment.AuthorKind.CUSTOMER and c.public]
+    trigger = next((c for c in comments if c.pk == run.trigger_comment_id), None)
+    return trigger or (customer[-1] if customer else None)
+
+
 def conversation_build(*, run: AgentRun) -> Conversation:
     workflow = run.workflow
     ticket = run.ticket
     steps = list(run.steps.all())
     comments = [c for c in ticket.comments.all() if c.delivery == TicketComment.Delivery.SENT]
-    earlier = list(
-        AgentRun.objects.filter(ticket=ticket, created_at__lt=run.created_at)
-        .select_related("workflow")
-        .prefetch_related("steps", "actions")
-        .order_by("created_at", "id")
-    )
+    earlier = earlier_runs(run)
     playbook = run_playbook(run)
-    customer = [c for c in comments if c.author_kind == TicketComment.AuthorKind.CUSTOMER and c.public]
-    trigger = next((c for c in comments if c.pk == run.trigger_comment_id), None)
-    latest = trigger or (customer[-1] if customer else None)
+    latest = latest_customer_comment(run, comments)
     return Conversation(
         system_prompt=system_prompt(
             template=SYSTEM_PROMPT,

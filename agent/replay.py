@@ -115,12 +115,7 @@ def _comments_before(run: AgentRun) -> list[TicketComment]:
 
 def _conversation_parts(version: WorkflowVersion, run: AgentRun) -> tuple[str, str, list[dict[str, Any]], str, str]:
     ticket = run.ticket
-    earlier = list(
-        AgentRun.objects.filter(ticket=ticket, created_at__lt=run.created_at)
-        .select_related("workflow")
-        .prefetch_related("steps", "actions")
-        .order_by("created_at", "id")
-    )
+    earlier = prompts.earlier_runs(run)
     comments = _comments_before(run)
     playbook = list(version.playbook or [])
     if run.trigger == AgentRun.Trigger.CUSTOMER_COMMENT and playbook:
@@ -132,8 +127,7 @@ def _conversation_parts(version: WorkflowVersion, run: AgentRun) -> tuple[str, s
         workflow_name=version.workflow.name,
         runbook=version.runbook,
     )
-    customer = [c for c in comments if c.author_kind == TicketComment.AuthorKind.CUSTOMER and c.public]
-    latest = next((c for c in comments if c.pk == run.trigger_comment_id), None) or (customer[-1] if customer else None)
+    latest = prompts.latest_customer_comment(run, comments)
     history = run_history(earlier) if earlier else "(no earlier runs)"
     ticket_text = prompts.ticket_prompt(run, comments=comments, earlier=earlier)
     return system, ticket_text, playbook, history, clip(latest.body, 300) if latest else ""

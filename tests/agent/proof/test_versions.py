@@ -12,28 +12,18 @@ from agent.services import TRIAGE_CRITERIA_UNMET, workflow_phase_change, workflo
 from agent.versions import agent_run_pin_version, version_changes, workflow_version_ensure
 from agentconsole.errors import ConflictError
 from audit.models import AuditEvent
-from tests.factories import AgentRunFactory, ProposedActionFactory, StepFactory, UserFactory, WorkflowFactory
+from tests.factories import AgentRunFactory, ProposedActionFactory, StepFactory, WorkflowFactory
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def admin_account():
-    return UserFactory(groups=["admins"])
-
-
-@pytest.fixture
-def reviewer_account():
-    return UserFactory(groups=["reviewers"])
-
-
-def test_it_makes_a_new_version_on_every_change_and_never_changes_an_old_one(admin_account, settings) -> None:
+def test_it_makes_a_new_version_on_every_change_and_never_changes_an_old_one(admin_user, settings) -> None:
     workflow = WorkflowFactory(runbook="1. Look.")
     first = workflow_version_ensure(workflow=workflow)
     assert workflow_version_ensure(workflow=workflow) == first  # nothing changed: the same version
 
     workflow.runbook = "1. Look harder."
-    workflow_save(workflow=workflow, changed_fields=["runbook"], user=admin_account)
+    workflow_save(workflow=workflow, changed_fields=["runbook"], user=admin_user)
     second = WorkflowVersion.objects.get(workflow=workflow, number=2)
     assert (second.runbook, version_changes(older=first, newer=second)) == ("1. Look harder.", ["runbook"])
 
@@ -63,17 +53,17 @@ def test_it_pins_the_version_a_run_runs_when_it_starts() -> None:
     assert agent_run_pin_version(run=run).version.number == 1  # a pinned run keeps its version
 
 
-def test_it_counts_evidence_per_version_honestly(reviewer_account) -> None:
+def test_it_counts_evidence_per_version_honestly(reviewer_user) -> None:
     workflow = WorkflowFactory()
     old = AgentRunFactory(workflow=workflow)
     for n in range(3):
-        ProposedActionFactory(run=old, tool_call_id=f"o{n}", decided_by=reviewer_account, status="executed",
+        ProposedActionFactory(run=old, tool_call_id=f"o{n}", decided_by=reviewer_user, status="executed",
                               verification="passed")  # fmt: skip
     Workflow.objects.filter(pk=workflow.pk).update(runbook="2. New steps.")
     workflow.refresh_from_db()
     new = AgentRunFactory(workflow=workflow, status="completed", finished_at=timezone.now())
     assert (old.version.number, new.version.number) == (1, 2)
-    decided = {"decided_by": reviewer_account, "decided_at": timezone.now()}
+    decided = {"decided_by": reviewer_user, "decided_at": timezone.now()}
     ProposedActionFactory(run=new, tool_call_id="a", status="executed", verification="passed", **decided)
     ProposedActionFactory(run=new, tool_call_id="b", status="failed", **decided)  # approved, then failed to run
     ProposedActionFactory(run=new, tool_call_id="c", status="executed", verification="failed", **decided)
@@ -89,41 +79,39 @@ def test_it_counts_evidence_per_version_honestly(reviewer_account) -> None:
     assert (latest.resolved_runs, latest.drafted_runs) == (1, 1)  # the shadow run drafted, it resolved nothing
 
 
-def test_it_gates_shadow_to_triage_on_the_ratings_of_the_version_in_force(
-    admin_account, reviewer_account, settings
-) -> None:
+def test_it_gates_shadow_to_triage_on_the_ratings_of_the_version_in_force(admin_user, reviewer_user, settings) -> None:
     settings.TRIAGE_MIN_RATINGS, settings.TRIAGE_MIN_THUMBS_UP_RATE = 2, 0.5
     workflow = WorkflowFactory(phase="shadow")
     old = AgentRunFactory(workflow=workflow, phase="shadow")
-    for user in (reviewer_account, admin_account):
+    for user in (reviewer_user, admin_user):
         Rating.objects.create(user=user, step=StepFactory(run=old), value=1)
     Workflow.objects.filter(pk=workflow.pk).update(runbook="A changed runbook.")
     workflow.refresh_from_db()
 
     # The ratings were earned by version 1; version 2 has none.
     with pytest.raises(ConflictError) as caught:
-        workflow_phase_change(workflow=workflow, phase="triage", user=admin_account, reason="Drafts look right")
+        workflow_phase_change(workflow=workflow, phase="triage", user=admin_user, reason="Drafts look right")
     assert caught.value.message == TRIAGE_CRITERIA_UNMET.format(unmet="0 rated drafts, 2 needed")
     assert Workflow.objects.get(pk=workflow.pk).phase == "shadow"
 
     new = AgentRunFactory(workflow=workflow, phase="shadow")
-    Rating.objects.create(user=reviewer_account, step=StepFactory(run=new), value=1)
-    Rating.objects.create(user=admin_account, step=StepFactory(run=new), value=-1)
-    workflow = workflow_phase_change(workflow=workflow, phase="triage", user=admin_account, reason="Earned")
+    Rating.objects.create(user=reviewer_user, step=StepFactory(run=new), value=1)
+    Rating.objects.create(user=admin_user, step=StepFactory(run=new), value=-1)
+    workflow = workflow_phase_change(workflow=workflow, phase="triage", user=admin_user, reason="Earned")
     assert workflow.phase == "triage"
     payload = AuditEvent.objects.get(verb="workflow.phase_changed").payload
     assert (payload["version"], payload["override"], payload["unmet"]) == (2, False, [])
 
 
-def test_it_lets_an_admin_override_the_triage_gate_with_a_reason(admin_account) -> None:
+def test_it_lets_an_admin_override_the_triage_gate_with_a_reason(admin_user) -> None:
     workflow = WorkflowFactory(phase="shadow")
-    workflow_phase_change(workflow=workflow, phase="triage", user=admin_account, reason="Pilot", override=True)
+    workflow_phase_change(workflow=workflow, phase="triage", user=admin_user, reason="Pilot", override=True)
     payload = AuditEvent.objects.get(verb="workflow.phase_changed").payload
     assert payload["override"] is True and payload["unmet"][0].startswith("0 rated drafts")
 
 
-def test_it_does_not_gate_a_demotion(admin_account) -> None:
+def test_it_does_not_gate_a_demotion(admin_user) -> None:
     workflow = WorkflowFactory(phase="autonomous")
-    assert workflow_phase_change(workflow=workflow, phase="shadow", user=admin_account, reason="Bad week").phase == (
+    assert workflow_phase_change(workflow=workflow, phase="shadow", user=admin_user, reason="Bad week").phase == (
         "shadow"
     )
