@@ -8,10 +8,12 @@ from collections import defaultdict
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 
 from agent.models import ProposedAction, Rating, RegressionCase, Replay, ReplayItem, WorkflowVersion
 
 REPLY_TOOL = "reply_to_customer"
+APPROVED = (ProposedAction.Status.APPROVED, ProposedAction.Status.EXECUTED)
 
 
 def _call(action: ProposedAction, args: dict[str, Any] | None) -> dict[str, Any]:
@@ -25,7 +27,7 @@ def _case_defaults(action: ProposedAction) -> dict[str, Any] | None:
         if action.tool == REPLY_TOOL:
             return {"origin": RegressionCase.Origin.REJECTED, "forbid_reply": str(action.args.get("body", ""))}
         return {"origin": RegressionCase.Origin.REJECTED, "forbid_call": _call(action, action.args)}
-    approved = status in (ProposedAction.Status.APPROVED, ProposedAction.Status.EXECUTED)
+    approved = status in APPROVED
     if human and approved and action.original_args is not None:
         return {
             "origin": RegressionCase.Origin.EDITED,
@@ -107,8 +109,14 @@ def regression_cases_sync(*, workflow_id: int) -> int:
         .exclude(origin=RegressionCase.Origin.THUMBS_DOWN)
         .values_list("source_action_id", flat=True)
     )
+    teaching = (
+        Q(status=ProposedAction.Status.REJECTED)
+        | Q(status__in=APPROVED, original_args__isnull=False)
+        | Q(status=ProposedAction.Status.EXECUTED, verification=ProposedAction.Verification.PASSED,
+            risk=ProposedAction.Risk.WRITE)
+    )  # fmt: skip
     decided = (
-        ProposedAction.objects.filter(run__workflow_id=workflow_id, decided_by__isnull=False)
+        ProposedAction.objects.filter(teaching, run__workflow_id=workflow_id, decided_by__isnull=False)
         .exclude(pk__in=covered)
         .select_related("run")
     )
