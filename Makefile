@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: demo test lint format clean chromium
+.PHONY: demo test lint format clean chromium bench-langgraph
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found " + sys.version.split()[0] + ")")'
@@ -57,5 +57,13 @@ format: $(VENV)/.dev
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# The separate environment of bench/episode.py's LangGraph anchor (never the product's .venv).
+LANGGRAPH_VENV := bench/.venv-langgraph
+$(LANGGRAPH_VENV)/.installed: bench/requirements-langgraph.txt
+	$(PYTHON) -m venv $(LANGGRAPH_VENV)
+	$(LANGGRAPH_VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements-langgraph.txt
+	touch $@
+bench-langgraph: $(LANGGRAPH_VENV)/.installed
+
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache $(LANGGRAPH_VENV)

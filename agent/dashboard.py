@@ -19,6 +19,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from agent.models import AgentRun, ProposedAction, Workflow, WorkflowVersion
+from agent.pricing import Usage, cost_usd
 from agent.selectors import Evidence, version_evidence_many
 from agent.suites import suite_unmet_many
 from agent.versions import next_phase, phase_unmet, versions_in_force
@@ -228,14 +229,31 @@ class Dashboard:
         )
 
 
-def cost_usd(*, tokens_in: int, tokens_out: int) -> float:
-    return (
-        tokens_in * settings.BEDROCK_INPUT_USD_PER_MTOK + tokens_out * settings.BEDROCK_OUTPUT_USD_PER_MTOK
-    ) / 1_000_000
+def _cost_by_engine(since: datetime) -> float:
+    """What Bedrock bills for the window's runs: token sums per engine in SQL, each priced by its model, cache
+    reads and writes at their own prices (agent.pricing)."""
+    rows = (
+        AgentRun.objects.filter(created_at__gte=since)
+        .values("engine")
+        .annotate(
+            tokens_in=Sum("tokens_in"),
+            tokens_out=Sum("tokens_out"),
+            cache_read=Sum("cache_read_tokens"),
+            cache_write=Sum("cache_write_tokens"),
+        )
+        .order_by()
+    )
+    return sum(
+        cost_usd(
+            engine=row["engine"],
+            usage=Usage(row["tokens_in"] or 0, row["tokens_out"] or 0, row["cache_read"] or 0, row["cache_write"] or 0),
+        )
+        for row in rows
+    )
 
 
 def dashboard_get(*, weeks: int = 12, now: datetime | None = None) -> Dashboard:
-    """The last `weeks` calendar weeks (Monday to Sunday, the current one included), in three queries."""
+    """The last `weeks` calendar weeks (Monday to Sunday, the current one included), in four queries."""
     now = now or timezone.now()
     first = week_start(now) - timedelta(weeks=weeks - 1)
     buckets = [first + timedelta(weeks=n) for n in range(weeks)]
@@ -282,7 +300,7 @@ def dashboard_get(*, weeks: int = 12, now: datetime | None = None) -> Dashboard:
         tickets=tokens["tickets"],
         tokens_in=tokens["tokens_in"],
         tokens_out=tokens["tokens_out"],
-        cost_usd=cost_usd(tokens_in=tokens["tokens_in"], tokens_out=tokens["tokens_out"]),
+        cost_usd=_cost_by_engine(since),
     )
 
 

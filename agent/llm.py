@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from django.conf import settings
 
 ESCALATE_TOOL = "escalate_to_human"
+CACHE_CONTROL = {"type": "ephemeral"}  # Bedrock's default cache (5 minutes), renewed on every read
 CLAUDE_BASE_MODEL = "anthropic.claude"
 
 
@@ -132,6 +133,9 @@ class BedrockEngine:
             retries={"mode": "adaptive", "total_max_attempts": settings.BEDROCK_MAX_ATTEMPTS},
             read_timeout=settings.BEDROCK_TIMEOUT_SECONDS,
             connect_timeout=10,
+            # One client serves every thread of the worker: a pool smaller than the threads makes them wait on it
+            # ("Connection pool is full" in the log).
+            max_pool_connections=settings.WORKER_CONCURRENCY,
         )
         if client is None:
             # boto3 honours AWS_ENDPOINT_URL_BEDROCK_RUNTIME (e.g. a VPC endpoint) on its own.
@@ -181,6 +185,7 @@ class BedrockEngine:
     def next_turn(self, conversation: Conversation, tools: list[dict[str, Any]]) -> ModelTurn:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        # Sorted, so the tools (the first part of the prompt Bedrock caches) are the same bytes on every turn.
         specs: list[dict[str, Any]] = [
             {
                 "toolSpec": {
@@ -189,14 +194,15 @@ class BedrockEngine:
                     "inputSchema": {"json": t["input_schema"]},
                 }
             }
-            for t in tools
+            for t in sorted(tools, key=lambda t: t["name"])
         ]
-        specs.append({"cachePoint": {"type": "default"}})
-        system = [conversation.system_prompt, {"cachePoint": {"type": "default"}}]
-        chat = self._chat.model_copy(update={"system": system}).bind_tools(specs)
+        chat = self._chat.model_copy(update={"system": [conversation.system_prompt]}).bind_tools(specs)
         started = time.monotonic()
         try:
-            reply = chat.invoke(self._messages(conversation))
+            # langchain-aws places the cache points: after the tools, after the system prompt, and at the end of the
+            # history (its last two messages), so each turn reads the whole previous prompt from Bedrock's cache and
+            # pays full price only for what the last turn added.
+            reply = chat.invoke(self._messages(conversation), cache_control=CACHE_CONTROL)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             retryable = code in {"ThrottlingException", "ServiceUnavailableException", "ModelNotReadyException"}

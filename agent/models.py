@@ -146,6 +146,9 @@ class AgentRun(models.Model):
     engine = models.CharField(max_length=2100, blank=True, help_text="offline or bedrock:<model id or ARN>")
     tokens_in = models.PositiveIntegerField(default=0)
     tokens_out = models.PositiveIntegerField(default=0)
+    # Of tokens_in: read from Bedrock's prompt cache, and written to it (each billed at its own price).
+    cache_read_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
     turns = models.PositiveIntegerField(default=0, help_text="Model turns taken so far.")
     active_ms = models.PositiveBigIntegerField(default=0, help_text="Time spent working, not waiting for people.")
     lease_token = models.CharField(max_length=32, blank=True)

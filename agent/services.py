@@ -282,8 +282,11 @@ def agent_run_record_turn(*, run: AgentRun, turn: ModelTurn, engine: str, abnorm
     run.turns += 1
     run.tokens_in += turn.tokens_in
     run.tokens_out += turn.tokens_out
+    run.cache_read_tokens += turn.cache_read_tokens
+    run.cache_write_tokens += turn.cache_write_tokens
     run.engine = engine
-    run.save(update_fields=["turns", "tokens_in", "tokens_out", "engine", "updated_at"])
+    run.save(update_fields=["turns", "tokens_in", "tokens_out", "cache_read_tokens", "cache_write_tokens", "engine",
+                            "updated_at"])  # fmt: skip
     measured = {
         "latency_ms": turn.latency_ms,
         "tokens_in": turn.tokens_in,

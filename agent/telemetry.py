@@ -67,7 +67,9 @@ MODEL_TOKENS = Counter(
     ["model", "kind"],
 )
 MODEL_COST = Counter(
-    "agentconsole_model_cost_usd", "Estimated model cost in US dollars (BEDROCK_*_USD_PER_MTOK).", ["model"]
+    "agentconsole_model_cost_usd",
+    "Estimated model cost in US dollars (BEDROCK_*_USD_PER_MTOK, BEDROCK_MODEL_PRICES).",
+    ["model"],
 )
 TOOL_CALLS = Counter(
     "agentconsole_tool_calls",
@@ -98,14 +100,11 @@ def _model_label(engine: Engine) -> str:
     return getattr(engine, "model_id", None) or engine.name
 
 
-def _cost_usd(turn: ModelTurn) -> float:
-    uncached = max(0, turn.tokens_in - turn.cache_read_tokens - turn.cache_write_tokens)
-    return (
-        uncached * settings.BEDROCK_INPUT_USD_PER_MTOK
-        + turn.tokens_out * settings.BEDROCK_OUTPUT_USD_PER_MTOK
-        + turn.cache_read_tokens * settings.BEDROCK_CACHE_READ_USD_PER_MTOK
-        + turn.cache_write_tokens * settings.BEDROCK_CACHE_WRITE_USD_PER_MTOK
-    ) / 1_000_000
+def _cost_usd(turn: ModelTurn, engine: str) -> float:
+    from agent.pricing import Usage, cost_usd
+
+    usage = Usage(turn.tokens_in, turn.tokens_out, turn.cache_read_tokens, turn.cache_write_tokens)
+    return cost_usd(engine=engine, usage=usage)
 
 
 # --- One trace per run -------------------------------------------------------------------------------------------
@@ -269,7 +268,7 @@ def model_call(engine: Engine, conversation: Conversation, tools: list[dict[str,
     ):
         if count:
             MODEL_TOKENS.labels(model, kind).inc(count)
-    cost = _cost_usd(turn)
+    cost = _cost_usd(turn, engine.name)
     if cost:
         MODEL_COST.labels(model).inc(cost)
     return turn

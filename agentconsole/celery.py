@@ -46,10 +46,28 @@ def _unbind_task_ids(task_id: str = "", **kwargs: Any) -> None:
 _heartbeat: Any = None  # agentconsole.health.Heartbeat of this worker, once its consumer started
 
 
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def _close_old_connections(**kwargs: Any) -> None:
+    """Around each task, as Django does around a request: a connection that saw an error, failed its health check
+    or outlived DATABASE_CONN_MAX_AGE is closed; any other stays open for the thread's next task."""
+    from django.db import close_old_connections
+
+    close_old_connections()
+
+
 @signals.worker_init.connect
-def _worker_start(**kwargs: Any) -> None:
+def _worker_start(sender: Any = None, **kwargs: Any) -> None:
     """The worker's main process: traces, and its own metrics exporter when METRICS_WORKER_ADDRESS is set."""
     from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    concurrency = getattr(sender, "concurrency", None) or 0
+    if concurrency > settings.WORKER_CONCURRENCY:
+        raise ImproperlyConfigured(
+            f"--concurrency {concurrency} is more than WORKER_CONCURRENCY ({settings.WORKER_CONCURRENCY}), which "
+            "sizes the Bedrock client's connection pool and the database connections: set WORKER_CONCURRENCY instead."
+        )
 
     from agentconsole import metrics
     from agentconsole.tracing import tracing_configure

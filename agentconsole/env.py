@@ -93,3 +93,27 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
     return value
+
+
+def env_prices(name: str) -> dict[str, dict[str, float]]:
+    """A JSON object of model -> {kind: USD per million tokens}, e.g. {"claude-haiku": {"input": 1, "output": 5}}."""
+    import json
+
+    value = _raw(name)
+    if not value:
+        return {}
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a JSON object; it is not valid JSON.") from None
+    kinds = {"input", "output", "cache_read", "cache_write"}
+    if not isinstance(parsed, dict) or not all(isinstance(p, dict) for p in parsed.values()):
+        raise ImproperlyConfigured(f'{name} must map model ids to prices, e.g. {{"claude-haiku": {{"input": 1}}}}.')
+    for model, prices in parsed.items():
+        for kind, price in prices.items():
+            if kind not in kinds or isinstance(price, bool) or not isinstance(price, int | float) or price < 0:
+                raise ImproperlyConfigured(
+                    f"{name}: {model!r} has {kind!r}: {price!r}; kinds are {', '.join(sorted(kinds))}, prices "
+                    "non-negative numbers (USD per million tokens)."
+                )
+    return {model: {kind: float(price) for kind, price in prices.items()} for model, prices in parsed.items()}

@@ -17,6 +17,7 @@ from agentconsole.env import (
     env_float,
     env_int,
     env_list,
+    env_prices,
     env_secret,
     env_str,
 )
@@ -248,6 +249,19 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # comes back later as a no-op (the run's lease and dispatch token see to that).
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# One number sizes a worker: its threads, the Bedrock client's connection pool, and the database connections it
+# keeps (one per thread). A worker started with more threads than this refuses to start (agentconsole/celery.py).
+WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 32, minimum=1)
+CELERY_WORKER_CONCURRENCY = WORKER_CONCURRENCY
+# Celery's Django fix-up closes a thread's database connection around every task, so each turn opened a new one.
+# It closes them only this rarely; agentconsole/celery.py closes old or broken ones around each task instead, as
+# Django does around a request (DATABASE_CONN_MAX_AGE, health checks).
+CELERY_DB_REUSE_MAX = 1_000_000
+# With the Redis broker a run's next turn is sent ahead of new tickets' first turns (0 is the highest priority
+# there; agent.services sends first turns at NEW_RUN_PRIORITY), so a ticket in progress is not queued behind every
+# new one. SQS has no priorities: there, turns go in arrival order.
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS["priority_steps"] = [0, 3, 6, 9]
 
 # --- The scheduler (celery beat) -------------------------------------------------------------------------------
 # Periodic tasks. Run exactly one scheduler: `celery -A agentconsole beat` (production), or `worker -B`
@@ -419,6 +433,8 @@ BEDROCK_INPUT_USD_PER_MTOK = env_float("BEDROCK_INPUT_USD_PER_MTOK", 3.0, minimu
 BEDROCK_OUTPUT_USD_PER_MTOK = env_float("BEDROCK_OUTPUT_USD_PER_MTOK", 15.0, minimum=0.0)
 BEDROCK_CACHE_READ_USD_PER_MTOK = env_float("BEDROCK_CACHE_READ_USD_PER_MTOK", 0.3, minimum=0.0)
 BEDROCK_CACHE_WRITE_USD_PER_MTOK = env_float("BEDROCK_CACHE_WRITE_USD_PER_MTOK", 3.75, minimum=0.0)
+# Prices of other models than the one above, by a part of their id: a run is priced by the model that ran it.
+BEDROCK_MODEL_PRICES = env_prices("BEDROCK_MODEL_PRICES")
 REVIEWER_MINUTES_PER_TICKET = env_float("REVIEWER_MINUTES_PER_TICKET", 12.0, minimum=0.0)
 
 # --- Operations: health, metrics, logs, traces -------------------------------------------------------------------

@@ -36,6 +36,8 @@ def audit_event_record(
         payload=payload,
         payload_hash=canonical_hash(payload),
     )
-    event.full_clean()
+    # The actor is a loaded user and the table has no unique fields: validating them would cost a query each, on
+    # every status change of every run.
+    event.full_clean(exclude=["actor"], validate_unique=False, validate_constraints=False)
     event.save()
     return event

@@ -10,7 +10,7 @@ def test_it_documents_every_setting_read_from_the_environment() -> None:
     sources = (ROOT / "agentconsole" / "settings.py").read_text() + (
         ROOT / "agentconsole" / "settings_test.py"
     ).read_text()
-    read = set(re.findall(r'env_(?:str|secret|bool|int|float|list|choice)\(\s*"([A-Z0-9_]+)"', sources))
+    read = set(re.findall(r'env_(?:str|secret|bool|int|float|list|choice|prices)\(\s*"([A-Z0-9_]+)"', sources))
     read |= set(re.findall(r'os\.environ\.get\(\s*"([A-Z0-9_]+)"', sources))
     documented = set(re.findall(r"^\| `([A-Z0-9_]+)`(?: †)? \|", (ROOT / "README.md").read_text(), flags=re.MULTILINE))
     assert read, "no settings found: the pattern is wrong"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from agentconsole.env import env_bool, env_choice, env_float, env_int, env_list, env_secret, env_str
+from agentconsole.env import env_bool, env_choice, env_float, env_int, env_list, env_prices, env_secret, env_str
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCTION_ENV = {
@@ -39,6 +39,9 @@ def test_it_reads_typed_values(monkeypatch) -> None:
     assert env_list("X_LIST", []) == ["a", "b", "c"]
     assert env_choice("X_CHOICE", "bedrock", ("bedrock", "offline")) == "offline"
     assert env_str("X_UNSET", "fallback") == "fallback"
+    monkeypatch.setenv("X_PRICES", '{"claude-haiku": {"input": 1, "cache_read": 0.1}}')
+    assert env_prices("X_PRICES") == {"claude-haiku": {"input": 1.0, "cache_read": 0.1}}
+    assert env_prices("X_UNSET") == {}
 
 
 @pytest.mark.parametrize(
@@ -50,6 +53,10 @@ def test_it_reads_typed_values(monkeypatch) -> None:
         ("X_FLOAT", "fast", lambda: env_float("X_FLOAT", 1.0), "X_FLOAT must be a number"),
         ("X_CHOICE", "gpt", lambda: env_choice("X_CHOICE", "a", ("a", "b")), "X_CHOICE must be one of a, b"),
         ("X_REQUIRED", "", lambda: env_str("X_REQUIRED"), "X_REQUIRED must be set"),
+        ("X_PRICES", "{nope", lambda: env_prices("X_PRICES"), "X_PRICES must be a JSON object"),
+        ("X_PRICES", '{"m": 3}', lambda: env_prices("X_PRICES"), "X_PRICES must map model ids to prices"),
+        ("X_PRICES", '{"m": {"inptu": 3}}', lambda: env_prices("X_PRICES"), "X_PRICES: 'm' has 'inptu'"),
+        ("X_PRICES", '{"m": {"input": -1}}', lambda: env_prices("X_PRICES"), "X_PRICES: 'm' has 'input': -1"),
     ],
 )
 def test_it_fails_loudly_naming_the_variable(monkeypatch, name, value, read, message) -> None:

@@ -42,7 +42,8 @@ def test_it_decides_several_proposals_of_one_turn_one_by_one(bedrock_company) ->
     standin.answer(200, converse_reply({"text": "Cache reset; trial left as is."}, stop="end_turn"))
     assert run_advance(run_id=run.pk) == Outcome.DONE
 
-    results = [block["toolResult"] for block in standin.requests[1].json()["messages"][-1]["content"]]
+    content = standin.requests[1].json()["messages"][-1]["content"]
+    results = [block["toolResult"] for block in content if "toolResult" in block]
     observations = {r["toolUseId"]: json.loads(r["content"][0]["text"]) for r in results}
     assert observations["a"]["ok"] is True and observations["a"]["meta"]["verified"]["verified"] is True
     assert "Ten days is too many" in observations["b"]["message"]

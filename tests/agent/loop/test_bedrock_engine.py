@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agent.aws import clear_credentials_cache
-from agent.llm import BedrockEngine, Conversation, EngineError
+from agent.llm import BedrockEngine, Conversation, EngineError, Exchange, ToolCall, ToolResult
 from agent.loop import Outcome, run_advance
 from agent.models import AgentRun, ProposedAction
 from agent.services import proposed_action_reject
@@ -39,9 +39,30 @@ def test_it_sends_a_converse_request_with_cached_system_and_tools_and_reads_a_to
     assert body["toolConfig"]["tools"][0]["toolSpec"]["name"] == "run_sql"
     assert body["toolConfig"]["tools"][-1] == {"cachePoint": {"type": "default"}}
     assert body["messages"][0]["content"][0]["text"] == "<untrusted_ticket>hi</untrusted_ticket>"
+    assert body["messages"][0]["content"][-1] == {"cachePoint": {"type": "default"}}
     assert turn.text == "Let me look."
     assert [(c.id, c.name, c.args) for c in turn.tool_calls] == [("tu-1", "run_sql", {"query": "SELECT 1"})]
     assert (turn.tokens_in, turn.tokens_out) == (120, 30)
+
+
+def test_it_caches_the_history_and_sends_the_tools_in_a_stable_order(bedrock) -> None:
+    exchange = Exchange(
+        text="Looking.",
+        tool_calls=[ToolCall(id="tu-1", name="run_sql", args={"query": "SELECT 1"})],
+        results=[ToolResult(tool_call_id="tu-1", name="run_sql", observation={"ok": True, "data": [1]})],
+    )
+    conversation = Conversation(system_prompt="You are an agent.", ticket_prompt="hi", exchanges=[exchange])
+    tools = [{**TOOLS[0], "name": name} for name in ("search_logs", "run_sql", "escalate_to_human")]
+    bedrock.answer(200, converse_reply({"text": "Done."}, stop="end_turn"))
+    BedrockEngine().next_turn(conversation, tools)
+
+    body = bedrock.requests[0].json()
+    names = [t["toolSpec"]["name"] for t in body["toolConfig"]["tools"] if "toolSpec" in t]
+    assert names == ["escalate_to_human", "run_sql", "search_logs"]
+    cached = [m["role"] for m in body["messages"] if {"cachePoint": {"type": "default"}} in m["content"]]
+    # The end of the history (the model's last turn and its results): the next turn reads all of it from the cache.
+    assert cached == ["assistant", "user"]
+    assert body["messages"][-1]["content"][0]["toolResult"]["toolUseId"] == "tu-1"
 
 
 def test_it_retries_throttling_inside_the_client(bedrock) -> None:

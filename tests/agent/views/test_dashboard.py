@@ -90,6 +90,24 @@ def test_it_computes_the_dashboard_figures(small_world, settings) -> None:
     assert board.cost_per_ticket == pytest.approx((7.5 + 6.75) / 6)
 
 
+def test_it_prices_cache_reads_and_writes_apart_and_each_model_at_its_own_prices(settings) -> None:
+    settings.BEDROCK_INPUT_USD_PER_MTOK, settings.BEDROCK_OUTPUT_USD_PER_MTOK = 3.0, 15.0
+    settings.BEDROCK_CACHE_READ_USD_PER_MTOK, settings.BEDROCK_CACHE_WRITE_USD_PER_MTOK = 0.3, 3.75
+    settings.BEDROCK_MODEL_PRICES = {"claude-haiku": {"input": 1.0, "output": 5.0, "cache_read": 0.1}}
+    sonnet, haiku = "bedrock:us.anthropic.claude-sonnet-4-6", "bedrock:us.anthropic.claude-haiku-4-5"
+    # tokens_in counts every input token: 1M of them, of which 600k read from the cache and 300k written to it.
+    for engine in (sonnet, sonnet, haiku):
+        AgentRunFactory(engine=engine, tokens_in=1_000_000, tokens_out=100_000, cache_read_tokens=600_000,
+                        cache_write_tokens=300_000)  # fmt: skip
+    AgentRunFactory(engine="offline", tokens_in=0, tokens_out=0)
+
+    board = dashboard_get(weeks=1)
+
+    per_sonnet_run = 0.1 * 3.0 + 0.1 * 15.0 + 0.6 * 0.3 + 0.3 * 3.75
+    per_haiku_run = 0.1 * 1.0 + 0.1 * 5.0 + 0.6 * 0.1 + 0.3 * 3.75  # cache writes at the default price
+    assert board.cost_usd == pytest.approx(2 * per_sonnet_run + per_haiku_run)
+
+
 def test_it_reports_nothing_rather_than_zero_on_an_empty_window() -> None:
     board = dashboard_get(weeks=4, now=NOW)
     assert len(board.weeks) == len(board.share_rows) == 4
@@ -152,8 +170,8 @@ def test_it_builds_the_dashboard_in_a_fixed_number_of_queries(reviewer, django_a
     for n in range(40):
         run = _completed_run(workflows[n % 5], ("triage", "autonomous")[n % 2], opened=opened, hours=n % 7 + 1)
         _human_decision(n + 1, created=opened, run=run, tool_call_id="c")
-    # session, user, groups, then completed runs, decisions, token totals
-    with django_assert_max_num_queries(6):
+    # session, user, groups, then completed runs, decisions, token totals, token sums by engine (its prices)
+    with django_assert_max_num_queries(7):
         response = reviewer.get(URL)
     assert response.status_code == 200
     assert response.content.count(b"<polyline") == 10  # 5 workflows x 2 phases

@@ -161,3 +161,18 @@ def test_it_lists_a_page_in_a_fixed_number_of_queries(reviewer, django_assert_ma
     # session, user, groups; total, page, runs of the page
     with django_assert_max_num_queries(6):
         assert reviewer.get("/tickets/", {"q": "q"}).status_code == 200
+
+
+def test_it_names_the_requester_by_name_or_e_mail_and_falls_back_to_the_helpdesk_id(reviewer) -> None:
+    TicketFactory(
+        subject="Named", requester_id="3600041", requester_name="Ada Lovelace", requester_email="ada@example.com"
+    )
+    TicketFactory(subject="Mail only", requester_id="3600042", requester_email="grace@example.com")
+    TicketFactory(subject="Unread", requester_id="3600043")
+
+    html = reviewer.get("/tickets/").content.decode()
+    cells = re.findall(r'data-testid="ticket-requester">(.*?)</td>', html, re.S)
+
+    assert any("Ada Lovelace" in cell and "3600041" not in cell for cell in cells)
+    assert any("grace@example.com" in cell for cell in cells)
+    assert any("#3600043" in cell for cell in cells)

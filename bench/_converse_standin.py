@@ -1,0 +1,151 @@
+"""A local stand-in of Bedrock's Converse API for the bench scripts: a scripted model with a fixed latency that
+bills tokens the way Bedrock does, prompt caching included.
+
+The product reaches it through AWS_ENDPOINT_URL_BEDROCK_RUNTIME, so botocore and langchain-aws run as in
+production. The model calls `tool` `calls` times (a read tool), then answers. Tokens are estimated at 4 characters
+each. Caching follows Bedrock's rules for Claude: the prompt is tools, then system, then messages; a cachePoint
+marks the end of a cacheable prefix of at least MIN_CACHE_TOKENS; a request reads the longest prefix cached before
+(5 minutes) that ends at a cache point or up to 20 blocks before one, writes the prefixes it marks that were
+not, and pays full price for the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+MIN_CACHE_TOKENS = 1024
+CACHE_TTL_SECONDS = 300
+LOOKBACK_BLOCKS = 20  # Claude's cache checks this many blocks before each cache point
+# Claude Sonnet on Bedrock, USD per million tokens (the product's defaults).
+PRICES = {"input": 3.0, "output": 15.0, "cache_read": 0.3, "cache_write": 3.75}
+
+
+def tokens_of(value: Any) -> int:
+    return max(1, len(json.dumps(value, sort_keys=True, separators=(",", ":"))) // 4)
+
+
+@dataclass
+class Bill:
+    requests: int = 0
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    uncached_input: int = 0  # what the same requests would cost without any cache point
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def usd(self) -> float:
+        return sum(getattr(self, kind) * price for kind, price in PRICES.items()) / 1_000_000
+
+    def usd_uncached(self) -> float:
+        return (self.uncached_input * PRICES["input"] + self.output * PRICES["output"]) / 1_000_000
+
+
+class ConverseStandIn:
+    def __init__(self, *, latency: float, calls: int, tool: str, tool_args: dict[str, Any]) -> None:
+        self.latency, self.calls, self.tool, self.tool_args = latency, calls, tool, tool_args
+        self.bill = Bill()
+        self._cache: dict[str, float] = {}
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                time.sleep(standin.latency)
+                body = json.dumps(standin.answer(request)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.request_queue_size = 256
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+    def _segments(self, request: dict[str, Any]) -> list[Any]:
+        """The prompt in cache order: tools, system, then each message's blocks (with its role)."""
+        segments: list[Any] = list((request.get("toolConfig") or {}).get("tools") or [])
+        segments += list(request.get("system") or [])
+        for message in request.get("messages") or []:
+            segments.append({"role": message["role"]})
+            segments += list(message.get("content") or [])
+        return segments
+
+    def _usage(self, request: dict[str, Any]) -> dict[str, int]:
+        digest = hashlib.sha256()
+        total = 0
+        prefixes: list[tuple[str, int]] = []  # (hash, tokens) of the prompt up to each block
+        points: list[int] = []  # positions in prefixes closed by a cachePoint
+        for segment in self._segments(request):
+            if isinstance(segment, dict) and "cachePoint" in segment:
+                if prefixes and prefixes[-1][1] >= MIN_CACHE_TOKENS:
+                    points.append(len(prefixes) - 1)
+                continue
+            total += tokens_of(segment)
+            digest.update(json.dumps(segment, sort_keys=True).encode())
+            prefixes.append((digest.hexdigest(), total))
+        now = time.monotonic()
+        with self.bill.lock:
+            # Each cache point also finds a prefix cached at any of the LOOKBACK_BLOCKS blocks before it.
+            read = max(
+                (prefixes[i][1] for p in points for i in range(max(0, p - LOOKBACK_BLOCKS), p + 1)
+                 if self._cache.get(prefixes[i][0], 0) > now),
+                default=0,
+            )  # fmt: skip
+            marked = max((prefixes[p][1] for p in points), default=0)
+            for p in points:
+                self._cache[prefixes[p][0]] = now + CACHE_TTL_SECONDS
+        write = max(0, marked - read)
+        return {"read": read, "write": write, "input": total - read - write, "total": total}
+
+    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        results = sum(
+            1 for m in request.get("messages") or [] for block in m.get("content") or [] if "toolResult" in block
+        )
+        if results < self.calls:
+            content = [
+                {"text": f"Looking further (step {results + 1})."},
+                {"toolUse": {"toolUseId": f"tu-{results}-{time.monotonic_ns()}", "name": self.tool,
+                             "input": self.tool_args}},
+            ]  # fmt: skip
+            stop = "tool_use"
+        else:
+            content, stop = [{"text": "The cache was reset and the dashboard is current again."}], "end_turn"
+        usage = self._usage(request)
+        output = tokens_of(content)
+        with self.bill.lock:
+            self.bill.requests += 1
+            self.bill.input += usage["input"]
+            self.bill.cache_read += usage["read"]
+            self.bill.cache_write += usage["write"]
+            self.bill.output += output
+            self.bill.uncached_input += usage["total"]
+        return {
+            "output": {"message": {"role": "assistant", "content": content}},
+            "stopReason": stop,
+            "usage": {
+                "inputTokens": usage["input"],
+                "outputTokens": output,
+                "cacheReadInputTokens": usage["read"],
+                "cacheWriteInputTokens": usage["write"],
+                "totalTokens": usage["total"] + output,
+            },
+            "metrics": {"latencyMs": int(self.latency * 1000)},
+        }
