@@ -88,29 +88,36 @@ def agent_run_create_for_new_ticket(*, ticket: Ticket) -> AgentRun | None:
         },
         actor_kind=AuditEvent.ActorKind.SYSTEM,
     )
-    agent_run_dispatch(run_id=run.pk)
+    agent_run_dispatch(run_id=run.pk, new=True)
     return run
 
 
-def agent_run_publish(*, run_id: int, token: str) -> bool:
+# A run's first turn is sent at this priority, every later one at the default (0, the highest with Redis): a ticket in
+# progress goes ahead of new tickets, so its time to resolution nears the sum of its model calls. SQS ignores it.
+NEW_RUN_PRIORITY = 9
+
+
+def agent_run_publish(*, run_id: int, token: str, priority: int | None = None) -> bool:
     """Send the message that advances a run. Never raises: a broker that is down is logged, and the reconciler
     sends the run again once the dispatch is stale (its token and time are already stored)."""
     from agent.tasks import agent_run_advance_task  # tasks import services; import late to avoid a cycle
 
     try:
-        agent_run_advance_task.apply_async(args=(run_id, token))
+        agent_run_advance_task.apply_async(args=(run_id, token), priority=priority)
     except Exception:  # any broker or serialisation failure: the outbox row is what makes this safe to swallow
         logger.warning("run %s: could not enqueue its next advance; the reconciler will", run_id, exc_info=True)
         return False
     return True
 
 
-def agent_run_dispatch(*, run_id: int) -> str:
+def agent_run_dispatch(*, run_id: int, new: bool = False) -> str:
     """Record that the run needs an advance (a new dispatch token supersedes any older message) and send the
-    message once the surrounding transaction commits, or now outside one."""
+    message once the surrounding transaction commits, or now outside one. A new run's message waits behind the
+    next turns of runs in progress."""
     token = uuid.uuid4().hex
     AgentRun.objects.filter(pk=run_id).update(dispatch_token=token, dispatched_at=timezone.now())
-    transaction.on_commit(lambda: agent_run_publish(run_id=run_id, token=token), robust=True)
+    priority = NEW_RUN_PRIORITY if new else None
+    transaction.on_commit(lambda: agent_run_publish(run_id=run_id, token=token, priority=priority), robust=True)
     return token
 
 
@@ -176,7 +183,8 @@ def agent_run_on_customer_comment(*, ticket: Ticket, comment: TicketComment) -> 
         },
         actor_kind=AuditEvent.ActorKind.WEBHOOK,
     )
-    agent_run_dispatch(run_id=run.pk)  # the outbox: sent after commit, or by the reconciler if the broker is down
+    # The outbox: sent after commit, or by the reconciler if the broker is down.
+    agent_run_dispatch(run_id=run.pk, new=True)
     return run
 
 

@@ -48,11 +48,14 @@ _heartbeat: Any = None  # agentconsole.health.Heartbeat of this worker, once its
 
 @signals.task_prerun.connect
 @signals.task_postrun.connect
-def _close_old_connections(**kwargs: Any) -> None:
+def _close_old_connections(task: Any = None, **kwargs: Any) -> None:
     """Around each task, as Django does around a request: a connection that saw an error, failed its health check
-    or outlived DATABASE_CONN_MAX_AGE is closed; any other stays open for the thread's next task."""
+    or outlived DATABASE_CONN_MAX_AGE is closed; any other stays open for the thread's next task. A task run eagerly
+    runs in its caller's thread, inside its caller's transaction perhaps: its connection is the caller's."""
     from django.db import close_old_connections
 
+    if getattr(getattr(task, "request", None), "is_eager", False):
+        return
     close_old_connections()
 
 

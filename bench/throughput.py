@@ -3,8 +3,9 @@
 A local Converse stand-in (bench/_converse_standin.py, through AWS_ENDPOINT_URL_BEDROCK_RUNTIME, so botocore and
 langchain-aws run as in production) answers every call after --latency seconds; each ticket takes --calls read
 tool calls (search_runbooks) and a final answer, so its model latency sums to (calls + 1) x latency. A Celery worker
-(the command README recommends, or --worker) works the tickets. Two phases: every ticket at once (throughput), then
-the same number kept --in-flight at a time (time to resolution at that concurrency).
+(the command README recommends, WORKER_CONCURRENCY set to --concurrency; or --worker) works the tickets. Two
+phases: every ticket at once (throughput), then the same number kept --in-flight at a time (time to resolution at
+that concurrency).
 
     .venv/bin/python bench/throughput.py [--tickets 300] [--latency 1] [--in-flight 50] [--worker "..."]
 
@@ -34,7 +35,7 @@ configure(
     AWS_SECRET_ACCESS_KEY="bench",  # noqa: S106 - signs requests to the local stand-in
     AGENT_ROLE_ARN="",
 )
-DEFAULT_WORKER = "--pool threads --concurrency 50"
+DEFAULT_WORKER = "--pool threads"
 
 
 def _seed() -> tuple[object, object]:
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=1.0)
     parser.add_argument("--calls", type=int, default=5, help="tool calls per ticket (model calls = calls + 1)")
     parser.add_argument("--in-flight", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=50, help="the worker's WORKER_CONCURRENCY (threads)")
     parser.add_argument("--worker", default=DEFAULT_WORKER, help="arguments of `celery worker` after -A and -Q")
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args(argv)
@@ -150,7 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     log = tempfile.NamedTemporaryFile("w+", prefix="bench-worker-", suffix=".log", delete=False)  # noqa: SIM115
     command = [str(ROOT / ".venv" / "bin" / "celery"), "-A", "agentconsole", "worker", "-Q", "agentconsole",
                "--without-gossip", "--without-mingle", "--loglevel", "WARNING", *shlex.split(args.worker)]  # fmt: skip
-    worker = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "LOG_FORMAT": "plain"}, stdout=log, stderr=log)
+    env = {**os.environ, "LOG_FORMAT": "plain", "WORKER_CONCURRENCY": str(args.concurrency)}
+    worker = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
     backends = Backends()
     serial = [int(time.time()) % 10**6 * 1000]
     results = []
@@ -190,7 +193,8 @@ def main(argv: list[str] | None = None) -> None:
     log.seek(0)
     text = log.read()
     print(f"Throughput: {args.tickets} tickets, {args.calls + 1} model calls each at {args.latency:g} s "
-          f"(Converse stand-in), Celery worker `{args.worker}` on Redis, PostgreSQL. {machine_note()}")  # fmt: skip
+          f"(Converse stand-in), Celery worker `{args.worker}` x {args.concurrency} on Redis, PostgreSQL. "
+          f"{machine_note()}")  # fmt: skip
     print(f"{'phase':16} {'tickets/h':>10} {'p50 TTR s':>10} {'p90 TTR s':>10} {'model s':>8} {'p50/model':>10} "
           f"{'failed':>7} {'stuck':>6}")  # fmt: skip
     for r in results:

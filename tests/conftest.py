@@ -47,9 +47,15 @@ def broker_unreachable() -> Iterator[str]:
     app.amqp._producer_pool = None
 
 
+PRIORITY_STEPS = (0, 3, 6, 9)  # kombu's Redis transport: one list per priority step, "<queue>\x06\x16<step>" after 0
+
+
 def queued_task_messages(connection: redis.Redis) -> list[dict]:
-    """The Celery messages waiting in the default queue, decoded (kombu keeps them in a Redis list)."""
-    return [json.loads(raw) for raw in connection.lrange(settings.CELERY_TASK_DEFAULT_QUEUE, 0, -1)]
+    """The Celery messages waiting in the default queue, decoded: kombu keeps them in one Redis list per priority
+    step (the highest first here; each list as Redis holds it, the newest first)."""
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    keys = [queue if step == 0 else f"{queue}\x06\x16{step}" for step in PRIORITY_STEPS]
+    return [json.loads(raw) for key in keys for raw in connection.lrange(key, 0, -1)]
 
 
 @pytest.fixture
