@@ -23,7 +23,7 @@ CAUSES = {
 }
 EXAMPLES_SHOWN = 3
 _STEP = re.compile(r"^Runbook step (\d+) \((\w+)\)")
-_UNKNOWN = re.compile(re.escape(UNKNOWN_TOOL).replace(r"\{name!r\}", r"'(\w+)'"))
+_UNKNOWN = re.compile(re.escape(UNKNOWN_TOOL).replace(r"\{name!r\}", r"'([^']+)'"))
 
 
 @dataclass
