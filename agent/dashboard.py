@@ -1,7 +1,8 @@
 """Read-side aggregations for the workflows page and the dashboard, and the inline SVG charts they draw.
 
 Every function here runs a fixed number of queries whatever the number of workflows, runs or proposals:
-counts are grouped in the database; percentiles are computed in Python from one bounded values_list each.
+counts, sums and (in PostgreSQL) percentiles are aggregated in the database, so the work does not grow with the
+rows; on SQLite (the demo) percentiles are computed in Python from one values_list each.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Sum
-from django.db.models.functions import Coalesce
+from django.db import connection
+from django.db.models import Aggregate, Count, F, FloatField, Func, Sum
+from django.db.models.functions import Coalesce, TruncWeek
 from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -252,31 +254,77 @@ def _cost_by_engine(since: datetime) -> float:
     )
 
 
+class _Percentile(Aggregate):
+    """PostgreSQL's percentile_cont: linear interpolation between closest ranks, as percentile() does."""
+
+    function = "percentile_cont"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+    def __init__(self, expression: object, fraction: float) -> None:
+        super().__init__(expression, fraction=float(fraction))
+
+
+def _hours(start: str, end: str) -> Func:
+    return Func(F(end) - F(start), function="EXTRACT", template="EXTRACT(EPOCH FROM %(expressions)s) / 3600.0",
+                output_field=FloatField())  # fmt: skip
+
+
+def _resolution_rows(since: datetime) -> list[ResolutionRow]:
+    """Percentiles of the hours from a ticket's creation to its run's completion, by week, workflow and phase. In
+    PostgreSQL they are aggregated there (one row per group, whatever the number of runs); elsewhere (the demo's
+    SQLite) in Python. A shadow run completes by posting its drafts: it resolves nothing, so it is no resolution."""
+    runs = AgentRun.objects.filter(status=AgentRun.Status.COMPLETED, finished_at__gte=since).exclude(
+        phase=Workflow.Phase.SHADOW
+    )
+    if connection.vendor == "postgresql":
+        hours = _hours("ticket__created_at", "finished_at")
+        grouped = (
+            runs.annotate(week=TruncWeek("finished_at"))
+            .values("week", "workflow__name", "phase")
+            .annotate(n=Count("id"), p50=_Percentile(hours, 0.5), p90=_Percentile(hours, 0.9))
+            .order_by()
+        )
+        rows = [
+            ResolutionRow(week_start(g["week"]), g["workflow__name"] or "No workflow", g["phase"], g["n"], g["p50"],
+                          g["p90"])
+            for g in grouped
+        ]  # fmt: skip
+        return sorted(rows, key=lambda r: (r.week, r.workflow, r.phase))
+    groups: dict[tuple[date, str, str], list[float]] = defaultdict(list)
+    found = runs.values_list("workflow__name", "phase", "finished_at", "ticket__created_at")
+    for name, phase, finished, opened in found:
+        groups[(week_start(finished), name or "No workflow", phase)].append((finished - opened).total_seconds() / 3600)
+    return [
+        ResolutionRow(week, name, phase, len(hours), percentile(hours, 0.5), percentile(hours, 0.9))
+        for (week, name, phase), hours in sorted(groups.items())
+    ]
+
+
+def _approval_minutes(since: datetime) -> tuple[int, float | None, float | None]:
+    """How many proposals people decided in the window, and the p50 and p90 of the minutes each waited."""
+    decided = ProposedAction.objects.filter(decided_by__isnull=False, decided_at__gte=since)
+    if connection.vendor == "postgresql":
+        minutes = _hours("created_at", "decided_at") * 60
+        found = decided.aggregate(n=Count("id"), p50=_Percentile(minutes, 0.5), p90=_Percentile(minutes, 0.9))
+        return found["n"], found["p50"], found["p90"]
+    latencies = [(d - c).total_seconds() / 60 for c, d in decided.values_list("created_at", "decided_at")]
+    return len(latencies), percentile(latencies, 0.5), percentile(latencies, 0.9)
+
+
 def dashboard_get(*, weeks: int = 12, now: datetime | None = None) -> Dashboard:
     """The last `weeks` calendar weeks (Monday to Sunday, the current one included), in four queries."""
     now = now or timezone.now()
     first = week_start(now) - timedelta(weeks=weeks - 1)
     buckets = [first + timedelta(weeks=n) for n in range(weeks)]
     since = timezone.make_aware(datetime.combine(first, datetime.min.time()))
-    groups: dict[tuple[date, str, str], list[float]] = defaultdict(list)
+    rows = _resolution_rows(since)
     completed: dict[date, int] = defaultdict(int)
     autonomous: dict[date, int] = defaultdict(int)
-    # A shadow run completes by posting its drafts: it resolves nothing, so it is no resolution here.
-    for name, phase, finished, opened in (
-        AgentRun.objects.filter(status=AgentRun.Status.COMPLETED, finished_at__gte=since)
-        .exclude(phase=Workflow.Phase.SHADOW)
-        .values_list("workflow__name", "phase", "finished_at", "ticket__created_at")
-    ):
-        week = week_start(finished)
-        groups[(week, name or "No workflow", phase)].append((finished - opened).total_seconds() / 3600)
-        completed[week] += 1
-        autonomous[week] += phase == Workflow.Phase.AUTONOMOUS
-    latencies = [
-        (decided - created).total_seconds() / 60
-        for created, decided in ProposedAction.objects.filter(
-            decided_by__isnull=False, decided_at__gte=since
-        ).values_list("created_at", "decided_at")
-    ]
+    for row in rows:
+        completed[row.week] += row.tickets
+        autonomous[row.week] += row.tickets if row.phase == Workflow.Phase.AUTONOMOUS else 0
+    approvals, approval_p50, approval_p90 = _approval_minutes(since)
     tokens = AgentRun.objects.filter(created_at__gte=since).aggregate(
         tokens_in=Coalesce(Sum("tokens_in"), 0),
         tokens_out=Coalesce(Sum("tokens_out"), 0),
@@ -286,16 +334,13 @@ def dashboard_get(*, weeks: int = 12, now: datetime | None = None) -> Dashboard:
     return Dashboard(
         weeks=buckets,
         since=since,
-        resolution_rows=[
-            ResolutionRow(week, name, phase, len(hours), percentile(hours, 0.5), percentile(hours, 0.9))
-            for (week, name, phase), hours in sorted(groups.items())
-        ],
+        resolution_rows=rows,
         share_rows=[ShareRow(week, completed[week], autonomous[week]) for week in buckets],
         completed=sum(completed.values()),
         autonomous=resolved_alone,
-        approvals=len(latencies),
-        approval_p50_minutes=percentile(latencies, 0.5),
-        approval_p90_minutes=percentile(latencies, 0.9),
+        approvals=approvals,
+        approval_p50_minutes=approval_p50,
+        approval_p90_minutes=approval_p90,
         minutes_saved=resolved_alone * settings.REVIEWER_MINUTES_PER_TICKET,
         tickets=tokens["tickets"],
         tokens_in=tokens["tokens_in"],

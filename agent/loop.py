@@ -455,8 +455,9 @@ def _think(run: AgentRun) -> ModelTurn:
     engine = engine_get()
     conversation = prompts.conversation_build(run=run)
     turn = telemetry.model_call(engine, conversation, _tool_specs())
-    _hold(run)  # a turn that outlived the lease is dropped: the worker now holding the run asks again
-    agent_run_record_turn(run=run, turn=turn, engine=engine.name, abnormal=_abnormal_reason(turn))
+    # A turn that outlived the lease is dropped: the worker now holding the run asks again.
+    if not agent_run_record_turn(run=run, turn=turn, engine=engine.name, abnormal=_abnormal_reason(turn)):
+        raise LeaseLost
     return turn
 
 

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RUN_TRANSITION_NOT_ALLOWED = "A run cannot move from {current} to {target}."
+# Foreign keys a service sets from rows it loaded (or leaves as they were): full_clean() skips them, each would be a
+# query for a row we hold. Uniqueness and constraints are the database's to enforce.
+RUN_RELATIONS = ["ticket", "workflow", "trigger_comment", "closed_by"]
+ACTION_RELATIONS = ["run", "step", "retry_of", "decided_by"]
 
 _RUN_TRANSITIONS: dict[str, set[str]] = {
     AgentRun.Status.QUEUED: {AgentRun.Status.RUNNING, AgentRun.Status.FAILED, AgentRun.Status.ESCALATED},
@@ -204,7 +208,9 @@ def agent_run_transition(
         run.started_at = now
     if status in FINAL_STATUSES:
         run.finished_at = now
-    run.full_clean()
+    # Only fields change here; the run's relations are loaded rows and its constraints the database enforces:
+    # validating those costs three queries on every status change.
+    run.full_clean(exclude=RUN_RELATIONS, validate_unique=False, validate_constraints=False)
     run.save(update_fields=["status", "status_reason", "started_at", "finished_at", "updated_at"])
     if status in FINAL_STATUSES:
         telemetry.run_finished(status=status, phase=run.phase)
@@ -281,12 +287,16 @@ def step_append(*, run: AgentRun, kind: str, content: str = "", **fields: Any) -
 
 
 @transaction.atomic
-def agent_run_record_turn(*, run: AgentRun, turn: ModelTurn, engine: str, abnormal: str = "") -> None:
-    """Persist a model turn: its thought (with tokens and latency) and one action step per tool call.
+def agent_run_record_turn(*, run: AgentRun, turn: ModelTurn, engine: str, abnormal: str = "") -> bool:
+    """Persist a model turn: its thought (with tokens and latency) and one action step per tool call. False, and
+    nothing recorded, when this worker's lease is gone (the turn outlived it; the worker holding the run asks
+    again): the check is the row lock this takes anyway, not one more statement.
 
     A turn that ended abnormally (`abnormal` says why: a guardrail, a token limit, a filter) is kept as one final
     step carrying the reason and none of its tool calls, so nothing it asked for can ever run."""
-    run = AgentRun.objects.select_for_update().get(pk=run.pk)
+    run = AgentRun.objects.select_for_update().filter(pk=run.pk, lease_token=run.lease_token).first()
+    if run is None:
+        return False
     run.turns += 1
     run.tokens_in += turn.tokens_in
     run.tokens_out += turn.tokens_out
@@ -310,7 +320,7 @@ def agent_run_record_turn(*, run: AgentRun, turn: ModelTurn, engine: str, abnorm
             tool_output={"abnormal_stop": abnormal, "unused_tool_calls": calls},
             **measured,
         )
-        return
+        return True
     if turn.tool_calls:
         step_append(run=run, kind=Step.Kind.THOUGHT, content=turn.text, **measured)
         for call in turn.tool_calls:
@@ -323,6 +333,7 @@ def agent_run_record_turn(*, run: AgentRun, turn: ModelTurn, engine: str, abnorm
             )
     else:
         step_append(run=run, kind=Step.Kind.FINAL, content=turn.text, **measured)
+    return True
 
 
 @contextmanager
@@ -600,7 +611,7 @@ def proposed_action_approve(
     action.approved_args_hash = action.args_hash
     action.decided_by = user
     action.decided_at = timezone.now()
-    action.full_clean()
+    action.full_clean(exclude=ACTION_RELATIONS, validate_unique=False, validate_constraints=False)
     action.save()
     audit_event_record(
         verb="action.approved",
@@ -638,7 +649,7 @@ def _decide_without_running(
     action.decided_by = user
     action.decided_at = timezone.now()
     action.decision_reason = text.strip()
-    action.full_clean()
+    action.full_clean(exclude=ACTION_RELATIONS, validate_unique=False, validate_constraints=False)
     action.save()
     audit_event_record(
         verb=f"action.{status}",

@@ -53,7 +53,6 @@ INSTALLED_APPS = [
     "tickets",
     "agent",
     "console",
-    "sandbox",
 ]
 
 MIDDLEWARE = [
@@ -362,10 +361,8 @@ if "humans" not in HELPDESK_PODS:
     raise ImproperlyConfigured('HELPDESK_PODS must include a "humans" pod for escalations.')
 
 # --- The company's systems the agent's tools reach ----------------------------------------------------------
-# The sandbox app stands in for them in the demo and the tests; production points these at the real ones.
-SANDBOX_ENABLED = env_bool("SANDBOX_ENABLED", True)
-SANDBOX_ADMIN_API_TOKEN = env_secret("SANDBOX_ADMIN_API_TOKEN", "")
-SANDBOX_CACHE_RESET_MIN_INTERVAL_SECONDS = env_int("SANDBOX_CACHE_RESET_MIN_INTERVAL_SECONDS", 60, minimum=0)
+# No default points anywhere: a setting left out fails the tool that needs it with a message naming it. The
+# sandbox company (sandbox/settings_demo.py, sandbox/settings_test.py) sets them for the demo and the tests.
 
 # Read-only SQL over the support views. Empty DSN: derive one from the default database (role below on
 # PostgreSQL, a read-only file handle on SQLite).
@@ -387,7 +384,7 @@ SUPPORT_SQL_STATEMENT_TIMEOUT_MS = env_int("SUPPORT_SQL_STATEMENT_TIMEOUT_MS", 2
 SUPPORT_SQL_ROW_CAP = env_int("SUPPORT_SQL_ROW_CAP", 200, minimum=1)
 
 # The company's internal Admin API: every write goes through it, never to a database.
-ADMIN_API_URL = env_str("ADMIN_API_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}/sandbox/admin-api/v1")
+ADMIN_API_URL = env_str("ADMIN_API_URL", "")
 ADMIN_API_TOKEN = env_secret("ADMIN_API_TOKEN", "")
 # "bearer": send ADMIN_API_TOKEN. "sigv4": sign each request for API Gateway's IAM authorization (execute-api),
 # as the agent's role (AGENT_ROLE_ARN) or the task's role.
@@ -395,9 +392,9 @@ ADMIN_API_AUTH = env_choice("ADMIN_API_AUTH", "bearer", ("bearer", "sigv4"))
 ADMIN_API_TIMEOUT_SECONDS = env_float("ADMIN_API_TIMEOUT_SECONDS", 5.0, minimum=0.1)
 ADMIN_API_MAX_ATTEMPTS = env_int("ADMIN_API_MAX_ATTEMPTS", 3, minimum=1)
 
-# Logs: "sandbox" reads the sandbox's log events; "cloudwatch" reads CloudWatch Logs through boto3.
-LOGS_BACKEND = env_choice("LOGS_BACKEND", "sandbox", ("sandbox", "cloudwatch"))
-LOGS_GROUP_NAME = env_str("LOGS_GROUP_NAME", "/company/app")
+# Logs: CloudWatch Logs through boto3; boto3's own AWS_ENDPOINT_URL_CLOUDWATCH_LOGS points it at a VPC endpoint or
+# at a stand-in (the sandbox's, in the demo).
+LOGS_GROUP_NAME = env_str("LOGS_GROUP_NAME", "")
 AGENT_ROLE_ARN = env_str("AGENT_ROLE_ARN", "")
 
 # --- The agent ------------------------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""Test settings: the real services on loopback, overridable with TEST_DATABASE_URL / TEST_REDIS_URL."""
+"""Test settings: the real services on loopback, overridable with TEST_DATABASE_URL / TEST_REDIS_URL.
+
+The product alone, without the sandbox company: sandbox/settings_test.py adds it for the tests that need one."""
 
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("DJANGO_SECURE_COOKIES", "false")
 os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 os.environ.setdefault("ZENDESK_WEBHOOK_SECRET", "test-webhook-secret")
-os.environ.setdefault("SANDBOX_ADMIN_API_TOKEN", "test-admin-api-token")
 os.environ.setdefault("ADMIN_API_TOKEN", "test-admin-api-token")
 
 from agentconsole.settings import *  # noqa: F403

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -16,6 +15,3 @@ urlpatterns = [
     path("audit/", include("audit.urls")),
     path("", include("console.urls")),
 ]
-
-if settings.SANDBOX_ENABLED:
-    urlpatterns.insert(0, path("sandbox/", include("sandbox.urls")))

@@ -10,7 +10,6 @@ from django.db import transaction
 
 from agent.models import ConfigPatch, RegressionCase, Runbook, Workflow
 from console.roles import ADMINS, REVIEWERS
-from sandbox.seed import sandbox_seed
 from tickets.models import HelpdeskUser, TenantLink, Ticket
 from tickets.services import zendesk_event_ingest
 from tickets.zendesk_webhook import EVENT_TICKET_CREATED, parse_event
@@ -368,7 +367,6 @@ def demo_seed(*, credentials: DemoCredentials) -> None:
         HelpdeskUser.objects.update_or_create(
             external_id=demo_requester_id(organization_id), defaults={"name": name, "email": email, "locale": locale}
         )
-    sandbox_seed()
     for patch in DEMO_CONFIG_PATCHES:
         ConfigPatch.objects.get_or_create(patch_id=patch["patch_id"], defaults=patch)
     for runbook in DEMO_RUNBOOKS:

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import ast
+import functools
 import json
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -162,3 +165,128 @@ def zendesk_api(settings) -> Iterator[ZendeskStandIn]:
         settings.ZENDESK_API_TOKEN = "zendesk-token"
         settings.ZENDESK_TIMEOUT_SECONDS = 5
         yield stand_in
+
+
+# --- The company the agent works for ----------------------------------------------------------------------------
+# The sandbox (a stand-in company) is chosen here and nowhere else. Tests that use `company`, import the sandbox,
+# live below a conftest that imports it, or are marked `company` by hand (they read its schema without importing
+# it) need the sandbox installed: they carry the `company` marker, and `make test` runs them in their own pass
+# (sandbox.settings_test). Every other test also passes without the sandbox
+# (agentconsole.settings_test), where these hooks leave the company's tests out.
+
+
+class Company:
+    """The stand-in company on pytest-django's live server, reached as the product reaches a real one: its Admin
+    API over HTTP, its logs through boto3's CloudWatch Logs client. `env` is what another process (a Celery worker,
+    a production server) needs to reach it. Calling it seeds it and configures the console for it as the demo does."""
+
+    def __init__(self, url: str, env: dict[str, str]) -> None:
+        self.url = url
+        self.env = env
+
+    def seed(self) -> None:
+        """The company's own data (tenants, users, billing, configuration, logs), with no injected faults."""
+        from sandbox.models import FaultSwitch
+        from sandbox.seed import sandbox_seed
+
+        sandbox_seed()
+        FaultSwitch.objects.update_or_create(pk=1, defaults={})
+
+    def __call__(self, **phases: str) -> None:
+        """Seed the company, then the console's configuration for it; workflows in the phases a test asks for."""
+        from agent.models import ConfigPatch, Workflow
+        from console.demo import (
+            DEMO_CONFIG_PATCHES,
+            DEMO_ORGANIZATIONS,
+            DEMO_REQUESTERS,
+            DEMO_WORKFLOWS,
+            demo_requester_id,
+        )
+        from tickets.models import HelpdeskUser, TenantLink
+
+        self.seed()
+        for organization_id, name, tenant_id in DEMO_ORGANIZATIONS:
+            TenantLink.objects.create(organization_id=organization_id, organization_name=name, tenant_id=tenant_id)
+        for organization_id, name, email, locale in DEMO_REQUESTERS:
+            HelpdeskUser.objects.create(
+                external_id=demo_requester_id(organization_id), name=name, email=email, locale=locale
+            )
+        for patch in DEMO_CONFIG_PATCHES:
+            ConfigPatch.objects.create(**patch)
+        for spec in DEMO_WORKFLOWS:
+            Workflow.objects.create(**{**spec, "phase": phases.get(spec["slug"].replace("-", "_"), spec["phase"])})
+
+
+@pytest.fixture
+def company(transactional_db: None, live_server: object, settings: object, monkeypatch: pytest.MonkeyPatch) -> Company:
+    """The company the agent works for, with this process's settings pointed at it (nothing seeded yet)."""
+    url = f"{live_server.url}/sandbox"
+    env = {
+        "ADMIN_API_URL": f"{url}/admin-api/v1",
+        "ADMIN_API_TOKEN": settings.SANDBOX_ADMIN_API_TOKEN,
+        "LOGS_GROUP_NAME": settings.LOGS_GROUP_NAME,
+        # boto3's own endpoint override: the sandbox answers CloudWatch Logs' API (sandbox/cloudwatch_logs.py).
+        "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": f"{url}/cloudwatch-logs",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AGENT_ROLE_ARN": "",
+    }
+    for name in ("ADMIN_API_URL", "ADMIN_API_TOKEN", "LOGS_GROUP_NAME", "AGENT_ROLE_ARN"):
+        setattr(settings, name, env[name])
+    for name in ("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, env[name])
+    return Company(url=url, env=env)
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+@functools.cache
+def imports_sandbox(path: Path) -> bool:
+    """Whether a test module or conftest imports the sandbox, at module level or inside a function."""
+    for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+        names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.level == 0:
+            names = [node.module or ""]
+        if any(name == "sandbox" or name.startswith("sandbox.") for name in names):
+            return True
+    return False
+
+
+def needs_sandbox(path: Path) -> bool:
+    """A test file that imports the sandbox, or lies below a conftest (other than this one) that does."""
+    if path.suffix == ".py" and imports_sandbox(path):
+        return True
+    folder = path if path.is_dir() else path.parent
+    while folder != TESTS and TESTS in folder.parents:
+        if (folder / "conftest.py").exists() and imports_sandbox(folder / "conftest.py"):
+            return True
+        folder = folder.parent
+    return False
+
+
+def sandbox_installed() -> bool:
+    return "sandbox" in settings.INSTALLED_APPS
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    # Without the sandbox, a module that imports it cannot even be imported: leave it out.
+    if not sandbox_installed() and needs_sandbox(collection_path):
+        return True
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    without_sandbox = not sandbox_installed()
+    kept, left_out = [], []
+    for item in items:
+        marked = item.get_closest_marker("company") is not None  # e.g. a test of the sandbox's support views
+        if marked or "company" in getattr(item, "fixturenames", ()) or needs_sandbox(Path(str(item.path))):
+            item.add_marker(pytest.mark.company)
+            if without_sandbox:
+                left_out.append(item)
+                continue
+        kept.append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept

@@ -7,9 +7,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_it_documents_every_setting_read_from_the_environment() -> None:
-    sources = (ROOT / "agentconsole" / "settings.py").read_text() + (
-        ROOT / "agentconsole" / "settings_test.py"
-    ).read_text()
+    modules = ("agentconsole/settings.py", "agentconsole/settings_test.py", "sandbox/settings.py")
+    sources = "".join((ROOT / module).read_text() for module in modules)
     read = set(re.findall(r'env_(?:str|secret|bool|int|float|list|choice|prices)\(\s*"([A-Z0-9_]+)"', sources))
     read |= set(re.findall(r'os\.environ\.get\(\s*"([A-Z0-9_]+)"', sources))
     documented = set(re.findall(r"^\| `([A-Z0-9_]+)`(?: †)? \|", (ROOT / "README.md").read_text(), flags=re.MULTILINE))

@@ -1,7 +1,9 @@
-"""search_logs: the company's application logs, CloudWatch Logs in production, the sandbox's log events offline.
+"""search_logs: the company's application logs in CloudWatch Logs, through boto3.
 
 The log stream is the tenant id, and the tool always searches the stream of the ticket's own tenant
-(ctx.tenant_id): the model has no argument that could name another tenant's logs.
+(ctx.tenant_id): the model has no argument that could name another tenant's logs. Anything that answers
+CloudWatch Logs' API can stand in for it through boto3's own AWS_ENDPOINT_URL_CLOUDWATCH_LOGS (the sandbox company
+does, for the demo and the tests), so there is one code path and no product module knows the stand-in.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from agent.aws import aws_client
 from agent.tools import register
 from agent.tools._summary import clip, clock, count, when
 from agent.tools.base import ErrorType, Observation, Risk, Tool, ToolContext
-from agentconsole.errors import ApplicationError
 
 NO_TENANT = "This ticket is not linked to a tenant, so there are no logs to search."
+NO_LOG_GROUP = "LOGS_GROUP_NAME is not set, so there are no logs to search: an operator must configure it."
 LOGS_NOT_FOUND = "No logs found for this tenant: {message}"
 BAD_PATTERN = "The logs backend rejected the request: {message} Check the filter pattern syntax."
 LOGS_UPSTREAM = "CloudWatch Logs failed ({code}): {message}"
@@ -124,6 +126,8 @@ class SearchLogs(Tool):
     def run(self, args: SearchLogsArgs, ctx: ToolContext) -> Observation:
         if not ctx.tenant_id:
             return Observation.failure(ErrorType.REFUSED, NO_TENANT)
+        if not settings.LOGS_GROUP_NAME:
+            return Observation.failure(ErrorType.INTERNAL, NO_LOG_GROUP)
         end = datetime.now(UTC)
         start = end - timedelta(minutes=args.minutes)
         request = {
@@ -134,10 +138,7 @@ class SearchLogs(Tool):
             "end_time": int(end.timestamp() * 1000),
             "limit": args.limit,
         }
-        if settings.LOGS_BACKEND == "cloudwatch":
-            outcome = self._search_cloudwatch(request)
-        else:
-            outcome = self._search_sandbox(request)
+        outcome = self._search_cloudwatch(request)
         if isinstance(outcome, Observation):
             return outcome
         events, more = outcome
@@ -151,18 +152,9 @@ class SearchLogs(Tool):
                 "more_available": more,
                 "events": [_summarise(event) for event in events],
             },
-            backend=settings.LOGS_BACKEND,
+            backend="cloudwatch",
             log_group=settings.LOGS_GROUP_NAME,
         )
-
-    def _search_sandbox(self, request: dict[str, Any]) -> tuple[list[dict[str, Any]], bool] | Observation:
-        # Imported here: the sandbox is the offline stand-in for CloudWatch and need not exist in production.
-        from sandbox import logs as sandbox_logs
-
-        try:
-            return _collect(lambda token: sandbox_logs.filter_log_events(**request, next_token=token), request["limit"])
-        except ApplicationError as exc:  # the sandbox's InvalidParameterException, as CloudWatch's below
-            return Observation.failure(ErrorType.INVALID_ARGUMENTS, BAD_PATTERN.format(message=exc.message))
 
     def _search_cloudwatch(self, request: dict[str, Any]) -> tuple[list[dict[str, Any]], bool] | Observation:
         try:

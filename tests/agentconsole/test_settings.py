@@ -16,6 +16,8 @@ PRODUCTION_ENV = {
     "DJANGO_SECRET_KEY": "a-long-random-production-secret-key-0123456789-abcdefghijklmnop",
     "DJANGO_ALLOWED_HOSTS": "console.example.com",
     "DATABASE_URL": "sqlite:////tmp/agentconsole-deploy-check.sqlite3",
+    "ADMIN_API_URL": "https://admin-api.internal.example.com/v1",
+    "LOGS_GROUP_NAME": "/example/app",
 }
 
 
@@ -87,6 +89,23 @@ def test_it_passes_the_deploy_check_with_production_settings() -> None:
     result = _manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION_ENV)
     assert result.returncode == 0, result.stderr + result.stdout
     assert "no issues" in result.stdout
+
+
+def test_it_names_a_company_setting_left_out_instead_of_pointing_at_the_sandbox() -> None:
+    script = (
+        "from django.apps import apps; from django.conf import settings; from django.urls import Resolver404, resolve\n"
+        "try:\n    resolve('/sandbox/admin-api/v1/tenants/acme'); print('sandbox served')\n"
+        "except Resolver404:\n    print('no sandbox URL')\n"
+        "print(apps.is_installed('sandbox'), repr(settings.ADMIN_API_URL), repr(settings.LOGS_GROUP_NAME))"
+    )
+    bare = {k: v for k, v in PRODUCTION_ENV.items() if k not in ("ADMIN_API_URL", "LOGS_GROUP_NAME")}
+
+    shown = _manage("shell", "-c", script, env=bare)
+    checked = _manage("check", "--deploy", env=bare)
+
+    assert shown.stdout.strip().splitlines()[-2:] == ["no sandbox URL", "False '' ''"], shown.stderr
+    assert "(agent.W001) ADMIN_API_URL is not set" in checked.stderr
+    assert "(agent.W002) LOGS_GROUP_NAME is not set" in checked.stderr
 
 
 @pytest.mark.parametrize(

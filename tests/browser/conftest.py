@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-# The e2e fixtures: a real Celery worker against the live server's sandbox Admin API, and the seeded company.
-from tests.agent.e2e.conftest import company, worker  # noqa: F401
+# The e2e worker: a real Celery worker reaching the company (tests/conftest.py) on the live server.
+from tests.agent.e2e.conftest import worker  # noqa: F401
 
 CHROMIUM = Path("/usr/bin/chromium")
 PASSWORD = "pass-word-123"

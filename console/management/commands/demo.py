@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+from django.apps import apps
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
@@ -24,6 +25,9 @@ class Command(BaseCommand):
                 os.makedirs(folder, exist_ok=True)
         os.makedirs(os.path.dirname(settings.CELERY_BEAT_SCHEDULE_FILENAME), exist_ok=True)
         call_command("migrate", interactive=False, verbosity=0)
+        if apps.is_installed("sandbox"):
+            # The stand-in company (sandbox/settings_demo.py installs it) seeds itself with its own command.
+            call_command("seed_sandbox")
         call_command("seed_demo")
         address = f"{options['host']}:{options['port']}"
         python = sys.executable
@@ -59,7 +63,7 @@ class Command(BaseCommand):
         if settings.EMAIL_BACKEND.endswith("filebased.EmailBackend"):
             self.stdout.write(f"Approval e-mails are written to {settings.EMAIL_FILE_PATH}/")
         self.stdout.write(
-            "Send a signed test ticket: DJANGO_DEBUG=true "
+            f"Send a signed test ticket: DJANGO_SETTINGS_MODULE={settings.SETTINGS_MODULE} "
             f"ZENDESK_WEBHOOK_SECRET={settings.ZENDESK_WEBHOOK_SECRET} .venv/bin/python manage.py "
             f"zendesk_send_event --url http://{address}/api/webhooks/zendesk\n"
         )

@@ -1,5 +1,5 @@
 """End to end: the real webhook, a real Celery worker process on the real Redis broker, the real PostgreSQL
-database, and the sandbox company's Admin API over HTTP (pytest-django's live server). Only the model is
+database, and the company (tests/conftest.py) over HTTP on pytest-django's live server. Only the model is
 replaced: the offline engine is the product's own deterministic runbook follower."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,18 +19,10 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 
-from agent.models import AgentRun, ConfigPatch, Workflow
-from console.demo import (
-    DEMO_CONFIG_PATCHES,
-    DEMO_ORGANIZATIONS,
-    DEMO_REQUESTERS,
-    DEMO_WORKFLOWS,
-    demo_requester_id,
-)
-from sandbox.models import FaultSwitch
-from sandbox.seed import sandbox_seed
+from agent.models import AgentRun
+from console.demo import demo_requester_id
 from tests.conftest import WEBHOOK_URL, signed_headers, zendesk_event
-from tickets.models import HelpdeskUser, TenantLink, Ticket
+from tickets.models import Ticket
 
 ROOT = Path(__file__).resolve().parents[3]
 FINAL = {"completed", "escalated", "failed"}
@@ -81,7 +73,7 @@ class Worker:
 
 
 @pytest.fixture
-def worker(live_server, broker, tmp_path) -> Iterator[Worker]:
+def worker(company, broker, tmp_path) -> Iterator[Worker]:
     db = connection.settings_dict
     env = {
         **os.environ,
@@ -89,35 +81,13 @@ def worker(live_server, broker, tmp_path) -> Iterator[Worker]:
         # The worker must use the test database this test process created, not the configured name.
         "TEST_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "TEST_REDIS_URL": settings.CELERY_BROKER_URL,
-        "ADMIN_API_URL": f"{live_server.url}/sandbox/admin-api/v1",
+        **company.env,
         "AGENT_LLM_PROVIDER": "offline",
         "DJANGO_SECRET_KEY": settings.SECRET_KEY,
     }
     handle = Worker(env=env, log_dir=tmp_path)
     yield handle
     handle.stop()
-
-
-@pytest.fixture
-def company(transactional_db, settings, live_server) -> Callable[..., None]:
-    """Seed the sandbox company and the console's configuration; workflows in the phases a test asks for."""
-    settings.ADMIN_API_URL = f"{live_server.url}/sandbox/admin-api/v1"
-
-    def seed(**phases: str) -> None:
-        sandbox_seed()
-        for organization_id, name, tenant_id in DEMO_ORGANIZATIONS:
-            TenantLink.objects.create(organization_id=organization_id, organization_name=name, tenant_id=tenant_id)
-        for organization_id, name, email, locale in DEMO_REQUESTERS:
-            HelpdeskUser.objects.create(
-                external_id=demo_requester_id(organization_id), name=name, email=email, locale=locale
-            )
-        for patch in DEMO_CONFIG_PATCHES:
-            ConfigPatch.objects.create(**patch)
-        for spec in DEMO_WORKFLOWS:
-            Workflow.objects.create(**{**spec, "phase": phases.get(spec["slug"].replace("-", "_"), spec["phase"])})
-        FaultSwitch.objects.update_or_create(pk=1, defaults={})
-
-    return seed
 
 
 def deliver(ticket_id: int, organization_id: str, subject: str, description: str, tags: list[str]) -> Ticket:

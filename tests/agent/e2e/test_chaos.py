@@ -100,7 +100,7 @@ def test_it_finishes_every_run_through_worker_kills_and_outages(company, live_se
         # Workers and beat reach PostgreSQL and Redis only through the proxies; this process reaches them directly.
         "TEST_DATABASE_URL": f"postgres://{db['USER']}@127.0.0.1:{database_proxy.port}/{db['NAME']}",
         "TEST_REDIS_URL": f"redis://127.0.0.1:{broker_proxy.port}{broker_url.path}",
-        "ADMIN_API_URL": f"{live_server.url}/sandbox/admin-api/v1",
+        **company.env,
         "AGENT_LLM_PROVIDER": "offline",
         # Recovery timings scaled down so the test stays short; production defaults are minutes.
         "AGENT_LEASE_SECONDS": "5",

@@ -1,6 +1,6 @@
 """Offline stand-ins for what is out of our reach: the Bedrock Converse API (a local HTTP server reached
-through AWS_ENDPOINT_URL_BEDROCK_RUNTIME, so the real langchain-aws and botocore code runs), plus the sandbox
-company behind a live server for tests that need its Admin API."""
+through AWS_ENDPOINT_URL_BEDROCK_RUNTIME, so the real langchain-aws and botocore code runs), plus the company
+(tests/conftest.py) for tests that need its systems."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import json
 import pytest
 
 from agent import llm
-from sandbox.models import FaultSwitch
-from sandbox.seed import sandbox_seed
 from tests.http_standin import Scripted, StandIn, serve
 
 
@@ -46,11 +44,9 @@ def bedrock(monkeypatch, settings):
 
 
 @pytest.fixture
-def bedrock_company(bedrock, settings, live_server):
-    """The Bedrock stand-in, and the seeded sandbox company's Admin API on a live server."""
-    settings.ADMIN_API_URL = f"{live_server.url}/sandbox/admin-api/v1"
-    sandbox_seed()
-    FaultSwitch.objects.update_or_create(pk=1, defaults={})
+def bedrock_company(bedrock, company):
+    """The Bedrock stand-in, and the seeded company (tests/conftest.py)."""
+    company.seed()
     return bedrock
 
 

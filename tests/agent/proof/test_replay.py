@@ -18,7 +18,7 @@ from agent.tools.base import ErrorType, ToolContext
 from agentconsole.errors import ConflictError
 from console.demo import DEMO_WORKFLOWS
 from sandbox.models import Tenant
-from tests.agent.e2e.conftest import company, deliver  # noqa: F401 - the seeded company fixture
+from tests.agent.e2e.conftest import deliver
 from tests.agent.loop.conftest import drive
 from tests.factories import UserFactory
 from tests.http_standin import Scripted, StandIn, serve
@@ -41,7 +41,7 @@ def people(db):
 
 
 @pytest.fixture
-def approved_trial(company, people) -> AgentRun:  # noqa: F811
+def approved_trial(company, people) -> AgentRun:
     """A trial extension the offline engine worked in triage, a reviewer approved as proposed, and that ran,
     passed verification, replied and solved the ticket."""
     company()

@@ -190,7 +190,7 @@ def sql_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = directory / "x.sqlite3"
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "agentconsole.settings",
+        "DJANGO_SETTINGS_MODULE": "sandbox.settings_demo",
         "DATABASE_URL": f"sqlite:///{path}",
         "DJANGO_DEBUG": "true",
         "AGENTCONSOLE_VAR_DIR": str(directory),

@@ -24,9 +24,8 @@ LOCK_KEY = "terraform.state_lock_timeout"
 
 
 @pytest.fixture
-def company(live_server: Any, settings: Any) -> dict[str, Tenant]:
-    settings.ADMIN_API_URL = f"{live_server.url}/sandbox/admin-api/v1"
-    settings.ADMIN_API_TOKEN = settings.SANDBOX_ADMIN_API_TOKEN
+def company(company: Any) -> dict[str, Tenant]:
+    """The company of tests/conftest.py, holding just the tenants these tests work on."""
     now = timezone.now()
     acme = Tenant.objects.create(
         id="acme",

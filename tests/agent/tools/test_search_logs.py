@@ -1,4 +1,5 @@
-"""search_logs on CloudWatch Logs (moto fakes AWS at boto's boundary) and on the sandbox's logs."""
+"""search_logs on CloudWatch Logs (moto fakes AWS at boto's boundary). Through the sandbox company's
+CloudWatch-compatible endpoint: tests/sandbox/logs/test_cloudwatch_endpoint.py."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from moto.sts.models import sts_backends
 from agent.aws import clear_credentials_cache
 from agent.tools import get_tool
 from agent.tools.base import ErrorType, Observation, ToolContext
-from sandbox.models import LogEvent, Tenant
+from agent.tools.logs import NO_LOG_GROUP
 
 REGION = "eu-west-1"
 GROUP = "/company/app"
@@ -32,7 +33,6 @@ def aws(monkeypatch: pytest.MonkeyPatch, settings: Any) -> Iterator[None]:
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("MOTO_ACCOUNT_ID", raising=False)
-    settings.LOGS_BACKEND = "cloudwatch"
     settings.LOGS_GROUP_NAME = GROUP
     settings.AWS_REGION = REGION
     settings.AGENT_ROLE_ARN = ""
@@ -175,40 +175,10 @@ def test_it_uses_the_default_credential_chain_without_a_role(aws: None) -> None:
     assert sts_backends[ROLE_ACCOUNT]["aws"].assumed_roles == []
 
 
-# --- The sandbox backend ------------------------------------------------------------------------------------------
+def test_it_fails_clearly_without_a_log_group(aws: None, settings: Any) -> None:
+    settings.LOGS_GROUP_NAME = ""
 
-
-@pytest.fixture
-def sandbox_logs(db: None, settings: Any) -> None:
-    settings.LOGS_BACKEND = "sandbox"
-    settings.LOGS_GROUP_NAME = GROUP
-    for tenant_id, lines in {
-        "acme": [(ago(90), "ERROR early timeout"), (ago(20), "ERROR lock timeout"), (ago(10), "INFO deploy ok")],
-        "globex": [(ago(15), "ERROR globex timeout")],
-    }.items():
-        tenant = Tenant.objects.create(id=tenant_id, name=tenant_id.title(), plan="growth", status="active")
-        for at, message in lines:
-            LogEvent.objects.create(log_group=GROUP, tenant=tenant, timestamp=at, message=message)
-
-
-def test_it_searches_the_sandbox_logs_of_the_bound_tenant_only(sandbox_logs: None) -> None:
-    observation = search({"query": "timeout"})
-
-    assert messages(observation) == ["ERROR lock timeout"]
-    assert observation.meta["backend"] == "sandbox"
-    assert messages(search({"query": "timeout"}, tenant_id="globex")) == ["ERROR globex timeout"]
-
-
-def test_it_widens_the_sandbox_window_and_pages(sandbox_logs: None) -> None:
-    assert messages(search({"query": "ERROR", "minutes": 120})) == ["ERROR early timeout", "ERROR lock timeout"]
-    observation = search({"minutes": 120, "limit": 2})
-    assert messages(observation) == ["ERROR early timeout", "ERROR lock timeout"]
-    assert observation.data["more_available"] is True
-
-
-def test_it_reports_a_pattern_the_sandbox_refuses(sandbox_logs: None) -> None:
-    observation = search({"query": '{ $.level = "ERROR" }'})
+    observation = search({"query": "ERROR"})
 
     assert observation.ok is False
-    assert observation.error_type == ErrorType.INVALID_ARGUMENTS
-    assert "pattern" in observation.message
+    assert observation.message == NO_LOG_GROUP

@@ -53,6 +53,9 @@ from tests.agent.tools.test_sql_guard import (
     assert_refused_as,
 )
 
+# The support views run_sql reads here are the sandbox company's (sandbox/sql/), over its tables.
+pytestmark = pytest.mark.company
+
 CTX = ToolContext(ticket_id=1, tenant_id=BOUND)
 BASE_TABLES = (
     "sandbox_tenant",
@@ -698,7 +701,7 @@ def test_it_holds_with_the_read_only_handle_alone(sql_sqlite_db: SqliteDb, sql: 
 def test_it_drops_the_views_on_reverse_migration_on_sqlite(sql_sqlite_db: SqliteDb) -> None:
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "agentconsole.settings",
+        "DJANGO_SETTINGS_MODULE": "sandbox.settings_demo",
         "DATABASE_URL": f"sqlite:///{sql_sqlite_db.path}",
         "DJANGO_DEBUG": "true",
         "AGENTCONSOLE_VAR_DIR": str(sql_sqlite_db.path.parent),

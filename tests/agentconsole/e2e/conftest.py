@@ -22,7 +22,6 @@ from django.conf import settings
 from django.db import connection
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.agent.e2e.conftest import company  # noqa: F401 - the seeded company, shared with the agent's e2e tests
 from tests.http_standin import StandIn
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -142,7 +141,6 @@ def production(transactional_db, broker, tmp_path) -> Iterator[Services]:
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "SUPPORT_SQL_ROLE": settings.SUPPORT_SQL_ROLE,
         "ZENDESK_WEBHOOK_SECRET": settings.ZENDESK_WEBHOOK_SECRET,
-        "SANDBOX_ADMIN_API_TOKEN": settings.SANDBOX_ADMIN_API_TOKEN,
         "ADMIN_API_TOKEN": settings.ADMIN_API_TOKEN,
         "METRICS_TOKEN": METRICS_TOKEN,
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),

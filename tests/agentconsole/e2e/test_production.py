@@ -47,6 +47,7 @@ def test_it_serves_counts_logs_and_traces_a_run_in_production(
     production, company, bedrock_standin, otlp_collector, live_server
 ):
     company()
+    production.env.update(company.env)  # the company's Admin API and logs: the sandbox on the test's live server
     reply = converse_reply({"text": "The cache was reset and verified."}, stop="end_turn", tokens=(900, 40))
     reply["usage"]["cacheReadInputTokens"] = 700
     for answer in (
@@ -83,8 +84,6 @@ def test_it_serves_counts_logs_and_traces_a_run_in_production(
     unready = httpx.get(f"{base_url}/readyz").json()
     assert unready["checks"]["worker"] == "no recent heartbeat"  # no worker yet
 
-    # The company's Admin API: the sandbox on the test's live server stands in for it.
-    production.env["ADMIN_API_URL"] = f"{live_server.url}/sandbox/admin-api/v1"
     worker = production.worker("worker1", METRICS_WORKER_ADDRESS="127.0.0.1:0")
     production.scheduler()
     ready = wait_ready(base_url)

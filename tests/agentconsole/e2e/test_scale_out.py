@@ -78,7 +78,7 @@ def test_it_works_50_tickets_on_two_workers_without_working_a_run_twice_or_losin
         )  # fmt: skip
     settings.SANDBOX_CACHE_RESET_MIN_INTERVAL_SECONDS = 0  # the sandbox company's rate limit, on the live server
     versions_before = dict(Tenant.objects.values_list("id", "cache_version"))
-    production.env.update(broker, ADMIN_API_URL=f"{live_server.url}/sandbox/admin-api/v1")
+    production.env.update(broker, **company.env)
     _, base_url = production.web()
     workers = [production.worker("worker1"), production.worker("worker2")]
     assert wait_ready(base_url).status_code == 200

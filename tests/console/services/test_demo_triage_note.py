@@ -29,9 +29,10 @@ def _advance_until_it_waits(run: AgentRun) -> Outcome:
     raise AssertionError("the run did not stop")
 
 
-def test_it_posts_a_note_of_one_line_per_finding_and_routes_with_a_reason() -> None:
+def test_it_posts_a_note_of_one_line_per_finding_and_routes_with_a_reason(company) -> None:
     for name in (REVIEWERS, ADMINS):  # a transactional test flushed the groups the data migration made
         Group.objects.get_or_create(name=name)
+    company.seed()  # as `make demo` does, before the demo's own data
     demo_seed(credentials=DemoCredentials(admin_password="a-pass-123", reviewer_password="r-pass-123"))
     ticket = Ticket.objects.get(external_id="90003")  # "Locked out of my account", initech, triage phase
     assert "@" not in ticket.description  # the e-mail comes from the requester's record, not the text
@@ -64,9 +65,10 @@ def test_it_posts_a_note_of_one_line_per_finding_and_routes_with_a_reason() -> N
     assert run.actions.get(tool="unlock_user").args == {"tenant_id": "initech", "email": "ops@initech.example"}
 
 
-def test_it_follows_up_on_the_customers_comment_with_the_history_and_writes_nothing(post_webhook) -> None:
+def test_it_follows_up_on_the_customers_comment_with_the_history_and_writes_nothing(company, post_webhook) -> None:
     for name in (REVIEWERS, ADMINS):
         Group.objects.get_or_create(name=name)
+    company.seed()
     demo_seed(credentials=DemoCredentials(admin_password="a-pass-123", reviewer_password="r-pass-123"))
     ticket = Ticket.objects.get(external_id="90003")
     first = AgentRun.objects.get(ticket=ticket)
