@@ -14,12 +14,13 @@ from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Aggregate, Count, F, FloatField, Func, Sum
+from django.db.models import Count, Sum
 from django.db.models.functions import Coalesce, TruncWeek
 from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from agent.aggregates import Percentile, seconds_between
 from agent.models import AgentRun, ProposedAction, Workflow, WorkflowVersion
 from agent.pricing import Usage, cost_usd
 from agent.selectors import Evidence, version_evidence_many
@@ -254,22 +255,6 @@ def _cost_by_engine(since: datetime) -> float:
     )
 
 
-class _Percentile(Aggregate):
-    """PostgreSQL's percentile_cont: linear interpolation between closest ranks, as percentile() does."""
-
-    function = "percentile_cont"
-    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = FloatField()
-
-    def __init__(self, expression: object, fraction: float) -> None:
-        super().__init__(expression, fraction=float(fraction))
-
-
-def _hours(start: str, end: str) -> Func:
-    return Func(F(end) - F(start), function="EXTRACT", template="EXTRACT(EPOCH FROM %(expressions)s) / 3600.0",
-                output_field=FloatField())  # fmt: skip
-
-
 def _resolution_rows(since: datetime) -> list[ResolutionRow]:
     """Percentiles of the hours from a ticket's creation to its run's completion, by week, workflow and phase. In
     PostgreSQL they are aggregated there (one row per group, whatever the number of runs); elsewhere (the demo's
@@ -278,11 +263,11 @@ def _resolution_rows(since: datetime) -> list[ResolutionRow]:
         phase=Workflow.Phase.SHADOW
     )
     if connection.vendor == "postgresql":
-        hours = _hours("ticket__created_at", "finished_at")
+        hours = seconds_between("ticket__created_at", "finished_at") / 3600
         grouped = (
             runs.annotate(week=TruncWeek("finished_at"))
             .values("week", "workflow__name", "phase")
-            .annotate(n=Count("id"), p50=_Percentile(hours, 0.5), p90=_Percentile(hours, 0.9))
+            .annotate(n=Count("id"), p50=Percentile(hours, 0.5), p90=Percentile(hours, 0.9))
             .order_by()
         )
         rows = [
@@ -305,8 +290,8 @@ def _approval_minutes(since: datetime) -> tuple[int, float | None, float | None]
     """How many proposals people decided in the window, and the p50 and p90 of the minutes each waited."""
     decided = ProposedAction.objects.filter(decided_by__isnull=False, decided_at__gte=since)
     if connection.vendor == "postgresql":
-        minutes = _hours("created_at", "decided_at") * 60
-        found = decided.aggregate(n=Count("id"), p50=_Percentile(minutes, 0.5), p90=_Percentile(minutes, 0.9))
+        minutes = seconds_between("created_at", "decided_at") / 60
+        found = decided.aggregate(n=Count("id"), p50=Percentile(minutes, 0.5), p90=Percentile(minutes, 0.9))
         return found["n"], found["p50"], found["p90"]
     latencies = [(d - c).total_seconds() / 60 for c, d in decided.values_list("created_at", "decided_at")]
     return len(latencies), percentile(latencies, 0.5), percentile(latencies, 0.9)
