@@ -42,6 +42,7 @@ chromium:
 test: $(VENV)/.dev chromium
 	bash scripts/ensure_services.sh
 	DJANGO_SETTINGS_MODULE=agentconsole.settings_test $(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	TEST_DATABASE_URL=sqlite:///:memory: DJANGO_SETTINGS_MODULE=sandbox.settings_test $(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest --ds agentconsole.settings_test $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(PY) -m pytest -m company $(PYTEST_ARGS) || [ $$? -eq 5 ]
@@ -49,6 +50,7 @@ test: $(VENV)/.dev chromium
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: $(VENV)/.dev
 	$(VENV)/bin/ruff format .

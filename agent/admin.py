@@ -17,7 +17,7 @@ from agent.models import (
     Workflow,
     WorkflowVersion,
 )
-from agent.services import POLICY_FIELDS, workflow_save
+from agent.services.governance import POLICY_FIELDS, workflow_save
 from audit.admin import AuditedModelAdmin, HistoryAdminMixin
 
 

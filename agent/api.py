@@ -3,11 +3,15 @@
 # No `from __future__ import annotations` here: @paginate wraps the handlers, and ninja then resolves their
 # string annotations in ninja's own module namespace, where the filter schemas do not exist.
 
+from datetime import timedelta
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
 from django.http import HttpRequest
-from ninja import Path, Query, Router
+from django.utils import timezone
+from ninja import Path, Query, Router, Status
 from ninja.pagination import paginate
 
 from agent.dashboard import WorkflowCard, workflow_cards
@@ -30,29 +34,40 @@ from agent.schemas import (
     WorkflowOut,
     WorkflowPhaseIn,
 )
-from agent.selectors import autonomy_unmet_criteria
-from agent.services import (
-    agent_run_close,
-    agent_run_take_over,
-    autonomy_stop_all,
-    proposed_action_approve,
-    proposed_action_reject,
-    proposed_action_respond,
-    rating_set,
-    workflow_phase_change,
+from agent.selectors import (
+    agent_run_detail_queryset,
+    agent_run_list,
+    autonomy_unmet_criteria,
+    proposed_action_list,
 )
+from agent.services.actions import proposed_action_approve, proposed_action_reject, proposed_action_respond
+from agent.services.governance import autonomy_stop_all, rating_set, workflow_phase_change
+from agent.services.intake import zendesk_event_receive
+from agent.services.runs import agent_run_close, agent_run_take_over
 from agent.versions import next_phase
-from agentconsole.errors import NotFoundError
+from agentconsole.errors import ApplicationError, NotFoundError, PayloadTooLarge
 from agentconsole.pagination import BoundedLimitOffsetPagination
 from agentconsole.schemas import ONE_ERRORS, READ_ERRORS, WRITE_ERRORS
-from console.auth import api_auth
+from tickets.schemas import ErrorOut, WebhookAcceptedOut
+from tickets.zendesk_webhook import (
+    BODY_WRONG_SHAPE,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    PayloadError,
+    parse_event,
+    verify_signature,
+)
 
 NOT_FOUND = "No {kind} {key}."
 PAGE_MAX = 100
 MAX_ID = 2**63 - 1  # ids are bigints
 SLUG_PATTERN = r"^[-a-zA-Z0-9_]{1,64}$"
+BODY_TOO_LARGE = "The body is larger than {limit} bytes."
+CONTENT_LENGTH_INVALID = "The Content-Length header is not a number."
 
-router = Router(tags=["agent"], auth=api_auth)
+# Every route needs a reviewer or an admin (token or session): the API sets that for every router. The webhook
+# is the exception: it proves itself by its signature.
+router = Router(tags=["agent"])
 
 
 def _get(queryset: QuerySet, kind: str, **lookup: Any) -> Any:
@@ -60,28 +75,6 @@ def _get(queryset: QuerySet, kind: str, **lookup: Any) -> Any:
     if found is None:
         raise NotFoundError(NOT_FOUND.format(kind=kind, key=next(iter(lookup.values()))))
     return found
-
-
-# --- Reads. These selectors belong in agent/selectors.py; they live here because that file was not this
-# change's to edit. Move them there when next touching it.
-
-
-def _run_list(*, ticket: int | None, status: str | None) -> QuerySet[AgentRun]:
-    runs = AgentRun.objects.select_related("workflow").order_by("-created_at", "-id")
-    if ticket is not None:
-        runs = runs.filter(ticket_id=ticket)
-    if status:
-        runs = runs.filter(status=status)
-    return runs
-
-
-def _action_list(*, status: str | None, run: int | None) -> QuerySet[ProposedAction]:
-    actions = ProposedAction.objects.select_related("decided_by").order_by("created_at", "id")
-    if status:
-        actions = actions.filter(status=status)
-    if run is not None:
-        actions = actions.filter(run_id=run)
-    return actions
 
 
 def _workflow_out(card: WorkflowCard) -> dict[str, Any]:
@@ -109,13 +102,12 @@ def _workflow_out(card: WorkflowCard) -> dict[str, Any]:
 @router.get("/runs", response={200: list[RunOut], **READ_ERRORS}, summary="Agent runs, newest first")
 @paginate(BoundedLimitOffsetPagination, max_limit=PAGE_MAX)
 def run_list(request: HttpRequest, filters: Query[RunFilterIn]) -> QuerySet[AgentRun]:
-    return _run_list(ticket=filters.ticket, status=filters.status)
+    return agent_run_list(ticket=filters.ticket, status=filters.status)
 
 
 @router.get("/runs/{run_id}", response={200: RunDetailOut, **ONE_ERRORS}, summary="One run with its ordered steps")
 def run_get(request: HttpRequest, run_id: int = Path(..., ge=1, le=MAX_ID)) -> AgentRun:
-    steps = Prefetch("steps", queryset=Step.objects.order_by("index"))
-    return _get(AgentRun.objects.select_related("workflow").prefetch_related(steps), "run", pk=run_id)
+    return _get(agent_run_detail_queryset(), "run", pk=run_id)
 
 
 # --- Proposed actions -----------------------------------------------------------------------------------------
@@ -124,12 +116,12 @@ def run_get(request: HttpRequest, run_id: int = Path(..., ge=1, le=MAX_ID)) -> A
 @router.get("/actions", response={200: list[ActionOut], **READ_ERRORS}, summary="Proposed actions, oldest first")
 @paginate(BoundedLimitOffsetPagination, max_limit=PAGE_MAX)
 def action_list(request: HttpRequest, filters: Query[ActionFilterIn]) -> QuerySet[ProposedAction]:
-    return _action_list(status=filters.status, run=filters.run)
+    return proposed_action_list(status=filters.status, run=filters.run)
 
 
 @router.get("/actions/{action_id}", response={200: ActionOut, **ONE_ERRORS}, summary="One proposed action")
 def action_get(request: HttpRequest, action_id: int = Path(..., ge=1, le=MAX_ID)) -> ProposedAction:
-    return _get(ProposedAction.objects.select_related("decided_by"), "action", pk=action_id)
+    return _get(proposed_action_list(), "action", pk=action_id)
 
 
 @router.post("/actions/{action_id}/approve", response={200: ActionOut, **WRITE_ERRORS}, summary="Approve, maybe edited")
@@ -188,7 +180,6 @@ def step_rate(request: HttpRequest, step_id: int, payload: RatingIn) -> Rating:
 @router.get("/workflows", response={200: list[WorkflowOut], **READ_ERRORS}, summary="Workflows with their evidence")
 @paginate(BoundedLimitOffsetPagination, max_limit=PAGE_MAX)
 def workflow_list(request: HttpRequest) -> list[dict[str, Any]]:
-    # Admins curate a handful of workflows: evidence for all of them is a fixed number of queries either way.
     return [_workflow_out(card) for card in workflow_cards()]
 
 
@@ -210,3 +201,62 @@ def workflow_phase(
 )
 def autonomy_stop(request: HttpRequest, payload: AutonomyStopIn) -> dict[str, int]:
     return {"stopped_workflows": autonomy_stop_all(user=request.user, reason=payload.reason)}
+
+
+# --- Ticket intake: the helpdesk's webhook. Tickets stores the event; the agent decides whether a run starts.
+
+
+def _read_body(request: HttpRequest, limit: int) -> bytes:
+    """Refuse an oversize body before reading it, and again after in case Content-Length was absent or lied."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise ApplicationError(CONTENT_LENGTH_INVALID) from None
+    if declared > limit:
+        raise PayloadTooLarge(BODY_TOO_LARGE.format(limit=limit))
+    body = request.body
+    if len(body) > limit:
+        raise PayloadTooLarge(BODY_TOO_LARGE.format(limit=limit))
+    return body
+
+
+@router.post(
+    "/webhooks/zendesk",
+    response={202: WebhookAcceptedOut, 400: ErrorOut, 401: ErrorOut, 413: ErrorOut},
+    summary="Receive a signed Zendesk ticket event",
+    auth=None,
+    tags=["webhooks"],
+)
+def zendesk_webhook(request: HttpRequest) -> Status:
+    body = _read_body(request, settings.ZENDESK_WEBHOOK_MAX_BODY_BYTES)
+    verify_signature(
+        secret=settings.ZENDESK_WEBHOOK_SECRET,
+        timestamp=request.headers.get(TIMESTAMP_HEADER),
+        signature=request.headers.get(SIGNATURE_HEADER),
+        body=body,
+        now=timezone.now(),
+        max_skew=timedelta(seconds=settings.ZENDESK_WEBHOOK_MAX_SKEW_SECONDS),
+    )
+    parsed = parse_event(body)
+    try:
+        result = zendesk_event_receive(parsed=parsed)
+    except DjangoValidationError as exc:
+        # The parser's limits should leave nothing for the models to refuse; if they ever do, it is still the
+        # sender's input (400, nothing stored: the intake is one transaction), never our 500.
+        raise PayloadError(BODY_WRONG_SHAPE, extra={"errors": _model_errors(exc)}) from None
+    return Status(
+        202,
+        {
+            "ticket_id": result.ticket_id,
+            "event_id": parsed.envelope.id,
+            "duplicate": result.duplicate,
+            "handled": result.handled,
+            "ignored_reason": result.ignored_reason,
+        },
+    )
+
+
+def _model_errors(exc: DjangoValidationError) -> list[dict[str, str]]:
+    if hasattr(exc, "error_dict"):
+        return [{"field": name, "message": " ".join(messages)} for name, messages in exc.message_dict.items()]
+    return [{"field": "", "message": message} for message in exc.messages]

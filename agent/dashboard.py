@@ -7,6 +7,7 @@ rows; on SQLite (the demo) percentiles are computed in Python from one values_li
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -149,14 +150,11 @@ def workflow_cards(*, slug: str | None = None) -> list[WorkflowCard]:
 
 
 def percentile(values: Sequence[float], fraction: float) -> float | None:
-    """Linear interpolation between closest ranks (numpy's default); p50 equals the median."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * fraction
-    lower = int(position)
-    upper = min(lower + 1, len(ordered) - 1)
-    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
+    """Linear interpolation between closest ranks (statistics' "inclusive" method, numpy's default); p50 is the
+    median. `fraction` is a whole percent: 0.5, 0.9."""
+    if len(values) < 2:  # statistics.quantiles needs two points (Python 3.11)
+        return float(values[0]) if values else None
+    return statistics.quantiles(values, n=100, method="inclusive")[round(fraction * 100) - 1]
 
 
 def week_start(moment: datetime) -> date:

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.models import AgentRun, ProposedAction, Step
+from agent.policy import Risk
 from agent.tools import get_tool
 from agent.tools._summary import clip, generic
-from agent.tools.base import Risk
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +70,12 @@ def action_line(action: ProposedAction) -> str:
         line += f", verification {action.verification}"
     if action.status == ProposedAction.Status.REJECTED and action.decision_reason:
         line += f" (reason: {action.decision_reason})"
-    if action.tool == "add_private_note":
-        pass  # the note itself is in the conversation
-    elif action.tool == "reply_to_customer" and isinstance(action.args.get("body"), str):
-        line += f": “{clip(action.args['body'], 160)}”"
+    tool = get_tool(action.tool)
+    text = action.args.get(tool.text_arg) if tool is not None and tool.text_arg else None
+    if text is not None and not tool.customer_facing:
+        pass  # a note of the run: the note itself is in the conversation
+    elif isinstance(text, str):
+        line += f": “{clip(text, 160)}”"
     elif action.args:
         line += " with " + ", ".join(f"{k} {v}" for k, v in action.args.items())
     return clip(line, 400)
@@ -93,7 +95,7 @@ def run_history(runs: Iterable[AgentRun]) -> str:
         lines += [
             f"  did: {action_line(a)}"
             for a in run.actions.all()
-            if a.risk != ProposedAction.Risk.READ and a.status != ProposedAction.Status.DRY_RUN
+            if a.risk != Risk.READ and a.status != ProposedAction.Status.DRY_RUN
         ]
         blocks.append("\n".join(lines))
     return "\n".join(blocks) or "(no earlier runs)"

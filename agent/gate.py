@@ -2,8 +2,8 @@
 limits, repeats and verification-before-reply are decided here, in code, whatever the model asked for.
 
 gate_decide is pure: it reads the run's state and returns a verdict; the loop acts on it and audits refusals. Its
-rules read tool properties (risk, customer_facing) and the workflow's declared limits, never tool names, so tools
-that declare their own policy go through the same door unchanged.
+rules read the policy each tool declares (risk, customer_facing, context_only, tenant_arg: agent/tools/base.py) and
+the workflow's declared limits, never tool names, so a new or generated tool goes through the same door unchanged.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from django.utils import timezone
 
 from agent.limits import WINDOW_HOURS, Spent, limits_exceeded, spent_add, summed_args
 from agent.models import AgentRun, ProposedAction, Workflow
-from agent.tools.base import ErrorType, Observation, Risk, Tool
+from agent.policy import Risk
+from agent.tools.base import ErrorType, Observation, Tool
 from audit.services import canonical_hash
 
 UNKNOWN_TOOL = "There is no tool named {name!r}. Available tools: {available}."
@@ -125,7 +126,7 @@ def run_state(*, run: AgentRun, tenant_id: str, tool_name: str = "", turn_writes
     """The run's writes as the gate sees them. `tool_name`: the call being decided, whose budget is summed;
     `turn_writes`: write tools called earlier in the current turn that have not run yet."""
     actions = list(run.actions.order_by("created_at", "id"))
-    writes = [a for a in actions if a.risk == ProposedAction.Risk.WRITE]
+    writes = [a for a in actions if a.risk == Risk.WRITE]
     holding = [reason for reason in map(_holding, writes) if reason]
     holding += [f"{name} (called in this turn, not run yet)" for name in turn_writes or []]
     done = set().union(
@@ -245,7 +246,7 @@ def gate_decide(
     `earlier`: the run's first call with the same tool and arguments, if there is one."""
     if tool is None:
         return Decision(Verdict.REFUSE, UNKNOWN_TOOL.format(name=name, available=", ".join(sorted(available))))
-    asked = args.get("tenant_id")
+    asked = tool.tenant_named(args)
     if asked is not None and asked != state.tenant_id:
         return Decision(Verdict.REFUSE, OTHER_TENANT.format(bound=state.tenant_id, asked=asked))
     invalid = _invalid(tool, args)
@@ -274,7 +275,7 @@ def gate_decide(
         return Decision(Verdict.PROPOSE, FAILED_WRITE_NEEDS_REVIEW.format(writes=", ".join(state.failed_writes)))
     if tool.risk == Risk.READ:
         return Decision(Verdict.EXECUTE, "Reads run without approval outside shadow.")
-    if tool.risk == Risk.HELPDESK and not tool.customer_facing:
+    if tool.context_only:
         return Decision(Verdict.EXECUTE, "Context notes and routing run without approval outside shadow.")
     if tool.customer_facing:
         if state.phase == Workflow.Phase.AUTONOMOUS or state.has_verified_approved_write:

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from agent.policy import Risk
 from tickets.models import Ticket, TicketComment
 
 
@@ -94,7 +95,8 @@ class AgentRun(models.Model):
         COMPLETED = "completed", "Completed"
         ESCALATED = "escalated", "Escalated to humans"
         TAKEN_OVER = "taken_over", "Taken over by a reviewer"
-        FAILED = "failed", "Failed"
+        # No "failed": a run that cannot go on (an error, a model that cannot answer, too many restarts) is
+        # escalated, so a person always picks it up. agent/lifecycle.py holds every move between these.
 
     class Outcome(models.TextChoices):
         """How a human closed an escalated or taken-over run."""
@@ -232,11 +234,6 @@ class Step(models.Model):
 
 class ProposedAction(models.Model):
     """A tool call the agent wants to make that needs a decision, or that records what ran on its own."""
-
-    class Risk(models.TextChoices):
-        READ = "read", "Read"
-        WRITE = "write", "Write"
-        HELPDESK = "helpdesk", "Helpdesk"
 
     class Status(models.TextChoices):
         DRY_RUN = "dry_run", "Dry run (never executable)"

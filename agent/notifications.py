@@ -1,6 +1,6 @@
 """Telling reviewers that a decision waits, and escalating the ones that waited past their SLA.
 
-Services, like agent/services.py: each send is recorded as a Notification row first (unique per proposal, kind and
+Services, like agent/services/: each send is recorded as a Notification row first (unique per proposal, kind and
 channel), so a retried or redelivered task never sends a message twice, and the ticket page can say who was told.
 Every call to Slack or a mail server happens here, in a worker, never in a request.
 """
@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agent import telemetry
+from agent.enqueue import approval_notify_send
 from agent.models import Notification, ProposedAction
 from agent.slack import SlackError, SlackMessage, escape, slack_destination, slack_post
 from audit.models import AuditEvent
@@ -106,7 +107,7 @@ def email_message(action: ProposedAction, kind: str, recipients: list[str]) -> E
 
 def workflow_reviewer_emails(action: ProposedAction) -> list[str]:
     """The workflow's reviewers; when it names none, every active member of the reviewers group."""
-    from console.roles import REVIEWERS
+    from agentconsole.roles import REVIEWERS
 
     users = get_user_model().objects.filter(is_active=True).exclude(email="")
     workflow = action.run.workflow
@@ -207,8 +208,7 @@ def approval_sla_sweep(*, now: datetime | None = None) -> list[int]:
     """Escalate every pending proposal past its SLA, each exactly once: a conditional UPDATE takes it (two
     sweeps at once cannot both), then a private note, the humans pod, an audit event and a notification.
     The proposal stays pending: a reviewer can still decide it. Returns the ids escalated."""
-    from agent.services import _helpdesk_escalation
-    from agent.tasks import approval_notify_task
+    from agent.services.runs import helpdesk_escalation_post
 
     now = now or timezone.now()
     escalated = []
@@ -220,7 +220,7 @@ def approval_sla_sweep(*, now: datetime | None = None) -> list[int]:
             continue
         action = ProposedAction.objects.select_related("run__ticket", "run__workflow").get(pk=action_id)
         waited = int((now - action.created_at).total_seconds() // 60)
-        problem = _helpdesk_escalation(
+        problem = helpdesk_escalation_post(
             action.run, SLA_NOTE.format(tool=action.tool, minutes=waited, link=action_link(action))
         )
         audit_event_record(
@@ -230,6 +230,6 @@ def approval_sla_sweep(*, now: datetime | None = None) -> list[int]:
             actor_kind=AuditEvent.ActorKind.SYSTEM,
         )
         telemetry.approval_sla_breached(workflow=action.run.workflow.slug if action.run.workflow_id else "")
-        transaction.on_commit(lambda pk=action_id: approval_notify_task.delay(pk, Notification.Kind.SLA), robust=True)
+        transaction.on_commit(lambda pk=action_id: approval_notify_send(pk, Notification.Kind.SLA), robust=True)
         escalated.append(action_id)
     return escalated

@@ -12,9 +12,10 @@ from django.conf import settings
 from agent.findings import findings_text, run_history, step_findings
 from agent.llm import ESCALATE_TOOL, Conversation, Exchange, ToolCall, ToolResult
 from agent.models import AgentRun, Step, Workflow
-from agent.tools import get_tool
+from agent.policy import Risk, TicketRole
+from agent.tools import all_tools, get_tool
 from agent.tools._summary import clip, when
-from agent.tools.base import Risk
+from agent.tools.base import Tool
 from tickets.models import Ticket, TicketComment
 
 ESCALATE_SPEC: dict[str, Any] = {
@@ -193,26 +194,31 @@ def _exchanges_of(transcript: list[Step]) -> list[Exchange]:
     return exchanges
 
 
-def _risk(tool_name: str) -> Risk | None:
-    tool = get_tool(tool_name)
-    return tool.risk if tool else None
+def _step_tool(step: dict[str, Any]) -> Tool | None:
+    return get_tool(str(step.get("tool")))
+
+
+def _plays(step: dict[str, Any], role: TicketRole) -> bool:
+    tool = _step_tool(step)
+    return tool is not None and tool.ticket_role == role
 
 
 def follow_up_playbook(playbook: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What the offline engine follows when the customer writes again: the runbook's reads again, then one note
     with what changed since, and its routing. It writes nothing and does not answer the customer: a reviewer (or
     the model, under Bedrock) decides what the new comment calls for."""
-    steps = [s for s in playbook if _risk(str(s.get("tool"))) == Risk.READ]
-    note = {"tool": "add_private_note", "why": "share what changed since the customer wrote", "args": {}}
-    note["args"] = {"body": FOLLOW_UP_NOTE}
-    steps.append(note)
-    steps += [s for s in playbook if s.get("tool") == "route_ticket"][:1]
+    steps = [s for s in playbook if (tool := _step_tool(s)) is not None and tool.risk == Risk.READ]
+    note_tool = next((tool for tool in all_tools().values() if tool.ticket_role == TicketRole.NOTE), None)
+    if note_tool is not None:
+        why = "share what changed since the customer wrote"
+        steps.append({"tool": note_tool.name, "why": why, "args": {note_tool.text_arg: FOLLOW_UP_NOTE}})
+    steps += [s for s in playbook if _plays(s, TicketRole.ROUTE)][:1]
     return steps
 
 
 def _routing(playbook: list[dict[str, Any]]) -> str:
     """Why the runbook routes where it does: the pod, what the pod owns (configured with the pods), the step's why."""
-    step = next((s for s in playbook if s.get("tool") == "route_ticket"), None)
+    step = next((s for s in playbook if _plays(s, TicketRole.ROUTE)), None)
     if step is None:
         return ""
     pod = str((step.get("args") or {}).get("pod", ""))

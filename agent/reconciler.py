@@ -22,14 +22,10 @@ from django.db import models, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from agent.lifecycle import RUN_FINAL, RUN_WORKING
 from agent.models import AgentRun, ProposedAction
-from agent.services import (
-    FINAL_STATUSES,
-    agent_run_claim,
-    agent_run_escalate,
-    agent_run_publish,
-    agent_run_release,
-)
+from agent.services.leases import agent_run_claim, agent_run_release
+from agent.services.runs import agent_run_escalate, agent_run_publish
 from audit.models import AuditEvent
 from audit.services import audit_event_record
 
@@ -63,13 +59,10 @@ def agent_runs_stranded(*, now: object = None, stale_seconds: int | None = None)
     idle = (
         Q(lease_expires_at__isnull=True)
         & dispatch_stale
-        & (
-            Q(status__in=[AgentRun.Status.QUEUED, AgentRun.Status.RUNNING])
-            | Q(status=AgentRun.Status.AWAITING_APPROVAL, has_pending=False)
-        )
+        & (Q(status__in=RUN_WORKING) | Q(status=AgentRun.Status.AWAITING_APPROVAL, has_pending=False))
     )
     return (
-        AgentRun.objects.exclude(status__in=FINAL_STATUSES)
+        AgentRun.objects.exclude(status__in=RUN_FINAL)
         .exclude(trigger=AgentRun.Trigger.MANUAL)
         .annotate(has_pending=Exists(pending))
         .filter(expired_lease | idle)
@@ -89,7 +82,7 @@ def agent_run_recover(*, run: AgentRun) -> str | None:
                 dispatch_token=run.dispatch_token,
                 lease_expires_at=run.lease_expires_at,
             )
-            .exclude(status__in=FINAL_STATUSES)
+            .exclude(status__in=RUN_FINAL)
             .update(dispatch_token=token, dispatched_at=timezone.now(), recoveries=models.F("recoveries") + 1)
         )
         if not updated:
@@ -115,7 +108,7 @@ def agent_run_give_up(*, run: AgentRun) -> bool:
     if claimed is None:
         return False
     try:
-        if claimed.status not in FINAL_STATUSES:
+        if claimed.status not in RUN_FINAL:
             agent_run_escalate(run=claimed, reason=RECOVERIES_EXHAUSTED.format(count=claimed.recoveries))
     finally:
         agent_run_release(run_id=run.pk, token=claimed.lease_token, active_ms=0)

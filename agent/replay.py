@@ -32,7 +32,8 @@ from agent.findings import run_history
 from agent.gate import intent_hash, intent_hashes
 from agent.llm import ESCALATE_TOOL, BedrockEngine, Conversation, Engine, EngineError, Exchange, OfflineEngine
 from agent.llm import ToolResult as Result
-from agent.models import AgentRun, ProposedAction, RegressionCase, Replay, ReplayItem, Step, Workflow, WorkflowVersion
+from agent.models import AgentRun, ProposedAction, Replay, ReplayItem, Step, Workflow, WorkflowVersion
+from agent.suites import suite_run_start
 from agent.tools import UNKNOWN_TOOL, all_tools, get_tool
 from agent.tools._summary import clip
 from agent.tools.base import ErrorType, Observation, Risk, ToolContext
@@ -54,7 +55,6 @@ REPLAYABLE = (
     AgentRun.Status.COMPLETED,
     AgentRun.Status.ESCALATED,
     AgentRun.Status.TAKEN_OVER,
-    AgentRun.Status.FAILED,
     AgentRun.Status.AWAITING_APPROVAL,
 )
 
@@ -291,19 +291,19 @@ def recorded_run(*, ticket: Ticket, workflow: Workflow | None = None) -> AgentRu
 
 
 def _enqueue(replay: Replay) -> None:
-    from agent.tasks import replay_execute_task
+    from agent.enqueue import replay_execute_send
 
-    transaction.on_commit(lambda: replay_execute_task.delay(replay.pk))
+    transaction.on_commit(lambda: replay_execute_send(replay.pk))
 
 
 @transaction.atomic
 def replay_start(*, workflow: Workflow, user: Any, limit: int = 20, live_reads: bool = False) -> Replay:
     """Replay the version in force over the workflow's latest `limit` runs that stopped advancing, in the
     background."""
-    from agent.services import _require_admin
+    from agent.permissions import admin_required
     from agent.versions import workflow_version_ensure
 
-    _require_admin(user)
+    admin_required(user)
     if live_reads and not settings.REPLAY_LIVE_READS_ALLOWED:
         raise ApplicationError(LIVE_READS_OFF)
     if limit > settings.REPLAY_MAX_TICKETS:
@@ -332,39 +332,16 @@ def replay_start(*, workflow: Workflow, user: Any, limit: int = 20, live_reads: 
     return replay
 
 
-@transaction.atomic
-def suite_run_start(*, version: WorkflowVersion, user: Any) -> Replay | None:
-    """Run the workflow's regression suite against a version, in the background. None: the suite is empty."""
-    from agent.suites import regression_cases_sync
-
-    regression_cases_sync(workflow_id=version.workflow_id)
-    cases = list(RegressionCase.objects.filter(workflow_id=version.workflow_id, active=True).order_by("id"))
-    if not cases:
-        return None
-    replay = Replay.objects.create(
-        workflow_id=version.workflow_id, version=version, kind=Replay.Kind.SUITE, total=len(cases), created_by=user
-    )
-    ReplayItem.objects.bulk_create(
-        ReplayItem(replay=replay, position=n, ticket_id=case.ticket_id, case=case, source_run=case.source_run)
-        for n, case in enumerate(cases)
-    )
-    audit_event_record(
-        verb="suite.started", obj=replay, payload={"version": version.number, "cases": len(cases)}, user=user
-    )
-    _enqueue(replay)
-    return replay
-
-
 NO_CASES = "This workflow has no regression cases yet: they come from reviewers' edits, rejections and thumbs-down."
 
 
 @transaction.atomic
 def suite_run_request(*, workflow: Workflow, user: Any) -> Replay:
     """An admin runs the suite against the version in force (e.g. after cases were added since it last ran)."""
-    from agent.services import _require_admin
+    from agent.permissions import admin_required
     from agent.versions import workflow_version_ensure
 
-    _require_admin(user)
+    admin_required(user)
     version = workflow_version_ensure(workflow=workflow)
     replay = suite_run_start(version=version, user=user)
     if replay is None:

@@ -5,16 +5,20 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Exists, F, OuterRef, Q, Window
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 
 from agent.aggregates import Percentile, seconds_between
 from agent.models import AgentRun, ProposedAction, Rating, RegressionCase, Replay, Step, Workflow
+from agent.policy import Risk
 from tickets.models import Ticket
+
+if TYPE_CHECKING:
+    from agent.tools.base import Tool
 
 
 @dataclass(frozen=True)
@@ -369,7 +373,7 @@ MODEL_NEXT = (
 )
 OFFLINE_NEXT = "The offline engine follows the workflow's runbook: after this step it makes these calls, in order."
 OFFLINE_NOT_FROM_RUNBOOK = "This call is not a runbook step, so the offline engine's next step is not known."
-CUSTOMER_FACING_NOW = "Approving posts this {what} to the ticket{public}."
+APPROVAL_RUNS = "Approving runs {tool} against the company's systems."
 
 
 def _call_position(call_id: str) -> int | None:
@@ -378,6 +382,11 @@ def _call_position(call_id: str) -> int | None:
     if len(parts) == 4 and parts[0] == "rb" and parts[1].isdigit():
         return int(parts[1])
     return None
+
+
+def _draft_text(tool: Tool | None, args: dict[str, Any]) -> str:
+    """The text a person would read from this call: a drafted note or reply."""
+    return str(args.get(tool.text_arg, "")) if tool is not None and tool.text_arg else ""
 
 
 def proposal_follow_up(*, run: AgentRun, action: ProposedAction, transcript: list[Step]) -> FollowUp:
@@ -399,14 +408,7 @@ def proposal_follow_up(*, run: AgentRun, action: ProposedAction, transcript: lis
 
     tools = all_tools()
     tool = tools.get(action.tool)
-    if action.tool == "reply_to_customer":
-        runs_now = CUSTOMER_FACING_NOW.format(what="reply", public=" — the customer sees it")
-    elif action.tool == "add_private_note":
-        runs_now = CUSTOMER_FACING_NOW.format(what="private note", public="")
-    elif action.tool == "solve_ticket":
-        runs_now = "Approving marks the ticket solved in the helpdesk."
-    else:
-        runs_now = f"Approving runs {action.tool} against the company's systems."
+    runs_now = (tool.approval_effect if tool is not None else "") or APPROVAL_RUNS.format(tool=action.tool)
     verification = tool.verify_summary if tool is not None and tool.verify_summary else ""
     if not run.engine.startswith("offline") and run.engine:
         return FollowUp(runs_now, verification, known=False, steps=[], note=MODEL_NEXT)
@@ -424,7 +426,7 @@ def proposal_follow_up(*, run: AgentRun, action: ProposedAction, transcript: lis
     )
     conversation = Conversation(system_prompt="", ticket_prompt="", exchanges=[*_exchanges_of(transcript), ran])
     # After an approved write passes verification, the gate lets the customer-facing steps run.
-    verified = action.risk == ProposedAction.Risk.WRITE
+    verified = action.risk == Risk.WRITE
     state = RunState(
         phase=run.phase, tenant_id=ticket.tenant_id, workflow=run.workflow, has_verified_approved_write=verified
     )
@@ -446,7 +448,7 @@ def proposal_follow_up(*, run: AgentRun, action: ProposedAction, transcript: lis
                 tool=name,
                 why=str(spec.get("why", "")),
                 args=args,
-                text=str(args.get("body", "")) if name in ("reply_to_customer", "add_private_note") else "",
+                text=_draft_text(tools.get(name), args),
                 waits_for_reviewer=decision.verdict == Verdict.PROPOSE,
             )
         )
@@ -479,3 +481,40 @@ def replay_get(*, replay_id: int) -> Replay | None:
     if replay is not None:
         replay.rows = list(replay.items.select_related("ticket", "case").order_by("position"))
     return replay
+
+
+# --- The API's reads ------------------------------------------------------------------------------------------
+
+
+def agent_run_list(*, ticket: int | None = None, status: str | None = None) -> QuerySet[AgentRun]:
+    """Runs, newest first, optionally of one ticket or in one status."""
+    runs = AgentRun.objects.select_related("workflow").order_by("-created_at", "-id")
+    if ticket is not None:
+        runs = runs.filter(ticket_id=ticket)
+    if status:
+        runs = runs.filter(status=status)
+    return runs
+
+
+def agent_run_detail_queryset() -> QuerySet[AgentRun]:
+    """Runs with their steps in order, for reading one in full."""
+    return AgentRun.objects.select_related("workflow").prefetch_related(
+        Prefetch("steps", queryset=Step.objects.order_by("index"))
+    )
+
+
+def proposed_action_list(*, status: str | None = None, run: int | None = None) -> QuerySet[ProposedAction]:
+    """Proposed actions, oldest first, optionally in one status or of one run."""
+    actions = ProposedAction.objects.select_related("decided_by").order_by("created_at", "id")
+    if status:
+        actions = actions.filter(status=status)
+    if run is not None:
+        actions = actions.filter(run_id=run)
+    return actions
+
+
+def workflow_list_with_evidence() -> list[tuple[Workflow, Evidence]]:
+    """Every workflow with its evidence. Admins curate a handful: a fixed number of queries either way."""
+    workflows = list(Workflow.objects.order_by("name", "id"))
+    evidence = workflow_evidence_many(workflow_ids=[workflow.pk for workflow in workflows])
+    return [(workflow, evidence[workflow.pk]) for workflow in workflows]

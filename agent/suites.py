@@ -10,7 +10,9 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Q
 
+from agent.enqueue import replay_execute_send
 from agent.models import ProposedAction, Rating, RegressionCase, Replay, ReplayItem, WorkflowVersion
+from audit.services import audit_event_record
 
 REPLY_TOOL = "reply_to_customer"
 APPROVED = (ProposedAction.Status.APPROVED, ProposedAction.Status.EXECUTED)
@@ -121,6 +123,27 @@ def regression_cases_sync(*, workflow_id: int) -> int:
         .select_related("run")
     )
     return sum(1 for action in decided if regression_case_capture(action=action) is not None)
+
+
+@transaction.atomic
+def suite_run_start(*, version: WorkflowVersion, user: Any) -> Replay | None:
+    """Run the workflow's regression suite against a version, in the background. None: the suite is empty."""
+    regression_cases_sync(workflow_id=version.workflow_id)
+    cases = list(RegressionCase.objects.filter(workflow_id=version.workflow_id, active=True).order_by("id"))
+    if not cases:
+        return None
+    replay = Replay.objects.create(
+        workflow_id=version.workflow_id, version=version, kind=Replay.Kind.SUITE, total=len(cases), created_by=user
+    )
+    ReplayItem.objects.bulk_create(
+        ReplayItem(replay=replay, position=n, ticket_id=case.ticket_id, case=case, source_run=case.source_run)
+        for n, case in enumerate(cases)
+    )
+    audit_event_record(
+        verb="suite.started", obj=replay, payload={"version": version.number, "cases": len(cases)}, user=user
+    )
+    transaction.on_commit(lambda: replay_execute_send(replay.pk))
+    return replay
 
 
 # --- Judging a replay against a case ----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ Every view is checked before anything is granted: it must exist, filter on the b
 security_barrier view. One transaction: a refusal leaves the database as it was. Running it again changes nothing.
 """
 
-# ruff: noqa: S608 - every name put into SQL below is a constant of this module or agent.tools.sql, or was checked
+# ruff: noqa: S608 - every name put into SQL below is a constant of this module or agent.tools.sql_executor, or was checked
 # against IDENTIFIER and is quoted.
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from agent.tools.sql import (
+from agent.tools.sql_executor import (
     BINDING_KEY_TABLE,
     BOUND_TENANT_FUNCTION,
     SQLITE_TENANT_FUNCTION,

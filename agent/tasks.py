@@ -39,7 +39,7 @@ def agent_run_advance_task(self, run_id: int, dispatch_token: str = "") -> str: 
     from agent.llm import EngineError
     from agent.loop import Outcome, run_advance
     from agent.selectors import agent_run_superseded
-    from agent.services import agent_run_dispatch
+    from agent.services.runs import agent_run_dispatch
     from tickets.helpdesk import HelpdeskError
 
     try:
@@ -75,12 +75,13 @@ def agent_run_advance_task(self, run_id: int, dispatch_token: str = "") -> str: 
 
 
 def _escalate(run_id: int, reason: str) -> str:
+    from agent.lifecycle import RUN_FINAL
     from agent.models import AgentRun
-    from agent.services import FINAL_STATUSES, agent_run_escalate
+    from agent.services.runs import agent_run_escalate
 
     try:
         run = AgentRun.objects.select_related("ticket").get(pk=run_id)
-        if run.status not in FINAL_STATUSES:
+        if run.status not in RUN_FINAL:
             agent_run_escalate(run=run, reason=reason)
     except (OperationalError, InterfaceError):
         # Escalating needs the database too: leave the run to the reconciler, which finds it once the lease ends.
@@ -115,7 +116,7 @@ def approval_notify_task(self, action_id: int, kind: str = "pending") -> str:  #
 
 @shared_task(acks_late=True)
 def proposed_action_read_current_task(action_id: int) -> str:
-    from agent.services import proposed_action_read_current
+    from agent.services.actions import proposed_action_read_current
 
     action = proposed_action_read_current(action_id=action_id)
     return "read" if action is not None and action.current_state else "nothing to read"
@@ -134,7 +135,7 @@ def agent_run_take_over_note_task(run_id: int, user_id: int) -> str:
     from django.contrib.auth import get_user_model
 
     from agent.models import AgentRun
-    from agent.services import agent_run_take_over_note
+    from agent.services.runs import agent_run_take_over_note
 
     run = AgentRun.objects.select_related("ticket").get(pk=run_id)
     problem = agent_run_take_over_note(run=run, user=get_user_model().objects.get(pk=user_id))

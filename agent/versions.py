@@ -118,7 +118,7 @@ def workflow_version_ensure(*, workflow: Workflow) -> WorkflowVersion:
         obj=workflow,
         payload={"number": version.number, "content_hash": version.content_hash, "engine": version.engine},
     )
-    from agent.replay import suite_run_start
+    from agent.suites import suite_run_start
 
     suite_run_start(version=version, user=None)
     return version

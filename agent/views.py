@@ -15,12 +15,13 @@ from agent.dashboard import WorkflowCard, dashboard_get, workflow_cards
 from agent.forms import DashboardForm, GapsForm, PhaseChangeForm, ReplayForm, StopAutonomyForm, first_error
 from agent.gaps import knowledge_gap_rows, knowledge_gaps
 from agent.models import Replay, Workflow
+from agent.permissions import NOT_AN_ADMIN
 from agent.replay import replay_start, suite_run_request
 from agent.selectors import regression_case_list, replay_get, replay_list
-from agent.services import NOT_AN_ADMIN, autonomy_stop_all, workflow_phase_change
+from agent.services.governance import autonomy_stop_all, workflow_phase_change
 from agent.versions import version_rows
 from agentconsole.errors import ApplicationError, PermissionDeniedError
-from console.roles import is_admin, is_reviewer
+from agentconsole.roles import is_admin, is_reviewer
 
 NOT_A_MEMBER = "Your account is in neither the reviewers nor the admins group. Ask an admin for access."
 PHASE_CHANGED = "{name} is now in the {phase} phase."

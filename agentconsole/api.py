@@ -13,6 +13,7 @@ from ninja.parser import Parser
 from agent.api import router as agent_router
 from agentconsole import jsonlimits
 from agentconsole.errors import ApplicationError
+from console.auth import api_auth
 from tickets.api import router as tickets_router
 
 
@@ -41,6 +42,7 @@ api = NinjaAPI(
         "(unsafe methods need the CSRF token in X-CSRFToken) or `Authorization: Bearer <personal API token>`."
     ),
     urls_namespace="api",
+    auth=api_auth,
     parser=BoundedParser(),
 )
 # Both routers hold absolute paths (/tickets, /runs, /webhooks/zendesk): one mount point, no prefixes to combine.

@@ -135,9 +135,8 @@ def exporter_start(address: str, *, liveness: Callable[[], bool]) -> tuple[str, 
 
 def queue_depth(queue: str) -> int:
     """Messages waiting in a queue, whatever the transport (Redis LLEN, SQS ApproximateNumberOfMessages, files)."""
+    from celery import current_app as app  # the project's app, without importing agentconsole.celery back
     from kombu.exceptions import ChannelError
-
-    from agentconsole.celery import app
 
     with app.connection_for_read() as connection:
         connection.ensure_connection(max_retries=0)  # fail fast: a probe retries by itself

@@ -257,7 +257,7 @@ CELERY_WORKER_CONCURRENCY = WORKER_CONCURRENCY
 # Django does around a request (DATABASE_CONN_MAX_AGE, health checks).
 CELERY_DB_REUSE_MAX = 1_000_000
 # With the Redis broker a run's next turn is sent ahead of new tickets' first turns (0 is the highest priority
-# there; agent.services sends first turns at NEW_RUN_PRIORITY), so a ticket in progress is not queued behind every
+# there; agent.services.runs sends first turns at NEW_RUN_PRIORITY), so a ticket in progress is not queued behind every
 # new one. SQS has no priorities: there, turns go in arrival order.
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT_OPTIONS["priority_steps"] = [0, 3, 6, 9]

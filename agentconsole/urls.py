@@ -12,6 +12,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("workflows/", include("agent.urls")),
-    path("audit/", include("audit.urls")),
+    path("audit/", include("console.audit_urls")),
     path("", include("console.urls")),
 ]

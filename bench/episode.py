@@ -32,8 +32,9 @@ def _bench_tool() -> None:
     """A write as cheap as the LangGraph side's: it sets a value in memory; its verifier reads it back."""
     from pydantic import BaseModel
 
+    from agent.policy import Risk
     from agent.tools import register
-    from agent.tools.base import ErrorType, Observation, Risk, Tool
+    from agent.tools.base import ErrorType, Observation, Tool
 
     store: dict[str, int] = {}
 
@@ -46,6 +47,8 @@ def _bench_tool() -> None:
         description = "Set the bench value."
         args_schema = Args
         risk = Risk.WRITE
+        tenant_arg = ""  # bound by the context
+        verify_summary = "Reads the value back."
 
         def run(self, args: Args, ctx: Any) -> Observation:
             store[ctx.tenant_id] = args.value
@@ -100,7 +103,7 @@ class Product:
     def episode(self, run_id: int) -> None:
         from agent.loop import Outcome, run_advance
         from agent.models import ProposedAction
-        from agent.services import proposed_action_approve
+        from agent.services.actions import proposed_action_approve
 
         assert run_advance(run_id=run_id) == Outcome.PAUSED
         action = ProposedAction.objects.get(run_id=run_id, status=ProposedAction.Status.PENDING)

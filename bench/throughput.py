@@ -57,7 +57,7 @@ def _seed() -> tuple[object, object]:
 
 
 def _start(n: int, serial: list[int], link: object) -> list[int]:
-    from agent.services import agent_run_create_for_new_ticket
+    from agent.services.intake import agent_run_create_for_new_ticket
     from tickets.models import Ticket
 
     runs = []
@@ -94,15 +94,15 @@ class Backends:
 
 
 def _wait(run_ids: list[int], backends: Backends, timeout: float, more: object = None) -> None:
+    from agent.lifecycle import RUN_FINAL
     from agent.models import AgentRun
-    from agent.services import FINAL_STATUSES
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         backends.sample()
         if more is not None:
             more()
-        if not AgentRun.objects.filter(pk__in=run_ids).exclude(status__in=FINAL_STATUSES).exists():
+        if not AgentRun.objects.filter(pk__in=run_ids).exclude(status__in=RUN_FINAL).exists():
             return
         time.sleep(0.25)
 
@@ -169,10 +169,10 @@ def main(argv: list[str] | None = None) -> None:
         started: list[int] = []
 
         def top_up() -> None:
+            from agent.lifecycle import RUN_FINAL
             from agent.models import AgentRun
-            from agent.services import FINAL_STATUSES
 
-            open_now = AgentRun.objects.filter(pk__in=started).exclude(status__in=FINAL_STATUSES).count()
+            open_now = AgentRun.objects.filter(pk__in=started).exclude(status__in=RUN_FINAL).count()
             room = min(args.in_flight - open_now, args.tickets - len(started))
             if room > 0:
                 started.extend(_start(room, serial, link))

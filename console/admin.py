@@ -6,11 +6,11 @@ from django.contrib.auth.models import Group, User
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
+from agentconsole.roles import ADMINS, REVIEWERS
 from audit.admin import AuditedModelAdmin
 from audit.services import audit_event_record
 from console.auth import api_token_revoke
 from console.models import ApiToken
-from console.roles import ADMINS, REVIEWERS
 
 
 @admin.register(ApiToken)

@@ -18,9 +18,9 @@ from django.utils import timezone
 from ninja.security import HttpBearer, SessionAuth
 
 from agentconsole.errors import NotAuthenticated, PermissionDeniedError
+from agentconsole.roles import is_reviewer
 from audit.services import audit_event_record
 from console.models import ApiToken
-from console.roles import is_reviewer
 
 TOKEN_PREFIX = "ac_"  # noqa: S105 -- a marker that makes leaked tokens greppable, not a secret
 TOKEN_INVALID = "The API token is unknown or revoked."  # noqa: S105 -- a message

@@ -9,9 +9,9 @@ from django.contrib.auth.models import Group, User
 from django.db import transaction
 
 from agent.models import ConfigPatch, RegressionCase, Runbook, Workflow
-from console.roles import ADMINS, REVIEWERS
+from agent.services.intake import zendesk_event_receive
+from agentconsole.roles import ADMINS, REVIEWERS
 from tickets.models import HelpdeskUser, TenantLink, Ticket
-from tickets.services import zendesk_event_ingest
 from tickets.zendesk_webhook import EVENT_TICKET_CREATED, parse_event
 
 DEMO_ORGANIZATIONS = [
@@ -375,7 +375,7 @@ def demo_seed(*, credentials: DemoCredentials) -> None:
         Workflow.objects.get_or_create(slug=spec["slug"], defaults={k: v for k, v in spec.items() if k != "slug"})
     for external_id, organization_id, subject, description, tags in DEMO_TICKETS:
         # The same path as a real delivery: a fixed event id makes the second seed a no-op.
-        zendesk_event_ingest(parsed=parse_event(_demo_event(external_id, organization_id, subject, description, tags)))
+        zendesk_event_receive(parsed=parse_event(_demo_event(external_id, organization_id, subject, description, tags)))
     for slug, external_id, expectation, note in DEMO_SUITE_CASES:
         RegressionCase.objects.get_or_create(
             workflow=Workflow.objects.get(slug=slug),

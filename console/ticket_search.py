@@ -1,6 +1,6 @@
 """The tickets view's selector: every ticket, searchable and filterable, in pages that stay fast at any size.
 
-Split from console/selectors.py by topic. Pagination is by keyset — (sort value, id) of the last row seen, on the
+Split from the console selectors by topic. Pagination is by keyset — (sort value, id) of the last row seen, on the
 (created_at, id) and (updated_at, id) indexes — so page 2,000 costs what page 1 costs; the total shown beside the
 list is the count of the very queryset the list pages through.
 """
@@ -16,6 +16,7 @@ from datetime import datetime
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
+from agent.lifecycle import RUN_WORKING
 from agent.models import AgentRun, ProposedAction, Rating, Workflow, WorkflowVersion
 from agent.selectors import EVIDENCE_KEYS, evidence_ticket_filter
 from tickets.models import Ticket
@@ -34,7 +35,6 @@ OUTCOMES: dict[str, str] = {
     "escalated": "Escalated, open",
     "taken_over": "Taken over, open",
     "closed": "Closed by a human",
-    "failed": "Failed",
     "no_run": "No agent run",
 }
 SAVED_VIEWS: dict[str, tuple[str, dict[str, str]]] = {
@@ -91,7 +91,7 @@ def _outcome_filter(outcome: str) -> Q:
             Exists(ProposedAction.objects.filter(run__ticket=OuterRef("pk"), status=ProposedAction.Status.PENDING))
         )
     if outcome == "working":
-        return Q(_runs(status__in=[AgentRun.Status.QUEUED, AgentRun.Status.RUNNING]))
+        return Q(_runs(status__in=RUN_WORKING))
     if outcome == "resolved":
         return Q(Exists(AgentRun.objects.filter(ticket=OuterRef("pk"), status=AgentRun.Status.COMPLETED).exclude(
             phase=Workflow.Phase.SHADOW)))  # fmt: skip
@@ -103,8 +103,6 @@ def _outcome_filter(outcome: str) -> Q:
         return Q(_runs(status=AgentRun.Status.TAKEN_OVER, outcome=""))
     if outcome == "closed":
         return Q(Exists(AgentRun.objects.filter(ticket=OuterRef("pk")).exclude(outcome="")))
-    if outcome == "failed":
-        return Q(_runs(status=AgentRun.Status.FAILED))
     if outcome == "no_run":
         return ~Q(Exists(AgentRun.objects.filter(ticket=OuterRef("pk"))))
     return Q()

@@ -22,7 +22,7 @@ from django.core import signing
 from django.http import HttpRequest
 
 from agentconsole.errors import PermissionDeniedError
-from console.roles import is_reviewer
+from agentconsole.roles import is_reviewer
 
 NOT_CONFIGURED = "The Zendesk app is not configured: set ZENDESK_APP_SHARED_SECRET or ZENDESK_APP_PUBLIC_KEY."
 TOKEN_MISSING = "Open this page from the Agent Console app in Zendesk: the request carries no signed token."  # noqa: S105 - a message

@@ -11,14 +11,13 @@ import pytest
 import redis
 from django.conf import settings
 from django.test import Client
-from django.utils import timezone
 
-from console.roles import ADMINS, REVIEWERS
+from agent import llm
+from agentconsole.roles import ADMINS, REVIEWERS
 from tests.factories import UserFactory
+from tests.http_standin import Scripted, StandIn, serve
+from tests.support import WEBHOOK_URL, client_for, signed_headers
 from tests.zendesk_standin import ZendeskStandIn, serve_zendesk
-from tickets.zendesk_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, compute_signature
-
-WEBHOOK_URL = "/api/webhooks/zendesk"
 
 
 @pytest.fixture
@@ -50,26 +49,9 @@ def broker_unreachable() -> Iterator[str]:
     app.amqp._producer_pool = None
 
 
-PRIORITY_STEPS = (0, 3, 6, 9)  # kombu's Redis transport: one list per priority step, "<queue>\x06\x16<step>" after 0
-
-
-def queued_task_messages(connection: redis.Redis) -> list[dict]:
-    """The Celery messages waiting in the default queue, decoded: kombu keeps them in one Redis list per priority
-    step (the highest first here; each list as Redis holds it, the newest first)."""
-    queue = settings.CELERY_TASK_DEFAULT_QUEUE
-    keys = [queue if step == 0 else f"{queue}\x06\x16{step}" for step in PRIORITY_STEPS]
-    return [json.loads(raw) for key in keys for raw in connection.lrange(key, 0, -1)]
-
-
 @pytest.fixture
 def anonymous() -> Client:
     return Client()
-
-
-def _client_for(user: object) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
@@ -89,55 +71,17 @@ def admin_user(db: None) -> object:
 
 @pytest.fixture
 def outsider(outsider_user: object) -> Client:
-    return _client_for(outsider_user)
+    return client_for(outsider_user)
 
 
 @pytest.fixture
 def reviewer(reviewer_user: object) -> Client:
-    return _client_for(reviewer_user)
+    return client_for(reviewer_user)
 
 
 @pytest.fixture
 def admin(admin_user: object) -> Client:
-    return _client_for(admin_user)
-
-
-def zendesk_event(
-    *,
-    event_id: str = "evt-1",
-    event_type: str = "zen:event-type:ticket.created",
-    ticket_id: str | int = "35436",
-    **detail: object,
-) -> dict:
-    return {
-        "id": event_id,
-        "type": event_type,
-        "account_id": 88888888,
-        "time": "2026-11-23T10:00:00Z",
-        "zendesk_event_version": "2022-11-06",
-        "subject": f"zen:ticket:{ticket_id}",
-        "detail": {
-            "id": ticket_id,
-            "subject": "Dashboard shows stale data",
-            "description": "Numbers stopped updating this morning.",
-            "requester_id": 9001,
-            "organization_id": "360001",
-            "group_id": None,
-            "status": "NEW",
-            "priority": "HIGH",
-            "tags": ["stale_cache"],
-            "created_at": "2026-11-23T10:00:00Z",
-            "updated_at": "2026-11-23T10:00:00Z",
-            **detail,
-        },
-        "event": {},
-    }
-
-
-def signed_headers(body: bytes, *, secret: str | None = None, timestamp: str | None = None) -> dict[str, str]:
-    timestamp = timestamp or timezone.now().strftime("%Y-%m-%dT%H:%M:%SZ")
-    signature = compute_signature(secret=secret or settings.ZENDESK_WEBHOOK_SECRET, timestamp=timestamp, body=body)
-    return {SIGNATURE_HEADER: signature, TIMESTAMP_HEADER: timestamp}
+    return client_for(admin_user)
 
 
 @pytest.fixture
@@ -165,6 +109,38 @@ def zendesk_api(settings) -> Iterator[ZendeskStandIn]:
         settings.ZENDESK_API_TOKEN = "zendesk-token"
         settings.ZENDESK_TIMEOUT_SECONDS = 5
         yield stand_in
+
+
+@pytest.fixture
+def bedrock(monkeypatch, settings):
+    """A stand-in of the Bedrock Converse API on 127.0.0.1, reached the way a VPC endpoint would be."""
+    for standin in serve():
+        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", standin.url)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        settings.AGENT_LLM_PROVIDER = "bedrock"
+        settings.AGENT_ROLE_ARN = ""
+        settings.BEDROCK_MAX_ATTEMPTS = 3
+        llm._bedrock.cache_clear()
+        yield standin
+        llm._bedrock.cache_clear()
+
+
+@pytest.fixture
+def bedrock_company(bedrock, company):
+    """The Bedrock stand-in, and the seeded company (below)."""
+    company.seed()
+    return bedrock
+
+
+@pytest.fixture
+def admin_standin(settings):
+    """A stand-in of the company's Admin API, scripted per test: one attempt per call, a short timeout."""
+    for standin in serve(StandIn(fallback=Scripted(500, {"error": {"code": "unscripted", "message": "no script"}}))):
+        settings.ADMIN_API_URL = standin.url
+        settings.ADMIN_API_MAX_ATTEMPTS = 1
+        settings.ADMIN_API_TIMEOUT_SECONDS = 0.5
+        yield standin
 
 
 # --- The company the agent works for ----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ import factory
 from django.contrib.auth.models import Group, User
 
 from agent.models import AgentRun, ConfigPatch, ProposedAction, Runbook, Step, Workflow
+from agent.policy import Risk
 from agent.versions import workflow_version_ensure
 from audit.services import canonical_hash
 from tickets.models import TenantLink, Ticket, TicketComment
@@ -100,7 +101,7 @@ class ProposedActionFactory(factory.django.DjangoModelFactory):
     tool = "reset_tenant_cache"
     args = factory.LazyFunction(lambda: {"tenant_id": "acme"})
     args_hash = factory.LazyAttribute(lambda a: canonical_hash(a.args))
-    risk = ProposedAction.Risk.WRITE
+    risk = Risk.WRITE
 
 
 class RunbookFactory(factory.django.DjangoModelFactory):

@@ -16,20 +16,16 @@ from __future__ import annotations
 from typing import Protocol
 
 import httpx
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
 from audit.models import AuditEvent
 from tickets.models import HelpdeskUser, TenantLink, Ticket, TicketComment
-from tickets.services import (
-    ticket_add_tags,
-    ticket_comment_confirm,
-    ticket_comment_intent,
-    ticket_set_group,
-    ticket_set_status,
-    ticket_snapshot_apply,
-)
+from tickets.services.comments import ticket_comment_confirm, ticket_comment_intent
+from tickets.services.sync import ticket_snapshot_apply
+from tickets.services.tickets import ticket_add_tags, ticket_set_group, ticket_set_status
 from tickets.snapshot import (
     CommentSnapshot,
     HelpdeskError,
@@ -42,6 +38,8 @@ from tickets.snapshot import (
     with_marker,
 )
 from tickets.zendesk import ZendeskClient, comment_snapshot, ticket_snapshot_read
+
+CONTEXT_REFRESH_TASK = "tickets.tasks.ticket_context_refresh_task"
 
 __all__ = [
     "Helpdesk",
@@ -257,6 +255,20 @@ def zendesk_configured() -> bool:
     return bool(settings.ZENDESK_SUBDOMAIN or settings.ZENDESK_API_URL) and bool(
         settings.ZENDESK_EMAIL and settings.ZENDESK_API_TOKEN
     )
+
+
+def ticket_refresh_when_changed(*, ticket: Ticket, new_run: bool) -> None:
+    """The webhook says the ticket changed: read it from Zendesk in the background (a worker, never this request),
+    for the tickets the agent works on. A run that starts now reads it itself; an unchanged version reads nothing."""
+    if new_run or ticket.source != Ticket.Source.ZENDESK or not zendesk_configured():
+        return
+    if not ticket.runs.exists():
+        return
+    held = parse_datetime(ticket.context_version) if ticket.context_version else None
+    if held is not None and (ticket.external_updated_at is None or ticket.external_updated_at <= held):
+        return
+    # By the task's name: tickets.tasks imports this module, so importing it back would close a cycle.
+    transaction.on_commit(lambda: current_app.send_task(CONTEXT_REFRESH_TASK, args=(ticket.pk,)), robust=True)
 
 
 def zendesk_client() -> ZendeskClient:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ValidationError
 
 from agent import telemetry
+from agent.policy import Risk, TicketRole
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +32,6 @@ REPLAY_READS_ONLY = "This is a replay: {tool} is not a read, and nothing but a r
 def _json_schema(schema: type[BaseModel]) -> dict[str, Any]:
     # Generating a schema costs about a millisecond, and every model turn sends all of them.
     return schema.model_json_schema()
-
-
-class Risk(StrEnum):
-    READ = "read"
-    WRITE = "write"
-    HELPDESK = "helpdesk"
 
 
 class ErrorType(StrEnum):
@@ -131,16 +126,40 @@ class Tool:
     """Subclass, set the class attributes, implement run(); writes also implement verify(), and read_current()
     when they can show a reviewer what they would change.
 
-    The gate's rules read these properties, never tool names: `risk` (read, write to the company's systems, or
-    helpdesk), and `customer_facing` (the customer reads or is affected by it: held back until every write of the
-    run is proven). A call whose outcome was never recorded is settled by reconcile() before anything else.
+    A tool declares its own policy, and the gate (agent/gate.py), the loop and the console read these attributes,
+    never tool names; a tool generated from a description (an OpenAPI operation and its contract) fills them in
+    the same way. A call whose outcome was never recorded is settled by reconcile() before anything else.
     """
 
     name: ClassVar[str]
     description: ClassVar[str]  # written for the model: what it does, when to use it, what it returns
     args_schema: ClassVar[type[BaseModel]]
+
+    # --- Policy: what the gate decides from ------------------------------------------------------------------
+    # What a call may change: a read runs without approval outside shadow; a write waits for a reviewer unless the
+    # workflow pre-approves it; a helpdesk tool acts on the ticket only, so it needs no tenant.
     risk: ClassVar[Risk]
+    # The customer reads it or is affected by it: held back until every write of the run is proven.
     customer_facing: ClassVar[bool] = False
+    # Its effect is context for people (a private note, routing): it runs without approval outside shadow.
+    context_only: ClassVar[bool] = False
+    # The argument that names a tenant, if the tool has one: a call naming another tenant than the ticket's is
+    # refused by the gate and again where the tool runs, and a reviewer's edit may not change it.
+    tenant_arg: ClassVar[str] = "tenant_id"
+    # A write must prove its effect before the customer hears of it: it needs a verifier (tests enforce it).
+
+    # --- Presentation: how people see its calls ----------------------------------------------------------------
+    # The argument holding text a person reads as the agent's draft (a note, a reply): shown and rated as such.
+    text_arg: ClassVar[str] = ""
+    # The argument holding a query in the tool's own language, shown as written rather than as JSON; query_language
+    # "sql" is laid out as SQL.
+    query_arg: ClassVar[str] = ""
+    query_language: ClassVar[str] = ""
+    # What the tool does to the ticket, for helpdesk tools (see TicketRole).
+    ticket_role: ClassVar[TicketRole | None] = None
+    # For reviewers: what approving a proposed call does, in one sentence. Empty: "Approving runs <name> against the
+    # company's systems."
+    approval_effect: ClassVar[str] = ""
     # The system behind the tool applies a request once per idempotency key, so a call of unknown outcome may be
     # sent again with the same key. Without it such a call is never sent twice.
     idempotent_sends: ClassVar[bool] = False
@@ -203,9 +222,13 @@ class Tool:
             ]
             return Observation.failure(ErrorType.INVALID_ARGUMENTS, INVALID_ARGUMENTS, errors=errors)
 
+    def tenant_named(self, args: dict[str, Any]) -> Any:
+        """The tenant these raw arguments name, or None when the tool has no tenant argument or they name none."""
+        return args.get(self.tenant_arg) if self.tenant_arg else None
+
     def check_tenant(self, args: BaseModel, ctx: ToolContext) -> Observation | None:
         """Tenant binding, enforced where the tool runs whatever the model or a gate upstream decided."""
-        asked = getattr(args, "tenant_id", None)
+        asked = getattr(args, self.tenant_arg, None) if self.tenant_arg else None
         if asked is not None and asked != ctx.tenant_id:
             return Observation.failure(
                 ErrorType.TENANT_MISMATCH, TENANT_MISMATCH.format(bound=ctx.tenant_id, asked=asked)

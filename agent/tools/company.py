@@ -12,10 +12,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.models import ConfigPatch
+from agent.policy import Risk
 from agent.tools import register
 from agent.tools._summary import clip, money, plain
 from agent.tools.admin_api import admin_api
-from agent.tools.base import ErrorType, Observation, Risk, Tool, ToolContext, state_field
+from agent.tools.base import ErrorType, Observation, Tool, ToolContext, state_field
 
 NOTHING_TO_VERIFY = "The write did not succeed, so there is no effect to verify."
 NO_BASELINE = (

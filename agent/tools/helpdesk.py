@@ -13,12 +13,13 @@ from datetime import datetime
 from django.conf import settings
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.policy import Risk, TicketRole
 from agent.tools import register
-from agent.tools.base import ErrorType, Observation, Reconciled, Risk, Tool, ToolContext
+from agent.tools.base import ErrorType, Observation, Reconciled, Tool, ToolContext
 from agentconsole.errors import ApplicationError
 from tickets.helpdesk import HelpdeskError, HelpdeskResult, helpdesk_for
 from tickets.models import Ticket, TicketComment
-from tickets.services import ticket_comment_confirm
+from tickets.services.comments import ticket_comment_confirm
 from tickets.snapshot import comment_marker
 
 TICKET_NOT_FOUND = "Ticket {ticket_id} does not exist."
@@ -93,6 +94,8 @@ class _Comment(Tool):
 
     args_schema = BodyArgs
     risk = Risk.HELPDESK
+    tenant_arg = ""
+    text_arg = "body"
     public: bool
 
     def run(self, args: BodyArgs, ctx: ToolContext) -> Observation:
@@ -136,6 +139,9 @@ class AddPrivateNote(_Comment):
         "record findings, evidence (log lines, values read) and what you did or recommend."
     )
     public = False
+    context_only = True
+    ticket_role = TicketRole.NOTE
+    approval_effect = "Approving posts this private note to the ticket."
 
 
 @register
@@ -143,6 +149,9 @@ class RouteTicket(Tool):
     name = "route_ticket"
     args_schema = RouteArgs
     risk = Risk.HELPDESK
+    tenant_arg = ""
+    context_only = True
+    ticket_role = TicketRole.ROUTE
 
     @property
     def description(self) -> str:  # type: ignore[override]
@@ -178,6 +187,8 @@ class ReplyToCustomer(_Comment):
     )
     customer_facing = True
     public = True
+    ticket_role = TicketRole.REPLY
+    approval_effect = "Approving posts this reply to the ticket — the customer sees it."
 
 
 @register
@@ -188,7 +199,10 @@ class SolveTicket(Tool):
     )
     args_schema = NoArgs
     risk = Risk.HELPDESK
+    tenant_arg = ""
     customer_facing = True
+    ticket_role = TicketRole.SOLVE
+    approval_effect = "Approving marks the ticket solved in the helpdesk."
 
     def run(self, args: NoArgs, ctx: ToolContext) -> Observation:
         return _on_ticket(ctx, lambda helpdesk, ticket: helpdesk.set_solved(ticket))

@@ -24,9 +24,10 @@ from django.conf import settings
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.aws import aws_client
+from agent.policy import Risk
 from agent.tools import register
 from agent.tools._summary import clip, clock, count, when
-from agent.tools.base import ErrorType, Observation, Risk, Tool, ToolContext
+from agent.tools.base import ErrorType, Observation, Tool, ToolContext
 
 NO_TENANT = "This ticket is not linked to a tenant, so there are no logs to search."
 NO_LOG_GROUP = "LOGS_GROUP_NAME is not set, so there are no logs to search: an operator must configure it."
@@ -104,6 +105,7 @@ class SearchLogs(Tool):
     )
     args_schema = SearchLogsArgs
     risk = Risk.READ
+    tenant_arg = ""  # bound by the context: the arguments name no tenant
 
     def summarize(self, args: dict[str, Any], data: Any) -> str:
         if not isinstance(data, dict):

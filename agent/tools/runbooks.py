@@ -9,9 +9,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.models import Runbook, Workflow
+from agent.policy import Risk
 from agent.tools import register
 from agent.tools._summary import clip
-from agent.tools.base import ErrorType, Observation, Risk, Tool, ToolContext
+from agent.tools.base import ErrorType, Observation, Tool, ToolContext
 
 NO_TERMS = "The query has no searchable words; use a few keywords such as 'stale dashboard cache'."
 TOP_N = 5
@@ -76,6 +77,7 @@ class SearchRunbooks(Tool):
     )
     args_schema = SearchRunbooksArgs
     risk = Risk.READ
+    tenant_arg = ""  # bound by the context: the arguments name no tenant
 
     def summarize(self, args: dict[str, Any], data: Any) -> str:
         results = data.get("results") if isinstance(data, dict) else None

@@ -3,11 +3,11 @@ from __future__ import annotations
 import pytest
 
 from agent.models import ProposedAction, Rating
-from agent.services import ACTION_ALREADY_DECIDED, APPROVE_DRY_RUN, EDITED_ARGS_INVALID, REJECT_NEEDS_REASON
+from agent.services.actions import ACTION_ALREADY_DECIDED, APPROVE_DRY_RUN, EDITED_ARGS_INVALID, REJECT_NEEDS_REASON
 from audit.models import AuditEvent
 from audit.services import canonical_hash
-from tests.conftest import queued_task_messages
 from tests.factories import ProposedActionFactory
+from tests.support import queued_task_messages
 
 pytestmark = pytest.mark.django_db
 

@@ -18,9 +18,9 @@ from schemathesis.checks import (
 )
 
 from agent.models import ProposedAction, Step
+from agentconsole.roles import ADMINS
 from agentconsole.wsgi import application
 from console.auth import api_token_issue
-from console.roles import ADMINS
 from tests.factories import AgentRunFactory, ProposedActionFactory, StepFactory, UserFactory, WorkflowFactory
 
 # Bounded: the document has 14 operations; this many examples each keeps the whole run to seconds.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from console.views import NOT_A_MEMBER
+from console.views.common import NOT_A_MEMBER
 from tests.factories import TicketFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

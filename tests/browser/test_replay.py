@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from console.roles import ADMINS
+from agentconsole.roles import ADMINS
 from tests.agent.e2e.conftest import deliver, wait_for_run
 from tests.browser.conftest import screenshot
 from tests.factories import UserFactory

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from agent.models import ProposedAction, Rating
-from console.roles import REVIEWERS
+from agentconsole.roles import REVIEWERS
 from sandbox.models import TenantUser
 from tests.agent.e2e.conftest import deliver, wait_for_run
 from tests.browser.conftest import screenshot

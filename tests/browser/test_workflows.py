@@ -8,9 +8,9 @@ from django.utils.html import escape
 from playwright.sync_api import expect
 
 from agent.models import Workflow
-from agent.services import NOT_AN_ADMIN
+from agent.permissions import NOT_AN_ADMIN
+from agentconsole.roles import ADMINS, REVIEWERS
 from audit.models import AuditEvent
-from console.roles import ADMINS, REVIEWERS
 from tests.browser.conftest import screenshot
 from tests.factories import UserFactory
 

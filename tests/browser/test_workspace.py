@@ -10,7 +10,7 @@ from django.contrib.sessions.models import Session
 from playwright.sync_api import Browser, Page, expect
 
 from agent.models import AgentRun, ProposedAction, Rating, Step
-from console.roles import REVIEWERS
+from agentconsole.roles import REVIEWERS
 from tests.agent.e2e.conftest import deliver, wait_for_run
 from tests.browser.conftest import PASSWORD, VIEWPORT, screenshot
 from tests.factories import ProposedActionFactory, StepFactory, UserFactory

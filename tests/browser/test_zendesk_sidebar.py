@@ -15,8 +15,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from agent.models import ProposedAction
+from agentconsole.roles import REVIEWERS
 from audit.models import AuditEvent
-from console.roles import REVIEWERS
 from sandbox.models import TenantUser
 from tests.agent.e2e.conftest import deliver, wait_for_run
 from tests.browser.conftest import SCREENSHOTS_DIR

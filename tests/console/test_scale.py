@@ -28,14 +28,14 @@ pytestmark = pytest.mark.django_db
 SMALL, LARGE = 10, 10_000
 BATCH = 2_000
 STEPS_PER_RUN = 4
-# A run's status decides its proposal's: waiting on a human, done and verified, turned down, or failed.
+# A run's status decides its proposal's: waiting on a human, done and verified, turned down, or a failed write.
 RUN_STATUSES = (
     AgentRun.Status.AWAITING_APPROVAL,
     AgentRun.Status.COMPLETED,
     AgentRun.Status.COMPLETED,
     AgentRun.Status.ESCALATED,
     AgentRun.Status.RUNNING,
-    AgentRun.Status.FAILED,
+    AgentRun.Status.TAKEN_OVER,
 )
 # Most queries each page may run (session, user and groups included), as the views' own tests document them.
 BUDGETS = {

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from agent.loop import Outcome, run_advance
 from agent.selectors import run_transcript
-from agent.services import agent_run_create_manual
+from agent.services.intake import agent_run_create_manual
 from tickets.models import Ticket
 
 

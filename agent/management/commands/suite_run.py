@@ -5,7 +5,8 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from agent.models import ReplayItem, Workflow
-from agent.replay import replay_execute, suite_run_start
+from agent.replay import replay_execute
+from agent.suites import suite_run_start
 from agent.versions import workflow_version_ensure
 
 

@@ -22,7 +22,7 @@ from agent.support_sql import (
     VIEW_NOT_BOUND,
     VIEWS_SQL_FAILED,
 )
-from agent.tools.sql import BINDING_KEY_TABLE, PostgresExecutor, support_sql_executor
+from agent.tools.sql_executor import BINDING_KEY_TABLE, PostgresExecutor, support_sql_executor
 
 TABLE = "install_test_accounts"
 VIEW = "install_test_account_emails"

@@ -21,7 +21,7 @@ from django.test import Client
 
 from agent.models import AgentRun
 from console.demo import demo_requester_id
-from tests.conftest import WEBHOOK_URL, signed_headers, zendesk_event
+from tests.support import WEBHOOK_URL, signed_headers, zendesk_event
 from tickets.models import Ticket
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -6,7 +6,7 @@ import pytest
 from django.conf import settings
 
 from agent.models import ProposedAction
-from agent.services import proposed_action_approve, proposed_action_reject
+from agent.services.actions import proposed_action_approve, proposed_action_reject
 from sandbox.models import CacheReset, FaultSwitch, Tenant, TenantConfig, TenantUser
 from tests.agent.e2e.conftest import deliver, wait_for_run
 from tests.factories import UserFactory

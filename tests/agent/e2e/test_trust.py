@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 
 from agent.models import ProposedAction
-from agent.services import proposed_action_approve
+from agent.services.actions import proposed_action_approve
 from sandbox.models import CacheReset, FaultSwitch, Tenant
 from tests.agent.e2e.conftest import Worker, deliver, wait_for_run
 from tests.factories import UserFactory

@@ -6,9 +6,9 @@ import pytest
 
 from agent.loop import Outcome, run_advance
 from agent.models import ProposedAction
-from agent.services import proposed_action_approve, proposed_action_reject
+from agent.services.actions import proposed_action_approve, proposed_action_reject
 from sandbox.models import Tenant
-from tests.agent.loop.conftest import converse_reply, tool_use
+from tests.bedrock import converse_reply, tool_use
 from tests.factories import AgentRunFactory, TicketFactory, UserFactory, WorkflowFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

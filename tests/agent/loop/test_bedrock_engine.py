@@ -9,8 +9,8 @@ from agent.aws import clear_credentials_cache
 from agent.llm import BedrockEngine, Conversation, EngineError, Exchange, ToolCall, ToolResult
 from agent.loop import Outcome, run_advance
 from agent.models import AgentRun, ProposedAction
-from agent.services import proposed_action_reject
-from tests.agent.loop.conftest import THROTTLED, converse_reply, tool_use
+from agent.services.actions import proposed_action_reject
+from tests.bedrock import THROTTLED, converse_reply, tool_use
 from tests.factories import AgentRunFactory, TicketFactory, UserFactory, WorkflowFactory
 from tests.http_standin import serve
 

@@ -7,10 +7,10 @@ import pytest
 from agent.gate import APPROVAL_MISMATCH, OTHER_TENANT
 from agent.loop import Outcome, run_advance
 from agent.models import AgentRun, ProposedAction
-from agent.services import proposed_action_approve
+from agent.services.actions import proposed_action_approve
 from audit.models import AuditEvent
 from sandbox.models import CacheReset, FaultSwitch, Tenant, TenantUser
-from tests.agent.loop.conftest import converse_reply, tool_use
+from tests.bedrock import converse_reply, tool_use
 from tests.factories import AgentRunFactory, TicketFactory, UserFactory, WorkflowFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -10,12 +10,13 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 
-from agent.loop import Outcome, _context, run_advance
+from agent.calls import tool_context
+from agent.loop import Outcome, run_advance
 from agent.models import AgentRun, ProposedAction, Step
-from agent.services import proposed_action_approve, proposed_action_create, proposed_action_start_execution
+from agent.services.actions import proposed_action_approve, proposed_action_create, proposed_action_start_execution
 from agent.tools import get_tool
 from sandbox.models import FaultSwitch, Tenant
-from tests.agent.loop.conftest import converse_reply, drive, tool_results, tool_use
+from tests.bedrock import converse_reply, drive, tool_results, tool_use
 from tests.factories import AgentRunFactory, StepFactory, TicketFactory, UserFactory, WorkflowFactory
 from tickets.snapshot import without_marker
 
@@ -36,7 +37,7 @@ def _interrupted_reply(run: AgentRun) -> ProposedAction:
         run=run, step=step, tool=tool, args={"body": REPLY}, rationale="", status="approved", reason="autonomous"
     )
     action = proposed_action_start_execution(action=action)
-    assert tool.invoke({"body": REPLY}, _context(run, action=action)).ok
+    assert tool.invoke({"body": REPLY}, tool_context(run, action=action)).ok
     return action
 
 

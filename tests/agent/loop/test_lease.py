@@ -7,8 +7,8 @@ import pytest
 from django.db import connection
 
 from agent.loop import Outcome, run_advance
-from agent.services import agent_run_claim
-from tests.agent.loop.conftest import converse_reply
+from agent.services.leases import agent_run_claim
+from tests.bedrock import converse_reply
 from tests.factories import AgentRunFactory, TicketFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,7 +11,7 @@ from agent.loop import Outcome
 from agent.models import AgentRun, ProposedAction
 from audit.models import AuditEvent
 from sandbox.models import Tenant
-from tests.agent.loop.conftest import converse_reply, drive, tool_use
+from tests.bedrock import converse_reply, drive, tool_use
 from tests.factories import AgentRunFactory, TicketFactory, WorkflowFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -9,10 +9,10 @@ import pytest
 
 from agent.loop import Outcome
 from agent.models import AgentRun, ProposedAction
-from agent.services import proposed_action_approve
+from agent.services.actions import proposed_action_approve
 from audit.models import AuditEvent
 from sandbox.models import Tenant
-from tests.agent.loop.conftest import converse_reply, drive, tool_results, tool_use
+from tests.bedrock import converse_reply, drive, tool_results, tool_use
 from tests.factories import AgentRunFactory, TicketFactory, UserFactory, WorkflowFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -10,7 +10,7 @@ from agent.loop import Outcome
 from agent.models import AgentRun, ProposedAction
 from audit.models import AuditEvent
 from sandbox.models import FaultSwitch, Tenant
-from tests.agent.loop.conftest import converse_reply, drive, tenant_body, tool_results, tool_use
+from tests.bedrock import converse_reply, drive, tenant_body, tool_results, tool_use
 from tests.factories import AgentRunFactory, TicketFactory, WorkflowFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

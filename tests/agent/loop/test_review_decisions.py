@@ -12,17 +12,13 @@ import pytest
 
 from agent.loop import Outcome, run_advance
 from agent.models import AgentRun, ProposedAction
-from agent.services import (
-    agent_run_take_over,
-    agent_run_take_over_note,
-    proposed_action_read_current,
-    proposed_action_respond,
-)
+from agent.services.actions import proposed_action_read_current, proposed_action_respond
+from agent.services.runs import agent_run_take_over, agent_run_take_over_note
 from audit.models import AuditEvent
 from sandbox.models import Tenant
-from tests.agent.loop.conftest import converse_reply, tool_use
-from tests.conftest import queued_task_messages
+from tests.bedrock import converse_reply, tool_use
 from tests.factories import AgentRunFactory, TicketFactory, UserFactory, WorkflowFactory
+from tests.support import queued_task_messages
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,7 +9,7 @@ import pytest
 from agent.loop import Outcome, run_advance
 from agent.models import AgentRun, ProposedAction, Step
 from sandbox.models import Tenant
-from tests.agent.loop.conftest import converse_reply, tool_use
+from tests.bedrock import converse_reply, tool_use
 from tests.factories import AgentRunFactory, TicketFactory, WorkflowFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -85,7 +85,7 @@ def test_it_escalates_an_empty_final_answer(bedrock, settings) -> None:
 
 def test_it_escalates_an_abnormal_stop_recorded_just_before_a_crash(bedrock, settings) -> None:
     from agent.llm import ModelTurn
-    from agent.services import agent_run_record_turn
+    from agent.services.transcript import agent_run_record_turn
 
     run = _run()
     AgentRun.objects.filter(pk=run.pk).update(status="running")

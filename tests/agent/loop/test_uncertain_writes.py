@@ -8,7 +8,7 @@ import pytest
 
 from agent.loop import Outcome
 from agent.models import AgentRun, ProposedAction
-from tests.agent.loop.conftest import converse_reply, drive, tenant_body, tool_results, tool_use
+from tests.bedrock import converse_reply, drive, tenant_body, tool_results, tool_use
 from tests.factories import AgentRunFactory, TicketFactory, WorkflowFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -13,11 +13,11 @@ from django.test import Client
 
 from agent.loop import Outcome, run_advance
 from agent.models import AgentRun, ProposedAction, Step
-from agent.services import agent_run_transition
+from agent.services.runs import agent_run_transition
 from audit.models import AuditEvent
-from tests.agent.loop.conftest import converse_reply
-from tests.conftest import WEBHOOK_URL, signed_headers, zendesk_event
+from tests.bedrock import converse_reply
 from tests.factories import ProposedActionFactory, StepFactory, TenantLinkFactory, WorkflowFactory
+from tests.support import WEBHOOK_URL, signed_headers, zendesk_event
 from tests.zendesk_standin import ZendeskStandIn
 from tickets.models import Ticket
 

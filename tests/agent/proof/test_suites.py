@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from agent.models import RegressionCase
-from agent.services import proposed_action_approve, proposed_action_reject, rating_set
+from agent.services.actions import proposed_action_approve, proposed_action_reject
+from agent.services.governance import rating_set
 from agent.suites import case_failures
 from tests.factories import AgentRunFactory, ProposedActionFactory, StepFactory, WorkflowFactory
 

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import pytest
 
+from agent.lifecycle import RUN_TRANSITION_NOT_ALLOWED
 from agent.models import AgentRun
 from agent.selectors import workflow_match
-from agent.services import RUN_TRANSITION_NOT_ALLOWED, agent_run_create_for_new_ticket, agent_run_transition
+from agent.services.intake import agent_run_create_for_new_ticket
+from agent.services.runs import agent_run_transition
 from agentconsole.errors import InvalidTransition
 from audit.models import AuditEvent
 from tests.factories import AgentRunFactory, TicketFactory, WorkflowFactory

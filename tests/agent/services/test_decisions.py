@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from agent.services import (
+from agent.permissions import NOT_A_REVIEWER
+from agent.services.actions import (
     ACTION_ALREADY_DECIDED,
     APPROVE_DRY_RUN,
     EDITED_ARGS_INVALID,
     EDITED_ARGS_OTHER_TENANT,
-    NOT_A_REVIEWER,
     REJECT_NEEDS_REASON,
     proposed_action_approve,
     proposed_action_reject,

@@ -7,7 +7,8 @@ import json
 import pytest
 from django.conf import settings
 
-from agent.services import agent_run_create_for_new_ticket, agent_run_dispatch
+from agent.services.intake import agent_run_create_for_new_ticket
+from agent.services.runs import agent_run_dispatch
 from agentconsole.celery import app
 from tests.factories import AgentRunFactory, TicketFactory
 

@@ -12,14 +12,14 @@ from django.utils import timezone
 
 from agent.models import Notification, ProposedAction, Step
 from agent.notifications import approval_notify, approval_sla_sweep
-from agent.services import approval_sla_due, proposed_action_create
+from agent.services.actions import approval_sla_due, proposed_action_create
 from agent.tasks import approval_sla_sweep_task
 from agent.tools import get_tool
 from agentconsole.celery import app
 from audit.models import AuditEvent
-from tests.conftest import queued_task_messages
 from tests.factories import AgentRunFactory, ProposedActionFactory, StepFactory, UserFactory, WorkflowFactory
 from tests.http_standin import Scripted, StandIn, serve
+from tests.support import queued_task_messages
 
 pytestmark = pytest.mark.django_db
 

@@ -7,11 +7,11 @@ from django.utils import timezone
 
 from agent.models import AgentRun, ProposedAction, Step
 from agent.reconciler import RECOVERIES_EXHAUSTED, agent_runs_reconcile, agent_runs_stranded
-from agent.services import agent_run_dispatch
+from agent.services.runs import agent_run_dispatch
 from agent.tasks import agent_run_advance_task, agent_runs_reconcile_task
 from audit.models import AuditEvent
-from tests.conftest import queued_task_messages
 from tests.factories import AgentRunFactory, ProposedActionFactory, TicketFactory
+from tests.support import queued_task_messages
 
 pytestmark = pytest.mark.django_db
 
@@ -87,7 +87,7 @@ def test_it_restarts_a_run_whose_worker_died_holding_the_lease(broker, django_ca
     [
         pytest.param({"status": AgentRun.Status.COMPLETED}, id="completed"),
         pytest.param({"status": AgentRun.Status.ESCALATED}, id="escalated"),
-        pytest.param({"status": AgentRun.Status.FAILED}, id="failed"),
+        pytest.param({"status": AgentRun.Status.TAKEN_OVER}, id="taken-over"),
         pytest.param({"dispatched_at": None, "trigger": AgentRun.Trigger.MANUAL}, id="started-by-hand"),
         pytest.param({"dispatched_at": timezone.now() + timedelta(days=1)}, id="recently-dispatched"),
         pytest.param(

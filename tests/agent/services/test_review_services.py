@@ -8,23 +8,25 @@ import pytest
 
 from agent.models import AgentRun, ProposedAction, Step
 from agent.selectors import observation_summary, proposal_follow_up, workflow_evidence
-from agent.services import (
-    ALREADY_CLOSED,
+from agent.services.actions import (
     CLAIMED_BY_ANOTHER,
-    CLOSE_NOT_ESCALATED,
     RESPOND_NEEDS_FEEDBACK,
-    TAKE_OVER_ENDED,
-    agent_run_close,
-    agent_run_take_over,
     proposed_action_approve,
     proposed_action_reject,
     proposed_action_respond,
+)
+from agent.services.runs import (
+    ALREADY_CLOSED,
+    CLOSE_NOT_ESCALATED,
+    TAKE_OVER_ENDED,
+    agent_run_close,
+    agent_run_take_over,
 )
 from agentconsole.errors import ApplicationError, ConflictError, PermissionDeniedError
 from audit.models import AuditEvent
 from console.demo import DEMO_WORKFLOWS
 from tests.factories import AgentRunFactory, ProposedActionFactory, StepFactory, UserFactory, WorkflowFactory
-from tickets.services import NOT_YOUR_CLAIM, ticket_assign
+from tickets.services.tickets import NOT_YOUR_CLAIM, ticket_assign
 
 pytestmark = pytest.mark.django_db
 
@@ -90,7 +92,7 @@ def test_it_takes_over_an_escalation_without_changing_it_and_refuses_a_finished_
     taken = agent_run_take_over(run=escalated, user=rita)
     taken.ticket.refresh_from_db()
     assert (taken.status, taken.ticket.assignee) == ("escalated", rita)
-    for status in (AgentRun.Status.COMPLETED, AgentRun.Status.FAILED):
+    for status in (AgentRun.Status.COMPLETED, AgentRun.Status.TAKEN_OVER):
         with pytest.raises(ConflictError, match=re.escape(TAKE_OVER_ENDED.format(status=status.label.lower()))):
             agent_run_take_over(run=AgentRunFactory(status=status), user=rita)
 

@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 
 from agent.models import ProposedAction
 from agent.notifications import approval_sla_sweep
-from agent.services import proposed_action_reject
+from agent.services.actions import proposed_action_reject
 from tests.factories import ProposedActionFactory, WorkflowFactory
 
 pytestmark = pytest.mark.django_db

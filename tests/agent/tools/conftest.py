@@ -16,7 +16,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from agent.tools.sql import PostgresExecutor, support_sql_executor
+from agent.tools.sql_executor import PostgresExecutor, support_sql_executor
 
 BOUND = "acme"  # the ticket's tenant
 OTHER = "globex"  # a tenant the model must never read

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
+from agent.policy import Risk
 from agent.tools import all_tools, get_tool
-from agent.tools.base import ErrorType, Risk, ToolContext
+from agent.tools.base import ErrorType, ToolContext
 
 EXPECTED = {
     "reset_tenant_cache": Risk.WRITE,

@@ -19,20 +19,20 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from agent.policy import Risk
 from agent.tools import get_tool
-from agent.tools.base import ErrorType, Observation, Risk, ToolContext
-from agent.tools.sql import (
+from agent.tools.base import ErrorType, Observation, ToolContext
+from agent.tools.sql import NO_TENANT, RunSql
+from agent.tools.sql_catalogue import SUPPORT_VIEW_COLUMNS
+from agent.tools.sql_executor import (
     BINDING_REJECTED,
-    NO_TENANT,
     ROLE_TOO_POWERFUL,
-    SUPPORT_VIEW_COLUMNS,
     TENANT_SIGNATURE_SETTING,
     DatabaseMisconfigured,
     PostgresExecutor,
     QueryDenied,
     QueryFailed,
     QueryTimedOut,
-    RunSql,
     SqlExecutionError,
     SqliteExecutor,
     sqlite_authorizer,

@@ -10,8 +10,9 @@ from django.utils.html import escape
 from agent.dashboard import workflow_cards
 from agent.forms import REASON_REQUIRED
 from agent.models import AgentRun, Rating, Workflow
+from agent.permissions import NOT_AN_ADMIN
 from agent.selectors import workflow_evidence
-from agent.services import AUTONOMY_CRITERIA_UNMET, NOT_AN_ADMIN
+from agent.services.governance import AUTONOMY_CRITERIA_UNMET
 from agent.views import AUTONOMY_STOPPED, NOT_A_MEMBER
 from audit.models import AuditEvent
 from tests.factories import AgentRunFactory, ProposedActionFactory, StepFactory, UserFactory, WorkflowFactory

@@ -11,10 +11,10 @@ import pytest
 
 from agent.models import AgentRun
 from agent.telemetry import run_trace_ids
-from tests.agent.loop.conftest import converse_reply, tool_use
 from tests.agentconsole.e2e.conftest import BEHIND_TLS, METRICS_TOKEN, exported_spans, metric_value, wait_ready
-from tests.conftest import WEBHOOK_URL, signed_headers, zendesk_event
+from tests.bedrock import converse_reply, tool_use
 from tests.http_standin import serve
+from tests.support import WEBHOOK_URL, signed_headers, zendesk_event
 
 pytestmark = pytest.mark.e2e
 

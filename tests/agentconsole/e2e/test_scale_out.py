@@ -15,7 +15,7 @@ from django.utils import timezone
 from agent.models import AgentRun, ProposedAction, Step
 from sandbox.models import LogEvent, Tenant
 from tests.agentconsole.e2e.conftest import BEHIND_TLS, wait_ready
-from tests.conftest import WEBHOOK_URL, signed_headers, zendesk_event
+from tests.support import WEBHOOK_URL, signed_headers, zendesk_event
 from tickets.models import TenantLink, TicketComment
 
 pytestmark = pytest.mark.e2e

@@ -8,7 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import resolve
 
-from console import views
+from console.views import sidebar as views
 
 ROOT = Path(__file__).resolve().parents[3]
 

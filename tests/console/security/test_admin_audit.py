@@ -10,11 +10,11 @@ from django.contrib.auth.models import Group, User
 from django.test import Client, RequestFactory
 
 from agent.models import AgentRun, ConfigPatch, Notification, ProposedAction, Rating, Runbook, Step, Workflow
+from agentconsole.roles import ADMINS, REVIEWERS
 from audit.admin import AuditedModelAdmin
 from audit.models import AuditEvent
 from console.auth import api_token_issue
 from console.models import ApiToken
-from console.roles import ADMINS, REVIEWERS
 from tests.factories import (
     ConfigPatchFactory,
     RunbookFactory,

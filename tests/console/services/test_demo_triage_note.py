@@ -11,11 +11,11 @@ from django.contrib.auth.models import Group
 
 from agent.loop import Outcome, run_advance
 from agent.models import AgentRun
-from agent.services import proposed_action_reject
+from agent.services.actions import proposed_action_reject
+from agentconsole.roles import ADMINS, REVIEWERS
 from console.demo import DemoCredentials, demo_seed
-from console.roles import ADMINS, REVIEWERS
-from tests.conftest import zendesk_event
 from tests.factories import UserFactory
+from tests.support import zendesk_event
 from tickets.models import Ticket
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -6,11 +6,11 @@ import pytest
 from django.utils.html import escape
 
 from agent.models import AgentRun, ProposedAction, Rating, Step
-from agent.services import ACTION_ALREADY_DECIDED, EDITED_ARGS_INVALID
+from agent.services.actions import ACTION_ALREADY_DECIDED, EDITED_ARGS_INVALID
 from audit.models import AuditEvent
 from console.forms import ARGS_NOT_OBJECT
-from tests.conftest import queued_task_messages
 from tests.factories import ProposedActionFactory, StepFactory
+from tests.support import queued_task_messages
 
 pytestmark = pytest.mark.django_db
 

@@ -127,7 +127,7 @@ def test_it_shows_a_typo_in_limits_or_playbook_as_a_form_error() -> None:
 
 def test_it_changes_a_phase_only_through_the_gated_service() -> None:
     from agent.models import Workflow
-    from agent.services import NEW_WORKFLOW_NOT_SHADOW, PHASE_NOT_EDITABLE, workflow_save
+    from agent.services.governance import NEW_WORKFLOW_NOT_SHADOW, PHASE_NOT_EDITABLE, workflow_save
     from agentconsole.errors import ConflictError
 
     admin_user = UserFactory(username="root5", is_staff=True, is_superuser=True)

@@ -8,7 +8,6 @@ from django.contrib.sessions.models import Session
 
 from agent.models import AgentRun, ProposedAction, Step
 from console.models import Presence
-from tests.conftest import _client_for
 from tests.factories import (
     AgentRunFactory,
     ProposedActionFactory,
@@ -16,6 +15,7 @@ from tests.factories import (
     TicketCommentFactory,
     UserFactory,
 )
+from tests.support import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -53,7 +53,7 @@ def test_it_shows_the_claim_and_who_else_is_here(reviewer, reviewer_user) -> Non
     action = _pending()
     ticket = action.run.ticket
     sam = UserFactory(username="sam", groups=["reviewers"])
-    sam_client = _client_for(sam)
+    sam_client = client_for(sam)
     assert sam_client.post(f"/tickets/{ticket.pk}/claim/", headers=HX).status_code == 200
 
     page = reviewer.get(f"/tickets/{ticket.pk}/").content.decode()

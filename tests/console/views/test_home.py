@@ -6,6 +6,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agent.models import AgentRun, ProposedAction, Step, Workflow
+from agent.policy import Risk
 from tests.factories import AgentRunFactory, ProposedActionFactory, WorkflowFactory
 from tickets.models import TenantLink, Ticket
 
@@ -38,9 +39,7 @@ def _bulk_queue(count: int, workflow: Workflow) -> None:
         Step(run=run, index=index, kind=Step.Kind.THOUGHT, content="Thinking.") for run in runs for index in range(3)
     )
     ProposedAction.objects.bulk_create(
-        ProposedAction(
-            run=run, tool="reset_tenant_cache", args={"tenant_id": "x"}, args_hash="h", risk=ProposedAction.Risk.WRITE
-        )
+        ProposedAction(run=run, tool="reset_tenant_cache", args={"tenant_id": "x"}, args_hash="h", risk=Risk.WRITE)
         for run in runs
     )
 

@@ -7,7 +7,7 @@ import pytest
 
 from agent.loop import Outcome, run_advance
 from agent.models import ProposedAction
-from tests.agent.loop.conftest import bedrock, bedrock_company, converse_reply, tool_use  # noqa: F401
+from tests.bedrock import converse_reply, tool_use
 from tests.factories import AgentRunFactory, TicketFactory, WorkflowFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 HX = {"HX-Request": "true"}
 
 
-def test_it_reviews_a_real_proposal_end_to_end(bedrock_company, reviewer) -> None:  # noqa: F811
+def test_it_reviews_a_real_proposal_end_to_end(bedrock_company, reviewer) -> None:
     standin = bedrock_company
     ticket = TicketFactory(tenant_link__tenant_id="globex", subject="Stale dashboard")
     run = AgentRunFactory(ticket=ticket, workflow=WorkflowFactory(phase="triage"), phase="triage")

@@ -20,8 +20,8 @@ from django.test import Client
 from django.urls import reverse
 
 from agent.models import ProposedAction, Rating
+from agentconsole.roles import ADMINS, REVIEWERS
 from audit.models import AuditEvent
-from console.roles import ADMINS, REVIEWERS
 from console.zendesk_app import (
     NOT_A_MEMBER,
     NOT_CONFIGURED,

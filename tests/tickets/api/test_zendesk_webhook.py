@@ -9,11 +9,11 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
+from agent.api import BODY_TOO_LARGE
 from agent.models import AgentRun
 from audit.models import AuditEvent
-from tests.conftest import WEBHOOK_URL, queued_task_messages, signed_headers, zendesk_event
 from tests.factories import TenantLinkFactory, WorkflowFactory
-from tickets.api import BODY_TOO_LARGE
+from tests.support import WEBHOOK_URL, queued_task_messages, signed_headers, zendesk_event
 from tickets.models import Ticket, TicketComment, WebhookEvent
 from tickets.zendesk_webhook import (
     BODY_NOT_JSON,

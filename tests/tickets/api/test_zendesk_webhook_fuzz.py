@@ -13,7 +13,7 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import WEBHOOK_URL, signed_headers, zendesk_event
+from tests.support import WEBHOOK_URL, signed_headers, zendesk_event
 from tickets.models import Ticket, TicketComment, WebhookEvent
 
 pytestmark = pytest.mark.django_db

@@ -18,10 +18,10 @@ from agentconsole.jsonlimits import (
     NUMBER_OUT_OF_RANGE,
 )
 from audit.models import AuditEvent
-from tests.conftest import zendesk_event
 from tests.factories import WorkflowFactory
+from tests.support import zendesk_event
 from tickets.models import Ticket, WebhookEvent
-from tickets.services import EVENT_ON_CLOSED_TICKET
+from tickets.services.webhooks import EVENT_ON_CLOSED_TICKET
 from tickets.zendesk_webhook import BODY_NOT_JSON, BODY_WRONG_SHAPE, SUBJECT_MAX_CHARS
 
 pytestmark = pytest.mark.django_db

@@ -9,12 +9,12 @@ from django.test import Client
 
 from agent.tools import get_tool
 from agent.tools.base import ToolContext
-from tests.conftest import signed_headers, zendesk_event
 from tests.factories import TicketFactory
+from tests.support import signed_headers, zendesk_event
 from tests.zendesk_standin import API_USER, ZendeskStandIn
 from tickets.helpdesk import LocalHelpdesk, ZendeskHelpdesk, helpdesk_for
 from tickets.models import Ticket, TicketComment
-from tickets.services import ticket_comment_intent
+from tickets.services.comments import ticket_comment_intent
 from tickets.snapshot import comment_marker, with_marker
 from tickets.zendesk import ZendeskClient
 

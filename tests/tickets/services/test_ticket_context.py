@@ -6,8 +6,8 @@ import pytest
 from django.test import Client
 
 from audit.models import AuditEvent
-from tests.conftest import signed_headers, zendesk_event
 from tests.factories import TenantLinkFactory, TicketFactory
+from tests.support import signed_headers, zendesk_event
 from tests.zendesk_standin import ZendeskStandIn
 from tickets.helpdesk import ticket_context_ensure
 from tickets.models import HelpdeskUser, TenantLink, Ticket
@@ -174,7 +174,7 @@ def test_it_reads_a_changed_ticket_in_the_background_when_the_webhook_says_so(
     remote: ZendeskStandIn, broker, django_capture_on_commit_callbacks
 ) -> None:
     from agent.models import AgentRun
-    from tests.conftest import queued_task_messages
+    from tests.support import queued_task_messages
     from tickets.tasks import ticket_context_refresh_task
 
     with django_capture_on_commit_callbacks(execute=True):

@@ -5,7 +5,7 @@ import pytest
 from agentconsole.errors import InvalidTransition
 from audit.models import AuditEvent
 from tests.factories import TicketFactory, UserFactory
-from tickets.services import TICKET_CLOSED, ticket_add_tags, ticket_set_group, ticket_set_status
+from tickets.services.tickets import TICKET_CLOSED, ticket_add_tags, ticket_set_group, ticket_set_status
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("agent", "0008_run_cache_tokens"),
+        ("agent", "0009_run_status_without_failed"),
         ("tickets", "0004_webhook_limits"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

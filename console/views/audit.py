@@ -1,3 +1,5 @@
+"""The audit log, for reviewers: every recorded event, filtered."""
+
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
@@ -6,9 +8,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from agentconsole.roles import is_reviewer
 from audit.models import AuditEvent
-from audit.selectors import audit_event_page
-from console.roles import is_reviewer
+from console.selectors.audit import audit_event_page
 
 NOT_A_MEMBER = "Your account is in neither the reviewers nor the admins group. Ask an admin for access."
 FILTERS = ("verb", "actor", "object")

@@ -1,3 +1,5 @@
+"""The audit log page: events with the ticket and the action each one is about."""
+
 from __future__ import annotations
 
 import json

@@ -7,9 +7,9 @@ from django.urls import reverse
 
 from agent.models import ProposedAction
 from audit.models import AuditEvent
-from audit.selectors import AUDIT_PAGE_SIZE
 from audit.services import audit_event_record
-from audit.views import NOT_A_MEMBER
+from console.selectors.audit import AUDIT_PAGE_SIZE
+from console.views.audit import NOT_A_MEMBER
 from tests.factories import AgentRunFactory, ProposedActionFactory, UserFactory, WorkflowFactory
 
 pytestmark = pytest.mark.django_db

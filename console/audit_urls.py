@@ -1,8 +1,10 @@
+"""The audit log's routes keep the `audit` namespace: the page belongs to the console, the records to audit."""
+
 from __future__ import annotations
 
 from django.urls import path
 
-from audit import views
+from console.views import audit as views
 
 app_name = "audit"
 

@@ -1,0 +1,328 @@
+"""Proposed actions: created by the loop, decided by reviewers (approve, reject, respond), settled by the loop."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection, transaction
+from django.utils import timezone
+
+from agent import telemetry
+from agent.enqueue import action_read_current_send, approval_notify_send
+from agent.lifecycle import action_initial_check, action_transition_check
+from agent.models import AgentRun, ProposedAction, Step, Workflow
+from agent.permissions import reviewer_required
+from agent.policy import Risk
+from agent.services.runs import agent_run_dispatch, agent_run_transition
+from agent.suites import regression_case_capture
+from agent.tools.base import Observation, Tool
+from agentconsole.errors import ApplicationError, ConflictError
+from audit.models import AuditEvent
+from audit.services import audit_event_record, canonical_hash
+from tickets.models import Ticket
+
+# As RUN_RELATIONS (agent/services/runs.py): relations a decision sets from loaded rows, not validated again.
+ACTION_RELATIONS = ["run", "step", "retry_of", "decided_by"]
+APPROVE_DRY_RUN = "A dry run is never executable; it can only be rated."
+ACTION_ALREADY_DECIDED = "This action was already decided ({status})."
+EDITED_ARGS_INVALID = "The edited arguments do not match the tool's schema."
+EDITED_ARGS_OTHER_TENANT = "The edited arguments name another tenant than the ticket's."
+REJECT_NEEDS_REASON = "Say why you reject it: the reason goes back to the agent."
+RESPOND_NEEDS_FEEDBACK = "Write the feedback the agent should continue from."
+CLAIMED_BY_ANOTHER = "{name} has claimed this ticket. Take the claim first if you mean to decide it."
+
+
+@contextmanager
+def tenant_budget_lock(*, tenant_id: str) -> Iterator[None]:
+    """A transaction holding the tenant's budget lock: a pre-approval decision on a write and the action it creates
+    commit together, and two runs of one tenant decide one after the other."""
+    with transaction.atomic():
+        if tenant_id and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"agent-console:budget:{tenant_id}"])
+        yield
+
+
+@transaction.atomic
+def agent_run_await_decisions(*, run: AgentRun) -> bool:
+    """Mark the run as waiting for reviewers, unless every proposal was decided meanwhile (a reviewer can approve
+    while the turn is still being dispatched). True: it waits, and the decision will resume it; False: go on now.
+
+    The run's row is locked, as the approve and reject services lock it before looking at the run's status: either
+    the decision sees the run waiting and enqueues it, or this sees the decision."""
+    locked = AgentRun.objects.select_for_update().get(pk=run.pk)
+    if not locked.actions.filter(status=ProposedAction.Status.PENDING).exists():
+        if locked.status == AgentRun.Status.AWAITING_APPROVAL:
+            agent_run_transition(run=locked, status=AgentRun.Status.RUNNING, reason="Every proposal is decided.")
+        return False
+    if locked.status != AgentRun.Status.AWAITING_APPROVAL:
+        agent_run_transition(
+            run=locked, status=AgentRun.Status.AWAITING_APPROVAL, reason="A proposed action awaits a reviewer."
+        )
+    return True
+
+
+def proposed_action_create(
+    *,
+    run: AgentRun,
+    step: Step,
+    tool: Tool,
+    args: dict[str, Any],
+    rationale: str,
+    status: str,
+    reason: str,
+    retry_of: ProposedAction | None = None,
+) -> ProposedAction:
+    """Record a call the gate allowed, proposed or made a dry run; pre-approved calls say why. A repeat of an
+    earlier call of the run (same tool and arguments) points at the first one and is sent with its key."""
+    action_initial_check(status=status)
+    action = ProposedAction(
+        run=run,
+        step=step,
+        retry_of=retry_of,
+        tool=tool.name,
+        tool_call_id=step.tool_call_id,
+        args=args,
+        args_hash=canonical_hash(args),
+        rationale=rationale,
+        risk=str(tool.risk),
+        status=status,
+        decision_reason=reason if status == ProposedAction.Status.APPROVED else "",
+        approved_args_hash=canonical_hash(args) if status == ProposedAction.Status.APPROVED else "",
+        decided_at=timezone.now() if status == ProposedAction.Status.APPROVED else None,
+        sla_due_at=approval_sla_due(workflow=run.workflow) if status == ProposedAction.Status.PENDING else None,
+    )
+    # As in step_append: loaded foreign keys, and uniqueness the database enforces.
+    action.full_clean(exclude=["run", "step", "retry_of"], validate_unique=False, validate_constraints=False)
+    action.save()
+    audit_event_record(
+        verb=f"action.{status}",
+        obj=action,
+        payload={
+            "tool": action.tool,
+            "args_hash": action.args_hash,
+            "reason": reason,
+            "retry_of": retry_of.pk if retry_of else None,
+        },
+        actor_kind=AuditEvent.ActorKind.AGENT,
+    )
+    if status == ProposedAction.Status.PENDING:
+        # Both reach other systems (the Admin API, Slack, mail): never inside the loop's turn or a transaction.
+        transaction.on_commit(lambda: action_read_current_send(action.pk), robust=True)
+        transaction.on_commit(lambda: approval_notify_send(action.pk, "pending"), robust=True)
+    return action
+
+
+def proposed_action_read_current(*, action_id: int) -> ProposedAction | None:
+    """Read, now, the state a pending call would change (its tool's read_current) and keep it on the proposal for
+    the reviewer's diff. Outside any transaction: it calls the company's systems. A read failure is kept too."""
+    from agent.tools import get_tool
+    from agent.tools.base import ToolContext
+
+    action = ProposedAction.objects.select_related("run__ticket__tenant_link").filter(pk=action_id).first()
+    if action is None or action.status != ProposedAction.Status.PENDING:
+        return action
+    tool = get_tool(action.tool)
+    if tool is None or not tool.can_read_current:
+        return action
+    ticket = action.run.ticket
+    ctx = ToolContext(ticket_id=ticket.pk, tenant_id=ticket.tenant_id, run_id=action.run_id)
+    observation = tool.invoke_read_current(action.args, ctx)
+    data = observation.data if observation.ok and isinstance(observation.data, dict) else {}
+    action.current_state = {
+        "ok": observation.ok,
+        "read_at": timezone.now().isoformat(),
+        "fields": data.get("fields", []),
+        "message": observation.message,
+    }
+    ProposedAction.objects.filter(pk=action.pk).update(current_state=action.current_state)
+    return action
+
+
+def approval_sla_due(*, workflow: Workflow | None, now: datetime | None = None) -> datetime | None:
+    """When a proposal made now must be decided: the workflow's SLA, else APPROVAL_SLA_MINUTES; 0 means never.
+    Fixed when the proposal is made, so changing a workflow's SLA does not move deadlines already running."""
+    minutes = workflow.approval_sla_minutes if workflow and workflow.approval_sla_minutes is not None else None
+    if minutes is None:
+        minutes = settings.APPROVAL_SLA_MINUTES
+    if not minutes:
+        return None
+    return (now or timezone.now()) + timedelta(minutes=minutes)
+
+
+def proposed_action_start_execution(*, action: ProposedAction) -> ProposedAction:
+    if action.execution_started_at is None:
+        action.execution_started_at = timezone.now()
+        action.save(update_fields=["execution_started_at"])
+    return action
+
+
+@transaction.atomic
+def proposed_action_settle(
+    *,
+    action: ProposedAction,
+    status: str,
+    result: Observation,
+    verification: Observation | None = None,
+    reconciliation: Observation | None = None,
+) -> ProposedAction:
+    """Store how a call ended: executed (a write with its verifier's read-back), failed, or of unknown outcome
+    (with what re-reading state said). A write that executed with no verification on record stays pending."""
+    action = ProposedAction.objects.select_for_update().get(pk=action.pk)
+    previous = action.status
+    action_transition_check(current=previous, target=status)
+    action.status = status
+    action.execution_result = result.to_dict()
+    action.executed_at = timezone.now()
+    if verification is not None:
+        action.verification = (
+            ProposedAction.Verification.PASSED if verification.ok else ProposedAction.Verification.FAILED
+        )
+        action.verification_result = verification.to_dict()
+    elif reconciliation is not None:
+        action.verification_result = reconciliation.to_dict()
+    elif status == ProposedAction.Status.EXECUTED and action.risk == Risk.WRITE:
+        action.verification = ProposedAction.Verification.PENDING
+    action.save()
+    audit_event_record(
+        verb=f"action.{action.status}",
+        obj=action,
+        payload={
+            "tool": action.tool,
+            "args_hash": canonical_hash(action.args),
+            "ok": result.ok,
+            "error_type": result.error_type,
+            "uncertain": result.uncertain,
+            "verification": action.verification,
+            "from": previous,
+        },
+        actor_kind=AuditEvent.ActorKind.AGENT,
+    )
+    return action
+
+
+def _enqueue_advance(run: AgentRun) -> None:
+    agent_run_dispatch(run_id=run.pk)
+
+
+def _resume_if_decided(action: ProposedAction) -> None:
+    # The run's row is locked, as agent_run_await_decisions locks it: a decision made while the turn is still being
+    # dispatched is either seen there, or finds the run waiting here and resumes it.
+    run = AgentRun.objects.select_for_update().get(pk=action.run_id)
+    if run.status == AgentRun.Status.AWAITING_APPROVAL:
+        _enqueue_advance(run)
+
+
+@transaction.atomic
+def proposed_action_approve(
+    *, action: ProposedAction, user: AbstractBaseUser, args: dict[str, Any] | None = None
+) -> ProposedAction:
+    """Approve exactly these args (optionally edited, validated, the model's originals kept). The run resumes
+    in a worker; what executes must hash to what was approved."""
+    from agent.tools import get_tool
+
+    reviewer_required(user)
+    action = (
+        ProposedAction.objects.select_for_update(of=("self",))
+        .select_related("run__ticket__tenant_link", "run__ticket__assignee")
+        .get(pk=action.pk)
+    )
+    if action.status == ProposedAction.Status.DRY_RUN:
+        raise ConflictError(APPROVE_DRY_RUN)
+    if action.status != ProposedAction.Status.PENDING:
+        raise ConflictError(ACTION_ALREADY_DECIDED.format(status=action.get_status_display()))
+    _require_not_claimed_by_another(action.run.ticket, user)
+    if args is not None and args != action.args:
+        tool = get_tool(action.tool)
+        parsed = tool.parse_args(args) if tool else None
+        if parsed is None or isinstance(parsed, Observation):
+            raise ApplicationError(
+                EDITED_ARGS_INVALID, extra={"errors": parsed.meta.get("errors", []) if parsed else []}
+            )
+        if tool.tenant_arg in args and args[tool.tenant_arg] != action.run.ticket.tenant_id:
+            raise ApplicationError(EDITED_ARGS_OTHER_TENANT)
+        action.original_args = action.args
+        action.args = args
+        action.args_hash = canonical_hash(args)
+    action_transition_check(current=action.status, target=ProposedAction.Status.APPROVED)
+    action.status = ProposedAction.Status.APPROVED
+    action.approved_args_hash = action.args_hash
+    action.decided_by = user
+    action.decided_at = timezone.now()
+    action.full_clean(exclude=ACTION_RELATIONS, validate_unique=False, validate_constraints=False)
+    action.save()
+    audit_event_record(
+        verb="action.approved",
+        obj=action,
+        payload={"args": action.args, "args_hash": action.args_hash, "edited": action.original_args is not None},
+        user=user,
+    )
+    telemetry.approval_decided(action, decision=action.status)
+    if action.original_args is not None:
+        regression_case_capture(action=action)  # the reviewer's correction becomes a regression case
+    _resume_if_decided(action)
+    return action
+
+
+def _require_not_claimed_by_another(ticket: Ticket, user: AbstractBaseUser) -> None:
+    """A ticket a reviewer claimed is theirs to decide: anyone else takes the claim first, on purpose."""
+    if ticket.assignee_id is not None and ticket.assignee_id != user.pk:
+        raise ConflictError(CLAIMED_BY_ANOTHER.format(name=ticket.assignee.get_username()))
+
+
+def _decide_without_running(
+    *, action: ProposedAction, user: AbstractBaseUser, status: str, text: str, empty_message: str
+) -> ProposedAction:
+    """Reject or respond: the call does not run, and `text` is what the model reads as its observation."""
+    reviewer_required(user)
+    if not text.strip():
+        raise ApplicationError(empty_message)
+    action = (
+        ProposedAction.objects.select_for_update(of=("self",)).select_related("run__ticket__assignee").get(pk=action.pk)
+    )
+    if action.status != ProposedAction.Status.PENDING:
+        raise ConflictError(ACTION_ALREADY_DECIDED.format(status=action.get_status_display()))
+    _require_not_claimed_by_another(action.run.ticket, user)
+    action_transition_check(current=action.status, target=status)
+    action.status = status
+    action.decided_by = user
+    action.decided_at = timezone.now()
+    action.decision_reason = text.strip()
+    action.full_clean(exclude=ACTION_RELATIONS, validate_unique=False, validate_constraints=False)
+    action.save()
+    audit_event_record(
+        verb=f"action.{status}",
+        obj=action,
+        payload={"args_hash": action.args_hash, "reason": action.decision_reason},
+        user=user,
+    )
+    telemetry.approval_decided(action, decision=action.status)
+    regression_case_capture(action=action)  # a rejection becomes a regression case
+    _resume_if_decided(action)
+    return action
+
+
+@transaction.atomic
+def proposed_action_reject(*, action: ProposedAction, user: AbstractBaseUser, reason: str) -> ProposedAction:
+    """Reject with a reason; the reason is the observation the model sees next."""
+    return _decide_without_running(
+        action=action, user=user, status=ProposedAction.Status.REJECTED, text=reason, empty_message=REJECT_NEEDS_REASON
+    )
+
+
+@transaction.atomic
+def proposed_action_respond(*, action: ProposedAction, user: AbstractBaseUser, feedback: str) -> ProposedAction:
+    """Answer a proposal with feedback instead of a verdict (agent-inbox's "respond"): the call never runs, and
+    the feedback is the observation the model continues from. Counted as reviewed, never as approved."""
+    return _decide_without_running(
+        action=action,
+        user=user,
+        status=ProposedAction.Status.RESPONDED,
+        text=feedback,
+        empty_message=RESPOND_NEEDS_FEEDBACK,
+    )

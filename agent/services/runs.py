@@ -1,0 +1,232 @@
+"""A run's lifecycle: its dispatch (the outbox), its status transitions, and how it ends (finished, escalated,
+taken over, closed)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import models, transaction
+from django.utils import timezone
+
+from agent import telemetry
+from agent.enqueue import run_advance_send, take_over_note_send
+from agent.lifecycle import RUN_CLOSABLE, RUN_FINAL, action_transition_check, run_transition_check
+from agent.models import AgentRun, ProposedAction, Step, Workflow
+from agent.permissions import reviewer_required
+from agent.services.transcript import step_append
+from agent.tools import get_tool
+from agentconsole.errors import ApplicationError, ConflictError
+from audit.models import AuditEvent
+from audit.services import audit_event_record
+
+logger = logging.getLogger(__name__)
+
+# Foreign keys a service sets from rows it loaded (or leaves as they were): full_clean() skips them, each would be a
+# query for a row we hold. Uniqueness and constraints are the database's to enforce.
+RUN_RELATIONS = ["ticket", "workflow", "trigger_comment", "closed_by"]
+
+
+# A run's first turn is sent at this priority, every later one at the default (0, the highest with Redis): a ticket in
+# progress goes ahead of new tickets, so its time to resolution nears the sum of its model calls. SQS ignores it.
+NEW_RUN_PRIORITY = 9
+
+
+def agent_run_publish(*, run_id: int, token: str, priority: int | None = None) -> bool:
+    """Send the message that advances a run. Never raises: a broker that is down is logged, and the reconciler
+    sends the run again once the dispatch is stale (its token and time are already stored)."""
+    try:
+        run_advance_send(run_id, token, priority=priority)
+    except Exception:  # any broker or serialisation failure: the outbox row is what makes this safe to swallow
+        logger.warning("run %s: could not enqueue its next advance; the reconciler will", run_id, exc_info=True)
+        return False
+    return True
+
+
+def agent_run_dispatch(*, run_id: int, new: bool = False) -> str:
+    """Record that the run needs an advance (a new dispatch token supersedes any older message) and send the
+    message once the surrounding transaction commits, or now outside one. A new run's message waits behind the
+    next turns of runs in progress."""
+    token = uuid.uuid4().hex
+    AgentRun.objects.filter(pk=run_id).update(dispatch_token=token, dispatched_at=timezone.now())
+    priority = NEW_RUN_PRIORITY if new else None
+    transaction.on_commit(lambda: agent_run_publish(run_id=run_id, token=token, priority=priority), robust=True)
+    return token
+
+
+@transaction.atomic
+def agent_run_transition(
+    *, run: AgentRun, status: str, reason: str = "", user: AbstractBaseUser | None = None
+) -> AgentRun:
+    """Move a run along its lifecycle, audited; anything the lifecycle does not allow raises."""
+    run = AgentRun.objects.select_for_update().get(pk=run.pk)
+    run_transition_check(current=run.status, target=status)
+    previous = run.status
+    run.status = status
+    run.status_reason = reason
+    now = timezone.now()
+    if status == AgentRun.Status.RUNNING and run.started_at is None:
+        run.started_at = now
+    if status in RUN_FINAL:
+        run.finished_at = now
+    # Only fields change here; the run's relations are loaded rows and its constraints the database enforces:
+    # validating those costs three queries on every status change.
+    run.full_clean(exclude=RUN_RELATIONS, validate_unique=False, validate_constraints=False)
+    run.save(update_fields=["status", "status_reason", "started_at", "finished_at", "updated_at"])
+    if status in RUN_FINAL:
+        telemetry.run_finished(status=status, phase=run.phase)
+    audit_event_record(
+        verb="run.status_changed",
+        obj=run,
+        payload={"from": previous, "to": status, "reason": reason},
+        user=user,
+        actor_kind=None if user is not None else AuditEvent.ActorKind.AGENT,
+    )
+    return run
+
+
+TAKE_OVER_ENDED = "This run has already ended ({status}); there is nothing to take over."
+TAKEN_OVER_REASON = "Taken over by {name}{reason}"
+OUTCOME_INVALID = "Choose an outcome: {choices}."
+CLOSE_NOT_ESCALATED = "Only an escalated or taken-over run is closed with an outcome; this one is {status}."
+ALREADY_CLOSED = "This escalation was already closed ({outcome})."
+
+
+def helpdesk_escalation_post(run: AgentRun, note: str) -> str:
+    """Post the note and route to the humans pod. Outside any transaction: it may call Zendesk. The note carries a
+    marker of the run, so an escalation interrupted after posting and resumed does not post it twice."""
+    from tickets.helpdesk import HelpdeskError, helpdesk_for
+    from tickets.snapshot import comment_marker
+
+    helpdesk = helpdesk_for(run.ticket)
+    try:
+        # One escalation note per run, however often a crashed escalation is retried.
+        helpdesk.add_private_note(run.ticket, note, marker=comment_marker(f"run-{run.pk}-escalation"))
+        helpdesk.set_group(run.ticket, settings.HELPDESK_PODS["humans"])
+    except HelpdeskError as exc:
+        return f" (the helpdesk could not be updated: {exc.message})"
+    return ""
+
+
+def agent_run_escalate(*, run: AgentRun, reason: str) -> AgentRun:
+    """Hand the ticket to humans: a private note saying why, routed to the humans pod, the run escalated."""
+    problem = helpdesk_escalation_post(run, f"Agent Console escalated this ticket to a human.\nWhy: {reason}")
+    with transaction.atomic():
+        step_append(run=run, kind=Step.Kind.FINAL, content=f"Escalated to humans: {reason}{problem}")
+        run.refresh_from_db()
+        return agent_run_transition(run=run, status=AgentRun.Status.ESCALATED, reason=reason)
+
+
+def _dry_run_note(run: AgentRun, answer: str) -> str:
+    lines = ["Agent Console (shadow phase) — nothing was executed. It would have made these calls:"]
+    for number, action in enumerate(run.actions.filter(status=ProposedAction.Status.DRY_RUN), start=1):
+        tool = get_tool(action.tool)
+        query = action.args.get(tool.query_arg) if tool is not None and tool.query_arg else None
+        args = query if isinstance(query, str) else json.dumps(action.args, sort_keys=True)
+        lines.append(f"{number}. {action.tool} ({action.risk}): {args}")
+        if action.rationale:
+            lines.append(f"   why: {action.rationale}")
+    lines.append(f"Summary: {answer}")
+    return "\n".join(lines)
+
+
+def agent_run_finish(*, run: AgentRun, answer: str) -> AgentRun:
+    """The model is done. In shadow, its only output is a private note listing what it would have done."""
+    if run.phase == Workflow.Phase.SHADOW:
+        from tickets.helpdesk import HelpdeskError, helpdesk_for
+        from tickets.snapshot import comment_marker
+
+        try:
+            helpdesk_for(run.ticket).add_private_note(
+                run.ticket, _dry_run_note(run, answer), marker=comment_marker(f"run-{run.pk}-shadow-note")
+            )
+        except HelpdeskError as exc:
+            return agent_run_escalate(run=run, reason=f"the shadow note could not be posted: {exc.message}")
+    run.refresh_from_db()
+    return agent_run_transition(run=run, status=AgentRun.Status.COMPLETED, reason=answer[:500])
+
+
+def _withdraw_open_proposals(run: AgentRun, user: AbstractBaseUser) -> list[int]:
+    """Proposals of an ended run that never ran can no longer be decided: pending ones, and approved ones whose
+    execution had not started (the worker checks its lease before it starts one)."""
+    open_ = ProposedAction.objects.select_for_update().filter(
+        models.Q(status=ProposedAction.Status.PENDING)
+        | models.Q(status=ProposedAction.Status.APPROVED, execution_started_at__isnull=True),
+        run=run,
+    )
+    withdrawn = []
+    for action in open_:
+        previous = action.status
+        action_transition_check(current=previous, target=ProposedAction.Status.WITHDRAWN)
+        action.status = ProposedAction.Status.WITHDRAWN
+        action.save(update_fields=["status"])
+        audit_event_record(
+            verb="action.withdrawn", obj=action, payload={"from": previous, "why": "run taken over"}, user=user
+        )
+        withdrawn.append(action.pk)
+    return withdrawn
+
+
+def agent_run_take_over(*, run: AgentRun, user: AbstractBaseUser, reason: str = "") -> AgentRun:
+    """A reviewer takes the ticket from the agent. A run still going ends (taken over), its worker loses its
+    lease (its next renewal fails, so it stops before another call), and what it proposed is withdrawn. An
+    escalated run stays escalated. Either way the ticket is assigned to the reviewer, and a private note in the
+    helpdesk says so (posted by a worker, not here)."""
+    from tickets.services.tickets import ticket_assign
+
+    reviewer_required(user)
+    with transaction.atomic():
+        run = AgentRun.objects.select_for_update(of=("self",)).select_related("ticket__assignee").get(pk=run.pk)
+        if run.status in RUN_FINAL and not (run.status == AgentRun.Status.ESCALATED and not run.outcome):
+            raise ConflictError(TAKE_OVER_ENDED.format(status=run.get_status_display().lower()))
+        if run.status not in RUN_FINAL:
+            AgentRun.objects.filter(pk=run.pk).update(lease_token="", lease_expires_at=None)
+            run = agent_run_transition(
+                run=run,
+                status=AgentRun.Status.TAKEN_OVER,
+                reason=TAKEN_OVER_REASON.format(
+                    name=user.get_username(), reason=f": {reason.strip()}" if reason.strip() else "."
+                ),
+                user=user,
+            )
+            _withdraw_open_proposals(run, user)
+        audit_event_record(verb="run.taken_over", obj=run, payload={"reason": reason.strip()}, user=user)
+        ticket_assign(ticket=run.ticket, assignee=user, user=user, force=True)
+        transaction.on_commit(lambda: take_over_note_send(run.pk, user.pk), robust=True)
+    return run
+
+
+def agent_run_take_over_note(*, run: AgentRun, user: AbstractBaseUser) -> str:
+    """The helpdesk's record of a take-over. Returns what went wrong, if anything (the take-over stands)."""
+    from tickets.helpdesk import HelpdeskError, helpdesk_for
+
+    note = f"{user.get_username()} took this ticket over from Agent Console's agent (run {run.pk})."
+    try:
+        helpdesk_for(run.ticket).add_private_note(run.ticket, note)
+    except HelpdeskError as exc:
+        return exc.message
+    return ""
+
+
+@transaction.atomic
+def agent_run_close(*, run: AgentRun, user: AbstractBaseUser, outcome: str, note: str = "") -> AgentRun:
+    """Close an escalated or taken-over run with what came of it; an open escalation leaves the queue."""
+    reviewer_required(user)
+    if outcome not in AgentRun.Outcome.values:
+        raise ApplicationError(OUTCOME_INVALID.format(choices=", ".join(AgentRun.Outcome.values)))
+    run = AgentRun.objects.select_for_update().get(pk=run.pk)
+    if run.status not in RUN_CLOSABLE:
+        raise ConflictError(CLOSE_NOT_ESCALATED.format(status=run.get_status_display().lower()))
+    if run.outcome:
+        raise ConflictError(ALREADY_CLOSED.format(outcome=run.get_outcome_display().lower()))
+    run.outcome = outcome
+    run.outcome_note = note.strip()
+    run.closed_by = user
+    run.closed_at = timezone.now()
+    run.full_clean()
+    run.save(update_fields=["outcome", "outcome_note", "closed_by", "closed_at", "updated_at"])
+    audit_event_record(verb="run.closed", obj=run, payload={"outcome": outcome, "note": run.outcome_note}, user=user)
+    return run

@@ -1,0 +1,180 @@
+"""Action and draft cards: what a reviewer reads before deciding (arguments, findings, the context it came from)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlglot
+from django.utils import timezone
+
+from agent.findings import finding_of
+from agent.models import Notification, ProposedAction, Rating, Step
+from agent.selectors import FollowUp, observation_summary, proposal_follow_up
+from agent.tools import all_tools, get_tool
+from console.selectors.queue import sla_present
+
+
+def draft_tool_names() -> list[str]:
+    """Tools whose calls carry text a reviewer rates as a draft (a note, a reply): they declare a text_arg."""
+    return [name for name, tool in all_tools().items() if tool.text_arg]
+
+
+def _query(tool: str, args: Any) -> tuple[str, str] | None:
+    """The query a call carries, in its tool's own language, when the tool declares one."""
+    declared = get_tool(tool)
+    if declared is None or not declared.query_arg or not isinstance(args, dict):
+        return None
+    query = args.get(declared.query_arg)
+    return (query, declared.query_language) if isinstance(query, str) else None
+
+
+def _pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def pretty_sql(sql: str) -> str:
+    try:
+        return sqlglot.transpile(sql, read="postgres", pretty=True)[0]
+    except sqlglot.errors.SqlglotError:
+        return sql
+
+
+def _pretty_args(tool: str, args: Any) -> tuple[str, bool]:
+    """The args as the reviewer should read them, and whether that text is SQL."""
+    query = _query(tool, args)
+    if query is not None:
+        text, language = query
+        return (pretty_sql(text), True) if language == "sql" else (text, False)
+    return _pretty_json(args if args is not None else {}), False
+
+
+def args_line(tool: str, args: Any) -> str:
+    """The args on one line, for a collapsed transcript entry."""
+    query = _query(tool, args)
+    if query is not None:
+        text = " ".join(query[0].split())
+    elif isinstance(args, dict):
+        text = ", ".join(f"{key}={json.dumps(value, ensure_ascii=False, default=str)}" for key, value in args.items())
+    else:
+        text = json.dumps(args, default=str)
+    return text if len(text) <= 140 else text[:139] + "…"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What one call of the agent returned, summarised, with the raw observation one click away."""
+
+    tool: str
+    ok: bool
+    summary: str
+    raw: str
+
+
+@dataclass
+class DecisionContext:
+    """Everything the decision card shows beside the proposal itself."""
+
+    findings: list[Finding]
+    follow_up: FollowUp
+    state_rows: list[dict[str, Any]] = field(default_factory=list)
+    state_read_at: datetime | None = None
+    state_message: str = ""
+    state_readable: bool = False
+    notifications: list[Notification] = field(default_factory=list)
+
+
+def call_summary(tool: str, args: Any, output: dict[str, Any] | None) -> str:
+    """A read's own one-line summary of what it found (Tool.summarize), else the generic one."""
+    finding = finding_of(tool, args if isinstance(args, dict) else None, output) if output else None
+    return finding.line if finding is not None and finding.ok else observation_summary(output)
+
+
+def _findings(transcript: list[Step], before_index: int | None) -> list[Finding]:
+    """The observations of the run before the proposal (reads, notes, routing): what the agent had found."""
+    calls = {s.tool_call_id: s.tool_input for s in transcript if s.kind == Step.Kind.ACTION and s.tool_call_id}
+    found = []
+    for step in transcript:
+        if before_index is not None and step.index >= before_index:
+            break
+        if step.kind != Step.Kind.OBSERVATION:
+            continue
+        output = step.tool_output or {}
+        found.append(
+            Finding(
+                tool=step.tool_name,
+                ok=bool(output.get("ok")),
+                summary=call_summary(step.tool_name, calls.get(step.tool_call_id), output),
+                raw=_pretty_json(output.get("data") if output.get("ok") else output),
+            )
+        )
+    return found
+
+
+def decision_context(action: ProposedAction, transcript: list[Step]) -> DecisionContext:
+    """Pure, given the run's transcript: what the agent found, the state diff its tool read, what comes next."""
+    before = action.step.index if action.step_id and getattr(action, "step", None) else None
+    context = DecisionContext(
+        findings=_findings(transcript, before),
+        follow_up=proposal_follow_up(run=action.run, action=action, transcript=transcript),
+    )
+    tool = get_tool(action.tool)
+    context.state_readable = bool(tool and tool.can_read_current)
+    state = action.current_state or {}
+    if state:
+        context.state_rows = [row for row in state.get("fields", []) if isinstance(row, dict)]
+        context.state_message = "" if state.get("ok") else str(state.get("message", ""))
+        read_at = state.get("read_at")
+        context.state_read_at = datetime.fromisoformat(read_at) if isinstance(read_at, str) else None
+    return context
+
+
+def action_present(action: ProposedAction, *, rating: Rating | None) -> ProposedAction:
+    """Attach what the action card shows. Pure: no queries, so views may call it on a service's result."""
+    action.pretty_args, action.args_are_sql = _pretty_args(action.tool, action.args)  # type: ignore[attr-defined]
+    action.args_json = _pretty_json(action.args)  # type: ignore[attr-defined]
+    action.args_line = args_line(action.tool, action.args)  # type: ignore[attr-defined]
+    action.my_rating = rating  # type: ignore[attr-defined]
+    action.dom_id = f"action-{action.pk}"  # type: ignore[attr-defined]
+    # A dry-run note or reply is rated as the drafted text (its step), not a second time as a call.
+    action.rated_as_draft = action.is_dry_run and action.tool in draft_tool_names()  # type: ignore[attr-defined]
+    action.is_real_pending = action.status == ProposedAction.Status.PENDING  # type: ignore[attr-defined]
+    # While the transcript is polled, a card the reviewer may be typing into keeps its DOM (hx-preserve);
+    # cards the worker still changes (approved -> executed -> verified) are swapped.
+    action.keep_while_polling = action.status in (  # type: ignore[attr-defined]
+        ProposedAction.Status.PENDING,
+        ProposedAction.Status.DRY_RUN,
+    )
+    original = action.original_args
+    action.args_diff = (  # type: ignore[attr-defined]
+        [
+            (key, original.get(key), action.args.get(key))
+            for key in sorted(set(original) | set(action.args))
+            if original.get(key) != action.args.get(key)
+        ]
+        if isinstance(original, dict)
+        else []
+    )
+    if action.execution_result is not None:
+        action.pretty_result = _pretty_json(action.execution_result)  # type: ignore[attr-defined]
+    sla_present(action, timezone.now())
+    return action
+
+
+def step_present(step: Step, *, rating: Rating | None) -> Step:
+    """Attach what the transcript shows for one step. Pure, like action_present."""
+    step.pretty_input, step.input_is_sql = _pretty_args(step.tool_name, step.tool_input)  # type: ignore[attr-defined]
+    step.pretty_output = _pretty_json(step.tool_output) if step.tool_output is not None else ""  # type: ignore[attr-defined]
+    tool = get_tool(step.tool_name) if step.kind == Step.Kind.ACTION else None
+    step.is_draft = bool(tool and tool.text_arg)  # type: ignore[attr-defined]
+    step.draft_text = (step.tool_input or {}).get(tool.text_arg, "") if tool and tool.text_arg else ""  # type: ignore[attr-defined]
+    step.draft_public = bool(tool and tool.text_arg and tool.customer_facing)  # type: ignore[attr-defined]
+    step.my_rating = rating  # type: ignore[attr-defined]
+    step.dom_id = f"step-{step.pk}"  # type: ignore[attr-defined]
+    return step
+
+
+def rating_mine(ratings: list[Rating]) -> Rating | None:
+    return ratings[0] if ratings else None

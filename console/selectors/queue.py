@@ -1,0 +1,113 @@
+"""The queue: what waits for reviewers, counted and listed, and the next pending decision (Play mode)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from agent.lifecycle import RUN_CLOSABLE, RUN_WORKING
+from agent.models import AgentRun, ProposedAction, Workflow
+
+QUEUE_LIMIT = 100
+OPEN_ESCALATION = Q(status__in=RUN_CLOSABLE, outcome="")
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    pending: int
+    overdue: int
+    escalated: int
+    running: int
+    queued: int
+
+
+@dataclass(frozen=True)
+class Queue:
+    actions: list[ProposedAction]
+    escalations: list[AgentRun]
+    runs: list[AgentRun]
+    counts: QueueCounts
+    workflows: list[Workflow]
+    limit: int = QUEUE_LIMIT
+
+
+def _scope(workflow: int | None, phase: str) -> Q:
+    scope = Q()
+    if workflow:
+        scope &= Q(workflow_id=workflow)
+    if phase:
+        scope &= Q(phase=phase)
+    return scope
+
+
+def _queue_sets(workflow: int | None, phase: str) -> tuple[QuerySet, QuerySet, QuerySet]:
+    """The three lists of the queue. Their counts are taken from these same querysets, so they always agree."""
+    scope = _scope(workflow, phase)
+    actions = ProposedAction.objects.filter(
+        status=ProposedAction.Status.PENDING, run__in=AgentRun.objects.filter(scope)
+    )
+    escalations = AgentRun.objects.filter(scope & OPEN_ESCALATION)
+    working = AgentRun.objects.filter(scope, status__in=RUN_WORKING)
+    return actions, escalations, working
+
+
+def queue_counts(*, workflow: int | None = None, phase: str = "", now: datetime | None = None) -> QueueCounts:
+    """The queue's live numbers, for the same filters as its lists, in two queries."""
+    now = now or timezone.now()
+    actions, _, _ = _queue_sets(workflow, phase)
+    # The run counts use the very conditions of the lists' querysets (OPEN_ESCALATION, RUN_WORKING).
+    pending = actions.aggregate(total=Count("id"), overdue=Count("id", filter=Q(sla_due_at__lte=now)))
+    scope = _scope(workflow, phase)
+    runs = AgentRun.objects.filter(scope).aggregate(
+        escalated=Count("id", filter=OPEN_ESCALATION),
+        running=Count("id", filter=Q(status=AgentRun.Status.RUNNING)),
+        queued=Count("id", filter=Q(status=AgentRun.Status.QUEUED)),
+    )
+    return QueueCounts(pending=pending["total"], overdue=pending["overdue"], **runs)
+
+
+def sla_present(action: ProposedAction, now: datetime) -> ProposedAction:
+    due = action.sla_due_at
+    action.sla_overdue = bool(due and due <= now)  # type: ignore[attr-defined]
+    action.sla_left = due - now if due and due > now else None  # type: ignore[attr-defined]
+    return action
+
+
+def queue_get(*, workflow: int | None = None, phase: str = "") -> Queue:
+    """Pending proposals oldest first; open escalations and working runs, most recently active first."""
+    now = timezone.now()
+    actions, escalations, working = _queue_sets(workflow, phase)
+    return Queue(
+        actions=[
+            sla_present(action, now)
+            for action in actions.select_related(
+                "run__ticket__tenant_link", "run__ticket__assignee", "run__workflow"
+            ).order_by("created_at", "id")[:QUEUE_LIMIT]
+        ],
+        escalations=list(
+            escalations.select_related("ticket__tenant_link", "ticket__assignee", "workflow").order_by(
+                "-updated_at", "-id"
+            )[:QUEUE_LIMIT]
+        ),
+        runs=list(
+            working.select_related("ticket__tenant_link", "workflow").order_by("-updated_at", "-id")[:QUEUE_LIMIT]
+        ),
+        counts=queue_counts(workflow=workflow, phase=phase, now=now),
+        workflows=list(Workflow.objects.order_by("name")),
+    )
+
+
+def next_pending_get(*, user: AbstractBaseUser, skip: list[int] | None = None) -> ProposedAction | None:
+    """The proposal that has waited longest among those nobody else has claimed (Play mode's next ticket)."""
+    return (
+        ProposedAction.objects.filter(status=ProposedAction.Status.PENDING)
+        .filter(Q(run__ticket__assignee__isnull=True) | Q(run__ticket__assignee=user))
+        .exclude(pk__in=skip or [])
+        .select_related("run__ticket")
+        .order_by("created_at", "id")
+        .first()
+    )

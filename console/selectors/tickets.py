@@ -1,0 +1,226 @@
+"""The ticket page, the decision screen: its transcript, who is looking at it, and the objects it links to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Prefetch
+from django.utils import timezone
+
+from agent.lifecycle import RUN_CLOSABLE, RUN_FINAL
+from agent.models import AgentRun, Notification, ProposedAction, Rating, Step
+from agent.selectors import observation_summary
+from console.models import Presence
+from console.selectors.cards import (
+    action_present,
+    args_line,
+    call_summary,
+    decision_context,
+    draft_tool_names,
+    rating_mine,
+    step_present,
+)
+from tickets.models import Ticket, TicketComment
+
+# Someone whose page refreshed their presence this recently is "here" (the page beats every 10 seconds).
+PRESENCE_WINDOW = timedelta(seconds=35)
+
+
+@dataclass
+class Entry:
+    """One line of a collapsed transcript: a thought, a call with its result, or the final answer."""
+
+    kind: str
+    step: Step
+    result: Step | None = None
+    summary: str = ""
+    ok: bool = True
+    repeats: int = 1
+    args_line: str = ""
+    proposals: list[ProposedAction] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.step.tool_name, self.args_line, self.summary)
+
+
+def transcript_entries(transcript: list[Step]) -> list[Entry]:
+    """The transcript with each call and its observation on one line, and a call repeated as it was (a retry
+    that got the same answer) counted instead of shown again with the thought that introduced it."""
+    results = {s.tool_call_id: s for s in transcript if s.kind == Step.Kind.OBSERVATION and s.tool_call_id}
+    entries: list[Entry] = []
+    for step in transcript:
+        if step.kind == Step.Kind.OBSERVATION and step.tool_call_id in results:
+            continue
+        if step.kind == Step.Kind.ACTION:
+            result = results.get(step.tool_call_id)
+            output = result.tool_output if result is not None else None
+            entry = Entry(
+                kind="call",
+                step=step,
+                result=result,
+                summary=call_summary(step.tool_name, step.tool_input, output) if result is not None else "",
+                ok=bool(output and output.get("ok")),
+                args_line=args_line(step.tool_name, step.tool_input),
+                proposals=list(getattr(step, "proposals", [])),
+            )
+            previous = next((e for e in reversed(entries) if e.kind == "call"), None)
+            if previous is not None and previous.key == entry.key and not entry.proposals and not previous.proposals:
+                previous.repeats += 1
+                if entries[-1].kind == "thought":
+                    entries.pop()  # the thought that introduced the repeat says nothing new
+                continue
+            entries.append(entry)
+        elif step.kind == Step.Kind.OBSERVATION:
+            output = step.tool_output or {}
+            entries.append(Entry("result", step, summary=observation_summary(output), ok=bool(output.get("ok"))))
+        else:
+            entries.append(Entry(str(step.kind), step))
+    return entries
+
+
+@dataclass(frozen=True)
+class PresenceInfo:
+    assignee: AbstractBaseUser | None
+    assigned_at: datetime | None
+    others: list[str]  # other reviewers with the ticket open now
+    assignee_here: bool
+    mine: bool
+
+
+@dataclass(frozen=True)
+class TicketDetail:
+    ticket: Ticket
+    comments: list[TicketComment]
+    runs: list[AgentRun]
+    decisions: list[ProposedAction]
+    any_run_active: bool
+    presence: PresenceInfo
+
+
+def presence_info(*, ticket: Ticket, user: AbstractBaseUser, now: datetime | None = None) -> PresenceInfo:
+    """Who holds the ticket, and who else has it open now (one query)."""
+    now = now or timezone.now()
+    here = list(
+        Presence.objects.filter(ticket=ticket, seen_at__gte=now - PRESENCE_WINDOW)
+        .select_related("user")
+        .order_by("seen_at")
+    )
+    names = {p.user_id: p.user.get_username() for p in here}
+    return PresenceInfo(
+        assignee=ticket.assignee,
+        assigned_at=ticket.assigned_at,
+        others=[name for user_id, name in names.items() if user_id != user.pk],
+        assignee_here=ticket.assignee_id in names,
+        mine=ticket.assignee_id == user.pk,
+    )
+
+
+def ticket_detail_get(*, ticket_id: int, user: AbstractBaseUser) -> TicketDetail | None:
+    """A ticket, its comments, each run's collapsed transcript with its proposals and this user's ratings, and a
+    decision context for every pending proposal."""
+    ticket = Ticket.objects.select_related("tenant_link", "assignee").filter(pk=ticket_id).first()
+    if ticket is None:
+        return None
+    my_ratings = Rating.objects.filter(user=user)
+    actions = ProposedAction.objects.select_related("decided_by").prefetch_related(
+        Prefetch("ratings", queryset=my_ratings, to_attr="my_ratings"),
+        Prefetch("notifications", queryset=Notification.objects.order_by("created_at"), to_attr="sent"),
+    )
+    steps = Step.objects.order_by("index").prefetch_related(
+        Prefetch("ratings", queryset=my_ratings, to_attr="my_ratings"),
+        Prefetch("actions", queryset=actions, to_attr="proposals"),
+    )
+    runs = list(
+        AgentRun.objects.filter(ticket=ticket)
+        .select_related("workflow", "closed_by")
+        .prefetch_related(Prefetch("steps", queryset=steps, to_attr="transcript"))
+        .order_by("created_at", "id")
+    )
+    comments = list(ticket.comments.order_by("created_at", "id"))
+    decisions = []
+    for run in runs:
+        run.ticket = ticket  # the follow-up plan reads the ticket's tenant and text: no query per run
+        run.is_final = run.status in RUN_FINAL  # type: ignore[attr-defined]
+        run.trigger_comment_shown = next(  # type: ignore[attr-defined]
+            (c for c in comments if c.pk == run.trigger_comment_id), None
+        )
+        run.is_open_escalation = run.status in RUN_CLOSABLE and not run.outcome  # type: ignore[attr-defined]
+        run.can_take_over = not run.is_final or run.is_open_escalation  # type: ignore[attr-defined]
+        for step in run.transcript:  # type: ignore[attr-defined]
+            step_present(step, rating=rating_mine(step.my_ratings))
+            for action in step.proposals:
+                action.run = run
+                action.step = step
+                action_present(action, rating=rating_mine(action.my_ratings))
+                action.comments_since = customer_comments_since(action, comments)  # type: ignore[attr-defined]
+                if action.status == ProposedAction.Status.PENDING:
+                    action.context = decision_context(action, run.transcript)  # type: ignore[attr-defined]
+                    action.context.notifications = action.sent  # type: ignore[attr-defined]
+                    decisions.append(action)
+        run.entries = transcript_entries(run.transcript)  # type: ignore[attr-defined]
+    return TicketDetail(
+        ticket=ticket,
+        comments=comments,
+        runs=runs,
+        decisions=decisions,
+        any_run_active=any(not run.is_final for run in runs),  # type: ignore[attr-defined]
+        presence=presence_info(ticket=ticket, user=user),
+    )
+
+
+def customer_comments_since(action: ProposedAction, comments: list[TicketComment]) -> list[TicketComment]:
+    """What the customer wrote after a proposal that still waits: the reviewer decides with it in view."""
+    if action.status != ProposedAction.Status.PENDING:
+        return []
+    return [
+        c
+        for c in comments
+        if c.author_kind == TicketComment.AuthorKind.CUSTOMER and c.public and c.created_at > action.created_at
+    ]
+
+
+def ticket_live_get(*, ticket_id: int) -> tuple[Ticket, list[TicketComment]] | None:
+    """The parts of a ticket that change outside the agent (status, comments from Zendesk), for the live poll."""
+    ticket = Ticket.objects.select_related("tenant_link", "assignee").filter(pk=ticket_id).first()
+    if ticket is None:
+        return None
+    return ticket, list(ticket.comments.order_by("created_at", "id"))
+
+
+def action_get(*, action_id: int, user: AbstractBaseUser) -> ProposedAction | None:
+    """One proposal for its card, with this user's rating; a pending one with its decision context."""
+    action = (
+        ProposedAction.objects.select_related("run__ticket__tenant_link", "run__ticket__assignee", "run__workflow")
+        .select_related("decided_by", "step")
+        .prefetch_related(Prefetch("ratings", queryset=Rating.objects.filter(user=user), to_attr="my_ratings"))
+        .filter(pk=action_id)
+        .first()
+    )
+    if action is None:
+        return None
+    action_present(action, rating=rating_mine(action.my_ratings))  # type: ignore[attr-defined]
+    if action.status == ProposedAction.Status.PENDING:
+        comments = list(TicketComment.objects.filter(ticket_id=action.run.ticket_id, created_at__gt=action.created_at))
+        action.comments_since = customer_comments_since(action, comments)  # type: ignore[attr-defined]
+        transcript = list(Step.objects.filter(run_id=action.run_id).order_by("index"))
+        action.context = decision_context(action, transcript)  # type: ignore[attr-defined]
+        action.context.notifications = list(action.notifications.order_by("created_at"))  # type: ignore[attr-defined]
+    return action
+
+
+def run_get(*, run_id: int) -> AgentRun | None:
+    return AgentRun.objects.select_related("ticket", "workflow", "closed_by").filter(pk=run_id).first()
+
+
+def draft_step_get(*, step_id: int, user: AbstractBaseUser) -> Step | None:
+    """A drafted note or reply (the ACTION step of a draft tool), with this user's rating."""
+    step = (
+        Step.objects.filter(pk=step_id, kind=Step.Kind.ACTION, tool_name__in=draft_tool_names())
+        .select_related("run")
+        .prefetch_related(Prefetch("ratings", queryset=Rating.objects.filter(user=user), to_attr="my_ratings"))
+        .first()
+    )
+    return step_present(step, rating=rating_mine(step.my_ratings)) if step else None  # type: ignore[attr-defined]

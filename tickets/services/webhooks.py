@@ -1,0 +1,184 @@
+"""A verified helpdesk event, stored once and applied to its ticket and comments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+
+from audit.models import AuditEvent
+from audit.services import audit_event_record
+from tickets.models import Ticket, TicketComment, WebhookEvent
+from tickets.services.comments import comment_ours, helpdesk_author_is_us, ticket_comment_add, ticket_comment_confirm
+from tickets.services.sync import tenant_link_for
+from tickets.services.tickets import ticket_set_status
+from tickets.snapshot import marker_in, without_marker
+from tickets.zendesk_webhook import EVENT_COMMENT_ADDED, EVENT_TICKET_CREATED, Comment, ParsedEvent, TicketDetail
+
+EVENT_ON_CLOSED_TICKET = "The ticket is closed; closed tickets do not change, so the event was stored and ignored."
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    event_pk: int
+    ticket_id: int | None
+    duplicate: bool
+    handled: bool
+    run_id: int | None = None
+    ignored_reason: str = ""
+    # What may start a run, for the agent to decide (agent.services.intake.zendesk_event_receive).
+    ticket: Ticket | None = None
+    ticket_created: bool = False
+    customer_comment: TicketComment | None = None
+
+
+def _apply_detail(ticket: Ticket, detail: TicketDetail) -> list[str]:
+    """Copy the fields Zendesk sent onto the ticket; return the names that changed."""
+    changed: list[str] = []
+    sent = detail.model_fields_set
+    for field in ("subject", "description", "requester_id", "organization_id", "group_id", "tags"):
+        value = getattr(detail, field)
+        if field in sent and value is not None and getattr(ticket, field) != value:
+            setattr(ticket, field, value)
+            changed.append(field)
+    if "priority" in sent and ticket.priority != (detail.priority or ""):
+        ticket.priority = detail.priority or ""
+        changed.append("priority")
+    if "organization_id" in changed:
+        ticket.tenant_link = tenant_link_for(ticket.organization_id)
+        changed.append("tenant_link")
+    if detail.created_at and ticket.external_created_at is None:
+        ticket.external_created_at = detail.created_at
+        changed.append("external_created_at")
+    return changed
+
+
+def _ticket_upsert(*, parsed: ParsedEvent) -> tuple[Ticket, bool]:
+    """Create or update the ticket from the event's snapshot. True second: the ticket is closed, nothing applied."""
+    detail = parsed.ticket
+    assert detail is not None
+    ticket, created = Ticket.objects.get_or_create(
+        source=Ticket.Source.ZENDESK,
+        external_id=detail.id,
+        defaults={"subject": (detail.subject or "")[:500], "raw_payload": parsed.raw},
+    )
+    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    if not created and ticket.status == Ticket.Status.CLOSED:
+        return ticket, True
+    # Deliveries can arrive out of order: an older snapshot never overwrites a newer one.
+    if (
+        not created
+        and detail.updated_at
+        and ticket.external_updated_at
+        and detail.updated_at < ticket.external_updated_at
+    ):
+        return ticket, False
+    changed = _apply_detail(ticket, detail)
+    if detail.updated_at:
+        ticket.external_updated_at = detail.updated_at
+    ticket.raw_payload = parsed.raw
+    ticket.full_clean()
+    ticket.save()
+    if detail.status and detail.status != ticket.status:
+        ticket = ticket_set_status(ticket=ticket, status=detail.status, actor_kind=AuditEvent.ActorKind.WEBHOOK)
+    if created or changed:
+        audit_event_record(
+            verb="ticket.created" if created else "ticket.synced",
+            obj=ticket,
+            payload={"event_id": parsed.envelope.id, "fields": sorted(changed)},
+            actor_kind=AuditEvent.ActorKind.WEBHOOK,
+        )
+    return ticket, False
+
+
+def _comment_ingest(ticket: Ticket, comment: Comment) -> TicketComment | None:
+    """Store a comment the webhook brought, once. Our own comment coming back is recognised (marker, staff author)
+    and confirmed instead of stored as a human's. Returns the new comment, or None when there was nothing new."""
+    ours = comment_ours(ticket, comment.body, staff=comment.author.is_staff)
+    if ours is not None:
+        ticket_comment_confirm(comment=ours, external_id=comment.id, author_id=comment.author.id)
+        return None
+    if ticket.comments.filter(external_id=comment.id).exists():
+        return None
+    mine = bool(marker_in(comment.body)) and comment.author.is_staff and helpdesk_author_is_us(comment.author.id)
+    if mine:
+        kind = TicketComment.AuthorKind.AGENT
+    elif comment.author.is_staff:
+        kind = TicketComment.AuthorKind.HUMAN
+    else:
+        kind = TicketComment.AuthorKind.CUSTOMER
+    return ticket_comment_add(
+        ticket=ticket,
+        body=without_marker(comment.body) if mine else comment.body,
+        public=comment.is_public,
+        author_kind=kind,
+        author_id=comment.author.id,
+        external_id=comment.id,
+    )
+
+
+@transaction.atomic
+def zendesk_event_ingest(*, parsed: ParsedEvent) -> IngestResult:
+    """Store a verified Zendesk event once and apply it to its ticket and comments. Whether a run starts is the
+    agent's to decide: the result names the new ticket or the customer's new public comment, and the caller
+    (agent.services.intake.zendesk_event_receive) runs in this same transaction, with the ticket row locked.
+
+    The unique (source, event_id) constraint makes redelivery, even concurrent redelivery, a no-op: the
+    second insert waits for the first transaction and then fails, and we answer with what the first stored.
+    """
+    envelope = parsed.envelope
+    try:
+        with transaction.atomic():
+            stored = WebhookEvent.objects.create(
+                source=Ticket.Source.ZENDESK,
+                event_id=envelope.id,
+                event_type=envelope.type,
+                payload=parsed.raw,
+            )
+    except IntegrityError:
+        stored = WebhookEvent.objects.get(source=Ticket.Source.ZENDESK, event_id=envelope.id)
+        return IngestResult(
+            event_pk=stored.pk,
+            ticket_id=stored.ticket_id,
+            duplicate=True,
+            handled=stored.handled,
+            ignored_reason=stored.ignored_reason,
+        )
+    if not parsed.is_ticket_event:
+        return IngestResult(event_pk=stored.pk, ticket_id=None, duplicate=False, handled=False)
+
+    ticket, closed = _ticket_upsert(parsed=parsed)
+    if closed:
+        # Zendesk never changes a closed ticket (a reply makes a follow-up ticket): a late or replayed event for
+        # one is kept for the record and changes nothing. Answering an error would only make the sender retry.
+        stored.ticket = ticket
+        stored.ignored_reason = EVENT_ON_CLOSED_TICKET
+        stored.save(update_fields=["ticket", "ignored_reason"])
+        return IngestResult(
+            event_pk=stored.pk,
+            ticket_id=ticket.pk,
+            duplicate=False,
+            handled=False,
+            ignored_reason=EVENT_ON_CLOSED_TICKET,
+        )
+    customer_comment = None
+    if envelope.type == EVENT_COMMENT_ADDED and parsed.comment is not None:
+        stored_comment = _comment_ingest(ticket, parsed.comment)
+        if (
+            stored_comment is not None
+            and stored_comment.public
+            and stored_comment.author_kind == TicketComment.AuthorKind.CUSTOMER
+        ):
+            customer_comment = stored_comment
+    stored.ticket = ticket
+    stored.handled = True
+    stored.save(update_fields=["ticket", "handled"])
+    return IngestResult(
+        event_pk=stored.pk,
+        ticket_id=ticket.pk,
+        duplicate=False,
+        handled=True,
+        ticket=ticket,
+        ticket_created=envelope.type == EVENT_TICKET_CREATED,
+        customer_comment=customer_comment,
+    )
