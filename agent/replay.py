@@ -241,14 +241,14 @@ def _label(action: ProposedAction) -> str:
 def _good(action: ProposedAction) -> bool:
     """A write humans approved (or that ran alone) and whose effect was proven."""
     return (
-        action.risk == ProposedAction.Risk.WRITE
+        action.risk == Risk.WRITE
         and action.status == ProposedAction.Status.EXECUTED
         and action.verification == ProposedAction.Verification.PASSED
     )
 
 
 def _compare(result: TicketReplay, run: AgentRun) -> None:
-    actions = [a for a in run.actions.order_by("created_at", "id") if a.risk != ProposedAction.Risk.READ]
+    actions = [a for a in run.actions.order_by("created_at", "id") if a.risk != Risk.READ]
     matched: set[int] = set()
     worse = False
     for effect in result.effects:

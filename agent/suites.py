@@ -12,6 +12,7 @@ from django.db.models import Q
 
 from agent.enqueue import replay_execute_send
 from agent.models import ProposedAction, Rating, RegressionCase, Replay, ReplayItem, WorkflowVersion
+from agent.policy import Risk
 from audit.services import audit_event_record
 
 REPLY_TOOL = "reply_to_customer"
@@ -37,7 +38,7 @@ def _case_defaults(action: ProposedAction) -> dict[str, Any] | None:
             "forbid_call": _call(action, action.original_args),
         }
     proven = status == ProposedAction.Status.EXECUTED and action.verification == ProposedAction.Verification.PASSED
-    if human and proven and action.risk == ProposedAction.Risk.WRITE:
+    if human and proven and action.risk == Risk.WRITE:
         return {"origin": RegressionCase.Origin.APPROVED, "expect_call": _call(action, action.args)}
     return None
 
@@ -115,7 +116,7 @@ def regression_cases_sync(*, workflow_id: int) -> int:
         Q(status=ProposedAction.Status.REJECTED)
         | Q(status__in=APPROVED, original_args__isnull=False)
         | Q(status=ProposedAction.Status.EXECUTED, verification=ProposedAction.Verification.PASSED,
-            risk=ProposedAction.Risk.WRITE)
+            risk=Risk.WRITE)
     )  # fmt: skip
     decided = (
         ProposedAction.objects.filter(teaching, run__workflow_id=workflow_id, decided_by__isnull=False)
