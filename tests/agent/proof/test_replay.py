@@ -20,7 +20,7 @@ from agentconsole.errors import ConflictError
 from console.demo import DEMO_WORKFLOWS
 from sandbox.models import Tenant
 from tests.agent.e2e.conftest import deliver
-from tests.agent.loop.conftest import drive
+from tests.bedrock import drive
 from tests.factories import UserFactory
 from tests.http_standin import Scripted, StandIn, serve
 from tickets.models import Ticket, TicketComment

@@ -8,7 +8,7 @@ import pytest
 from agent.loop import Outcome
 from agent.replay import replay_execute, replay_start
 from sandbox.models import Tenant
-from tests.agent.loop.conftest import bedrock, bedrock_company, converse_reply, drive, tool_results, tool_use  # noqa: F401
+from tests.bedrock import converse_reply, drive, tool_results, tool_use
 from tests.factories import AgentRunFactory, TicketFactory, UserFactory, WorkflowFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 QUERY = "SELECT tenant_id, status, trial_ends_at FROM support_tenant_overview"
 
 
-def test_it_answers_the_model_from_the_recording_and_sends_no_write(bedrock_company) -> None:  # noqa: F811
+def test_it_answers_the_model_from_the_recording_and_sends_no_write(bedrock_company) -> None:
     standin = bedrock_company
     workflow = WorkflowFactory(phase="triage")
     ticket = TicketFactory(tenant_link__tenant_id="globex", subject="More trial time")
