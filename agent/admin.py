@@ -10,10 +10,14 @@ from agent.models import (
     Notification,
     ProposedAction,
     Rating,
+    RegressionCase,
+    Replay,
+    ReplayItem,
     Runbook,
     Step,
     ToolContract,
     Workflow,
+    WorkflowVersion,
 )
 from agent.services.governance import POLICY_FIELDS, workflow_save
 from audit.admin import AuditedModelAdmin, HistoryAdminMixin
@@ -112,6 +116,54 @@ class NotificationAdmin(HistoryAdminMixin, AuditedModelAdmin):
     list_display = ["action", "kind", "channel", "status", "attempts", "sent_at", "created_at"]
     list_filter = ["kind", "channel", "status"]
     readonly_fields = ["action", "kind", "channel", "status", "recipients", "error", "attempts", "sent_at"]
+
+    def has_add_permission(self, request) -> bool:  # noqa: ANN001
+        return False
+
+
+@admin.register(WorkflowVersion)
+class WorkflowVersionAdmin(HistoryAdminMixin, AuditedModelAdmin):
+    """Versions are written by the console when a workflow's content changes, and never changed after."""
+
+    list_display = ["workflow", "number", "engine", "created_at"]
+    list_filter = ["workflow"]
+    list_select_related = ["workflow"]
+    readonly_fields = [f.name for f in WorkflowVersion._meta.fields]
+
+    def has_add_permission(self, request) -> bool:  # noqa: ANN001
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+
+@admin.register(RegressionCase)
+class RegressionCaseAdmin(AuditedModelAdmin):
+    """Cases come from reviewers' feedback; admins may write their own (origin "seeded") or retire one."""
+
+    list_display = ["pk", "workflow", "ticket", "origin", "active", "created_at"]
+    list_filter = ["workflow", "origin", "active"]
+    list_select_related = ["workflow", "ticket"]
+    raw_id_fields = ["ticket", "source_run", "source_action", "source_rating"]
+
+
+@admin.register(Replay)
+class ReplayAdmin(HistoryAdminMixin, AuditedModelAdmin):
+    list_display = ["pk", "workflow", "version", "kind", "status", "done", "total", "passed", "created_at"]
+    list_filter = ["kind", "status", "workflow"]
+    list_select_related = ["workflow", "version"]
+    readonly_fields = [f.name for f in Replay._meta.fields]
+
+    def has_add_permission(self, request) -> bool:  # noqa: ANN001
+        return False
+
+
+@admin.register(ReplayItem)
+class ReplayItemAdmin(HistoryAdminMixin, AuditedModelAdmin):
+    list_display = ["replay", "position", "ticket", "verdict", "case_result"]
+    list_filter = ["verdict", "case_result"]
+    list_select_related = ["replay", "ticket"]
+    readonly_fields = [f.name for f in ReplayItem._meta.fields]
 
     def has_add_permission(self, request) -> bool:  # noqa: ANN001
         return False

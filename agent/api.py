@@ -14,6 +14,7 @@ from django.utils import timezone
 from ninja import Path, Query, Router, Status
 from ninja.pagination import paginate
 
+from agent.dashboard import WorkflowCard, workflow_cards
 from agent.models import AgentRun, ProposedAction, Rating, Step, Workflow
 from agent.schemas import (
     ActionApproveIn,
@@ -34,18 +35,16 @@ from agent.schemas import (
     WorkflowPhaseIn,
 )
 from agent.selectors import (
-    Evidence,
     agent_run_detail_queryset,
     agent_run_list,
     autonomy_unmet_criteria,
     proposed_action_list,
-    workflow_evidence,
-    workflow_list_with_evidence,
 )
 from agent.services.actions import proposed_action_approve, proposed_action_reject, proposed_action_respond
 from agent.services.governance import autonomy_stop_all, rating_set, workflow_phase_change
 from agent.services.intake import zendesk_event_receive
 from agent.services.runs import agent_run_close, agent_run_take_over
+from agent.versions import next_phase
 from agentconsole.errors import ApplicationError, NotFoundError, PayloadTooLarge
 from agentconsole.pagination import BoundedLimitOffsetPagination
 from agentconsole.schemas import ONE_ERRORS, READ_ERRORS, WRITE_ERRORS
@@ -78,7 +77,9 @@ def _get(queryset: QuerySet, kind: str, **lookup: Any) -> Any:
     return found
 
 
-def _workflow_out(workflow: Workflow, evidence: Evidence) -> dict[str, Any]:
+def _workflow_out(card: WorkflowCard) -> dict[str, Any]:
+    """A workflow with the evidence of its version in force, as the workflows page shows it."""
+    workflow, evidence = card.workflow, card.evidence
     return {
         "slug": workflow.slug,
         "name": workflow.name,
@@ -90,6 +91,9 @@ def _workflow_out(workflow: Workflow, evidence: Evidence) -> dict[str, Any]:
         "tool_limits": workflow.tool_limits,
         "evidence": evidence,
         "unmet_autonomy_criteria": autonomy_unmet_criteria(evidence=evidence),
+        "version": card.version.number if card.version is not None and card.version_current else None,
+        "next_phase": next_phase(workflow.phase),
+        "unmet_promotion_criteria": card.unmet,
     }
 
 
@@ -177,7 +181,7 @@ def step_rate(request: HttpRequest, step_id: int, payload: RatingIn) -> Rating:
 @router.get("/workflows", response={200: list[WorkflowOut], **READ_ERRORS}, summary="Workflows with their evidence")
 @paginate(BoundedLimitOffsetPagination, max_limit=PAGE_MAX)
 def workflow_list(request: HttpRequest) -> list[dict[str, Any]]:
-    return [_workflow_out(workflow, evidence) for workflow, evidence in workflow_list_with_evidence()]
+    return [_workflow_out(card) for card in workflow_cards()]
 
 
 @router.post(
@@ -190,7 +194,7 @@ def workflow_phase(
     workflow = workflow_phase_change(
         workflow=workflow, phase=payload.phase, user=request.user, reason=payload.reason, override=payload.override
     )
-    return _workflow_out(workflow, workflow_evidence(workflow=workflow))
+    return _workflow_out(workflow_cards(slug=workflow.slug)[0])
 
 
 @router.post(

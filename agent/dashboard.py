@@ -22,9 +22,11 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from agent.aggregates import Percentile, seconds_between
-from agent.models import AgentRun, ProposedAction, Workflow
+from agent.models import AgentRun, ProposedAction, Workflow, WorkflowVersion
 from agent.pricing import Usage, cost_usd
-from agent.selectors import Evidence, autonomy_unmet_criteria, workflow_evidence_many
+from agent.selectors import Evidence, version_evidence_many
+from agent.suites import suite_unmet_many
+from agent.versions import next_phase, phase_unmet, versions_in_force
 
 # --- The workflows page -----------------------------------------------------------------------------------------
 
@@ -34,11 +36,19 @@ class WorkflowCard:
     """One workflow with its evidence; the view attaches a POST's outcome (error, unmet) to re-render it."""
 
     workflow: Workflow
-    evidence: Evidence
-    unmet: list[str]
+    evidence: Evidence  # of the version in force: what promotion is gated on
+    unmet: list[str]  # what the next promotion still needs
+    version: WorkflowVersion | None = None
+    version_current: bool = True  # False: the content changed, and the next run makes a new version
+    next_phase: str = ""
     error: str = ""
     error_unmet: list[str] = field(default_factory=list)
     message: str = ""
+
+    @property
+    def version_number(self) -> str:
+        """The version the evidence links filter on ("0" when there is none in force: no ticket matches)."""
+        return str(self.version.number) if self.version is not None and self.version_current else "0"
 
     @property
     def approval_pct(self) -> str:
@@ -103,21 +113,35 @@ def duration_text(seconds: float | None) -> str:
 
 
 def workflow_cards(*, slug: str | None = None) -> list[WorkflowCard]:
-    """Every workflow (or the one with this slug) with the same Evidence as agent.selectors.workflow_evidence,
-    in six queries in all rather than five per workflow."""
+    """Every workflow (or the one with this slug) with the evidence of its version in force and what its next
+    promotion still needs (the same criteria the promotion service applies), in a fixed number of queries."""
     workflows = Workflow.objects.order_by("name", "id")
     if slug is not None:
         workflows = workflows.filter(slug=slug)
     workflows = list(workflows)
-    ids = [workflow.pk for workflow in workflows]
-    if not ids:
+    if not workflows:
         return []
-    evidence_of = workflow_evidence_many(workflow_ids=ids)
+    in_force = versions_in_force(workflows=workflows)
+    versions = [version for version, current in in_force.values() if version is not None and current]
+    evidence_of = version_evidence_many(version_ids=[version.pk for version in versions])
+    suites = suite_unmet_many(versions=versions)
     cards = []
     for workflow in workflows:
-        evidence = evidence_of[workflow.pk]
+        version, current = in_force[workflow.pk]
+        evidence = evidence_of[version.pk] if version is not None and current else Evidence.empty()
+        target = next_phase(workflow.phase)
+        unmet = phase_unmet(evidence=evidence, phase=target)
+        if version is not None and current:
+            unmet += suites[version.pk]
         cards.append(
-            WorkflowCard(workflow=workflow, evidence=evidence, unmet=autonomy_unmet_criteria(evidence=evidence))
+            WorkflowCard(
+                workflow=workflow,
+                evidence=evidence,
+                unmet=unmet,
+                version=version,
+                version_current=current,
+                next_phase=Workflow.Phase(target).label if target else "",
+            )
         )
     return cards
 

@@ -31,3 +31,10 @@ def approval_notify_send(action_id: int, kind: str) -> None:
 
 def take_over_note_send(run_id: int, user_id: int) -> None:
     current_app.send_task(TAKE_OVER_NOTE, args=(run_id, user_id))
+
+
+REPLAY_EXECUTE = "agent.tasks.replay_execute_task"
+
+
+def replay_execute_send(replay_id: int) -> None:
+    current_app.send_task(REPLAY_EXECUTE, args=(replay_id,))

@@ -120,13 +120,14 @@ class BedrockEngine:
 
     is_llm = True
 
-    def __init__(self, *, client: Any = None) -> None:
+    def __init__(self, *, client: Any = None, model_id: str = "") -> None:
         from botocore.config import Config
         from langchain_aws import ChatBedrockConverse
 
         from agent.aws import aws_client
 
-        self.model_id = settings.BEDROCK_MODEL_ID
+        # A replay runs the model a workflow version recorded, which may not be the one configured now.
+        self.model_id = model_id or settings.BEDROCK_MODEL_ID
         self.name = f"bedrock:{self.model_id}"
         config = Config(
             retries={"mode": "adaptive", "total_max_attempts": settings.BEDROCK_MAX_ATTEMPTS},

@@ -29,6 +29,7 @@ from agent.services.runs import agent_run_escalate, agent_run_finish, agent_run_
 from agent.services.transcript import agent_run_record_turn, step_append
 from agent.tools import get_tool, workflow_tools
 from agent.tools.base import ErrorType, Observation
+from agent.versions import agent_run_pin_version
 from tickets.helpdesk import HelpdeskError, ticket_context_ensure
 
 logger = logging.getLogger(__name__)
@@ -208,6 +209,7 @@ def _start(run: AgentRun) -> AgentRun:
     """A queued run starts; every run reads its ticket as of now before it goes on."""
     if run.status == AgentRun.Status.QUEUED:
         run = agent_run_transition(run=run, status=AgentRun.Status.RUNNING)
+    run = agent_run_pin_version(run=run)  # the workflow version this run runs, recorded when it starts
     _read_ticket(run)
     lease_hold(run)
     return run

@@ -266,31 +266,51 @@ def playbook_values(
     }
 
 
+def system_prompt(*, template: str, phase: str, tenant_id: str, workflow_name: str, runbook: str) -> str:
+    """The system prompt from a template (the current one, or a workflow version's) for a run in `phase`."""
+    return template.format(
+        escalate=ESCALATE_TOOL,
+        phase_rules=_PHASE_RULES[phase],
+        tenant=tenant_id or "not linked",
+        workflow=workflow_name or "no matching workflow: gather context, note it, route it",
+        runbook=runbook
+        or "Gather context with read tools, post it as a private note, and route the ticket to the pod that owns "
+        "the problem.",
+    )
+
+
+def earlier_runs(run: AgentRun) -> list[AgentRun]:
+    """The runs on the run's ticket before it, oldest first, with what a history of them needs."""
+    return list(
+        AgentRun.objects.filter(ticket=run.ticket_id, created_at__lt=run.created_at)
+        .select_related("workflow")
+        .prefetch_related("steps", "actions")
+        .order_by("created_at", "id")
+    )
+
+
+def latest_customer_comment(run: AgentRun, comments: list[TicketComment]) -> TicketComment | None:
+    """The comment that started a follow-up run, else the customer's latest public one."""
+    customer = [c for c in comments if c.author_kind == TicketComment.AuthorKind.CUSTOMER and c.public]
+    trigger = next((c for c in comments if c.pk == run.trigger_comment_id), None)
+    return trigger or (customer[-1] if customer else None)
+
+
 def conversation_build(*, run: AgentRun) -> Conversation:
     workflow = run.workflow
     ticket = run.ticket
     steps = list(run.steps.all())
     comments = [c for c in ticket.comments.all() if c.delivery == TicketComment.Delivery.SENT]
-    earlier = list(
-        AgentRun.objects.filter(ticket=ticket, created_at__lt=run.created_at)
-        .select_related("workflow")
-        .prefetch_related("steps", "actions")
-        .order_by("created_at", "id")
-    )
+    earlier = earlier_runs(run)
     playbook = run_playbook(run)
-    customer = [c for c in comments if c.author_kind == TicketComment.AuthorKind.CUSTOMER and c.public]
-    trigger = next((c for c in comments if c.pk == run.trigger_comment_id), None)
-    latest = trigger or (customer[-1] if customer else None)
+    latest = latest_customer_comment(run, comments)
     return Conversation(
-        system_prompt=SYSTEM_PROMPT.format(
-            escalate=ESCALATE_TOOL,
-            phase_rules=_PHASE_RULES[run.phase],
-            tenant=ticket.tenant_id or "not linked",
-            workflow=workflow.name if workflow else "no matching workflow: gather context, note it, route it",
-            runbook=workflow.runbook
-            if workflow
-            else "Gather context with read tools, post it as a private note, "
-            "and route the ticket to the pod that owns the problem.",
+        system_prompt=system_prompt(
+            template=SYSTEM_PROMPT,
+            phase=run.phase,
+            tenant_id=ticket.tenant_id,
+            workflow_name=workflow.name if workflow else "",
+            runbook=workflow.runbook if workflow else "",
         ),
         ticket_prompt=ticket_prompt(run, comments=comments, earlier=earlier),
         exchanges=_exchanges_of(steps),

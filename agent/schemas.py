@@ -163,8 +163,11 @@ class WorkflowOut(Schema):
     tools: list[str]  # what its model sees; empty: every tool
     preapproved_tools: list[str]
     tool_limits: dict[str, Any]
-    evidence: EvidenceOut
+    evidence: EvidenceOut  # of the version in force
     unmet_autonomy_criteria: list[str]
+    version: int | None  # the version in force; null before its first run (or after a change, until the next run)
+    next_phase: str  # "" when autonomous
+    unmet_promotion_criteria: list[str]  # what a promotion to next_phase still needs, the regression suite included
 
 
 class WorkflowPhaseIn(Schema):

@@ -13,7 +13,7 @@ from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, 
 from django.db.models.functions import RowNumber
 
 from agent.aggregates import Percentile, seconds_between
-from agent.models import AgentRun, ProposedAction, Rating, Step, Workflow
+from agent.models import AgentRun, ProposedAction, Rating, RegressionCase, Replay, Step, Workflow
 from agent.policy import Risk
 from tickets.models import Ticket
 
@@ -80,6 +80,11 @@ class Evidence:
     execution_failed: int = 0  # approved by a human, then the call itself failed
     drafted_runs: int = 0  # shadow runs that completed with their private note
 
+    @classmethod
+    def empty(cls) -> Evidence:
+        """A version nothing has run yet."""
+        return cls(0, 0, 0, 0, [], 0, 0, 0, 0, 0, None)
+
     @property
     def unedited_approval_rate(self) -> float | None:
         return self.approved_unedited / self.reviewed if self.reviewed else None
@@ -105,13 +110,18 @@ REJECTION_REASONS_SHOWN = 5
 # number and the tickets it links to cannot disagree.
 _HUMAN = Q(decided_by__isnull=False)
 _APPROVED = Q(status__in=[ProposedAction.Status.APPROVED, ProposedAction.Status.EXECUTED])
+# Approved, then it did not work: the call failed, its outcome is unknown, or re-reading state disproved it. Such a
+# call is never counted as a good approval, edited or not.
+_FAILED_TO_RUN = Q(status__in=[ProposedAction.Status.FAILED, ProposedAction.Status.UNCERTAIN]) | Q(
+    verification=ProposedAction.Verification.FAILED
+)
 EVIDENCE_ACTION_FILTERS: dict[str, Q] = {
     "reviewed": _HUMAN & ~Q(status=ProposedAction.Status.WITHDRAWN),
-    "approved_unedited": _HUMAN & _APPROVED & Q(original_args__isnull=True),
-    "approved_edited": _HUMAN & _APPROVED & Q(original_args__isnull=False),
+    "approved_unedited": _HUMAN & _APPROVED & ~_FAILED_TO_RUN & Q(original_args__isnull=True),
+    "approved_edited": _HUMAN & _APPROVED & ~_FAILED_TO_RUN & Q(original_args__isnull=False),
     "rejected": _HUMAN & Q(status=ProposedAction.Status.REJECTED),
     "responded": _HUMAN & Q(status=ProposedAction.Status.RESPONDED),
-    "execution_failed": _HUMAN & Q(status=ProposedAction.Status.FAILED),
+    "execution_failed": _HUMAN & _FAILED_TO_RUN,
     "verifications_passed": Q(verification=ProposedAction.Verification.PASSED),
     "verifications_failed": Q(verification=ProposedAction.Verification.FAILED),
 }
@@ -126,20 +136,22 @@ EVIDENCE_RUN_FILTERS: dict[str, Q] = {
 EVIDENCE_KEYS = (*EVIDENCE_ACTION_FILTERS, *EVIDENCE_RATING_FILTERS, *EVIDENCE_RUN_FILTERS)
 
 
-def evidence_ticket_filter(*, key: str, workflow_id: int | None) -> Q:
-    """A filter on Ticket: the tickets behind one evidence number (of one workflow, or of all)."""
+def evidence_ticket_filter(*, key: str, workflow_id: int | None, version_id: int | None = None) -> Q:
+    """A filter on Ticket: the tickets behind one evidence number (of one workflow version, one workflow, or of
+    all)."""
+    group, group_id = ("version", version_id) if version_id else ("workflow", workflow_id)
+
+    def scope(prefix: str) -> Q:
+        return Q(**{f"{prefix}{group}": group_id}) if group_id else Q()
+
     if key in EVIDENCE_ACTION_FILTERS:
-        scope = Q(run__workflow=workflow_id) if workflow_id else Q()
-        rows = ProposedAction.objects.filter(EVIDENCE_ACTION_FILTERS[key], scope, run__ticket=OuterRef("pk"))
+        rows = ProposedAction.objects.filter(EVIDENCE_ACTION_FILTERS[key], scope("run__"), run__ticket=OuterRef("pk"))
     elif key in EVIDENCE_RATING_FILTERS:
-        by_action = Q(action__run__ticket=OuterRef("pk")) & (
-            Q(action__run__workflow=workflow_id) if workflow_id else Q()
-        )
-        by_step = Q(step__run__ticket=OuterRef("pk")) & (Q(step__run__workflow=workflow_id) if workflow_id else Q())
+        by_action = Q(action__run__ticket=OuterRef("pk")) & scope("action__run__")
+        by_step = Q(step__run__ticket=OuterRef("pk")) & scope("step__run__")
         rows = Rating.objects.filter(EVIDENCE_RATING_FILTERS[key], by_action | by_step)
     elif key in EVIDENCE_RUN_FILTERS:
-        scope = Q(workflow=workflow_id) if workflow_id else Q()
-        rows = AgentRun.objects.filter(EVIDENCE_RUN_FILTERS[key], scope, ticket=OuterRef("pk"))
+        rows = AgentRun.objects.filter(EVIDENCE_RUN_FILTERS[key], scope(""), ticket=OuterRef("pk"))
     else:
         raise ValueError(key)
     return Q(Exists(rows))
@@ -149,16 +161,16 @@ def _grouped(rows: Iterable[dict], key: str) -> dict[int, dict]:
     return {row[key]: row for row in rows}
 
 
-def _resolution_times(workflow_ids: list[int]) -> tuple[dict[int, tuple[int, float | None]], dict[int, int]]:
-    """Per workflow: (resolved runs, their median seconds to complete) and the shadow runs that drafted. One grouped
-    query in PostgreSQL; in Python on SQLite (the demo)."""
-    completed = AgentRun.objects.filter(workflow__in=workflow_ids, status=AgentRun.Status.COMPLETED)
+def _resolution_times(group: str, ids: list[int]) -> tuple[dict[int, tuple[int, float | None]], dict[int, int]]:
+    """Per workflow or version: (resolved runs, their median seconds to complete) and the shadow runs that drafted.
+    One grouped query in PostgreSQL; in Python on SQLite (the demo)."""
+    completed = AgentRun.objects.filter(**{f"{group}__in": ids}, status=AgentRun.Status.COMPLETED)
     durations: dict[int, tuple[int, float | None]] = {}
     drafted: dict[int, int] = defaultdict(int)
     if connection.vendor == "postgresql":
         resolved = ~Q(phase=Workflow.Phase.SHADOW) & Q(finished_at__isnull=False)
         for row in (
-            completed.values("workflow")
+            completed.values(group)
             .order_by()
             .annotate(
                 drafted=Count("id", filter=Q(phase=Workflow.Phase.SHADOW)),
@@ -166,75 +178,83 @@ def _resolution_times(workflow_ids: list[int]) -> tuple[dict[int, tuple[int, flo
                 median=Percentile(seconds_between("created_at", "finished_at"), 0.5, filter=resolved),
             )
         ):
-            durations[row["workflow"]] = (row["resolved"], row["median"])
-            drafted[row["workflow"]] = row["drafted"]
+            durations[row[group]] = (row["resolved"], row["median"])
+            drafted[row[group]] = row["drafted"]
         return durations, drafted
     times: dict[int, list[float]] = defaultdict(list)
-    found = completed.values_list("workflow_id", "phase", "created_at", "finished_at")
-    for workflow_id, phase, created, finished in found:
+    found = completed.values_list(f"{group}_id", "phase", "created_at", "finished_at")
+    for group_id, phase, created, finished in found:
         if phase == Workflow.Phase.SHADOW:
-            drafted[workflow_id] += 1
+            drafted[group_id] += 1
         elif finished is not None:
-            times[workflow_id].append((finished - created).total_seconds())
-    return {w: (len(t), statistics.median(t)) for w, t in times.items()}, drafted
+            times[group_id].append((finished - created).total_seconds())
+    return {g: (len(t), statistics.median(t)) for g, t in times.items()}, drafted
 
 
 def workflow_evidence_many(*, workflow_ids: list[int]) -> dict[int, Evidence]:
-    """The evidence of many workflows in five queries in all, whatever the number of workflows and runs."""
-    if not workflow_ids:
+    """The evidence of many workflows over their whole life, in a fixed number of queries."""
+    return _evidence_many(group="workflow", ids=workflow_ids)
+
+
+def version_evidence_many(*, version_ids: list[int]) -> dict[int, Evidence]:
+    """The evidence of many workflow versions: only what runs of each version did. Promotion is gated on this."""
+    return _evidence_many(group="version", ids=version_ids)
+
+
+def _evidence_many(*, group: str, ids: list[int]) -> dict[int, Evidence]:
+    """Evidence grouped by the runs' workflow or version, in a fixed number of queries whatever the number of runs.
+    The one place evidence is computed: the workflows page, the API and the promotion gate all read it."""
+    if not ids:
         return {}
+    by_run = f"run__{group}"
     decisions = _grouped(
-        ProposedAction.objects.filter(run__workflow__in=workflow_ids)
-        .values("run__workflow")
+        ProposedAction.objects.filter(**{f"{by_run}__in": ids})
+        .values(by_run)
         .order_by()
         .annotate(**{key: Count("id", filter=condition) for key, condition in EVIDENCE_ACTION_FILTERS.items()}),
-        "run__workflow",
+        by_run,
     )
     # Ratings of proposals and of drafted steps, one grouped query each: an OR across both joins scanned every
     # step and action.
     ratings: dict[int, dict] = defaultdict(lambda: defaultdict(int))
-    for via in ("action__run__workflow", "step__run__workflow"):
+    for via in (f"action__{by_run}", f"step__{by_run}"):
         for row in (
-            Rating.objects.filter(**{f"{via}__in": workflow_ids})
+            Rating.objects.filter(**{f"{via}__in": ids})
             .values(via)
             .order_by()
             .annotate(**{key: Count("id", filter=condition) for key, condition in EVIDENCE_RATING_FILTERS.items()})
         ):
             for key in EVIDENCE_RATING_FILTERS:
                 ratings[row[via]][key] += row[key]
-    durations, drafted = _resolution_times(workflow_ids)
+    durations, drafted = _resolution_times(group, ids)
     reasons: dict[int, list[str]] = defaultdict(list)
-    for workflow_id, reason in (
-        ProposedAction.objects.filter(EVIDENCE_ACTION_FILTERS["rejected"], run__workflow__in=workflow_ids)
-        .annotate(
-            rank=Window(
-                RowNumber(), partition_by=[F("run__workflow")], order_by=[F("decided_at").desc(), F("id").desc()]
-            )
-        )
+    for group_id, reason in (
+        ProposedAction.objects.filter(EVIDENCE_ACTION_FILTERS["rejected"], **{f"{by_run}__in": ids})
+        .annotate(rank=Window(RowNumber(), partition_by=[F(by_run)], order_by=[F("decided_at").desc(), F("id").desc()]))
         .filter(rank__lte=REJECTION_REASONS_SHOWN)
-        .order_by("run__workflow", "rank")
-        .values_list("run__workflow", "decision_reason")
+        .order_by(by_run, "rank")
+        .values_list(by_run, "decision_reason")
     ):
-        reasons[workflow_id].append(reason)
+        reasons[group_id].append(reason)
     evidence = {}
-    for workflow_id in workflow_ids:
-        counts = decisions.get(workflow_id, {})
-        thumbs = ratings.get(workflow_id, {})
-        resolved, median = durations.get(workflow_id, (0, None))
-        evidence[workflow_id] = Evidence(
+    for group_id in ids:
+        counts = decisions.get(group_id, {})
+        thumbs = ratings.get(group_id, {})
+        resolved, median = durations.get(group_id, (0, None))
+        evidence[group_id] = Evidence(
             reviewed=counts.get("reviewed", 0),
             approved_unedited=counts.get("approved_unedited", 0),
             approved_edited=counts.get("approved_edited", 0),
             rejected=counts.get("rejected", 0),
             responded=counts.get("responded", 0),
             execution_failed=counts.get("execution_failed", 0),
-            rejection_reasons=reasons.get(workflow_id, []),
+            rejection_reasons=reasons.get(group_id, []),
             verifications_passed=counts.get("verifications_passed", 0),
             verifications_failed=counts.get("verifications_failed", 0),
             thumbs_up=thumbs.get("thumbs_up", 0),
             thumbs_down=thumbs.get("thumbs_down", 0),
             resolved_runs=resolved,
-            drafted_runs=drafted.get(workflow_id, 0),
+            drafted_runs=drafted.get(group_id, 0),
             median_resolution_seconds=median,
         )
     return evidence
@@ -257,6 +277,19 @@ def autonomy_unmet_criteria(*, evidence: Evidence) -> list[str]:
             f"{evidence.verifications_failed} failed verifications, at most "
             f"{settings.AUTONOMY_MAX_FAILED_VERIFICATIONS} allowed"
         )
+    return unmet
+
+
+def triage_unmet_criteria(*, evidence: Evidence) -> list[str]:
+    """Why a shadow workflow may not yet act in triage: reviewers have not rated enough of its drafts, or not
+    well enough. Empty when it may."""
+    unmet = []
+    rated = evidence.thumbs_up + evidence.thumbs_down
+    if rated < settings.TRIAGE_MIN_RATINGS:
+        unmet.append(f"{rated} rated drafts, {settings.TRIAGE_MIN_RATINGS} needed")
+    ratio = evidence.thumbs_up_ratio or 0.0
+    if rated and ratio < settings.TRIAGE_MIN_THUMBS_UP_RATE:
+        unmet.append(f"{ratio:.0%} thumbs up, {settings.TRIAGE_MIN_THUMBS_UP_RATE:.0%} needed")
     return unmet
 
 
@@ -428,6 +461,26 @@ def agent_run_superseded(*, run_id: int, token: str) -> bool:
     """True when a newer dispatch replaced the message carrying token (or the run is gone)."""
     current = AgentRun.objects.filter(pk=run_id).values_list("dispatch_token", flat=True).first()
     return current != token
+
+
+# --- Versions, suites and replays, for their pages --------------------------------------------------------------
+
+REPLAYS_SHOWN = 10
+
+
+def regression_case_list(*, workflow: Workflow) -> list[RegressionCase]:
+    return list(RegressionCase.objects.filter(workflow=workflow, active=True).select_related("ticket").order_by("-id"))
+
+
+def replay_list(*, workflow: Workflow) -> list[Replay]:
+    return list(Replay.objects.filter(workflow=workflow).select_related("version").order_by("-id")[:REPLAYS_SHOWN])
+
+
+def replay_get(*, replay_id: int) -> Replay | None:
+    replay = Replay.objects.filter(pk=replay_id).select_related("workflow", "version", "created_by").first()
+    if replay is not None:
+        replay.rows = list(replay.items.select_related("ticket", "case").order_by("position"))
+    return replay
 
 
 # --- The API's reads ------------------------------------------------------------------------------------------

@@ -142,3 +142,19 @@ def agent_run_take_over_note_task(run_id: int, user_id: int) -> str:
     if problem:
         logger.warning("run %s: the take-over note could not be posted: %s", run_id, problem)
     return problem or "noted"
+
+
+@shared_task(bind=True, acks_late=True, max_retries=3)
+def replay_execute_task(self, replay_id: int) -> str:  # noqa: ANN001 - Celery's bound task
+    """Work a replay (or a suite run) in the background; a redelivered message carries on where it stopped."""
+    from agent.replay import replay_execute, replay_fail
+
+    try:
+        return replay_execute(replay_id=replay_id).status
+    except (OperationalError, InterfaceError) as exc:
+        _drop_broken_connections()
+        raise self.retry(countdown=_DATABASE_RETRY_SECONDS, exc=exc) from exc
+    except Exception as exc:
+        logger.exception("replay %s failed", replay_id)
+        replay_fail(replay_id=replay_id, error=f"{type(exc).__name__}: {exc}")
+        return "failed"

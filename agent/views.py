@@ -1,18 +1,25 @@
 from __future__ import annotations
 
+import csv
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from agent.dashboard import WorkflowCard, dashboard_get, workflow_cards
-from agent.forms import DashboardForm, PhaseChangeForm, StopAutonomyForm, first_error
-from agent.models import Workflow
+from agent.forms import DashboardForm, GapsForm, PhaseChangeForm, ReplayForm, StopAutonomyForm, first_error
+from agent.gaps import knowledge_gap_rows, knowledge_gaps
+from agent.models import Replay, Workflow
 from agent.permissions import NOT_AN_ADMIN
+from agent.replay import replay_start, suite_run_request
+from agent.selectors import regression_case_list, replay_get, replay_list
 from agent.services.governance import autonomy_stop_all, workflow_phase_change
+from agent.versions import version_rows
 from agentconsole.errors import ApplicationError, PermissionDeniedError
 from agentconsole.roles import is_admin, is_reviewer
 
@@ -111,3 +118,97 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     weeks = form.cleaned_data["weeks"] if form.is_valid() else 12
     template = "agent/dashboard.html#dashboard-body" if request.htmx else "agent/dashboard.html"
     return render(request, template, {"form": form, "dashboard": dashboard_get(weeks=weeks)})
+
+
+# --- Proof before promotion: versions, suites, replays ---------------------------------------------------------
+
+REPLAY_TEMPLATE = "agent/replay_detail.html"
+
+
+def _card_error(request: HttpRequest, slug: str, error: str, status: int) -> HttpResponse:
+    """A refused replay or suite run: the workflow's card (the whole page without htmx) says why."""
+    cards = workflow_cards(slug=slug if request.htmx else None)
+    for card in cards:
+        if card.workflow.slug == slug:
+            card.error = error
+    return _render_list(request, cards, fragment="workflow-card", status=status)
+
+
+def _to_replay(request: HttpRequest, replay: Replay) -> HttpResponse:
+    url = reverse("agent:replay-detail", args=[replay.pk])
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@require_GET
+@login_required
+def workflow_versions(request: HttpRequest, slug: str) -> HttpResponse:
+    _require_member(request)
+    workflow = get_object_or_404(Workflow, slug=slug)
+    context = {
+        "workflow": workflow,
+        "rows": version_rows(workflow=workflow),
+        "cases": regression_case_list(workflow=workflow),
+        "replays": replay_list(workflow=workflow),
+        "is_admin": is_admin(request.user),
+        "replay_form": ReplayForm(),
+    }
+    return render(request, "agent/workflow_versions.html", context)
+
+
+@require_POST
+@login_required
+def workflow_replay(request: HttpRequest, slug: str) -> HttpResponse:
+    workflow = _get_workflow_for_admin(request, slug)
+    form = ReplayForm(request.POST)
+    if not form.is_valid():
+        return _card_error(request, slug, first_error(form), 400)
+    try:
+        replay = replay_start(workflow=workflow, user=request.user, **form.cleaned_data)
+    except ApplicationError as exc:
+        return _card_error(request, slug, exc.message, exc.status_code)
+    return _to_replay(request, replay)
+
+
+@require_POST
+@login_required
+def workflow_suite(request: HttpRequest, slug: str) -> HttpResponse:
+    workflow = _get_workflow_for_admin(request, slug)
+    try:
+        replay = suite_run_request(workflow=workflow, user=request.user)
+    except ApplicationError as exc:
+        return _card_error(request, slug, exc.message, exc.status_code)
+    return _to_replay(request, replay)
+
+
+@require_GET
+@login_required
+def replay_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    _require_member(request)
+    replay = replay_get(replay_id=pk)
+    if replay is None:
+        raise Http404("No such replay.")
+    template = f"{REPLAY_TEMPLATE}#replay-body" if request.htmx else REPLAY_TEMPLATE
+    return render(request, template, {"replay": replay})
+
+
+@require_GET
+@login_required
+def gaps(request: HttpRequest) -> HttpResponse:
+    _require_member(request)
+    form = GapsForm(request.GET or {"days": 90})
+    days = form.cleaned_data["days"] if form.is_valid() else 90
+    template = "agent/knowledge_gaps.html#gaps-body" if request.htmx else "agent/knowledge_gaps.html"
+    return render(request, template, {"form": form, "groups": knowledge_gaps(days=days), "days": days})
+
+
+@require_GET
+@login_required
+def gaps_csv(request: HttpRequest) -> HttpResponse:
+    _require_member(request)
+    form = GapsForm(request.GET or {"days": 90})
+    if not form.is_valid():
+        return HttpResponse(first_error(form), status=400, content_type="text/plain; charset=utf-8")
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="knowledge-gaps.csv"'
+    csv.writer(response).writerows(knowledge_gap_rows(knowledge_gaps(days=form.cleaned_data["days"])))
+    return response

@@ -430,6 +430,12 @@ AGENT_RUN_MAX_RECOVERIES = env_int("AGENT_RUN_MAX_RECOVERIES", 5, minimum=0)
 AUTONOMY_MIN_REVIEWED = env_int("AUTONOMY_MIN_REVIEWED", 30, minimum=0)
 AUTONOMY_MIN_UNEDITED_APPROVAL_RATE = env_float("AUTONOMY_MIN_UNEDITED_APPROVAL_RATE", 0.95, minimum=0.0)
 AUTONOMY_MAX_FAILED_VERIFICATIONS = env_int("AUTONOMY_MAX_FAILED_VERIFICATIONS", 0, minimum=0)
+# Promotion from shadow to triage: reviewers' ratings of the version's drafts.
+TRIAGE_MIN_RATINGS = env_int("TRIAGE_MIN_RATINGS", 5, minimum=0)
+TRIAGE_MIN_THUMBS_UP_RATE = env_float("TRIAGE_MIN_THUMBS_UP_RATE", 0.8, minimum=0.0)
+# Replays: how many past tickets one covers, and whether an admin may let unrecorded reads run live (read-only).
+REPLAY_MAX_TICKETS = env_int("REPLAY_MAX_TICKETS", 200, minimum=1)
+REPLAY_LIVE_READS_ALLOWED = env_bool("REPLAY_LIVE_READS_ALLOWED", False)
 
 # The dashboard's estimates: model prices and the reviewer time one ticket takes by hand.
 BEDROCK_INPUT_USD_PER_MTOK = env_float("BEDROCK_INPUT_USD_PER_MTOK", 3.0, minimum=0.0)

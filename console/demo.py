@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from django.contrib.auth.models import Group, User
 from django.db import transaction
 
-from agent.models import ConfigPatch, Runbook, Workflow
+from agent.models import ConfigPatch, RegressionCase, Runbook, Workflow
 from agent.services.intake import zendesk_event_receive
 from agentconsole.roles import ADMINS, REVIEWERS
-from tickets.models import HelpdeskUser, TenantLink
+from tickets.models import HelpdeskUser, TenantLink, Ticket
 from tickets.zendesk_webhook import EVENT_TICKET_CREATED, parse_event
 
 DEMO_ORGANIZATIONS = [
@@ -297,7 +297,35 @@ DEMO_TICKETS = [
         ["locked_out"],
     ),
     (90004, "360004", "Question about last invoice", "We were charged twice in October.", ["billing"]),
+    (
+        90005,
+        "360006",
+        "Terraform runs fail: error acquiring the state lock",
+        "Every terraform apply since yesterday stops with 'Error acquiring the state lock'.",
+        ["config_issue"],
+    ),
+    # Two the agent cannot work, so the knowledge-gaps page has something to show: no workflow covers an export
+    # request, and Umbrella is not on a trial, so the trial runbook's extension step does not apply.
+    (90006, "360005", "Can you export our audit log to S3?", "We need a nightly export for compliance.", []),
+    (90007, "360004", "Please extend our trial", "Two more weeks would help us decide.", ["trial_extension"]),
 ]
+
+# The regression suite each demo workflow ships with, on the demo's own tickets: what any new version of the
+# workflow must (not) do there. Replays answer from each ticket's recorded run.
+DEMO_SUITE_CASES = [
+    ("stale-cache", 90001, {"expect_call": {"tool": "reset_tenant_cache", "args": {"tenant_id": "acme"}}},
+     "A stale cache with cache errors in the logs is reset."),
+    ("trial-extension", 90002, {"expect_call": {"tool": "extend_trial", "args": {"tenant_id": "globex", "days": 7}}},
+     "A trialing tenant asking for a week gets exactly a week."),
+    ("account-lockout", 90003, {"expect_call": {"tool": "route_ticket", "args": {"pod": "identity"}}},
+     "Lockouts go to the identity pod."),
+    ("config-patch", 90005,
+     {"expect_call": {"tool": "apply_config_patch",
+                      "args": {"tenant_id": "stark", "patch_id": "terraform-lock-timeout"}}},
+     "A state lock timeout of 0 gets the curated patch, nothing else."),
+    ("billing-question", 90004, {"forbid_call": {"tool": "reply_to_customer", "args": None}},
+     "Billing questions are never answered by the agent: billing replies, and never promises a refund."),
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -358,3 +386,10 @@ def demo_seed(*, credentials: DemoCredentials) -> None:
     for external_id, organization_id, subject, description, tags in DEMO_TICKETS:
         # The same path as a real delivery: a fixed event id makes the second seed a no-op.
         zendesk_event_receive(parsed=parse_event(_demo_event(external_id, organization_id, subject, description, tags)))
+    for slug, external_id, expectation, note in DEMO_SUITE_CASES:
+        RegressionCase.objects.get_or_create(
+            workflow=Workflow.objects.get(slug=slug),
+            ticket=Ticket.objects.get(external_id=str(external_id)),
+            origin=RegressionCase.Origin.SEEDED,
+            defaults={**expectation, "note": note},
+        )

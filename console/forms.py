@@ -28,6 +28,7 @@ class TicketQueryForm(forms.Form):
     needs_rating = forms.BooleanField(required=False, label="Shadow drafts to rate")
     assigned = forms.ChoiceField(required=False, choices=[("", "Anyone"), ("me", "Me")])
     evidence = forms.ChoiceField(required=False, choices=[("", ""), *((key, key) for key in EVIDENCE_KEYS)])
+    version = forms.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
     sort = forms.ChoiceField(
         required=False,
         choices=[("newest", "Newest first"), ("oldest", "Oldest first"), ("updated", "Recently updated")],

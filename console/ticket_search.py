@@ -17,7 +17,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from agent.lifecycle import RUN_WORKING
-from agent.models import AgentRun, ProposedAction, Rating, Workflow
+from agent.models import AgentRun, ProposedAction, Rating, Workflow, WorkflowVersion
 from agent.selectors import EVIDENCE_KEYS, evidence_ticket_filter
 from tickets.models import Ticket
 
@@ -57,6 +57,7 @@ class TicketQuery:
     needs_rating: bool = False
     assigned: str = ""  # "me" or ""
     evidence: str = ""
+    version: int | None = None  # a version number of `workflow`: evidence of that version only
     sort: str = "newest"
     after: str = ""  # cursor: rows after this one in the sort order
     before: str = ""  # cursor: rows before it (the previous page)
@@ -167,7 +168,13 @@ def ticket_queryset(*, query: TicketQuery, user: AbstractBaseUser) -> QuerySet[T
     if query.assigned == "me":
         tickets = tickets.filter(assignee=user)
     if query.evidence in EVIDENCE_KEYS:
-        tickets = tickets.filter(evidence_ticket_filter(key=query.evidence, workflow_id=workflow_id))
+        version_id = None
+        if workflow_id and query.version is not None:
+            versions = WorkflowVersion.objects.filter(workflow_id=workflow_id, number=query.version)
+            version_id = versions.values_list("pk", flat=True).first() or -1
+        tickets = tickets.filter(
+            evidence_ticket_filter(key=query.evidence, workflow_id=workflow_id, version_id=version_id)
+        )
     return tickets
 
 

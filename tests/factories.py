@@ -5,6 +5,7 @@ from django.contrib.auth.models import Group, User
 
 from agent.models import AgentRun, ConfigPatch, ProposedAction, Runbook, Step, Workflow
 from agent.policy import Risk
+from agent.versions import workflow_version_ensure
 from audit.services import canonical_hash
 from tickets.models import TenantLink, Ticket, TicketComment
 
@@ -77,6 +78,9 @@ class AgentRunFactory(factory.django.DjangoModelFactory):
     ticket = factory.SubFactory(TicketFactory)
     phase = Workflow.Phase.TRIAGE
     trigger = AgentRun.Trigger.MANUAL
+    workflow = None
+    # A run records the workflow version it ran: the one in force when it is made.
+    version = factory.LazyAttribute(lambda run: run.workflow and workflow_version_ensure(workflow=run.workflow))
 
 
 class StepFactory(factory.django.DjangoModelFactory):

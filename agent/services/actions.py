@@ -19,6 +19,7 @@ from agent.models import AgentRun, ProposedAction, Step, Workflow
 from agent.permissions import reviewer_required
 from agent.policy import Risk
 from agent.services.runs import agent_run_dispatch, agent_run_transition
+from agent.suites import regression_case_capture
 from agent.tools.base import Observation, Tool
 from agentconsole.errors import ApplicationError, ConflictError
 from audit.models import AuditEvent
@@ -262,6 +263,8 @@ def proposed_action_approve(
         user=user,
     )
     telemetry.approval_decided(action, decision=action.status)
+    if action.original_args is not None:
+        regression_case_capture(action=action)  # the reviewer's correction becomes a regression case
     _resume_if_decided(action)
     return action
 
@@ -299,6 +302,7 @@ def _decide_without_running(
         user=user,
     )
     telemetry.approval_decided(action, decision=action.status)
+    regression_case_capture(action=action)  # a rejection becomes a regression case
     _resume_if_decided(action)
     return action
 

@@ -8,12 +8,14 @@ from django.db import transaction
 from agent.lifecycle import RUN_FINAL
 from agent.models import AgentRun, ProposedAction, Rating, Step, Workflow
 from agent.permissions import admin_required, reviewer_required
+from agent.suites import regression_case_from_rating
 from agentconsole.errors import ApplicationError, ConflictError
 from audit.services import audit_event_record
 
 PHASE_CHANGE_NEEDS_REASON = "Say why: every phase change is audited with its reason."
 PHASE_UNCHANGED = "The workflow is already in the {phase} phase."
 AUTONOMY_CRITERIA_UNMET = "Not yet ready to run alone: {unmet}. An admin may override with a reason."
+TRIAGE_CRITERIA_UNMET = "Not yet ready to act in triage: {unmet}. An admin may override with a reason."
 RATING_VALUE_INVALID = "A rating is thumbs up (1) or thumbs down (-1)."
 RATING_TARGET_INVALID = "Rate exactly one thing: a proposed action, or a drafted note or reply."
 
@@ -22,9 +24,10 @@ RATING_TARGET_INVALID = "Rate exactly one thing: a proposed action, or a drafted
 def workflow_phase_change(
     *, workflow: Workflow, phase: str, user: AbstractBaseUser, reason: str, override: bool = False
 ) -> Workflow:
-    """Promote or demote a workflow. Promotion to autonomous needs its evidence to meet the criteria, unless an
-    admin overrides — which is recorded with the unmet criteria."""
-    from agent.selectors import autonomy_unmet_criteria, workflow_evidence
+    """Promote or demote a workflow. A promotion (to triage or to autonomous) needs the evidence of the version in
+    force to meet that phase's criteria and the version to pass its regression suite, unless an admin overrides —
+    which is recorded with the unmet criteria."""
+    from agent.versions import is_promotion, promotion_unmet, workflow_version_ensure
 
     admin_required(user)
     if not reason.strip():
@@ -33,10 +36,15 @@ def workflow_phase_change(
     if workflow.phase == phase:
         raise ConflictError(PHASE_UNCHANGED.format(phase=phase))
     unmet: list[str] = []
-    if phase == Workflow.Phase.AUTONOMOUS:
-        unmet = autonomy_unmet_criteria(evidence=workflow_evidence(workflow=workflow))
+    version_number = None
+    if is_promotion(current=workflow.phase, target=phase):
+        # Gated on the version that would run now (its own evidence and regression suite), never on a lifetime sum.
+        version = workflow_version_ensure(workflow=workflow)
+        version_number = version.number
+        unmet = promotion_unmet(version=version, phase=phase)
         if unmet and not override:
-            raise ConflictError(AUTONOMY_CRITERIA_UNMET.format(unmet="; ".join(unmet)), extra={"unmet": unmet})
+            template = AUTONOMY_CRITERIA_UNMET if phase == Workflow.Phase.AUTONOMOUS else TRIAGE_CRITERIA_UNMET
+            raise ConflictError(template.format(unmet="; ".join(unmet)), extra={"unmet": unmet})
     previous = workflow.phase
     workflow.phase = phase
     workflow.full_clean()
@@ -44,7 +52,14 @@ def workflow_phase_change(
     audit_event_record(
         verb="workflow.phase_changed",
         obj=workflow,
-        payload={"from": previous, "to": phase, "reason": reason.strip(), "override": bool(unmet), "unmet": unmet},
+        payload={
+            "from": previous,
+            "to": phase,
+            "reason": reason.strip(),
+            "override": bool(unmet),
+            "unmet": unmet,
+            "version": version_number,
+        },
         user=user,
     )
     return workflow
@@ -98,6 +113,7 @@ def rating_set(
         payload={"value": value, "action": action and action.pk, "step": step and step.pk},
         user=user,
     )
+    regression_case_from_rating(rating=rating)  # a thumbs-down becomes a regression case
     return rating
 
 
@@ -110,6 +126,8 @@ PHASE_NOT_EDITABLE = "A workflow's phase changes only by promotion or demotion o
 def workflow_save(*, workflow: Workflow, changed_fields: list[str], user: AbstractBaseUser) -> Workflow:
     """Save a workflow edited as configuration (the Django admin); changes to what may run alone are audited.
     Its phase is not configuration: a new workflow starts in shadow, and only workflow_phase_change moves it."""
+    from agent.versions import workflow_version_ensure
+
     before = Workflow.objects.filter(pk=workflow.pk).values("phase", *POLICY_FIELDS).first() if workflow.pk else None
     if before is None and workflow.phase != Workflow.Phase.SHADOW:
         raise ConflictError(NEW_WORKFLOW_NOT_SHADOW)
@@ -118,6 +136,7 @@ def workflow_save(*, workflow: Workflow, changed_fields: list[str], user: Abstra
     workflow.full_clean()
     workflow.save()
     changed = [name for name in POLICY_FIELDS if name in changed_fields]
+    workflow_version_ensure(workflow=workflow)  # a changed runbook or playbook is a new version (and a suite run)
     if before is None:
         audit_event_record(verb="workflow.created", obj=workflow, payload={"phase": workflow.phase}, user=user)
     if changed:

@@ -25,6 +25,7 @@ INVALID_ARGUMENTS = "The arguments do not match the tool's schema."
 INTERNAL_ERROR = "The tool failed unexpectedly: {error}"
 NOT_VERIFIABLE = "This tool has no verifier."
 NO_STATE_READ = "This tool cannot read the state it would change."
+REPLAY_READS_ONLY = "This is a replay: {tool} is not a read, and nothing but a read runs in a replay."
 
 
 @cache
@@ -111,6 +112,8 @@ class ToolContext:
     run_id: int | None = None
     # One per intent (tool + arguments) in a run: the Admin API's Idempotency-Key, the helpdesk comment's marker.
     idempotency_key: str | None = None
+    # A replay (agent/replay.py): only reads may run, whatever called the tool.
+    replay: bool = False
 
 
 def state_field(name: str, current: Any, after: Any) -> dict[str, Any]:
@@ -233,7 +236,10 @@ class Tool:
         return None
 
     def invoke(self, raw_args: dict[str, Any], ctx: ToolContext) -> Observation:
-        """Validate, bind to the tenant, run. Never raises."""
+        """Validate, bind to the tenant, run. Never raises. In a replay only reads run: writes and helpdesk calls are
+        refused here, where every call goes through, not left to the replay's own bookkeeping."""
+        if ctx.replay and self.risk != Risk.READ:
+            return Observation.failure(ErrorType.REFUSED, REPLAY_READS_ONLY.format(tool=self.name))
         args = self.parse_args(raw_args)
         if isinstance(args, Observation):
             return args

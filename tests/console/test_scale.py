@@ -48,7 +48,7 @@ BUDGETS = {
     "tickets_search": 6,
     "tickets_to_rate": 6,
     "tickets_evidence": 7,
-    "workflows": 9,
+    "workflows": 14,  # evidence of each workflow's version in force, and its regression suite
     "dashboard": 6,
     "audit": 7,
 }

@@ -13,7 +13,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from agent.models import AgentRun, ProposedAction, Rating, Step, Workflow
+from agent.models import AgentRun, ProposedAction, Rating, Replay, Step, Workflow
 from tests.factories import (
     AgentRunFactory,
     ProposedActionFactory,
@@ -84,6 +84,13 @@ MATRIX: dict[str, Row] = {
         get=NO, post=(LOGIN, 403, 403, "/workflows/"), data={"reason": "Incident."}, writes=True
     ),
     "agent:dashboard": Row(get=(LOGIN, 403, 200, 200), post=NO),
+    "agent:workflow-versions": Row(get=(LOGIN, 403, 200, 200), post=NO),
+    # Admins start replays and suite runs; the world's workflow has no ended run and no regression case: 400.
+    "agent:workflow-replay": Row(get=NO, post=(LOGIN, 403, 403, 400), data={"limit": "5"}),
+    "agent:workflow-suite": Row(get=NO, post=(LOGIN, 403, 403, 400)),
+    "agent:replay-detail": Row(get=(LOGIN, 403, 200, 200), post=NO),
+    "agent:gaps": Row(get=(LOGIN, 403, 200, 200), post=NO),
+    "agent:gaps-csv": Row(get=(LOGIN, 403, 200, 200), post=NO),
     "audit:event-list": Row(get=(LOGIN, 403, 200, 200), post=NO),
     # An empty login form is shown again with its errors; a logged-in user may still open the login page.
     "login": Row(get=(200, 200, 200, 200), post=(200, 200, 200, 200)),
@@ -108,6 +115,7 @@ class World:
     draft: Step
     workflow: Workflow
     autonomous: Workflow
+    replay: Replay
 
     def snapshot(self) -> tuple[object, ...]:
         """Everything a POST in the table could change."""
@@ -124,6 +132,7 @@ class World:
             self.ticket.assignee_id,
             self.run.status,
             self.run.outcome,
+            Replay.objects.count(),
         )
 
 
@@ -140,7 +149,9 @@ def world() -> World:
         run=run, index=1, kind=Step.Kind.ACTION, tool_name="reply_to_customer", tool_input={"body": "Hi"}
     )
     action = ProposedActionFactory(run=run, step=step, args={"tenant_id": "acme"}, status=ProposedAction.Status.PENDING)
-    return World(ticket=ticket, run=run, action=action, draft=draft, workflow=workflow, autonomous=autonomous)
+    replay = Replay.objects.create(workflow=workflow, version=run.version)
+    return World(ticket=ticket, run=run, action=action, draft=draft, workflow=workflow, autonomous=autonomous,
+                 replay=replay)  # fmt: skip
 
 
 def _args(name: str, world: World) -> list[object]:
@@ -154,8 +165,10 @@ def _args(name: str, world: World) -> list[object]:
         return [world.ticket.external_id]
     if name == "console:step-rate":
         return [world.draft.pk]
-    if name == "agent:workflow-phase":
+    if name in ("agent:workflow-phase", "agent:workflow-versions", "agent:workflow-replay", "agent:workflow-suite"):
         return [world.workflow.slug]
+    if name == "agent:replay-detail":
+        return [world.replay.pk]
     return []
 
 

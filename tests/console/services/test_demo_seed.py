@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from agent.models import AgentRun, ConfigPatch, Runbook, Workflow
+from agent.models import AgentRun, ConfigPatch, RegressionCase, Runbook, Workflow
 from console.demo import DEMO_TICKETS, DEMO_WORKFLOWS, DemoCredentials, demo_seed
 from tickets.models import TenantLink, Ticket, WebhookEvent
 
@@ -14,7 +14,7 @@ CREDENTIALS = DemoCredentials(admin_password="admin-pass-1", reviewer_password="
 
 
 def _counts() -> tuple[int, ...]:
-    models = (User, TenantLink, Workflow, Ticket, WebhookEvent, AgentRun, ConfigPatch, Runbook)
+    models = (User, TenantLink, Workflow, Ticket, WebhookEvent, AgentRun, ConfigPatch, Runbook, RegressionCase)
     return tuple(model.objects.count() for model in models)
 
 
@@ -28,6 +28,10 @@ def test_it_seeds_once_however_often_it_runs() -> None:
     assert all(ticket.tenant_link is not None for ticket in Ticket.objects.all())
     # The sandbox company, seeded by its own command, has every tenant linked: tests/sandbox/seed/test_seed.py.
     assert all(workflow.playbook for workflow in Workflow.objects.all())
+    # a regression suite per workflow, on the demo's own tickets
+    assert {case.workflow.slug for case in RegressionCase.objects.select_related("workflow")} == {
+        spec["slug"] for spec in DEMO_WORKFLOWS
+    }
 
 
 def test_it_creates_users_who_can_log_in_with_the_printed_passwords() -> None:

@@ -150,9 +150,16 @@ def test_it_shows_the_tickets_behind_each_evidence_number(reviewer, admin) -> No
     assert ids("execution_failed") == ["failed"]
     assert ids("reviewed") == ["failed", "ok"]
     assert ids("verifications_passed") == ["ok"]
-    cards = admin.get("/workflows/").content.decode()
-    assert 'href="/tickets/?workflow=trials&amp;evidence=approved_unedited"' in cards
-    assert 'href="/tickets/?workflow=trials&amp;evidence=execution_failed"' in cards
+    cards = admin.get("/workflows/").content.decode()  # the card's numbers are its version in force's
+    assert 'href="/tickets/?workflow=trials&amp;version=1&amp;evidence=approved_unedited"' in cards
+    assert 'href="/tickets/?workflow=trials&amp;version=1&amp;evidence=execution_failed"' in cards
+
+    def of_version(evidence: str, version: int) -> list[str]:
+        query = {"workflow": "trials", "version": version, "evidence": evidence}
+        return sorted(_rows(reviewer.get("/tickets/", query).content.decode()))
+
+    assert of_version("reviewed", 1) == ["failed", "ok"]
+    assert of_version("reviewed", 2) == []  # no such version: nothing behind the number
 
 
 def test_it_lists_a_page_in_a_fixed_number_of_queries(reviewer, django_assert_max_num_queries) -> None:

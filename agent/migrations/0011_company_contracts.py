@@ -7,7 +7,7 @@ import agent.models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("agent", "0009_run_status_without_failed"),
+        ("agent", "0010_proof"),
     ]
 
     operations = [
