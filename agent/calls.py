@@ -280,7 +280,7 @@ def call_dispatch(run: AgentRun, step: Step, rationale: str, turn_writes: list[s
     # Deciding and recording are one transaction, under the tenant's lock for writes: two runs of one tenant cannot
     # both spend the last of a per-tenant budget.
     with tenant_budget_lock(tenant_id=tenant_id) if write else nullcontext():
-        state = run_state(run=run, tenant_id=tenant_id, tool_name=step.tool_name, turn_writes=turn_writes)
+        state = run_state(run=run, tenant_id=tenant_id, tool_name=step.tool_name, turn_writes=turn_writes, tool=tool)
         decision = gate_decide(
             tool=tool,
             name=step.tool_name,

@@ -2,8 +2,9 @@
 limits, repeats and verification-before-reply are decided here, in code, whatever the model asked for.
 
 gate_decide is pure: it reads the run's state and returns a verdict; the loop acts on it and audits refusals. Its
-rules read the policy each tool declares (risk, customer_facing, context_only, tenant_arg: agent/tools/base.py) and
-the workflow's declared limits, never tool names, so a new or generated tool goes through the same door unchanged.
+rules read the policy each tool declares (risk, customer_facing, context_only, tenant_arg, cumulative_limits:
+agent/tools/base.py) and the workflow's declared limits, never tool names, so a new or generated tool goes through
+the same door unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from agent.limits import WINDOW_HOURS, Spent, limits_exceeded, spent_add, summed_args
+from agent.limits import WINDOW_HOURS, Spent, limits_exceeded, limits_with_own, spent_add, summed_args
 from agent.models import AgentRun, ProposedAction, Workflow
 from agent.policy import Risk
 from agent.tools.base import ErrorType, Observation, Tool
@@ -57,7 +58,7 @@ REPEAT_UNKNOWN = (
     "Refused: whether this exact call ({tool}, same arguments) took effect is still unknown, and sending it again "
     "could do it twice. Escalate to a human."
 )
-OVER_LIMIT = "Outside this workflow's pre-approved limits ({why}): a reviewer decides."
+OVER_LIMIT = "Outside the pre-approved limits ({why}): a reviewer decides."
 
 HOLDING_STATES = {
     ProposedAction.Status.PENDING: "waiting for a reviewer",
@@ -122,9 +123,23 @@ def _holding(action: ProposedAction) -> str:
     return ""
 
 
-def run_state(*, run: AgentRun, tenant_id: str, tool_name: str = "", turn_writes: list[str] | None = None) -> RunState:
-    """The run's writes as the gate sees them. `tool_name`: the call being decided, whose budget is summed;
-    `turn_writes`: write tools called earlier in the current turn that have not run yet."""
+def call_limits(workflow: Workflow | None, tool_name: str, tool: Tool | None) -> dict[str, Any]:
+    """What a pre-approved call is held to: the workflow's tool_limits and the tool's own cumulative limits."""
+    own = tool.cumulative_limits if tool is not None else {}
+    return limits_with_own((workflow.tool_limits or {}) if workflow else {}, tool_name, own)
+
+
+def run_state(
+    *,
+    run: AgentRun,
+    tenant_id: str,
+    tool_name: str = "",
+    turn_writes: list[str] | None = None,
+    tool: Tool | None = None,
+) -> RunState:
+    """The run's writes as the gate sees them. `tool_name` (and `tool`, whose own limits count too): the call being
+    decided, whose budget is summed; `turn_writes`: write tools called earlier in the current turn that have not
+    run yet."""
     actions = list(run.actions.order_by("created_at", "id"))
     writes = [a for a in actions if a.risk == Risk.WRITE]
     holding = [reason for reason in map(_holding, writes) if reason]
@@ -138,7 +153,7 @@ def run_state(*, run: AgentRun, tenant_id: str, tool_name: str = "", turn_writes
     )
     failed = [a.tool for a in writes if a.status == ProposedAction.Status.FAILED and not intent_hashes(a) & done]
     workflow = run.workflow
-    limits = (workflow.tool_limits or {}) if workflow else {}
+    limits = call_limits(workflow, tool_name, tool)
     names = summed_args(limits, tool_name)
     spent = Spent()
     if names:
@@ -220,13 +235,13 @@ def _repeat(tool: Tool, earlier: ProposedAction) -> Decision | None:
     return None  # failed or of unknown outcome: a new attempt, sent with the first one's idempotency key
 
 
-def _preapproved(state: RunState, tool_name: str, args: dict[str, Any]) -> Decision | None:
+def _preapproved(state: RunState, tool: Tool, tool_name: str, args: dict[str, Any]) -> Decision | None:
     workflow = state.workflow
     if state.phase != Workflow.Phase.AUTONOMOUS or workflow is None:
         return None
     if tool_name not in (workflow.preapproved_tools or []):
         return None
-    over = limits_exceeded(workflow.tool_limits or {}, tool_name, args, state.spent)
+    over = limits_exceeded(call_limits(workflow, tool_name, tool), tool_name, args, state.spent)
     if over:
         return Decision(Verdict.PROPOSE, OVER_LIMIT.format(why=over))
     return Decision(Verdict.EXECUTE, "Pre-approved for this autonomous workflow, within its limits.")
@@ -281,7 +296,7 @@ def gate_decide(
         if state.phase == Workflow.Phase.AUTONOMOUS or state.has_verified_approved_write:
             return Decision(Verdict.EXECUTE, "Every write in this run is verified.")
         return Decision(Verdict.PROPOSE, "Triage: a reply without a verified, approved fix waits for a reviewer.")
-    preapproved = _preapproved(state, name, args)
+    preapproved = _preapproved(state, tool, name, args)
     if preapproved is not None:
         return preapproved
     return Decision(Verdict.PROPOSE, "Writes wait for a reviewer's approval in this phase.")

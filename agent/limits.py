@@ -62,6 +62,20 @@ def summed_args(spec: dict[str, Any], tool_name: str) -> list[str]:
     return [arg for arg, bounds in (spec or {}).get(tool_name, {}).items() if any(key in bounds for key in SUM_KEYS)]
 
 
+def limits_with_own(spec: dict[str, Any], tool_name: str, own: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The limits a call of the tool is held to: the workflow's, with the tool's own cumulative limits (same words)
+    added; where both bound the same sum, the stricter one."""
+    if not own:
+        return spec or {}
+    per_arg = {arg: dict(bounds) for arg, bounds in (spec or {}).get(tool_name, {}).items()}
+    for arg, bounds in own.items():
+        merged = per_arg.setdefault(arg, {})
+        for key in SUM_KEYS:
+            if key in bounds:
+                merged[key] = min(merged[key], bounds[key]) if key in merged else bounds[key]
+    return {**(spec or {}), tool_name: per_arg}
+
+
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 

@@ -95,6 +95,16 @@ class ContractTool(Tool):
             else ""
         )
         self.args_json_schema = compiled["args_schema"]
+        # max_per_run is a workflow limit's "max": the sum over the run's calls (agent/limits.py).
+        own = {
+            arg: {
+                key: bounds[word]
+                for word, key in (("max_per_run", "max"), ("max_per_tenant_per_day", "max_per_tenant_per_day"))
+                if bounds.get(word) is not None
+            }
+            for arg, bounds in spec.get("limits", {}).items()
+        }
+        self.cumulative_limits = {arg: bounds for arg, bounds in own.items() if bounds}
         self._validator = OAS31Validator(self.args_json_schema)
 
     # --- The interface ------------------------------------------------------------------------------------------

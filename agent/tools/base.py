@@ -147,6 +147,10 @@ class Tool:
     # refused by the gate and again where the tool runs, and a reviewer's edit may not change it.
     tenant_arg: ClassVar[str] = "tenant_id"
     # A write must prove its effect before the customer hears of it: it needs a verifier (tests enforce it).
+    # Sums the tool itself lets a run, or a tenant over 24 hours, reach without a human, per argument, in the words
+    # of a workflow's tool_limits ({"days": {"max": 42, "max_per_tenant_per_day": 60}}; agent/limits.py). They hold
+    # like the workflow's, and where both bound the same sum the stricter one does.
+    cumulative_limits: ClassVar[dict[str, dict[str, float]]] = {}
 
     # --- Presentation: how people see its calls ----------------------------------------------------------------
     # The argument holding text a person reads as the agent's draft (a note, a reply): shown and rated as such.

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+
 import pytest
 from django.core.exceptions import ValidationError
 
@@ -132,6 +134,28 @@ def test_it_holds_a_tenants_daily_budget() -> None:
     state = RunState(phase="autonomous", tenant_id="acme", workflow=workflow, spent=spent)
     assert _decide("extend_trial", {"tenant_id": "acme", "days": 6}, state).verdict == Verdict.EXECUTE
     assert _decide("extend_trial", {"tenant_id": "acme", "days": 7}, state).verdict == Verdict.PROPOSE
+
+
+@pytest.mark.parametrize(
+    ("own", "workflow_max", "allowed"),
+    [({"max": 10}, 14, 4), ({"max": 14}, 10, 4), ({"max": 14}, None, 8), ({"max_per_tenant_per_day": 9}, 14, 3)],
+)
+def test_it_holds_the_stricter_of_the_tools_own_and_the_workflows_limits(own, workflow_max, allowed) -> None:
+    tool = copy.copy(get_tool("extend_trial"))
+    tool.cumulative_limits = {"days": own}  # what a contract's max_per_run / max_per_tenant_per_day become
+    limits = {"extend_trial": {"days": {"max": workflow_max}}} if workflow_max is not None else {}
+    workflow = WorkflowFactory(preapproved_tools=["extend_trial"], tool_limits=limits)
+    spent = Spent(run={"extend_trial": {"days": 6.0}}, tenant_window={"extend_trial": {"days": 6.0}})
+    state = RunState(phase="autonomous", tenant_id="acme", workflow=workflow, spent=spent)
+
+    def decide(days: int):
+        args = {"tenant_id": "acme", "days": days}
+        return gate_decide(tool=tool, name="extend_trial", args=args, state=state, available=["extend_trial"])
+
+    assert decide(allowed).verdict == Verdict.EXECUTE
+    over = decide(allowed + 1)
+    assert over.verdict == Verdict.PROPOSE
+    assert f"over the pre-approved {6 + allowed} ({allowed} left)" in over.reason
 
 
 def test_it_sends_what_the_customer_is_told_after_a_failed_write_to_a_reviewer() -> None:

@@ -7,11 +7,14 @@ from datetime import timedelta
 
 import pytest
 
+from agent.company.selectors import contract_tools_forget
+from agent.company.services import contracts_import
 from agent.loop import Outcome
 from agent.models import AgentRun, ProposedAction
 from audit.models import AuditEvent
 from sandbox.models import Tenant
 from tests.bedrock import converse_reply, drive, tool_use
+from tests.company import SANDBOX_CONTRACTS
 from tests.factories import AgentRunFactory, TicketFactory, WorkflowFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -75,6 +78,59 @@ def test_it_holds_the_tenants_daily_budget_across_runs(bedrock_company) -> None:
     assert drive(first.pk) == Outcome.DONE
 
     second = _trial_run(first.workflow)
+    bedrock_company.answer(200, _extend("b", 7))
+    assert drive(second.pk) == Outcome.PAUSED
+
+    pending = ProposedAction.objects.get(run=second)
+    assert pending.status == "pending"
+    why = AuditEvent.objects.get(verb="action.pending", object_id=str(pending.pk)).payload["reason"]
+    assert "bring extend_trial to 21 for this tenant in the last 24 hours, over the pre-approved 20" in why
+    assert _trial_end() == start + timedelta(days=14)
+
+
+# --- The contract's own cumulative limits -----------------------------------------------------------------------
+def _contract_limits(**limits: float) -> None:
+    """The sandbox's contract file with extend_trial's own limits on days, imported as a company would."""
+    text = SANDBOX_CONTRACTS.read_text()
+    declared = "days: {min_per_call: 1, max_per_call: 30}"
+    assert declared in text
+    extra = "".join(f", {key}: {value}" for key, value in limits.items())
+    contracts_import(text=text.replace(declared, declared[:-1] + extra + "}"), source="test")
+    contract_tools_forget()
+
+
+def _preapproved_run(workflow=None, **tool_limits: object) -> AgentRun:
+    if workflow is None:
+        workflow = WorkflowFactory(phase="autonomous", preapproved_tools=["extend_trial"], tool_limits=tool_limits)
+    return _trial_run(workflow)
+
+
+def test_it_holds_a_contracts_max_per_run_like_a_workflow_limit(bedrock_company) -> None:
+    _contract_limits(max_per_run=10)
+    run = _preapproved_run()  # the workflow sets no limit of its own
+    start = _trial_end()
+    for call_id, days in (("a", 6), ("b", 5)):
+        bedrock_company.answer(200, _extend(call_id, days))
+
+    assert drive(run.pk) == Outcome.PAUSED
+
+    statuses = list(ProposedAction.objects.filter(run=run).order_by("id").values_list("args__days", "status"))
+    assert statuses == [(6, "executed"), (5, "pending")]
+    assert _trial_end() == start + timedelta(days=6)
+    pending = ProposedAction.objects.get(run=run, status="pending")
+    why = AuditEvent.objects.get(verb="action.pending", object_id=str(pending.pk)).payload["reason"]
+    assert "days=5 would bring extend_trial to 11 for this run, over the pre-approved 10 (4 left)" in why
+
+
+def test_it_holds_a_contracts_daily_tenant_budget_across_runs(bedrock_company) -> None:
+    _contract_limits(max_per_tenant_per_day=20)
+    first = _preapproved_run()
+    start = _trial_end()
+    bedrock_company.answer(200, _extend("a", 14))
+    bedrock_company.answer(200, converse_reply({"text": "Extended."}, stop="end_turn"))
+    assert drive(first.pk) == Outcome.DONE
+
+    second = _preapproved_run(first.workflow)
     bedrock_company.answer(200, _extend("b", 7))
     assert drive(second.pk) == Outcome.PAUSED
 
