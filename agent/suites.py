@@ -12,10 +12,17 @@ from django.db.models import Q
 
 from agent.enqueue import replay_execute_send
 from agent.models import ProposedAction, Rating, RegressionCase, Replay, ReplayItem, WorkflowVersion
-from agent.policy import Risk
+from agent.policy import Risk, TicketRole
+from agent.tools import get_tool
 from audit.services import audit_event_record
 
-REPLY_TOOL = "reply_to_customer"
+
+def _is_reply(tool_name: str) -> bool:
+    """A call that answers the customer, as the tool declares it (its ticket role), whatever its name."""
+    tool = get_tool(tool_name)
+    return tool is not None and tool.ticket_role == TicketRole.REPLY
+
+
 APPROVED = (ProposedAction.Status.APPROVED, ProposedAction.Status.EXECUTED)
 
 
@@ -27,7 +34,7 @@ def _case_defaults(action: ProposedAction) -> dict[str, Any] | None:
     """The case an action's decision makes, or None when it teaches nothing."""
     status, human = action.status, action.decided_by_id is not None
     if status == ProposedAction.Status.REJECTED:
-        if action.tool == REPLY_TOOL:
+        if _is_reply(action.tool):
             return {"origin": RegressionCase.Origin.REJECTED, "forbid_reply": str(action.args.get("body", ""))}
         return {"origin": RegressionCase.Origin.REJECTED, "forbid_call": _call(action, action.args)}
     approved = status in APPROVED
@@ -88,7 +95,7 @@ def regression_case_from_rating(*, rating: Rating) -> RegressionCase | None:
     if run.workflow_id is None or not tool:
         return None
     expectation: dict[str, Any] = {"forbid_call": {"tool": tool, "args": args}}
-    if tool == REPLY_TOOL:
+    if _is_reply(tool):
         expectation = {"forbid_reply": str(args.get("body", ""))}
     case = RegressionCase(
         workflow_id=run.workflow_id,
@@ -174,7 +181,7 @@ def case_failures(*, case: RegressionCase, effects: list[dict[str, Any]]) -> lis
         failures.append(f"made {_describe(case.forbid_call)}, which a reviewer {_verb(case)}")
     if case.forbid_reply:
         for effect in effects:
-            if effect.get("tool") == REPLY_TOOL and _same_text(str((effect.get("args") or {}).get("body", "")),
+            if _is_reply(str(effect.get("tool") or "")) and _same_text(str((effect.get("args") or {}).get("body", "")),
                                                                case.forbid_reply):  # fmt: skip
                 failures.append("sent the reply a reviewer " + _verb(case))
     return failures

@@ -20,7 +20,7 @@ from django.db.models import OuterRef, Subquery
 from agent.llm import OfflineEngine
 from agent.models import AgentRun, Workflow, WorkflowVersion
 from agent.prompts import ESCALATE_SPEC, SYSTEM_PROMPT
-from agent.tools import all_tools
+from agent.tools import workflow_tools
 from agent.tools.base import Risk
 from audit.services import audit_event_record
 
@@ -55,22 +55,27 @@ def engine_name() -> str:
 
 
 def tool_set(workflow: Workflow) -> list[dict[str, Any]]:
-    """The tools a run of this workflow is offered, each identified by the hash of the spec the model sees.
-
-    The hook for per-workflow tool sets: today every workflow is offered every registered tool."""
+    """The tools a run of this workflow is offered (its own tool list, or every tool when it names none), each
+    identified by the hash of the spec the model sees."""
     tools = [
         {"name": name, "risk": str(tool.risk), "spec_sha256": _sha(tool.spec())}
-        for name, tool in sorted(all_tools().items())
+        for name, tool in sorted(workflow_tools(workflow).items())
     ]
     return [*tools, {"name": ESCALATE_SPEC["name"], "risk": "escalation", "spec_sha256": _sha(ESCALATE_SPEC)}]
 
 
 def contracts_in_use(workflow: Workflow) -> dict[str, Any]:
-    """How each write proves its effect. The hook for versioned effect contracts: until they are stored, a write's
-    contract is its verifier and state read as the code defines them."""
+    """How each of the workflow's writes proves its effect: the stored effect contract (id and version) where the
+    tool comes from the company's configuration, and the verifier and state read the tool declares."""
     return {
-        name: {"verify": tool.verify_summary, "reads_state": tool.can_read_current, "verifier": tool.has_verifier}
-        for name, tool in sorted(all_tools().items())
+        name: {
+            "contract_id": getattr(tool, "contract_id", None),
+            "contract_version": getattr(tool, "contract_version", None),
+            "verify": tool.verify_summary,
+            "reads_state": tool.can_read_current,
+            "verifier": tool.has_verifier,
+        }
+        for name, tool in sorted(workflow_tools(workflow).items())
         if tool.risk == Risk.WRITE
     }
 

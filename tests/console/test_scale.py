@@ -49,7 +49,7 @@ BUDGETS = {
     "tickets_to_rate": 6,
     "tickets_evidence": 7,
     "workflows": 14,  # evidence of each workflow's version in force, and its regression suite
-    "dashboard": 6,
+    "dashboard": 7,  # cost is summed per engine, each at its own token prices
     "audit": 7,
 }
 

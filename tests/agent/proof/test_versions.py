@@ -115,3 +115,17 @@ def test_it_does_not_gate_a_demotion(admin_user) -> None:
     assert workflow_phase_change(workflow=workflow, phase="shadow", user=admin_user, reason="Bad week").phase == (
         "shadow"
     )
+
+
+def test_it_records_the_workflow_s_own_tool_set_and_versions_a_change_to_it(admin_user) -> None:
+    workflow = WorkflowFactory(runbook="1. Look.")
+    everything = workflow_version_ensure(workflow=workflow)
+    assert {"run_sql", "search_logs"} <= {tool["name"] for tool in everything.tools}
+
+    workflow.tools = ["run_sql", "reply_to_customer"]
+    workflow_save(workflow=workflow, changed_fields=["tools"], user=admin_user)
+    narrowed = WorkflowVersion.objects.get(workflow=workflow, number=2)
+
+    assert [tool["name"] for tool in narrowed.tools] == ["reply_to_customer", "run_sql", "escalate_to_human"]
+    changes = version_changes(older=everything, newer=narrowed)
+    assert "tool set" in changes and "runbook" not in changes  # "contracts" too when a write left the set

@@ -16,26 +16,39 @@ from agent.tools.base import Observation, Tool, ToolContext
 
 REPO = Path(__file__).resolve().parents[3]
 
-
-@pytest.mark.parametrize("name", sorted(all_tools()))
-def test_it_proves_every_write_with_a_verifier(name: str) -> None:
-    tool = all_tools()[name]
-    if tool.risk == Risk.WRITE:
-        assert tool.has_verifier, f"{name} writes to the company's systems but has no verify(): nothing proves it"
-        assert tool.verify_summary, f"{name} does not tell reviewers what its verifier re-reads"
+pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("name", sorted(all_tools()))
-def test_it_declares_a_policy_that_names_its_own_arguments(name: str) -> None:
-    tool = all_tools()[name]
-    assert tool.risk in Risk.values
-    fields = tool.args_schema.model_fields
-    for attribute in ("tenant_arg", "text_arg", "query_arg"):
-        argument = getattr(tool, attribute)
-        assert not argument or argument in fields, f"{name}.{attribute} names {argument!r}, not one of its arguments"
-    assert not (tool.context_only and tool.customer_facing), f"{name}: context for people is never customer-facing"
-    assert tool.ticket_role is None or tool.risk == Risk.HELPDESK, f"{name}: only helpdesk tools act on the ticket"
-    assert tool.ticket_role is None or tool.ticket_role in TicketRole.__members__.values()
+@pytest.fixture
+def tools() -> dict[str, Tool]:
+    """Every tool the registry holds once a company is connected by configuration (the second test company's
+    OpenAPI document and contract file): the product's own and the generated ones."""
+    from tests.companies.northwind import CONTRACTS, OPENAPI, PICKED
+    from tests.company import company_install
+
+    company_install(OPENAPI, CONTRACTS, PICKED)
+    found = all_tools()
+    assert any(tool.risk == Risk.WRITE for tool in found.values()), "no generated write tool to check"
+    return found
+
+
+def test_it_proves_every_write_with_a_verifier(tools: dict[str, Tool]) -> None:
+    for name, tool in tools.items():
+        if tool.risk == Risk.WRITE:
+            assert tool.has_verifier, f"{name} writes to the company's systems but has no verify(): nothing proves it"
+            assert tool.verify_summary, f"{name} does not tell reviewers what its verifier re-reads"
+
+
+def test_it_declares_a_policy_that_names_its_own_arguments(tools: dict[str, Tool]) -> None:
+    for name, tool in tools.items():
+        assert tool.risk in Risk.values
+        fields = set(tool.spec()["input_schema"].get("properties", {}))
+        for attribute in ("tenant_arg", "text_arg", "query_arg"):
+            argument = getattr(tool, attribute)
+            assert not argument or argument in fields, f"{name}.{attribute} names {argument!r}, not an argument"
+        assert not (tool.context_only and tool.customer_facing), f"{name}: context for people is not customer-facing"
+        assert tool.ticket_role is None or tool.risk == Risk.HELPDESK, f"{name}: only helpdesk tools act on the ticket"
+        assert tool.ticket_role is None or tool.ticket_role in TicketRole.__members__.values()
 
 
 class _AccountArgs(BaseModel):

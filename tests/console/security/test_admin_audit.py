@@ -16,10 +16,14 @@ from agent.models import (
     Notification,
     ProposedAction,
     Rating,
+    RegressionCase,
+    Replay,
+    ReplayItem,
     Runbook,
     Step,
     ToolContract,
     Workflow,
+    WorkflowVersion,
 )
 from agentconsole.roles import ADMINS, REVIEWERS
 from audit.admin import AuditedModelAdmin
@@ -39,9 +43,10 @@ pytestmark = pytest.mark.django_db
 
 HISTORY = {
     Ticket, TicketComment, WebhookEvent, AgentRun, Step, ProposedAction, Rating, Notification, AuditEvent,
-    ApiOperation, ToolContract,
+    ApiOperation, ToolContract, WorkflowVersion, Replay, ReplayItem,
 }  # fmt: skip
-CONFIGURATION = {Workflow, TenantLink, HelpdeskUser, Runbook, ConfigPatch, ApiToken, User, Group}
+# Regression cases are configuration: admins write their own or retire one, and each change is audited.
+CONFIGURATION = {Workflow, TenantLink, HelpdeskUser, Runbook, ConfigPatch, ApiToken, User, Group, RegressionCase}
 # The stand-in company (not the product) and django-axes' lockout records keep their own admins.
 NOT_OURS = {"sandbox", "axes"}
 
