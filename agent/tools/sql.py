@@ -28,6 +28,7 @@ from agent.tools.base import ErrorType, Observation, Tool, ToolContext
 from agent.tools.sql_catalogue import run_sql_description
 from agent.tools.sql_executor import SqlExecutionError, support_sql_executor
 from agent.tools.sql_guard import MAX_QUERY_LENGTH, SqlRefused, check_sql
+from agent.tools.sql_views import View, view_catalogue
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,15 @@ class RunSql(Tool):
     tenant_arg = ""  # bound by the connection (docs/sql-guard.md): the query names no tenant
     query_arg = "query"
     query_language = "sql"
+
+    def spec(self) -> dict[str, Any]:
+        """As the model sees it: the configured views with the columns and comments the database holds now (cached
+        a few minutes per process; agent/tools/sql_views.py)."""
+        try:
+            views: list[View] | None = view_catalogue(support_sql_executor())
+        except SqlExecutionError:  # misconfigured: the views by name, and run() says what is wrong
+            views = None
+        return {**super().spec(), "description": run_sql_description(views)}
 
     def run(self, args: RunSqlArgs, ctx: ToolContext) -> Observation:
         if not ctx.tenant_id:

@@ -1,10 +1,14 @@
-"""What the model is told about the support views: their names and columns, and how run_sql may query them."""
+"""What the model is told about the support views: their names, columns and comments as the database describes
+them (agent/tools/sql_views.py), and how run_sql may query them."""
 
 from __future__ import annotations
 
 from django.conf import settings
 
-# What the model may read, for its description. The views themselves are defined in sandbox migration 0002.
+from agent.tools.sql_views import View
+
+# The sandbox's support views (sandbox migration 0002), for tests and set-up checks; the model's description is
+# introspected from the database instead (run_sql_description).
 SUPPORT_VIEW_COLUMNS: dict[str, tuple[str, ...]] = {
     "support_tenant_overview": (
         "tenant_id",
@@ -52,13 +56,17 @@ SUPPORT_VIEW_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-def run_sql_description() -> str:
-    views = "\n".join(f"- {view}: {', '.join(columns)}" for view, columns in SUPPORT_VIEW_COLUMNS.items())
+def run_sql_description(views: list[View] | None = None) -> str:
+    """The description the model reads: the configured views (SUPPORT_SQL_VIEWS) as the database describes them
+    (agent/tools/sql_views.py) — names only when `views` is not given or the database cannot be read now."""
+    if views is None:
+        views = [View(name=name) for name in settings.SUPPORT_SQL_VIEWS]
+    listing = "\n".join(view.describe() for view in views)
     return (
         "Run one read-only SQL SELECT over the company's support views. Every view is already limited to this "
         "ticket's tenant: you never filter by tenant, and other tenants' rows are invisible whatever you write. "
-        "Use it to look up the tenant's plan and status, its users and lockouts, login attempts, subscriptions, "
-        f"invoices and configuration.\n\nViews and their columns:\n{views}\n\n"
+        "Use it to look up what the views below hold about the tenant.\n\n"
+        f"Views and their columns (type — what it holds):\n{listing}\n\n"
         "Allowed: one SELECT with joins, WHERE, GROUP BY, HAVING, ORDER BY, LIMIT, subqueries, CTEs "
         "(WITH name AS (SELECT ...)) and UNION/INTERSECT/EXCEPT; common functions such as count, sum, avg, min, "
         "max, coalesce, lower, upper, length, date_trunc, extract, now. Refused: anything that writes, any other "

@@ -19,6 +19,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from agent.loop import _tool_specs
 from agent.policy import Risk
 from agent.tools import get_tool
 from agent.tools.base import ErrorType, Observation, ToolContext
@@ -43,6 +44,7 @@ from agent.tools.sql_executor import (
     tenant_signature,
 )
 from agent.tools.sql_guard import MAX_QUERY_LENGTH
+from agent.tools.sql_views import clear_view_cache
 from tests.agent.tools.conftest import BOUND, OTHER, ROOT, SECRETS, SqliteDb, sql_login_attempts
 from tests.agent.tools.test_sql_guard import (
     ESCAPES,
@@ -52,6 +54,7 @@ from tests.agent.tools.test_sql_guard import (
     OtherTenant,
     assert_refused_as,
 )
+from tests.factories import AgentRunFactory
 
 # The support views run_sql reads here are the sandbox company's (sandbox/sql/), over its tables.
 pytestmark = pytest.mark.company
@@ -115,13 +118,49 @@ def test_it_is_registered_as_a_read_tool_with_one_bounded_argument() -> None:
     assert schema["additionalProperties"] is False
 
 
+@pg
 def test_it_lists_every_view_and_column_in_its_description() -> None:
-    description = RunSql.description
+    clear_view_cache()
+    description = RunSql().spec()["description"]
 
     for view, columns in SUPPORT_VIEW_COLUMNS.items():
         assert view in description
-        assert all(column in description for column in columns)
+        assert all(column.split(" ")[0] in description for column in columns)
     assert set(SUPPORT_VIEW_COLUMNS) == set(settings.SUPPORT_SQL_VIEWS)
+
+
+@pg
+def test_it_tells_the_model_the_configured_views_as_the_database_describes_them(settings) -> None:
+    run = AgentRunFactory()
+
+    def told() -> str:
+        clear_view_cache()  # a running process reads them again after CACHE_SECONDS
+        return next(spec for spec in _tool_specs(run) if spec["name"] == "run_sql")["description"]
+
+    description = told()
+    assert "- support_invoices — The tenant's invoices (amounts in cents)" in description
+    assert "— draft | open | paid | void | uncollectible" in description
+    assert "support_tenant_users" in description
+
+    settings.SUPPORT_SQL_VIEWS = ["support_tenant_overview", "support_invoices"]
+    description = told()
+    assert "support_invoices" in description and "support_tenant_overview" in description
+    assert "support_tenant_users" not in description and "support_login_attempts" not in description
+
+    original = "The tenant's invoices (amounts in cents); a duplicate charge shows as two paid invoices."
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("COMMENT ON VIEW support_invoices IS 'Bills sent to the tenant, amounts in cents.'")
+            cursor.execute("COMMENT ON COLUMN support_invoices.number IS 'the number printed on the bill'")
+        description = told()
+        assert "- support_invoices — Bills sent to the tenant, amounts in cents." in description
+        assert "number" in description and "— the number printed on the bill" in description
+        assert original not in description
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("COMMENT ON VIEW support_invoices IS %s", [original])
+            cursor.execute("COMMENT ON COLUMN support_invoices.number IS NULL")
+        clear_view_cache()
 
 
 def test_it_refuses_to_run_without_a_tenant() -> None:
