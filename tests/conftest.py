@@ -134,8 +134,8 @@ def sandbox_company(request: pytest.FixtureRequest) -> None:
 
     if not _database(request, wanted=False):
         return
-    from agent.company.models import ToolContract
     from agent.company.selectors import contract_tools, contract_tools_forget
+    from agent.models import ToolContract
 
     if not ToolContract.objects.exists():
         sandbox_company_install()

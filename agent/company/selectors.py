@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Any
 
-from agent.company.models import ApiOperation, ToolContract
+from agent.models import ApiOperation, ToolContract
 
 # Pages and model turns ask for the tools many times; the contracts change when an admin imports a file. A new
 # version reaches a running process within this many seconds (at once in the process that imported it).
