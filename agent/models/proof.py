@@ -14,7 +14,7 @@ from tickets.models import Ticket
 class WorkflowVersion(models.Model):
     """What a workflow's runs actually ran with — runbook, playbook, tool set, contracts, model and prompt — frozen.
     A change to any of them makes a new version; a version is never changed after it is written, so the evidence
-    counted for it (agent.selectors.version_evidence_many) is evidence about exactly this content."""
+    counted for it (agent.selectors.evidence.version_evidence_many) is evidence about exactly this content."""
 
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
