@@ -111,7 +111,7 @@ def test_a_contract_retired_elsewhere_is_out_of_the_next_request_or_task_at_once
     from celery import signals
     from django.core.signals import request_started
 
-    from agent.company.models import ToolContract
+    from agent.models import ToolContract
 
     assert get_tool("get_usage") is not None
     # Another process retires the contract: nothing in this one is told.
