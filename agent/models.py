@@ -25,7 +25,7 @@ def validate_tool_names(value: object) -> None:
 
 
 def validate_playbook(value: object) -> None:
-    from agent.llm import playbook_errors
+    from agent.llm.offline import playbook_errors
 
     if errors := playbook_errors(value):
         raise ValidationError(errors)

@@ -393,11 +393,8 @@ def proposal_follow_up(*, run: AgentRun, action: ProposedAction, transcript: lis
     """What approving this proposal leads to, as far as it can honestly be known. Pure: uses the run, its
     workflow and the transcript already loaded."""
     from agent.gate import RunState, Verdict, gate_decide
-    from agent.llm import (  # the offline engine's own templating and conditions, not a copy of them
-        Conversation,
-        Exchange,
-        ToolCall,
-        ToolResult,
+    from agent.llm.conversation import Conversation, Exchange, ToolCall, ToolResult
+    from agent.llm.offline import (  # the offline engine's own templating and conditions, not a copy of them
         _condition_fails,
         _fill,
         _Missing,

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
 
-from agent.llm import OfflineEngine
+from agent.llm.offline import OfflineEngine
 from agent.models import AgentRun, Workflow, WorkflowVersion
 from agent.prompts import ESCALATE_SPEC, SYSTEM_PROMPT
 from agent.tools import workflow_tools

@@ -9,7 +9,7 @@ from django.db import transaction
 from agent.models import AgentRun, Step
 
 if TYPE_CHECKING:
-    from agent.llm import ModelTurn
+    from agent.llm.conversation import ModelTurn
 
 
 def step_append(*, run: AgentRun, kind: str, content: str = "", **fields: Any) -> Step:
