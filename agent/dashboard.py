@@ -112,12 +112,18 @@ def duration_text(seconds: float | None) -> str:
     return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
-def workflow_cards(*, slug: str | None = None) -> list[WorkflowCard]:
-    """Every workflow (or the one with this slug) with the evidence of its version in force and what its next
-    promotion still needs (the same criteria the promotion service applies), in a fixed number of queries."""
-    workflows = Workflow.objects.order_by("name", "id")
+WORKFLOW_ORDER = ("name", "id")
+
+
+def workflow_cards(*, slug: str | None = None, ids: list[int] | None = None) -> list[WorkflowCard]:
+    """Every workflow (or the one with this slug, or those with these ids) with the evidence of its version in
+    force and what its next promotion still needs (the same criteria the promotion service applies), in a fixed
+    number of queries."""
+    workflows = Workflow.objects.order_by(*WORKFLOW_ORDER)
     if slug is not None:
         workflows = workflows.filter(slug=slug)
+    if ids is not None:
+        workflows = workflows.filter(pk__in=ids)
     workflows = list(workflows)
     if not workflows:
         return []
