@@ -192,7 +192,7 @@ def workflow_list(request: HttpRequest, page: Query[KeysetPagination.Input]) -> 
         Workflow.objects.all(), ordering=WORKFLOW_ORDER, limit=min(page.limit, PAGE_MAX), after=page.after,
         request=request,
     )  # fmt: skip
-    cards = workflow_cards(ids=[workflow.pk for workflow in found["items"]]) if found["items"] else []
+    cards = workflow_cards(workflows=found["items"])
     return {"items": [_workflow_out(card) for card in cards], "next": found["next"]}
 
 

@@ -115,16 +115,13 @@ def duration_text(seconds: float | None) -> str:
 WORKFLOW_ORDER = ("name", "id")
 
 
-def workflow_cards(*, slug: str | None = None, ids: list[int] | None = None) -> list[WorkflowCard]:
-    """Every workflow (or the one with this slug, or those with these ids) with the evidence of its version in
+def workflow_cards(*, slug: str | None = None, workflows: list[Workflow] | None = None) -> list[WorkflowCard]:
+    """Every workflow (or the one with this slug, or these already loaded) with the evidence of its version in
     force and what its next promotion still needs (the same criteria the promotion service applies), in a fixed
     number of queries."""
-    workflows = Workflow.objects.order_by(*WORKFLOW_ORDER)
-    if slug is not None:
-        workflows = workflows.filter(slug=slug)
-    if ids is not None:
-        workflows = workflows.filter(pk__in=ids)
-    workflows = list(workflows)
+    if workflows is None:
+        found = Workflow.objects.order_by(*WORKFLOW_ORDER)
+        workflows = list(found.filter(slug=slug) if slug is not None else found)
     if not workflows:
         return []
     in_force = versions_in_force(workflows=workflows)
