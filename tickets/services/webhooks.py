@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import IntegrityError, transaction
 
@@ -151,16 +152,7 @@ def zendesk_event_ingest(*, parsed: ParsedEvent) -> IngestResult:
     if closed:
         # Zendesk never changes a closed ticket (a reply makes a follow-up ticket): a late or replayed event for
         # one is kept for the record and changes nothing. Answering an error would only make the sender retry.
-        stored.ticket = ticket
-        stored.ignored_reason = EVENT_ON_CLOSED_TICKET
-        stored.save(update_fields=["ticket", "ignored_reason"])
-        return IngestResult(
-            event_pk=stored.pk,
-            ticket_id=ticket.pk,
-            duplicate=False,
-            handled=False,
-            ignored_reason=EVENT_ON_CLOSED_TICKET,
-        )
+        return _settled(stored, ticket, ignored_reason=EVENT_ON_CLOSED_TICKET)
     customer_comment = None
     if envelope.type == EVENT_COMMENT_ADDED and parsed.comment is not None:
         stored_comment = _comment_ingest(ticket, parsed.comment)
@@ -170,15 +162,27 @@ def zendesk_event_ingest(*, parsed: ParsedEvent) -> IngestResult:
             and stored_comment.author_kind == TicketComment.AuthorKind.CUSTOMER
         ):
             customer_comment = stored_comment
+    return _settled(
+        stored,
+        ticket,
+        ticket_created=envelope.type == EVENT_TICKET_CREATED,
+        customer_comment=customer_comment,
+    )
+
+
+def _settled(stored: WebhookEvent, ticket: Ticket, *, ignored_reason: str = "", **found: Any) -> IngestResult:
+    """Record what a new event did to its ticket: it was handled, or kept for the record with the reason it changed
+    nothing. A handled event carries its ticket and `found`, what may start a run (IngestResult's last fields)."""
     stored.ticket = ticket
-    stored.handled = True
-    stored.save(update_fields=["ticket", "handled"])
+    stored.handled = not ignored_reason
+    stored.ignored_reason = ignored_reason
+    stored.save(update_fields=["ticket", "handled", "ignored_reason"])
     return IngestResult(
         event_pk=stored.pk,
         ticket_id=ticket.pk,
         duplicate=False,
-        handled=True,
-        ticket=ticket,
-        ticket_created=envelope.type == EVENT_TICKET_CREATED,
-        customer_comment=customer_comment,
+        handled=stored.handled,
+        ignored_reason=ignored_reason,
+        ticket=None if ignored_reason else ticket,
+        **found,
     )
