@@ -26,7 +26,7 @@ from agent.services.actions import (
 )
 from agent.services.leases import LeaseLost, agent_run_claim, agent_run_release, lease_hold
 from agent.services.runs import agent_run_escalate, agent_run_finish, agent_run_transition
-from agent.services.transcript import agent_run_record_turn, step_append
+from agent.services.transcript import agent_run_record_turn, run_steps, step_append
 from agent.tools import get_tool, workflow_tools
 from agent.tools.base import ErrorType, Observation
 from agent.versions import agent_run_pin_version
@@ -57,7 +57,7 @@ def _tool_specs(run: AgentRun) -> list[dict[str, Any]]:
 
 def _pending_steps(run: AgentRun) -> tuple[list[Step], str]:
     """Action steps of the latest turn that have no observation yet, and that turn's thought."""
-    steps = list(run.steps.filter(turn=run.turns))
+    steps = [s for s in run_steps(run) if s.turn == run.turns]
     observed = {s.tool_call_id for s in steps if s.kind == Step.Kind.OBSERVATION}
     thought = next((s.content for s in steps if s.kind == Step.Kind.THOUGHT), "")
     return [s for s in steps if s.kind == Step.Kind.ACTION and s.tool_call_id not in observed], thought
@@ -83,7 +83,7 @@ def think(run: AgentRun) -> ModelTurn:
     dies after it resumes from the calls instead of asking again."""
     lease_hold(run)
     engine = engine_get()
-    conversation = prompts.conversation_build(run=run)
+    conversation = prompts.conversation_build(run=run, steps=run_steps(run))
     turn = telemetry.model_call(engine, conversation, _tool_specs(run))
     # A turn that outlived the lease is dropped: the worker now holding the run asks again.
     if not agent_run_record_turn(run=run, turn=turn, engine=engine.name, abnormal=_abnormal_reason(turn)):
@@ -118,10 +118,11 @@ def observe(run: AgentRun, step: Step, observation: Observation) -> Outcome | No
 
 def persist(run: AgentRun, *, waiting: bool) -> Outcome | None:
     """The turn's end, stored on the run: it waits for reviewers (paused), or every call is decided and it goes on."""
-    run.refresh_from_db(fields=RUN_STATE_FIELDS)
     if waiting:
         # A decision may have landed while the turn was still being dispatched: then there is nothing to wait for.
+        # (It reads the run itself, locked.)
         return Outcome.PAUSED if agent_run_await_decisions(run=run) else Outcome.CONTINUE
+    run.refresh_from_db(fields=RUN_STATE_FIELDS)  # a reviewer may have taken the run over during the calls
     if run.status == AgentRun.Status.AWAITING_APPROVAL:
         agent_run_transition(run=run, status=AgentRun.Status.RUNNING, reason="Every proposal of the turn is decided.")
     return None
@@ -131,6 +132,8 @@ def _calls(run: AgentRun) -> Outcome | None:
     """act -> observe for each call of the latest turn still without an observation, then persist the turn's end.
     Returns an outcome when the run must stop here."""
     pending, thought = _pending_steps(run)
+    if not pending and run.status != AgentRun.Status.AWAITING_APPROVAL:
+        return None  # nothing to resume: the run, loaded by this advance, goes on to its next turn
     waiting = False
     for position, step in enumerate(pending):
         if step.tool_name == ESCALATE_TOOL:
@@ -156,7 +159,7 @@ def _calls(run: AgentRun) -> Outcome | None:
 
 
 def _bound_hit(run: AgentRun) -> str:
-    if run.steps.count() >= settings.AGENT_MAX_STEPS:
+    if len(run_steps(run)) >= settings.AGENT_MAX_STEPS:
         return f"the run reached its limit of {settings.AGENT_MAX_STEPS} steps"
     if run.tokens_in + run.tokens_out >= settings.AGENT_MAX_TOKENS_PER_RUN:
         return f"the run used its budget of {settings.AGENT_MAX_TOKENS_PER_RUN} tokens"
@@ -173,22 +176,27 @@ def _abnormal_reason(turn: ModelTurn) -> str:
     return ABNORMAL_STOP.format(stop=turn.stop_reason or "(none)", why=why, calls=calls)
 
 
-def _read_ticket(run: AgentRun) -> None:
+def _read_ticket(run: AgentRun) -> bool:
     """The ticket as of its current version: requester, organization, custom fields, comments. Read from the
     helpdesk only when a webhook reported a newer version than the one held (tickets/helpdesk.py caches it). A
-    helpdesk outage does not stop a run that already holds a version to work from."""
+    helpdesk outage does not stop a run that already holds a version to work from. True when the helpdesk was
+    asked (a slow call)."""
+    held = run.ticket
     try:
-        run.ticket = ticket_context_ensure(ticket=run.ticket)
+        run.ticket = ticket_context_ensure(ticket=held)
     except HelpdeskError as exc:
         if not run.ticket.context_version:
             raise
         logger.warning("run %s: the helpdesk could not be read (%s); working from version %s", run.pk, exc.message,
                        run.ticket.context_version)  # fmt: skip
+        return True
+    return run.ticket is not held
 
 
 def _unrecorded_stop(run: AgentRun) -> str:
     """The reason of an abnormal stop recorded just before a crash, so the resumed run escalates it."""
-    last = run.steps.order_by("-index").first()
+    steps = run_steps(run)
+    last = steps[-1] if steps else None
     if last is not None and last.kind == Step.Kind.FINAL and isinstance(last.tool_output, dict):
         return str(last.tool_output.get("abnormal_stop") or "")
     return ""
@@ -210,8 +218,8 @@ def _start(run: AgentRun) -> AgentRun:
     if run.status == AgentRun.Status.QUEUED:
         run = agent_run_transition(run=run, status=AgentRun.Status.RUNNING)
     run = agent_run_pin_version(run=run)  # the workflow version this run runs, recorded when it starts
-    _read_ticket(run)
-    lease_hold(run)
+    if _read_ticket(run):
+        lease_hold(run)  # the helpdesk was asked: renew before the next slow call (the claim just set the lease)
     return run
 
 
@@ -240,8 +248,7 @@ def run_advance(*, run_id: int) -> Outcome:
         if bound:
             agent_run_escalate(run=run, reason=f"Stopped because {bound}.")
             return Outcome.DONE
-        turn = think(run)
-        run.refresh_from_db(fields=RUN_STATE_FIELDS)
+        turn = think(run)  # the run loaded here follows what the turn recorded
         abnormal = _abnormal_reason(turn)
         if abnormal:
             agent_run_escalate(run=run, reason=abnormal)
