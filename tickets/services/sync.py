@@ -171,8 +171,8 @@ def ticket_snapshot_apply(*, ticket: Ticket, snapshot: TicketSnapshot) -> Ticket
         put("organization_fields", organization.fields)
         link = tenant_link_sync(organization=organization)
         if ticket.tenant_link_id != (link.pk if link else None):
-            ticket.tenant_link = link
             changed.append("tenant_link")
+        ticket.tenant_link = link  # the link as synced just now, not the one loaded with the ticket
     put("custom_fields", snapshot.custom_fields)
     ticket.context_version = snapshot.updated_at.isoformat() if snapshot.updated_at else "local"
     ticket.context_fetched_at = timezone.now()
