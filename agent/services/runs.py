@@ -59,6 +59,20 @@ def agent_run_dispatch(*, run_id: int, new: bool = False) -> str:
     return token
 
 
+def agent_run_dispatch_prepare(run: AgentRun) -> str:
+    """agent_run_dispatch for a run not inserted yet: its dispatch goes into the INSERT (no UPDATE after it). Send
+    the message with agent_run_publish_on_commit once the row is in."""
+    run.dispatch_token = uuid.uuid4().hex
+    run.dispatched_at = timezone.now()
+    return run.dispatch_token
+
+
+def agent_run_publish_on_commit(*, run: AgentRun, token: str, new: bool = False) -> None:
+    priority = NEW_RUN_PRIORITY if new else None
+    run_id = run.pk
+    transaction.on_commit(lambda: agent_run_publish(run_id=run_id, token=token, priority=priority), robust=True)
+
+
 @transaction.atomic
 def agent_run_transition(
     *, run: AgentRun, status: str, reason: str = "", user: AbstractBaseUser | None = None
