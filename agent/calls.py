@@ -199,7 +199,7 @@ def _execute(run: AgentRun, action: ProposedAction) -> Observation:
         state, check = tool.invoke_reconcile(action.args, ctx, attempt, action.execution_started_at or timezone.now())
         if state == Reconciled.APPLIED or (state == Reconciled.UNKNOWN and not tool.idempotent_sends):
             return _settled(_settle_reconciled(action, tool, attempt, state, check))
-    lease_hold(run)
+    lease_hold(run, always=True)  # a take-over, however recent, stops the call before it starts
     action = proposed_action_start_execution(action=action)  # the start time survives a crash and a replay
     result = tool.invoke(action.args, ctx)
     return _settled(_settle(run, tool, action, result))

@@ -30,6 +30,7 @@ from agent.services.transcript import agent_run_record_turn, run_steps, step_app
 from agent.tools import get_tool, workflow_tools
 from agent.tools.base import ErrorType, Observation
 from agent.versions import agent_run_pin_version
+from agentconsole.errors import InvalidTransition
 from tickets.helpdesk import HelpdeskError, ticket_context_ensure
 
 logger = logging.getLogger(__name__)
@@ -37,10 +38,6 @@ FINISHED_WITH_UNKNOWN = (
     "The agent finished while the outcome of {writes} is unknown; a human must check the company's systems."
 )
 ABNORMAL_STOP = "The model's turn ended with stopReason {stop!r}: {why}. Its output was not used{calls}."
-
-
-# What a turn changes on the run; refreshing only these keeps its ticket, tenant and workflow loaded.
-RUN_STATE_FIELDS = ["status", "status_reason", "turns", "tokens_in", "tokens_out", "engine", "updated_at"]
 
 
 class Outcome(StrEnum):
@@ -102,7 +99,7 @@ def act(run: AgentRun, step: Step, thought: str, turn_writes: list[str]) -> Obse
 def observe(run: AgentRun, step: Step, observation: Observation) -> Outcome | None:
     """What the call returned, stored as the observation the model reads on its next turn. A write whose
     verification failed ends the run: the ticket goes to humans."""
-    lease_hold(run)
+    lease_hold(run, slow_call_next=False)
     step_append(
         run=run,
         kind=Step.Kind.OBSERVATION,
@@ -122,9 +119,14 @@ def persist(run: AgentRun, *, waiting: bool) -> Outcome | None:
         # A decision may have landed while the turn was still being dispatched: then there is nothing to wait for.
         # (It reads the run itself, locked.)
         return Outcome.PAUSED if agent_run_await_decisions(run=run) else Outcome.CONTINUE
-    run.refresh_from_db(fields=RUN_STATE_FIELDS)  # a reviewer may have taken the run over during the calls
     if run.status == AgentRun.Status.AWAITING_APPROVAL:
-        agent_run_transition(run=run, status=AgentRun.Status.RUNNING, reason="Every proposal of the turn is decided.")
+        try:
+            agent_run_transition(
+                run=run, status=AgentRun.Status.RUNNING, reason="Every proposal of the turn is decided."
+            )
+        except InvalidTransition:
+            # The run moved on during the calls (a reviewer took it over): its lease is gone, this worker stops.
+            raise LeaseLost from None
     return None
 
 
@@ -219,7 +221,7 @@ def _start(run: AgentRun) -> AgentRun:
         run = agent_run_transition(run=run, status=AgentRun.Status.RUNNING)
     run = agent_run_pin_version(run=run)  # the workflow version this run runs, recorded when it starts
     if _read_ticket(run):
-        lease_hold(run)  # the helpdesk was asked: renew before the next slow call (the claim just set the lease)
+        lease_hold(run, slow_call_next=False, always=True)  # the helpdesk was asked, a slow call: renew
     return run
 
 
