@@ -34,12 +34,8 @@ from agent.schemas import (
     WorkflowOut,
     WorkflowPhaseIn,
 )
-from agent.selectors import (
-    agent_run_detail_queryset,
-    agent_run_list,
-    autonomy_unmet_criteria,
-    proposed_action_list,
-)
+from agent.selectors import agent_run_detail_queryset, agent_run_list, proposed_action_list
+from agent.selectors.evidence import autonomy_unmet_criteria
 from agent.services.actions import proposed_action_approve, proposed_action_reject, proposed_action_respond
 from agent.services.governance import autonomy_stop_all, rating_set, workflow_phase_change
 from agent.services.intake import zendesk_event_receive

@@ -24,7 +24,7 @@ from django.utils.safestring import SafeString, mark_safe
 from agent.aggregates import Percentile, seconds_between
 from agent.models import AgentRun, ProposedAction, Workflow, WorkflowVersion
 from agent.pricing import Usage, cost_usd
-from agent.selectors import Evidence, version_evidence_many
+from agent.selectors.evidence import Evidence, version_evidence_many
 from agent.suites import suite_unmet_many
 from agent.versions import next_phase, phase_unmet, versions_in_force
 

@@ -18,7 +18,8 @@ from django.conf import settings
 from agent import prompts, telemetry
 from agent.calls import Undecided, call_dispatch
 from agent.lifecycle import RUN_FINAL
-from agent.llm import ESCALATE_TOOL, ModelTurn, engine_get
+from agent.llm import engine_get
+from agent.llm.conversation import ESCALATE_TOOL, ModelTurn
 from agent.models import AgentRun, ProposedAction, Step
 from agent.policy import Risk
 from agent.services.actions import (

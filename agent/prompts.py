@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 
 from agent.findings import findings_text, run_history, step_findings
-from agent.llm import ESCALATE_TOOL, Conversation, Exchange, ToolCall, ToolResult
+from agent.llm.conversation import ESCALATE_TOOL, Conversation, Exchange, ToolCall, ToolResult
 from agent.models import AgentRun, Step, Workflow
 from agent.policy import Risk, TicketRole
 from agent.tools import all_tools, get_tool

@@ -30,8 +30,10 @@ from django.utils import timezone
 from agent import prompts
 from agent.findings import run_history
 from agent.gate import intent_hash, intent_hashes
-from agent.llm import ESCALATE_TOOL, BedrockEngine, Conversation, Engine, EngineError, Exchange, OfflineEngine
-from agent.llm import ToolResult as Result
+from agent.llm.bedrock import BedrockEngine
+from agent.llm.conversation import ESCALATE_TOOL, Conversation, Engine, EngineError, Exchange
+from agent.llm.conversation import ToolResult as Result
+from agent.llm.offline import OfflineEngine
 from agent.models import AgentRun, ProposedAction, Replay, ReplayItem, Step, Workflow, WorkflowVersion
 from agent.suites import suite_run_start
 from agent.tools import UNKNOWN_TOOL, all_tools, get_tool

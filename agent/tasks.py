@@ -36,7 +36,7 @@ def agent_run_advance_task(self, run_id: int, dispatch_token: str = "") -> str: 
     the message to be delivered again, and the loop resumes from the persisted transcript. A message whose
     dispatch token is no longer the run's was superseded (the reconciler sent a newer one) and does nothing.
     """
-    from agent.llm import EngineError
+    from agent.llm.conversation import EngineError
     from agent.loop import Outcome, run_advance
     from agent.selectors import agent_run_superseded
     from agent.services.runs import agent_run_dispatch

@@ -40,7 +40,7 @@ from agentconsole.logs import log_context
 from agentconsole.metrics import state_collector_register
 
 if TYPE_CHECKING:
-    from agent.llm import Conversation, Engine, ModelTurn
+    from agent.llm.conversation import Conversation, Engine, ModelTurn
     from agent.models import AgentRun, ProposedAction, Step
     from agent.tools.base import Observation
 

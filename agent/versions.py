@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
 
-from agent.llm import OfflineEngine
+from agent.llm.offline import OfflineEngine
 from agent.models import AgentRun, Workflow, WorkflowVersion
 from agent.prompts import ESCALATE_SPEC, SYSTEM_PROMPT
 from agent.tools import workflow_tools
@@ -25,7 +25,7 @@ from agent.tools.base import Risk
 from audit.services import audit_event_record
 
 if TYPE_CHECKING:
-    from agent.selectors import Evidence
+    from agent.selectors.evidence import Evidence
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def next_phase(phase: str) -> str:
 
 def phase_unmet(*, evidence: Evidence, phase: str) -> list[str]:
     """The evidence criteria of a promotion to `phase` that `evidence` does not meet."""
-    from agent.selectors import autonomy_unmet_criteria, triage_unmet_criteria
+    from agent.selectors.evidence import autonomy_unmet_criteria, triage_unmet_criteria
 
     if phase == Workflow.Phase.AUTONOMOUS:
         return autonomy_unmet_criteria(evidence=evidence)
@@ -180,7 +180,7 @@ def phase_unmet(*, evidence: Evidence, phase: str) -> list[str]:
 
 def promotion_unmet(*, version: WorkflowVersion, phase: str) -> list[str]:
     """Why a workflow may not be promoted to `phase` on the evidence of the version in force, and its suite."""
-    from agent.selectors import version_evidence_many
+    from agent.selectors.evidence import version_evidence_many
     from agent.suites import suite_unmet
 
     if phase not in (Workflow.Phase.TRIAGE, Workflow.Phase.AUTONOMOUS):
@@ -218,7 +218,7 @@ class VersionRow:
 def version_rows(*, workflow: Workflow) -> list[VersionRow]:
     """Every version of a workflow, newest first, with what changed, its evidence and its latest suite run."""
     from agent.models import Replay
-    from agent.selectors import version_evidence_many
+    from agent.selectors.evidence import version_evidence_many
 
     versions = list(WorkflowVersion.objects.filter(workflow=workflow).order_by("number"))
     evidence = version_evidence_many(version_ids=[v.pk for v in versions])

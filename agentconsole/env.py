@@ -117,3 +117,41 @@ def env_prices(name: str) -> dict[str, dict[str, float]]:
                     "non-negative numbers (USD per million tokens)."
                 )
     return {model: {kind: float(price) for kind, price in prices.items()} for model, prices in parsed.items()}
+
+
+# The engineering pods when none are configured. "humans" receives escalations and is required (settings.py).
+_DEFAULT_PODS = {
+    "humans": ("20000", "Support engineers: anything the agent cannot or should not handle alone."),
+    "billing": ("20001", "Plans, invoices, charges, refunds, trials and subscriptions."),
+    "platform": ("20002", "Performance, caching and stale data, outages, infrastructure."),
+    "identity": ("20003", "Sign-in, passwords, SSO and MFA, account lockouts, users and roles."),
+    "integrations": ("20004", "Terraform, webhooks, the public API, SDKs and third-party connectors."),
+}
+
+
+def env_pods(name: str) -> dict[str, tuple[str, str]]:
+    """Engineering pods, name -> (helpdesk group id, what it owns). Either JSON,
+    {"billing": {"group_id": "20001", "description": "..."}}, or the short form "name=group id,..." (no
+    descriptions). Unset: the defaults above."""
+    import json
+
+    raw = _raw(name)
+    if raw is None:
+        return dict(_DEFAULT_PODS)
+    if raw.strip().startswith("{"):
+        try:
+            parsed = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from None
+        pods: dict[str, tuple[str, str]] = {}
+        for pod, spec in parsed.items():
+            if isinstance(spec, str | int):
+                spec = {"group_id": str(spec)}
+            if not isinstance(spec, dict) or not str(spec.get("group_id", "")).strip():
+                raise ImproperlyConfigured(f'{name}: pod {pod!r} needs a "group_id".')
+            pods[str(pod)] = (str(spec["group_id"]).strip(), str(spec.get("description", "")).strip())
+        return pods
+    return {
+        pod.strip(): (group.strip(), "")
+        for pod, _, group in (item.partition("=") for item in raw.split(",") if "=" in item)
+    }

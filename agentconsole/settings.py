@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +16,7 @@ from agentconsole.env import (
     env_float,
     env_int,
     env_list,
+    env_pods,
     env_prices,
     env_secret,
     env_str,
@@ -321,40 +321,8 @@ ZENDESK_APP_FRAME_ANCESTORS = env_list(
 
 
 # Engineering pods the agent may route to, each with the helpdesk group id and what it owns (the model and the
-# triage note say why a pod was chosen). Either JSON, {"billing": {"group_id": "20001", "description": "..."}},
-# or the short form "name=group id,..." (no descriptions). "humans" receives escalations and is required.
-_DEFAULT_PODS = {
-    "humans": ("20000", "Support engineers: anything the agent cannot or should not handle alone."),
-    "billing": ("20001", "Plans, invoices, charges, refunds, trials and subscriptions."),
-    "platform": ("20002", "Performance, caching and stale data, outages, infrastructure."),
-    "identity": ("20003", "Sign-in, passwords, SSO and MFA, account lockouts, users and roles."),
-    "integrations": ("20004", "Terraform, webhooks, the public API, SDKs and third-party connectors."),
-}
-
-
-def _pods(raw: str | None) -> dict[str, tuple[str, str]]:
-    if raw is None:
-        return dict(_DEFAULT_PODS)
-    if raw.strip().startswith("{"):
-        try:
-            parsed = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ImproperlyConfigured(f"HELPDESK_PODS is not valid JSON: {exc}") from None
-        pods: dict[str, tuple[str, str]] = {}
-        for name, spec in parsed.items():
-            if isinstance(spec, str | int):
-                spec = {"group_id": str(spec)}
-            if not isinstance(spec, dict) or not str(spec.get("group_id", "")).strip():
-                raise ImproperlyConfigured(f'HELPDESK_PODS: pod {name!r} needs a "group_id".')
-            pods[str(name)] = (str(spec["group_id"]).strip(), str(spec.get("description", "")).strip())
-        return pods
-    return {
-        name.strip(): (group.strip(), "")
-        for name, _, group in (item.partition("=") for item in raw.split(",") if "=" in item)
-    }
-
-
-_POD_SPECS = _pods(os.environ.get("HELPDESK_PODS"))
+# triage note say why a pod was chosen); the format and the defaults are in agentconsole/env.py (env_pods).
+_POD_SPECS = env_pods("HELPDESK_PODS")
 HELPDESK_PODS = {name: group for name, (group, _) in _POD_SPECS.items()}
 HELPDESK_POD_DESCRIPTIONS = {name: description for name, (_, description) in _POD_SPECS.items()}
 if "humans" not in HELPDESK_PODS:

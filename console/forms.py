@@ -6,7 +6,7 @@ from typing import Any
 from django import forms
 
 from agent.models import AgentRun, Rating, Workflow
-from agent.selectors import EVIDENCE_KEYS
+from agent.selectors.evidence import EVIDENCE_KEYS
 from console.ticket_search import OUTCOMES, SORTS
 
 ARGS_NOT_JSON = "The arguments are not valid JSON: {error}"

@@ -18,7 +18,7 @@ from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from agent.lifecycle import RUN_WORKING
 from agent.models import AgentRun, ProposedAction, Rating, Workflow, WorkflowVersion
-from agent.selectors import EVIDENCE_KEYS, evidence_ticket_filter
+from agent.selectors.evidence import EVIDENCE_KEYS, evidence_ticket_filter
 from tickets.models import Ticket
 
 PAGE_SIZE = 50

@@ -7,9 +7,9 @@ from functools import cache
 from pathlib import Path
 
 from agent.company.contracts import contracts_compile
-from agent.company.models import ApiOperation, ToolContract
 from agent.company.openapi import catalogue_load
 from agent.company.selectors import contract_tools, contract_tools_forget
+from agent.models import ApiOperation, ToolContract
 from agent.tools import builtin_tools
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -134,13 +134,13 @@ def sandbox_company(request: pytest.FixtureRequest) -> None:
 
     if not _database(request, wanted=False):
         return
-    from agent.company.models import ToolContract
     from agent.company.selectors import contract_tools, contract_tools_forget
+    from agent.models import ToolContract
 
     if not ToolContract.objects.exists():
         sandbox_company_install()
     contract_tools_forget()  # the tools of this test's database, not of one a transactional test flushed
-    contract_tools()  # read now, as a long-running process has them, so a test's query counts are its own
+    contract_tools()  # read now, as a task that already started has them, so a test's query counts are its own
 
 
 @pytest.fixture
@@ -308,6 +308,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     without_sandbox = not sandbox_installed()
     kept, left_out = [], []
     for item in items:
+        if "northwind" in getattr(item, "fixturenames", ()) and item.get_closest_marker("django_db") is None:
+            # The fixture opens the database itself; the mark tells pytest-django to create it when such a test
+            # is the only kind selected.
+            item.add_marker(pytest.mark.django_db)
         marked = item.get_closest_marker("company") is not None  # e.g. a test of the sandbox's support views
         if marked or "company" in getattr(item, "fixturenames", ()) or needs_sandbox(Path(str(item.path))):
             item.add_marker(pytest.mark.company)

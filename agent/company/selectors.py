@@ -3,34 +3,36 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
-from agent.company.models import ApiOperation, ToolContract
-
-# Pages and model turns ask for the tools many times; the contracts change when an admin imports a file. A new
-# version reaches a running process within this many seconds (at once in the process that imported it).
-CACHE_SECONDS = 30.0
+from agent.models import ApiOperation, ToolContract
 
 _lock = threading.Lock()
-_built: dict[int, Any] = {}  # contract version id -> its tool; versions never change, so this never goes stale
-_current: tuple[float, dict[str, Any]] | None = None
+# Contract version id -> its tool. A version never changes once stored, so this never goes stale.
+_built: dict[int, Any] = {}
+# Which versions are in force is read from the database once per unit of work (a request, a task) in each thread:
+# every page and model turn sees the contracts as they were when it started, and an import reaches every process
+# on its next request or task. `contract_tools_fresh` marks the start of a unit of work.
+_seen = threading.local()
+
+
+def contract_tools_fresh(**_: Any) -> None:
+    """Read the contracts in force again on this thread's next call (connected to request and task start)."""
+    _seen.tools = None
 
 
 def contract_tools_forget() -> None:
-    """Read the active contracts again on the next call (after an import)."""
-    global _current
+    """Drop every built tool and this thread's reading (after an import, or when a test flushes the database)."""
     with _lock:
-        _current = None
+        _built.clear()
+    contract_tools_fresh()
 
 
 def contract_tools() -> dict[str, Any]:
     """The tools of the active contracts whose operation is picked in the catalogue, by name."""
-    global _current
-    with _lock:
-        cached = _current
-    if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
-        return cached[1]
+    tools = getattr(_seen, "tools", None)
+    if tools is not None:
+        return tools
     from agent.company.tool import ContractTool
 
     rows = list(
@@ -39,13 +41,14 @@ def contract_tools() -> dict[str, Any]:
             operation_id__in=ApiOperation.objects.filter(picked=True, unsupported="").values("operation_id"),
         ).values_list("id", "name")
     )
-    missing = [pk for pk, _ in rows if pk not in _built]
+    with _lock:
+        missing = [pk for pk, _ in rows if pk not in _built]
     built = {contract.pk: ContractTool(contract.compiled, contract_id=contract.pk, version=contract.version)
              for contract in ToolContract.objects.filter(pk__in=missing)} if missing else {}  # fmt: skip
     with _lock:
         _built.update(built)
-        tools = {name: _built[pk] for pk, name in rows}
-        _current = (time.monotonic(), tools)
+        tools = {name: _built[pk] for pk, name in rows if pk in _built}
+    _seen.tools = tools
     return tools
 
 

@@ -8,9 +8,9 @@ from typing import Any
 from django.db import transaction
 
 from agent.company.contracts import ContractError, contracts_compile
-from agent.company.models import ApiOperation, ToolContract
 from agent.company.openapi import Catalogue, CatalogueDiff, Operation, catalogue_diff
 from agent.company.selectors import contract_tools_forget
+from agent.models import ApiOperation, ToolContract
 from agentconsole.errors import ApplicationError
 from audit.services import audit_event_record
 

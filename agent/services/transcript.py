@@ -11,7 +11,7 @@ from django.utils import timezone
 from agent.models import AgentRun, Step
 
 if TYPE_CHECKING:
-    from agent.llm import ModelTurn
+    from agent.llm.conversation import ModelTurn
 
 
 def run_steps(run: AgentRun) -> list[Step]:

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from agent.lifecycle import RUN_CLOSABLE, RUN_FINAL
 from agent.models import AgentRun, Notification, ProposedAction, Rating, Step
-from agent.selectors import observation_summary
+from agent.selectors.proposals import observation_summary
 from console.models import Presence
 from console.selectors.cards import (
     action_present,

@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from agent.models import AgentRun, ProposedAction, Rating, Workflow
 from agent.permissions import NOT_AN_ADMIN
-from agent.selectors import workflow_evidence, workflow_evidence_many
+from agent.selectors.evidence import workflow_evidence, workflow_evidence_many
 from agent.services.governance import AUTONOMY_CRITERIA_UNMET, PHASE_CHANGE_NEEDS_REASON, PHASE_UNCHANGED
 from audit.models import AuditEvent
 from tests.factories import AgentRunFactory, ProposedActionFactory, StepFactory, WorkflowFactory

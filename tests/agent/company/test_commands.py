@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from agent.company.models import ApiOperation, ToolContract
+from agent.models import ApiOperation, ToolContract
 from agent.tools import all_tools
 from audit.models import AuditEvent
 from tests.companies.northwind import CONTRACTS, OPENAPI

@@ -105,3 +105,22 @@ def test_it_shows_a_reviewer_the_current_state_from_the_contracts_read(northwind
 
     assert current.ok, current.message
     assert current.data == {"fields": [{"field": "seat_cap", "current": 20, "after": 25}]}
+
+
+def test_a_contract_retired_elsewhere_is_out_of_the_next_request_or_task_at_once(northwind) -> None:
+    from celery import signals
+    from django.core.signals import request_started
+
+    from agent.models import ToolContract
+
+    assert get_tool("get_usage") is not None
+    # Another process retires the contract: nothing in this one is told.
+    ToolContract.objects.filter(name="get_usage", active=True).update(active=False)
+    assert get_tool("get_usage") is not None  # the unit of work under way keeps what it started with
+
+    request_started.send(sender=None)
+    assert get_tool("get_usage") is None and "get_usage" not in all_tools()
+
+    ToolContract.objects.filter(name="get_usage").update(active=True)
+    signals.task_prerun.send(sender=None, task_id="t", task=None, args=(), kwargs={})
+    assert get_tool("get_usage") is not None

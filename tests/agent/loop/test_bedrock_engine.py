@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agent.aws import clear_credentials_cache
-from agent.llm import BedrockEngine, Conversation, EngineError, Exchange, ToolCall, ToolResult
+from agent.llm.bedrock import BedrockEngine
+from agent.llm.conversation import Conversation, EngineError, Exchange, ToolCall, ToolResult
 from agent.loop import Outcome, run_advance
 from agent.models import AgentRun, ProposedAction
 from agent.services.actions import proposed_action_reject

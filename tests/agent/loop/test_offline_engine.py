@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.llm import ESCALATE_TOOL, Conversation, Exchange, OfflineEngine, ToolCall, ToolResult, playbook_errors
+from agent.llm.conversation import ESCALATE_TOOL, Conversation, Exchange, ToolCall, ToolResult
+from agent.llm.offline import OfflineEngine, playbook_errors
 
 PLAYBOOK = [
     {"tool": "run_sql", "why": "read", "args": {"query": "SELECT * FROM support_tenant_overview"}},

@@ -84,7 +84,7 @@ def test_it_escalates_an_empty_final_answer(bedrock, settings) -> None:
 
 
 def test_it_escalates_an_abnormal_stop_recorded_just_before_a_crash(bedrock, settings) -> None:
-    from agent.llm import ModelTurn
+    from agent.llm.conversation import ModelTurn
     from agent.services.transcript import agent_run_record_turn
 
     run = _run()

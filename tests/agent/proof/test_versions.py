@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from agent.models import AgentRun, Rating, Workflow, WorkflowVersion
-from agent.selectors import version_evidence_many
+from agent.selectors.evidence import version_evidence_many
 from agent.services.governance import TRIAGE_CRITERIA_UNMET, workflow_phase_change, workflow_save
 from agent.versions import agent_run_pin_version, version_changes, workflow_version_ensure
 from agentconsole.errors import ConflictError

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from agent.models import AgentRun, Rating, Workflow
 from agent.permissions import NOT_AN_ADMIN
-from agent.selectors import autonomy_unmet_criteria, workflow_evidence
+from agent.selectors.evidence import autonomy_unmet_criteria, workflow_evidence
 from agent.services.governance import (
     PHASE_CHANGE_NEEDS_REASON,
     RATING_TARGET_INVALID,

@@ -7,7 +7,8 @@ import re
 import pytest
 
 from agent.models import AgentRun, ProposedAction, Step
-from agent.selectors import observation_summary, proposal_follow_up, workflow_evidence
+from agent.selectors.evidence import workflow_evidence
+from agent.selectors.proposals import observation_summary, proposal_follow_up
 from agent.services.actions import (
     CLAIMED_BY_ANOTHER,
     RESPOND_NEEDS_FEEDBACK,

@@ -11,7 +11,7 @@ from agent.dashboard import workflow_cards
 from agent.forms import REASON_REQUIRED
 from agent.models import AgentRun, Rating, Workflow
 from agent.permissions import NOT_AN_ADMIN
-from agent.selectors import workflow_evidence
+from agent.selectors.evidence import workflow_evidence
 from agent.services.governance import AUTONOMY_CRITERIA_UNMET
 from agent.views import AUTONOMY_STOPPED, NOT_A_MEMBER
 from audit.models import AuditEvent

@@ -190,9 +190,9 @@ def test_it_renders_the_ticket_in_a_fixed_number_of_queries(reviewer, django_ass
         response = reviewer.get(_url(ticket))
     assert response.content.count(b'class="step step-observation"') == 202
     assert len(many) == len(few)
-    # session, user, groups; ticket, runs, steps, their ratings, proposals, their ratings and notifications,
-    # comments, presence
-    with django_assert_max_num_queries(12):
+    # session, user, groups; the tool contracts in force; ticket, runs, steps, their ratings, proposals, their
+    # ratings and notifications, comments, presence
+    with django_assert_max_num_queries(13):
         reviewer.get(_url(ticket), headers=HX)
 
 

@@ -1,5 +1,5 @@
 """The company as configured: its Admin API's operations (imported from its OpenAPI document) and the versioned
-effect contracts that make tools of them. Imported by agent.models, so they belong to the agent app."""
+effect contracts that make tools of them (agent/company/ reads and writes them)."""
 
 from __future__ import annotations
 

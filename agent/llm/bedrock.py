@@ -1,0 +1,131 @@
+"""Claude on Amazon Bedrock, through langchain-aws' ChatBedrockConverse."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from django.conf import settings
+
+from agent.llm.conversation import Conversation, EngineError, ModelTurn, ToolCall
+
+CACHE_CONTROL = {"type": "ephemeral"}  # Bedrock's default cache (5 minutes), renewed on every read
+CLAUDE_BASE_MODEL = "anthropic.claude"
+
+
+class BedrockEngine:
+    """Claude through langchain-aws' ChatBedrockConverse, with the system prompt and tool specs cached."""
+
+    is_llm = True
+
+    def __init__(self, *, client: Any = None, model_id: str = "") -> None:
+        from botocore.config import Config
+        from langchain_aws import ChatBedrockConverse
+
+        from agent.aws import aws_client
+
+        # A replay runs the model a workflow version recorded, which may not be the one configured now.
+        self.model_id = model_id or settings.BEDROCK_MODEL_ID
+        self.name = f"bedrock:{self.model_id}"
+        config = Config(
+            retries={"mode": "adaptive", "total_max_attempts": settings.BEDROCK_MAX_ATTEMPTS},
+            read_timeout=settings.BEDROCK_TIMEOUT_SECONDS,
+            connect_timeout=10,
+            # One client serves every thread of the worker: a pool smaller than the threads makes them wait on it
+            # ("Connection pool is full" in the log).
+            max_pool_connections=settings.WORKER_CONCURRENCY,
+        )
+        if client is None:
+            # boto3 honours AWS_ENDPOINT_URL_BEDROCK_RUNTIME (e.g. a VPC endpoint) on its own.
+            client = aws_client("bedrock-runtime", config=config)
+        guardrail = None
+        if settings.BEDROCK_GUARDRAIL_ID:
+            guardrail = {
+                "guardrailIdentifier": settings.BEDROCK_GUARDRAIL_ID,
+                "guardrailVersion": settings.BEDROCK_GUARDRAIL_VERSION,
+                "trace": "disabled",
+            }
+        arn: dict[str, str] = {}
+        if self.model_id.startswith("arn:"):
+            # An inference-profile or provisioned-model ARN names no provider, and langchain-aws would otherwise ask
+            # the control plane (bedrock:GetInferenceProfile, which the worker's role need not allow) for the model
+            # behind it. This product runs Claude: say so.
+            arn = {"provider": "anthropic", "base_model_id": CLAUDE_BASE_MODEL}
+        self._chat = ChatBedrockConverse(
+            model=self.model_id,
+            client=client,
+            bedrock_client=client,  # never used for a control-plane call: model ids and ARNs are resolved above
+            region_name=settings.AWS_REGION,
+            max_tokens=settings.BEDROCK_MAX_OUTPUT_TOKENS,
+            temperature=0,
+            guardrail_config=guardrail,
+            **arn,
+        )
+
+    @staticmethod
+    def _messages(conversation: Conversation) -> list[Any]:
+        from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+        messages: list[Any] = [HumanMessage(content=conversation.ticket_prompt)]
+        for exchange in conversation.exchanges:
+            messages.append(
+                AIMessage(
+                    content=exchange.text,
+                    tool_calls=[{"name": c.name, "args": c.args, "id": c.id} for c in exchange.tool_calls],
+                )
+            )
+            messages.extend(
+                ToolMessage(content=json.dumps(r.observation, default=str), tool_call_id=r.tool_call_id)
+                for r in exchange.results
+            )
+        return messages
+
+    def next_turn(self, conversation: Conversation, tools: list[dict[str, Any]]) -> ModelTurn:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        # Sorted, so the tools (the first part of the prompt Bedrock caches) are the same bytes on every turn.
+        specs: list[dict[str, Any]] = [
+            {
+                "toolSpec": {
+                    "name": t["name"],
+                    "description": t["description"],
+                    "inputSchema": {"json": t["input_schema"]},
+                }
+            }
+            for t in sorted(tools, key=lambda t: t["name"])
+        ]
+        chat = self._chat.model_copy(update={"system": [conversation.system_prompt]}).bind_tools(specs)
+        started = time.monotonic()
+        try:
+            # langchain-aws places the cache points: after the tools, after the system prompt, and at the end of the
+            # history (its last two messages), so each turn reads the whole previous prompt from Bedrock's cache and
+            # pays full price only for what the last turn added.
+            reply = chat.invoke(self._messages(conversation), cache_control=CACHE_CONTROL)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            retryable = code in {"ThrottlingException", "ServiceUnavailableException", "ModelNotReadyException"}
+            raise EngineError(f"Bedrock refused the call: {code or exc}", retryable=retryable) from exc
+        except BotoCoreError as exc:
+            raise EngineError(f"Bedrock could not be reached: {exc}", retryable=True) from exc
+        latency_ms = int((time.monotonic() - started) * 1000)
+        usage = reply.usage_metadata or {}
+        cached = usage.get("input_token_details") or {}
+        return ModelTurn(
+            text=_text_of(reply.content),
+            tool_calls=[ToolCall(id=c["id"], name=c["name"], args=dict(c.get("args") or {})) for c in reply.tool_calls],
+            tokens_in=int(usage.get("input_tokens", 0)),
+            tokens_out=int(usage.get("output_tokens", 0)),
+            latency_ms=latency_ms,
+            # langchain-aws keeps Converse's stopReason in the message's response_metadata.
+            stop_reason=str((reply.response_metadata or {}).get("stopReason") or ""),
+            cache_read_tokens=int(cached.get("cache_read", 0)),
+            cache_write_tokens=int(cached.get("cache_creation", 0)),
+        )
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    parts = [block.get("text", "") for block in content if isinstance(block, dict) and block.get("type") == "text"]
+    return "\n".join(p for p in parts if p)
