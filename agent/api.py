@@ -11,10 +11,10 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
-from ninja import Path, Query, Router, Status
+from ninja import Field, Path, Query, Router, Schema, Status
 from ninja.pagination import paginate
 
-from agent.dashboard import WorkflowCard, workflow_cards
+from agent.dashboard import WORKFLOW_ORDER, WorkflowCard, workflow_cards
 from agent.models import AgentRun, ProposedAction, Rating, Step, Workflow
 from agent.schemas import (
     ActionApproveIn,
@@ -34,7 +34,13 @@ from agent.schemas import (
     WorkflowOut,
     WorkflowPhaseIn,
 )
-from agent.selectors import agent_run_detail_queryset, agent_run_list, proposed_action_list
+from agent.selectors import (
+    ACTION_ORDER,
+    RUN_ORDER,
+    agent_run_detail_queryset,
+    agent_run_list,
+    proposed_action_list,
+)
 from agent.selectors.evidence import autonomy_unmet_criteria
 from agent.services.actions import proposed_action_approve, proposed_action_reject, proposed_action_respond
 from agent.services.governance import autonomy_stop_all, rating_set, workflow_phase_change
@@ -42,7 +48,7 @@ from agent.services.intake import zendesk_event_receive
 from agent.services.runs import agent_run_close, agent_run_take_over
 from agent.versions import next_phase
 from agentconsole.errors import ApplicationError, NotFoundError, PayloadTooLarge
-from agentconsole.pagination import BoundedLimitOffsetPagination
+from agentconsole.pagination import KeysetPagination, keyset_response
 from agentconsole.schemas import ONE_ERRORS, READ_ERRORS, WRITE_ERRORS
 from tickets.schemas import ErrorOut, WebhookAcceptedOut
 from tickets.zendesk_webhook import (
@@ -97,7 +103,7 @@ def _workflow_out(card: WorkflowCard) -> dict[str, Any]:
 
 
 @router.get("/runs", response={200: list[RunOut], **READ_ERRORS}, summary="Agent runs, newest first")
-@paginate(BoundedLimitOffsetPagination, max_limit=PAGE_MAX)
+@paginate(KeysetPagination, ordering=RUN_ORDER, max_limit=PAGE_MAX)
 def run_list(request: HttpRequest, filters: Query[RunFilterIn]) -> QuerySet[AgentRun]:
     return agent_run_list(ticket=filters.ticket, status=filters.status)
 
@@ -111,7 +117,7 @@ def run_get(request: HttpRequest, run_id: int = Path(..., ge=1, le=MAX_ID)) -> A
 
 
 @router.get("/actions", response={200: list[ActionOut], **READ_ERRORS}, summary="Proposed actions, oldest first")
-@paginate(BoundedLimitOffsetPagination, max_limit=PAGE_MAX)
+@paginate(KeysetPagination, ordering=ACTION_ORDER, max_limit=PAGE_MAX)
 def action_list(request: HttpRequest, filters: Query[ActionFilterIn]) -> QuerySet[ProposedAction]:
     return proposed_action_list(status=filters.status, run=filters.run)
 
@@ -174,10 +180,20 @@ def step_rate(request: HttpRequest, step_id: int, payload: RatingIn) -> Rating:
 # --- Workflows ------------------------------------------------------------------------------------------------
 
 
-@router.get("/workflows", response={200: list[WorkflowOut], **READ_ERRORS}, summary="Workflows with their evidence")
-@paginate(BoundedLimitOffsetPagination, max_limit=PAGE_MAX)
-def workflow_list(request: HttpRequest) -> list[dict[str, Any]]:
-    return [_workflow_out(card) for card in workflow_cards()]
+class WorkflowPageOut(Schema):
+    items: list[WorkflowOut]
+    next: str | None = Field(None, description="Pass as `after` for the next page; null on the last page.")
+
+
+@router.get("/workflows", response={200: WorkflowPageOut, **READ_ERRORS}, summary="Workflows with their evidence")
+def workflow_list(request: HttpRequest, page: Query[KeysetPagination.Input]) -> dict[str, Any]:
+    """Paged like every list (by keyset on name and id); the evidence is gathered for the page's workflows only."""
+    found = keyset_response(
+        Workflow.objects.all(), ordering=WORKFLOW_ORDER, limit=min(page.limit, PAGE_MAX), after=page.after,
+        request=request,
+    )  # fmt: skip
+    cards = workflow_cards(workflows=found["items"])
+    return {"items": [_workflow_out(card) for card in cards], "next": found["next"]}
 
 
 @router.post(

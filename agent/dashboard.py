@@ -112,13 +112,16 @@ def duration_text(seconds: float | None) -> str:
     return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
-def workflow_cards(*, slug: str | None = None) -> list[WorkflowCard]:
-    """Every workflow (or the one with this slug) with the evidence of its version in force and what its next
-    promotion still needs (the same criteria the promotion service applies), in a fixed number of queries."""
-    workflows = Workflow.objects.order_by("name", "id")
-    if slug is not None:
-        workflows = workflows.filter(slug=slug)
-    workflows = list(workflows)
+WORKFLOW_ORDER = ("name", "id")
+
+
+def workflow_cards(*, slug: str | None = None, workflows: list[Workflow] | None = None) -> list[WorkflowCard]:
+    """Every workflow (or the one with this slug, or these already loaded) with the evidence of its version in
+    force and what its next promotion still needs (the same criteria the promotion service applies), in a fixed
+    number of queries."""
+    if workflows is None:
+        found = Workflow.objects.order_by(*WORKFLOW_ORDER)
+        workflows = list(found.filter(slug=slug) if slug is not None else found)
     if not workflows:
         return []
     in_force = versions_in_force(workflows=workflows)

@@ -28,7 +28,12 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["object_type", "object_id"])]
+        indexes = [
+            models.Index(fields=["object_type", "object_id"]),
+            # Keyset pages of the log, newest first, unfiltered and by verb (console.selectors.audit).
+            models.Index(fields=["created_at", "id"], name="audit_event_created_id"),
+            models.Index(fields=["verb", "created_at", "id"], name="audit_event_verb_created_id"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.actor_kind}:{self.actor_id or '-'} {self.verb} {self.object_type}#{self.object_id}"

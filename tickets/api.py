@@ -8,11 +8,11 @@ from ninja import Path, Query, Router
 from ninja.pagination import paginate
 
 from agentconsole.errors import NotFoundError
-from agentconsole.pagination import BoundedLimitOffsetPagination
+from agentconsole.pagination import KeysetPagination
 from agentconsole.schemas import ONE_ERRORS, READ_ERRORS
 from tickets.models import Ticket
 from tickets.schemas import TicketDetailOut, TicketFilterIn, TicketOut
-from tickets.selectors import ticket_detail_get, ticket_list_filtered
+from tickets.selectors import TICKET_ORDER, ticket_detail_get, ticket_list_filtered
 
 TICKET_NOT_FOUND = "No ticket {ticket_id}."
 PAGE_MAX = 100
@@ -23,7 +23,7 @@ router = Router(tags=["tickets"])
 
 
 @router.get("/tickets", response={200: list[TicketOut], **READ_ERRORS}, summary="Tickets, newest first")
-@paginate(BoundedLimitOffsetPagination, max_limit=PAGE_MAX)
+@paginate(KeysetPagination, ordering=TICKET_ORDER, max_limit=PAGE_MAX)
 def ticket_list(request: HttpRequest, filters: Query[TicketFilterIn]) -> QuerySet[Ticket]:
     return ticket_list_filtered(status=filters.status, workflow=filters.workflow)
 

@@ -8,11 +8,12 @@ from tickets.models import Ticket
 
 # A ticket's runs belong to the agent, a layer above: reach them through the relation, never by importing agent.
 _RUN_MODEL = Ticket._meta.get_field("runs").related_model
+TICKET_ORDER = ("-created_at", "-id")  # newest first; the API pages by keyset on the (created_at, id) index
 
 
 def ticket_list_filtered(*, status: str | None = None, workflow: str | None = None) -> QuerySet[Ticket]:
     """Tickets, newest first, optionally in one status or worked by one workflow (by slug)."""
-    tickets = Ticket.objects.select_related("tenant_link").order_by("-created_at", "-id")
+    tickets = Ticket.objects.select_related("tenant_link").order_by(*TICKET_ORDER)
     if status:
         tickets = tickets.filter(status=status)
     if workflow:

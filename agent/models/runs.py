@@ -105,6 +105,18 @@ class AgentRun(models.Model):
             models.Index(fields=["ticket", "status"], name="agent_run_ticket_status"),
             # The queue's escalation and working lists: by status, most recently active first.
             models.Index(fields=["status", "updated_at"], name="agent_run_status_updated"),
+            # The same lists and their counts whatever the table's size: open escalations (RUN_CLOSABLE without
+            # an outcome) and working runs (RUN_WORKING), each a small partial index in the lists' order.
+            models.Index(
+                fields=["updated_at", "id"],
+                condition=models.Q(status__in=["escalated", "taken_over"], outcome=""),
+                name="agent_run_open_escalations",
+            ),
+            models.Index(
+                fields=["updated_at", "id"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="agent_run_working",
+            ),
         ]
         constraints = [
             # One automatic run per ticket, however often the ticket.created event is delivered.
@@ -228,7 +240,21 @@ class ProposedAction(models.Model):
                 fields=["sla_due_at"],
                 condition=models.Q(status="pending", sla_escalated_at__isnull=True),
                 name="proposed_action_sla_open",
-            )
+            ),
+            # The queue's pending list (oldest first) and its counts, read from the index alone.
+            models.Index(
+                fields=["created_at", "id"],
+                include=["sla_due_at", "run"],
+                condition=models.Q(status="pending"),
+                name="proposed_action_pending",
+            ),
+            # The dashboard's approval latency: decisions people made, by when, read from the index alone.
+            models.Index(
+                fields=["decided_at"],
+                include=["created_at"],
+                condition=models.Q(decided_by__isnull=False),
+                name="proposed_action_decided",
+            ),
         ]
         constraints = [
             # One action per model tool call: a resumed run finds it instead of proposing or running it twice.

@@ -81,9 +81,13 @@ def replay_get(*, replay_id: int) -> Replay | None:
 # --- The API's reads ------------------------------------------------------------------------------------------
 
 
+RUN_ORDER = ("-created_at", "-id")  # the API's run list, newest first (keyset pages on the same order)
+ACTION_ORDER = ("created_at", "id")  # the API's action list, oldest first
+
+
 def agent_run_list(*, ticket: int | None = None, status: str | None = None) -> QuerySet[AgentRun]:
     """Runs, newest first, optionally of one ticket or in one status."""
-    runs = AgentRun.objects.select_related("workflow").order_by("-created_at", "-id")
+    runs = AgentRun.objects.select_related("workflow").order_by(*RUN_ORDER)
     if ticket is not None:
         runs = runs.filter(ticket_id=ticket)
     if status:
@@ -100,7 +104,7 @@ def agent_run_detail_queryset() -> QuerySet[AgentRun]:
 
 def proposed_action_list(*, status: str | None = None, run: int | None = None) -> QuerySet[ProposedAction]:
     """Proposed actions, oldest first, optionally in one status or of one run."""
-    actions = ProposedAction.objects.select_related("decided_by").order_by("created_at", "id")
+    actions = ProposedAction.objects.select_related("decided_by").order_by(*ACTION_ORDER)
     if status:
         actions = actions.filter(status=status)
     if run is not None:

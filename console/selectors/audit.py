@@ -6,13 +6,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.paginator import Page, Paginator
 from django.db.models import Q, QuerySet
 
 from agent.models import AgentRun, ProposedAction
+from agentconsole.keyset import keyset_page
 from audit.models import AuditEvent
 
 AUDIT_PAGE_SIZE = 50
+AUDIT_ORDER = ("-created_at", "-id")  # newest first; the (created_at, id) indexes serve it, filtered or not
 ACTION_TYPE = "agent.proposedaction"
 RUN_TYPE = "agent.agentrun"
 
@@ -69,7 +70,7 @@ def _object_filter(value: str) -> Q:
 
 def audit_event_filtered(*, verb: str = "", actor: str = "", obj: str = "") -> QuerySet[AuditEvent]:
     """Newest first. actor is a username, or agent / system / webhook for events no person made."""
-    events = AuditEvent.objects.select_related("actor").order_by("-created_at", "-id")
+    events = AuditEvent.objects.select_related("actor").order_by(*AUDIT_ORDER)
     if verb.strip():
         events = events.filter(verb=verb.strip())
     if actor.strip():
@@ -83,10 +84,29 @@ def _ids(events: list[AuditEvent], object_type: str) -> list[int]:
     return [int(e.object_id) for e in events if e.object_type == object_type and e.object_id.isdigit()]
 
 
-def audit_event_page(*, verb: str = "", actor: str = "", obj: str = "", page: str | int | None = 1) -> Page:
-    """One page of events as AuditRows, in four queries whatever the page holds: count, page, actions, runs."""
-    paginated = Paginator(audit_event_filtered(verb=verb, actor=actor, obj=obj), AUDIT_PAGE_SIZE).get_page(page)
-    events = list(paginated.object_list)
+@dataclass(frozen=True)
+class AuditPage:
+    rows: list[AuditRow]
+    newer: str  # cursor of the newer page ("" on the newest)
+    older: str  # cursor of the older page ("" on the oldest)
+    newest: bool  # the page starts at the newest event (no cursor was given)
+
+
+def audit_event_page(
+    *, verb: str = "", actor: str = "", obj: str = "", after: str = "", before: str = "", oldest: bool = False
+) -> AuditPage:
+    """One page of events as AuditRows, newest first, by keyset: the page older than the `after` cursor, newer than
+    the `before` cursor, the newest page, or (`oldest`) the oldest one. Three queries whatever the page or the
+    log's size: page, actions, runs. A cursor this page did not make is a CursorError (400)."""
+    page = keyset_page(
+        audit_event_filtered(verb=verb, actor=actor, obj=obj),
+        ordering=AUDIT_ORDER,
+        limit=AUDIT_PAGE_SIZE,
+        after=after,
+        before=before,
+        last=oldest,
+    )
+    events = page.items
     action_ids, run_ids = _ids(events, ACTION_TYPE), _ids(events, RUN_TYPE)
     actions = (
         {a.pk: a for a in ProposedAction.objects.filter(pk__in=action_ids).select_related("run")} if action_ids else {}
@@ -98,5 +118,5 @@ def audit_event_page(*, verb: str = "", actor: str = "", obj: str = "", page: st
         action = actions.get(key) if event.object_type == ACTION_TYPE else None
         ticket_id = action.run.ticket_id if action else run_tickets.get(key) if event.object_type == RUN_TYPE else None
         rows.append(AuditRow(event=event, ticket_id=ticket_id, action=action))
-    paginated.object_list = rows
-    return paginated
+    newest = not (after or before or oldest)
+    return AuditPage(rows=rows, newer=page.previous, older=page.next, newest=newest)

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Q, QuerySet
+from django.db import connection
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from agent.lifecycle import RUN_CLOSABLE, RUN_WORKING
@@ -47,27 +48,44 @@ def _scope(workflow: int | None, phase: str) -> Q:
 def _queue_sets(workflow: int | None, phase: str) -> tuple[QuerySet, QuerySet, QuerySet]:
     """The three lists of the queue. Their counts are taken from these same querysets, so they always agree."""
     scope = _scope(workflow, phase)
-    actions = ProposedAction.objects.filter(
-        status=ProposedAction.Status.PENDING, run__in=AgentRun.objects.filter(scope)
-    )
+    actions = ProposedAction.objects.filter(status=ProposedAction.Status.PENDING)
+    if scope:
+        actions = actions.filter(run__in=AgentRun.objects.filter(scope))
     escalations = AgentRun.objects.filter(scope & OPEN_ESCALATION)
     working = AgentRun.objects.filter(scope, status__in=RUN_WORKING)
     return actions, escalations, working
 
 
+def _counts(querysets: dict[str, QuerySet]) -> dict[str, int]:
+    """Several counts in one round trip: SELECT (SELECT COUNT(*) FROM (...)), ... Each subquery reads only the
+    primary keys of its rows, so a partial index that holds them answers it alone."""
+    parts, params = [], []
+    for queryset in querysets.values():
+        sql, found = queryset.order_by().values("pk").query.sql_with_params()
+        parts.append(f"(SELECT COUNT(*) FROM ({sql}) AS counted)")  # noqa: S608 -- the ORM's own SQL and params
+        params.extend(found)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(parts), params)
+        row = cursor.fetchone()
+    return dict(zip(querysets, row, strict=True))
+
+
 def queue_counts(*, workflow: int | None = None, phase: str = "", now: datetime | None = None) -> QueueCounts:
-    """The queue's live numbers, for the same filters as its lists, in two queries."""
+    """The queue's live numbers, for the same filters as its lists, in one query. Each is the count of its list's
+    own queryset, read from the partial index on those rows (pending proposals, open escalations, working runs),
+    so the cost follows the queue's length, not the tables'."""
     now = now or timezone.now()
-    actions, _, _ = _queue_sets(workflow, phase)
-    # The run counts use the very conditions of the lists' querysets (OPEN_ESCALATION, RUN_WORKING).
-    pending = actions.aggregate(total=Count("id"), overdue=Count("id", filter=Q(sla_due_at__lte=now)))
-    scope = _scope(workflow, phase)
-    runs = AgentRun.objects.filter(scope).aggregate(
-        escalated=Count("id", filter=OPEN_ESCALATION),
-        running=Count("id", filter=Q(status=AgentRun.Status.RUNNING)),
-        queued=Count("id", filter=Q(status=AgentRun.Status.QUEUED)),
+    actions, escalations, working = _queue_sets(workflow, phase)
+    counts = _counts(
+        {
+            "pending": actions,
+            "overdue": actions.filter(sla_due_at__lte=now),
+            "escalated": escalations,
+            "running": working.filter(status=AgentRun.Status.RUNNING),
+            "queued": working.filter(status=AgentRun.Status.QUEUED),
+        }
     )
-    return QueueCounts(pending=pending["total"], overdue=pending["overdue"], **runs)
+    return QueueCounts(**counts)
 
 
 def sla_present(action: ProposedAction, now: datetime) -> ProposedAction:

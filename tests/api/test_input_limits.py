@@ -10,7 +10,8 @@ import pytest
 from agent.models import ProposedAction, Workflow
 from agentconsole.api import api
 from agentconsole.jsonlimits import HAS_LONE_SURROGATE, HAS_NUL, NESTED_TOO_DEEP, NUMBER_OUT_OF_RANGE
-from agentconsole.pagination import MAX_OFFSET
+from agentconsole.keyset import CURSOR_MAX_CHARS
+from agentconsole.pagination import MAX_LIMIT
 from audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -69,11 +70,11 @@ def test_it_refuses_a_nul_in_the_query_with_400(reviewer_token, url) -> None:
 
 
 @pytest.mark.parametrize("url", ["/api/tickets", "/api/runs", "/api/actions", "/api/workflows"])
-def test_it_bounds_the_offset(reviewer_token, url) -> None:
-    assert reviewer_token.get(f"{url}?offset={MAX_OFFSET}").status_code == 200
-    assert reviewer_token.get(f"{url}?offset={MAX_OFFSET + 1}").status_code == 422
-    assert reviewer_token.get(f"{url}?offset={2**64}").status_code == 422
+def test_it_bounds_the_limit_and_the_cursor(reviewer_token, url) -> None:
+    assert reviewer_token.get(f"{url}?limit={MAX_LIMIT}").status_code == 200
+    assert reviewer_token.get(f"{url}?limit={MAX_LIMIT + 1}").status_code == 422
     assert reviewer_token.get(f"{url}?limit={2**64}").status_code == 422
+    assert reviewer_token.get(f"{url}?after={'x' * (CURSOR_MAX_CHARS + 1)}").status_code == 422
 
 
 @pytest.mark.parametrize(

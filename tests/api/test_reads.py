@@ -5,6 +5,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from agent.models import ProposedAction, Step
+from agentconsole.keyset import CURSOR_INVALID
+from agentconsole.pagination import OFFSET_GONE
 from tests.factories import (
     AgentRunFactory,
     ProposedActionFactory,
@@ -98,16 +100,62 @@ def test_it_filters_actions_by_status_and_run(world, reviewer) -> None:
     assert _ids(reviewer.get(f"/api/actions?run={world.run.pk}&status=executed")) == [executed.pk]
 
 
-def test_it_pages_with_limit_and_offset_and_caps_the_limit(reviewer) -> None:
+def _walk(client, url: str) -> list[list[int]]:
+    pages, after = [], ""
+    while True:
+        page = client.get(url + (f"&after={after}" if after else "")).json()
+        pages.append([item["id"] for item in page["items"]])
+        if page["next"] is None:
+            return pages
+        after = page["next"]
+
+
+def test_it_pages_by_cursor_and_caps_the_limit(reviewer) -> None:
     tickets = TicketFactory.create_batch(5)
     newest_first = [ticket.pk for ticket in reversed(tickets)]
 
-    page = reviewer.get("/api/tickets?limit=2&offset=1").json()
-    assert ([item["id"] for item in page["items"]], page["count"]) == (newest_first[1:3], 5)
+    page = reviewer.get("/api/tickets?limit=2").json()
+    assert [item["id"] for item in page["items"]] == newest_first[:2]
+    assert set(page) == {"items", "next"}
+    assert _walk(reviewer, "/api/tickets?limit=2") == [newest_first[:2], newest_first[2:4], newest_first[4:]]
     TicketFactory.create_batch(100)
     assert len(reviewer.get("/api/tickets?limit=1000").json()["items"]) == 100
     assert reviewer.get("/api/tickets?limit=0").status_code == 422
-    assert reviewer.get("/api/tickets?offset=-1").status_code == 422
+
+
+@pytest.mark.parametrize("url", ["/api/tickets?limit=2", "/api/runs?limit=2", "/api/actions?limit=2"])
+def test_every_list_walks_each_row_once_in_its_order(reviewer, url) -> None:
+    for _ in range(5):
+        ProposedActionFactory()
+    pages = _walk(reviewer, url)
+    seen = [pk for page in pages for pk in page]
+    assert len(pages) == 3 and len(seen) == len(set(seen)) == 5
+    assert seen == [item["id"] for item in reviewer.get(url.replace("limit=2", "limit=100")).json()["items"]]
+
+
+def test_it_pages_the_workflows_by_cursor(reviewer) -> None:
+    for name in ("Delta", "Alpha", "Charlie", "Bravo", "Echo"):
+        WorkflowFactory(name=name)
+    page = reviewer.get("/api/workflows?limit=2").json()
+    assert [item["name"] for item in page["items"]] == ["Alpha", "Bravo"]
+    rest = reviewer.get(f"/api/workflows?limit=10&after={page['next']}").json()
+    assert [item["name"] for item in rest["items"]] == ["Charlie", "Delta", "Echo"]
+    assert rest["next"] is None
+
+
+LISTS = ["/api/tickets", "/api/runs", "/api/actions", "/api/workflows"]
+NOT_CURSORS = ["after=garbage", "after=W10", "after=WyJ4Il0", "offset=1"]  # W10 is [], WyJ4Il0 is ["x"]
+
+
+@pytest.mark.parametrize(
+    ("url", "query"),
+    # ["x", 1] is no (created_at, id) cursor; it is a well-formed (name, id) one of the workflows list.
+    [(url, query) for url in LISTS for query in NOT_CURSORS] + [(url, "after=WyJ4IiwxXQ") for url in LISTS[:3]],
+)
+def test_it_refuses_a_cursor_it_did_not_give_out_or_an_offset_with_400(reviewer, url, query) -> None:
+    response = reviewer.get(f"{url}?{query}")
+    assert response.status_code == 400
+    assert response.json()["detail"] in (CURSOR_INVALID, OFFSET_GONE)
 
 
 def _rows(count: int, reviewer_user) -> None:

@@ -1,15 +1,37 @@
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import time
+from types import FrameType
 
 from django.apps import apps
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+
+
+class _Stop(Exception):
+    """SIGTERM or SIGHUP reached the demo: stop the web server and the worker as Ctrl-C does."""
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+# Looked up here, in the parent: the child only calls it between fork and exec.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In a child, before exec: on Linux, be sent SIGTERM when the demo process dies, however it dies (even
+    SIGKILL), so no web server or worker outlives it. Elsewhere, the signal handlers in handle() stop them."""
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Command(BaseCommand):
@@ -31,6 +53,8 @@ class Command(BaseCommand):
         call_command("seed_demo")
         address = f"{options['host']}:{options['port']}"
         python = sys.executable
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _stop)
         worker = subprocess.Popen(
             [
                 python,
@@ -54,9 +78,13 @@ class Command(BaseCommand):
                 "--beat",
                 "--schedule",
                 settings.CELERY_BEAT_SCHEDULE_FILENAME,
-            ]
+            ],
+            preexec_fn=_die_with_parent,
         )
-        web = subprocess.Popen([python, "manage.py", "runserver", "--noreload", address])
+        web = subprocess.Popen(
+            [python, "manage.py", "runserver", "--noreload", address],
+            preexec_fn=_die_with_parent,
+        )
         self.stdout.write(self.style.SUCCESS(f"\nAgent Console is running at http://{address}/  (Ctrl-C stops it)"))
         self.stdout.write(f"Django admin: http://{address}/admin/")
         self.stdout.write(f"Broker: {settings.CELERY_BROKER_URL}   Database: {settings.DATABASES['default']['NAME']}")
@@ -71,7 +99,7 @@ class Command(BaseCommand):
         try:
             while all(child.poll() is None for child in children):
                 time.sleep(0.5)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, _Stop):
             pass
         finally:
             for child in children:

@@ -183,10 +183,10 @@ def test_it_runs_the_queue_in_a_fixed_number_of_queries(reviewer, django_assert_
     assert b"<strong>202</strong> pending" in response.content
     assert b"Showing the 100 that have waited longest of 202." in response.content
     assert len(many) == len(few)
-    # session, user, groups; pending proposals, escalations, working runs, two counts, workflows for the filter
-    with django_assert_max_num_queries(9):
+    # session, user, groups; pending proposals, escalations, working runs, the counts, workflows for the filter
+    with django_assert_max_num_queries(8):
         reviewer.get("/")
-    with django_assert_max_num_queries(5):
+    with django_assert_max_num_queries(4):
         reviewer.get("/queue/counts/")
 
 
