@@ -30,7 +30,7 @@ from agent.services.leases import LeaseLost, agent_run_claim, agent_run_release,
 from agent.services.runs import agent_run_escalate, agent_run_finish, agent_run_transition
 from agent.services.transcript import agent_run_record_turn, run_steps, step_append
 from agent.tools.base import ErrorType, Observation
-from agent.versions import agent_run_pin_version
+from agent.versions import agent_run_pin_version, workflow_version_to_pin
 from agentconsole.errors import InvalidTransition
 from tickets.helpdesk import HelpdeskError, ticket_context_ensure
 
@@ -218,9 +218,12 @@ def _finish(run: AgentRun, answer: str) -> Outcome:
 
 def _start(run: AgentRun) -> AgentRun:
     """A queued run starts; every run reads its ticket as of now before it goes on."""
+    # The workflow version this run runs, recorded when it starts: in the same UPDATE that starts a queued run.
     if run.status == AgentRun.Status.QUEUED:
-        run = agent_run_transition(run=run, status=AgentRun.Status.RUNNING)
-    run = agent_run_pin_version(run=run)  # the workflow version this run runs, recorded when it starts
+        version = workflow_version_to_pin(run=run)
+        also = {"version": version} if version is not None else None
+        run = agent_run_transition(run=run, status=AgentRun.Status.RUNNING, also=also)
+    run = agent_run_pin_version(run=run)  # a no-op once pinned
     if _read_ticket(run):
         lease_hold(run, slow_call_next=False, always=True)  # the helpdesk was asked, a slow call: renew
     return run

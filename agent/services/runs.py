@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -75,14 +76,25 @@ def agent_run_publish_on_commit(*, run: AgentRun, token: str, new: bool = False)
 
 @transaction.atomic
 def agent_run_transition(
-    *, run: AgentRun, status: str, reason: str = "", user: AbstractBaseUser | None = None
+    *,
+    run: AgentRun,
+    status: str,
+    reason: str = "",
+    user: AbstractBaseUser | None = None,
+    also: dict[str, Any] | None = None,
 ) -> AgentRun:
-    """Move a run along its lifecycle, audited; anything the lifecycle does not allow raises."""
-    return agent_run_transition_in(run=run, status=status, reason=reason, user=user)
+    """Move a run along its lifecycle, audited; anything the lifecycle does not allow raises. `also`: fields the
+    same UPDATE records (the version a starting run pins), set on the run passed in too."""
+    return agent_run_transition_in(run=run, status=status, reason=reason, user=user, also=also)
 
 
 def agent_run_transition_in(
-    *, run: AgentRun, status: str, reason: str = "", user: AbstractBaseUser | None = None
+    *,
+    run: AgentRun,
+    status: str,
+    reason: str = "",
+    user: AbstractBaseUser | None = None,
+    also: dict[str, Any] | None = None,
 ) -> AgentRun:
     """agent_run_transition for a caller already inside a transaction of its own (no savepoint): if the move
     raises, the caller's transaction rolls back with it.
@@ -98,8 +110,9 @@ def agent_run_transition_in(
         # Only fields change here and the database enforces the run's relations and constraints: no full_clean(),
         # which costs a query per loaded relation on every status change.
         moved = AgentRun.objects.filter(pk=run.pk, status=run.status).update(
-            status=status, status_reason=reason, started_at=started_at, finished_at=finished_at, updated_at=now
-        )
+            status=status, status_reason=reason, started_at=started_at, finished_at=finished_at, updated_at=now,
+            **(also or {}),
+        )  # fmt: skip
     else:
         moved = 0
     if moved:
@@ -111,8 +124,11 @@ def agent_run_transition_in(
         started_at = locked.started_at or (now if status == AgentRun.Status.RUNNING else None)
         finished_at = now if status in RUN_FINAL else locked.finished_at
         AgentRun.objects.filter(pk=run.pk).update(
-            status=status, status_reason=reason, started_at=started_at, finished_at=finished_at, updated_at=now
-        )
+            status=status, status_reason=reason, started_at=started_at, finished_at=finished_at, updated_at=now,
+            **(also or {}),
+        )  # fmt: skip
+    for field, value in (also or {}).items():
+        setattr(run, field, value)
     run.status, run.status_reason, run.started_at, run.finished_at, run.updated_at = (
         status,
         reason,
