@@ -6,6 +6,13 @@ from django.apps import AppConfig
 class AgentConfig(AppConfig):
     name = "agent"
 
+    def tool_names_errors(self, names: object) -> list[str]:
+        """What is wrong with a workflow's tool list, checked against the catalogue (for Workflow.tools' validator,
+        which sits below the catalogue: agent/models/validators.py)."""
+        from agent.catalogue import tool_names_errors
+
+        return tool_names_errors(names)
+
     def ready(self) -> None:
         from celery import signals
         from django.core.signals import request_started

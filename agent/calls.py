@@ -14,6 +14,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from agent.catalogue import all_tools, get_tool
 from agent.gate import REPEAT_ANSWERED, Decision, Verdict, gate_decide, intent_hash, intent_hashes, run_state
 from agent.models import AgentRun, ProposedAction, Step
 from agent.policy import Risk
@@ -24,7 +25,6 @@ from agent.services.actions import (
     tenant_budget_lock,
 )
 from agent.services.leases import lease_hold
-from agent.tools import all_tools, get_tool
 from agent.tools.base import ErrorType, Observation, Reconciled, Tool, ToolContext
 from audit.models import AuditEvent
 from audit.services import audit_event_record

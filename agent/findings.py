@@ -9,9 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from agent.catalogue import get_tool
 from agent.models import AgentRun, ProposedAction, Step
 from agent.policy import Risk
-from agent.tools import get_tool
 from agent.tools._summary import clip, generic
 
 logger = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from agent.catalogue import UNKNOWN_TOOL
 from agent.models import AgentRun, ProposedAction, Rating, Step
-from agent.tools import UNKNOWN_TOOL
 
 CAUSES = {
     "no_workflow": "No matching workflow",

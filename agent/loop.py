@@ -17,6 +17,7 @@ from django.conf import settings
 
 from agent import prompts, telemetry
 from agent.calls import Undecided, call_dispatch
+from agent.catalogue import get_tool, workflow_tools
 from agent.lifecycle import RUN_FINAL
 from agent.llm import engine_get
 from agent.llm.conversation import ESCALATE_TOOL, ModelTurn
@@ -28,7 +29,6 @@ from agent.services.actions import (
 from agent.services.leases import LeaseLost, agent_run_claim, agent_run_release, lease_hold
 from agent.services.runs import agent_run_escalate, agent_run_finish, agent_run_transition
 from agent.services.transcript import agent_run_record_turn, step_append
-from agent.tools import get_tool, workflow_tools
 from agent.tools.base import ErrorType, Observation
 from agent.versions import agent_run_pin_version
 from tickets.helpdesk import HelpdeskError, ticket_context_ensure

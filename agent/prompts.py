@@ -9,11 +9,11 @@ from typing import Any
 
 from django.conf import settings
 
+from agent.catalogue import all_tools, get_tool
 from agent.findings import findings_text, run_history, step_findings
 from agent.llm.conversation import ESCALATE_TOOL, Conversation, Exchange, ToolCall, ToolResult
 from agent.models import AgentRun, Step, Workflow
 from agent.policy import Risk, TicketRole
-from agent.tools import all_tools, get_tool
 from agent.tools._summary import clip, when
 from agent.tools.base import Tool
 from tickets.models import Ticket, TicketComment

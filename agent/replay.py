@@ -28,6 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agent import prompts
+from agent.catalogue import UNKNOWN_TOOL, all_tools, get_tool
 from agent.findings import run_history
 from agent.gate import intent_hash, intent_hashes
 from agent.llm.bedrock import BedrockEngine
@@ -36,7 +37,6 @@ from agent.llm.conversation import ToolResult as Result
 from agent.llm.offline import OfflineEngine
 from agent.models import AgentRun, ProposedAction, Replay, ReplayItem, Step, Workflow, WorkflowVersion
 from agent.suites import suite_run_start
-from agent.tools import UNKNOWN_TOOL, all_tools, get_tool
 from agent.tools._summary import clip
 from agent.tools.base import ErrorType, Observation, Risk, ToolContext
 from agentconsole.errors import ApplicationError

@@ -10,10 +10,10 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Q
 
+from agent.catalogue import get_tool
 from agent.enqueue import replay_execute_send
 from agent.models import ProposedAction, Rating, RegressionCase, Replay, ReplayItem, WorkflowVersion
 from agent.policy import Risk, TicketRole
-from agent.tools import get_tool
 from audit.services import audit_event_record
 
 

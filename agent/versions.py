@@ -17,10 +17,10 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
 
+from agent.catalogue import workflow_tools
 from agent.llm.offline import OfflineEngine
 from agent.models import AgentRun, Workflow, WorkflowVersion
 from agent.prompts import ESCALATE_SPEC, SYSTEM_PROMPT
-from agent.tools import workflow_tools
 from agent.tools.base import Risk
 from audit.services import audit_event_record
 

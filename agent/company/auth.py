@@ -14,6 +14,8 @@ import httpx
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from agent.tools.admin_api import AdminApiClient
+
 TOKEN_REFRESH_MARGIN_SECONDS = 60  # a token this close to its expiry is fetched anew before use
 DEFAULT_TOKEN_SECONDS = 300  # a token endpoint that says nothing about expiry: ask again after this long
 MISSING_SETTING = "ADMIN_API_AUTH={scheme} needs {name}."
@@ -164,3 +166,13 @@ def admin_api_auth() -> httpx.Auth | None:
     if scheme == "sigv4":
         return SigV4Auth(region=settings.AWS_REGION, service=settings.ADMIN_API_SIGV4_SERVICE)
     return None
+
+
+def admin_api() -> AdminApiClient:
+    """A client configured from settings (ADMIN_API_URL, ADMIN_API_AUTH and its secrets); a context manager."""
+    return AdminApiClient(
+        base_url=settings.ADMIN_API_URL,
+        auth=admin_api_auth(),
+        timeout=settings.ADMIN_API_TIMEOUT_SECONDS,
+        max_attempts=settings.ADMIN_API_MAX_ATTEMPTS,
+    )

@@ -14,10 +14,11 @@ from typing import Any
 
 from openapi_schema_validator import OAS31Validator
 
+from agent.company.auth import admin_api
 from agent.company.cel import ConditionError, evaluate, holds, plain
 from agent.company.contracts import TENANT_ARGUMENT
 from agent.company.openapi import Operation
-from agent.tools.admin_api import WRITE_METHODS, admin_api, path_segment
+from agent.tools.admin_api import WRITE_METHODS, path_segment
 from agent.tools.base import INVALID_ARGUMENTS, ErrorType, Observation, Risk, Tool, ToolContext, state_field
 
 NOTHING_TO_VERIFY = "The write did not succeed, so there is no effect to verify."

@@ -16,12 +16,12 @@ from agent.llm.conversation import (
     ModelTurn,
     ToolCall,
 )
+from agent.playbook import CONDITION_OPERATORS
+from agent.tools import builtin_tools
 
 OFFLINE_LABEL = "Offline engine (deterministic runbook follower, not an LLM)"
 _PLACEHOLDER = re.compile(r"\{([a-z_]+(?:\.[A-Za-z0-9_]+)*)\}")
 _MAX_ATTEMPTS_PER_STEP = 2
-CONDITION_OPERATORS = ("above", "below", "equals", "not_equals", "nonempty")
-OTHERWISE = ("skip", "escalate")
 MISSING_VALUE = (
     "Runbook step {number} ({tool}) needs {{{name}}}, which no earlier step provided; a human should write it."
 )
@@ -191,36 +191,6 @@ def _holds(operator: str, value: Any, expected: Any) -> bool:
     return bool(value) == bool(expected)  # nonempty
 
 
-def playbook_errors(playbook: Any) -> list[str]:
-    """What is wrong with a playbook, so a typo is caught when an admin saves it rather than mid-run."""
-    if not isinstance(playbook, list):
-        return ['A playbook is a list of steps: [{"tool": "...", "args": {...}}].']
-    errors = []
-    for number, step in enumerate(playbook, start=1):
-        alternative = step.get("alternative") if isinstance(step, dict) else None
-        specs = [(step, f"Step {number}")] + ([(alternative, f"Step {number}'s alternative")] if alternative else [])
-        for spec, where in specs:
-            if not isinstance(spec, dict) or not isinstance(spec.get("tool"), str):
-                errors.append(f"{where} needs a tool name.")
-                continue
-            if not isinstance(spec.get("args", {}), dict):
-                errors.append(f"{where}: args must be an object.")
-        if not isinstance(step, dict):
-            continue
-        condition = step.get("when")
-        if condition is not None:
-            operators = [key for key in CONDITION_OPERATORS if key in (condition or {})]
-            if not isinstance(condition, dict) or not isinstance(condition.get("tool"), str):
-                errors.append(f'Step {number}: "when" needs the tool whose result it checks.')
-            elif "field" in condition and len(operators) != 1:
-                errors.append(f'Step {number}: "when" needs one of {", ".join(CONDITION_OPERATORS)} with its field.')
-            elif operators and "field" not in condition:
-                errors.append(f'Step {number}: "when" needs the field it compares.')
-        if step.get("otherwise", "skip") not in OTHERWISE:
-            errors.append(f'Step {number}: "otherwise" is "skip" or "escalate".')
-    return errors
-
-
 # Values that may be empty in a note; any other placeholder with no value stops the runbook (never `email = ''`).
 _MAY_BE_EMPTY = frozenset({"findings", "routing", "history", "latest_comment", "full_data"})
 _MISSING_WHY = {
@@ -244,13 +214,13 @@ def _missing_values(spec: dict[str, Any], values: dict[str, str]) -> list[str]:
 
 
 def _quoting(tool: str, arg: str) -> Callable[[str], str]:
-    """How a value is written into a templated argument: as a SQL string literal's content in run_sql's query, as a
-    quoted term's content in search_logs' filter pattern, as it is elsewhere."""
-    if (tool, arg) == ("run_sql", "query"):
-        return lambda text: text.replace("'", "''")
-    if (tool, arg) == ("search_logs", "query"):
-        return lambda text: text.replace("\\", "\\\\").replace('"', '\\"')
-    return lambda text: text
+    """How a value is written into a templated argument, as the tool declares it (Tool.template_quote). Only the
+    product's own tools write arguments in a query language; a company's contract tools take typed JSON arguments
+    and write values as they are, so they are not looked up (which would read the database)."""
+    declared = builtin_tools().get(tool)
+    if declared is None:
+        return lambda text: text
+    return lambda text: declared.template_quote(arg, text)
 
 
 def _fill(value: Any, values: dict[str, str], *, quote: Any = None, conversation: Conversation | None = None) -> Any:

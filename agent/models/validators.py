@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.apps import apps
 from django.core.exceptions import ValidationError
 
 
@@ -13,14 +14,14 @@ def validate_tool_limits(value: object) -> None:
 
 
 def validate_tool_names(value: object) -> None:
-    from agent.tools import tool_names_errors
-
-    if errors := tool_names_errors(value):
+    # The catalogue reads models (the company's contracts, the runbooks a tool searches), so this module cannot import
+    # it: the agent app, which composes everything, checks the names (AgentConfig.tool_names_errors, agent/apps.py).
+    if errors := apps.get_app_config("agent").tool_names_errors(value):
         raise ValidationError(errors)
 
 
 def validate_playbook(value: object) -> None:
-    from agent.llm.offline import playbook_errors
+    from agent.playbook import playbook_errors
 
     if errors := playbook_errors(value):
         raise ValidationError(errors)

@@ -110,6 +110,7 @@ def _draft_text(tool: Tool | None, args: dict[str, Any]) -> str:
 def proposal_follow_up(*, run: AgentRun, action: ProposedAction, transcript: list[Step]) -> FollowUp:
     """What approving this proposal leads to, as far as it can honestly be known. Pure: uses the run, its
     workflow and the transcript already loaded."""
+    from agent.catalogue import all_tools
     from agent.gate import RunState, Verdict, gate_decide
     from agent.llm.conversation import Conversation, Exchange, ToolCall, ToolResult
     from agent.llm.offline import (  # the offline engine's own templating and conditions, not a copy of them
@@ -119,7 +120,6 @@ def proposal_follow_up(*, run: AgentRun, action: ProposedAction, transcript: lis
         _quoting,
     )
     from agent.prompts import _exchanges_of, playbook_values, run_playbook
-    from agent.tools import all_tools
 
     tools = all_tools()
     tool = tools.get(action.tool)

@@ -121,7 +121,7 @@ def proposed_action_create(
 def proposed_action_read_current(*, action_id: int) -> ProposedAction | None:
     """Read, now, the state a pending call would change (its tool's read_current) and keep it on the proposal for
     the reviewer's diff. Outside any transaction: it calls the company's systems. A read failure is kept too."""
-    from agent.tools import get_tool
+    from agent.catalogue import get_tool
     from agent.tools.base import ToolContext
 
     action = ProposedAction.objects.select_related("run__ticket__tenant_link").filter(pk=action_id).first()
@@ -224,7 +224,7 @@ def proposed_action_approve(
 ) -> ProposedAction:
     """Approve exactly these args (optionally edited, validated, the model's originals kept). The run resumes
     in a worker; what executes must hash to what was approved."""
-    from agent.tools import get_tool
+    from agent.catalogue import get_tool
 
     reviewer_required(user)
     action = (

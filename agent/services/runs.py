@@ -13,12 +13,12 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from agent import telemetry
+from agent.catalogue import get_tool
 from agent.enqueue import run_advance_send, take_over_note_send
 from agent.lifecycle import RUN_CLOSABLE, RUN_FINAL, action_transition_check, run_transition_check
 from agent.models import AgentRun, ProposedAction, Step, Workflow
 from agent.permissions import reviewer_required
 from agent.services.transcript import step_append
-from agent.tools import get_tool
 from agentconsole.errors import ApplicationError, ConflictError
 from audit.models import AuditEvent
 from audit.services import audit_event_record

@@ -24,7 +24,6 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from django.conf import settings
 from tenacity import RetryCallState, Retrying, retry_if_result
 
 from agent.tools.base import ErrorType, Observation
@@ -365,15 +364,3 @@ def _query_value(value: Any) -> Any:
 def path_segment(value: Any) -> str:
     """One URL path segment: a tenant id, e-mail or config key can never reach another path."""
     return quote(str(value), safe="@")
-
-
-def admin_api() -> AdminApiClient:
-    """A client configured from settings (ADMIN_API_URL, ADMIN_API_AUTH and its secrets); a context manager."""
-    from agent.company.auth import admin_api_auth
-
-    return AdminApiClient(
-        base_url=settings.ADMIN_API_URL,
-        auth=admin_api_auth(),
-        timeout=settings.ADMIN_API_TIMEOUT_SECONDS,
-        max_attempts=settings.ADMIN_API_MAX_ATTEMPTS,
-    )

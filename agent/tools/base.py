@@ -177,6 +177,11 @@ class Tool:
         """Re-read system state and prove the write had its effect. Reads and helpdesk tools need none."""
         return Observation.failure(ErrorType.INTERNAL, NOT_VERIFIABLE)
 
+    def template_quote(self, arg: str, text: str) -> str:
+        """How a value is written into the templated argument `arg` of a runbook step (the offline engine fills
+        `{requester_email}` and the like): escaped for the language the argument is written in, or as it is."""
+        return text
+
     def summarize(self, args: dict[str, Any], data: Any) -> str:
         """What a successful call found, as one line a person reads in seconds: counts, the relevant rows or log
         lines with their times; never raw JSON. Triage notes and the console's transcript use it."""

@@ -184,6 +184,10 @@ class SearchLogs(Tool):
     risk = Risk.READ
     tenant_arg = ""  # bound by the context: the arguments name no tenant
 
+    def template_quote(self, arg: str, text: str) -> str:
+        """A runbook's filter pattern holds filled-in values inside quoted terms ("{requester_email}")."""
+        return text.replace("\\", "\\\\").replace('"', '\\"') if arg == "query" else text
+
     def summarize(self, args: dict[str, Any], data: Any) -> str:
         if not isinstance(data, dict):
             return super().summarize(args, data)

@@ -67,6 +67,10 @@ class RunSql(Tool):
             views = None
         return {**super().spec(), "description": run_sql_description(views)}
 
+    def template_quote(self, arg: str, text: str) -> str:
+        """A runbook's query holds filled-in values inside SQL string literals ('{requester_email}')."""
+        return text.replace("'", "''") if arg == self.query_arg else text
+
     def run(self, args: RunSqlArgs, ctx: ToolContext) -> Observation:
         if not ctx.tenant_id:
             return Observation.failure(ErrorType.REFUSED, NO_TENANT)

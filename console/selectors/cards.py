@@ -10,10 +10,10 @@ from typing import Any
 import sqlglot
 from django.utils import timezone
 
+from agent.catalogue import all_tools, get_tool
 from agent.findings import finding_of
 from agent.models import Notification, ProposedAction, Rating, Step
 from agent.selectors.proposals import FollowUp, observation_summary, proposal_follow_up
-from agent.tools import all_tools, get_tool
 from console.selectors.queue import sla_present
 
 

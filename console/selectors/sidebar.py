@@ -8,12 +8,12 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Case, IntegerField, Prefetch, Value, When
 
+from agent.catalogue import get_tool
 from agent.findings import Finding as ReadFinding
 from agent.findings import step_findings
 from agent.lifecycle import RUN_FINAL
 from agent.models import AgentRun, ProposedAction, Rating, Step
 from agent.policy import Risk, TicketRole
-from agent.tools import get_tool
 from console.selectors.cards import action_present, rating_mine
 from console.selectors.tickets import customer_comments_since
 from tickets.models import Ticket

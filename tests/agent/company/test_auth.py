@@ -10,8 +10,8 @@ from urllib.parse import parse_qs
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from agent.company.auth import TOKENS, admin_api_auth
-from agent.tools.admin_api import ApiReply, admin_api
+from agent.company.auth import TOKENS, admin_api, admin_api_auth
+from agent.tools.admin_api import ApiReply
 from agent.tools.base import ErrorType, Observation
 from tests.http_standin import StandIn, serve
 

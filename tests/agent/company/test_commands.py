@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
+from agent.catalogue import all_tools
 from agent.models import ApiOperation, ToolContract
-from agent.tools import all_tools
 from audit.models import AuditEvent
 from tests.companies.northwind import CONTRACTS, OPENAPI
 

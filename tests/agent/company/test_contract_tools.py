@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from django.utils import timezone
 
-from agent.tools import all_tools, get_tool
+from agent.catalogue import all_tools, get_tool
 from agent.tools.base import ErrorType, Reconciled, Risk, ToolContext
 from tests.companies.northwind import API_KEY
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
+from agent.catalogue import workflow_tools
 from agent.models import Workflow
 from agent.services.governance import workflow_save
-from agent.tools import workflow_tools
 from audit.models import AuditEvent
 from tests.factories import UserFactory, WorkflowFactory
 

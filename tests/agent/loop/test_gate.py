@@ -5,6 +5,7 @@ import copy
 import pytest
 from django.core.exceptions import ValidationError
 
+from agent.catalogue import all_tools, get_tool
 from agent.gate import (
     NO_TENANT,
     OTHER_TENANT,
@@ -15,7 +16,6 @@ from agent.gate import (
 )
 from agent.limits import Spent, limits_errors
 from agent.models import ProposedAction
-from agent.tools import all_tools, get_tool
 from audit.services import canonical_hash
 from tests.factories import WorkflowFactory
 

@@ -11,10 +11,10 @@ import pytest
 from django.db import connection
 
 from agent.calls import tool_context
+from agent.catalogue import get_tool
 from agent.loop import Outcome, run_advance
 from agent.models import AgentRun, ProposedAction, Step
 from agent.services.actions import proposed_action_approve, proposed_action_create, proposed_action_start_execution
-from agent.tools import get_tool
 from sandbox.models import FaultSwitch, Tenant
 from tests.bedrock import converse_reply, drive, tool_results, tool_use
 from tests.factories import AgentRunFactory, StepFactory, TicketFactory, UserFactory, WorkflowFactory

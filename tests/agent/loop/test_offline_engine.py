@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from agent.llm.conversation import ESCALATE_TOOL, Conversation, Exchange, ToolCall, ToolResult
-from agent.llm.offline import OfflineEngine, playbook_errors
+from agent.llm.offline import OfflineEngine
+from agent.playbook import playbook_errors
 
 PLAYBOOK = [
     {"tool": "run_sql", "why": "read", "args": {"query": "SELECT * FROM support_tenant_overview"}},

@@ -9,12 +9,12 @@ import io
 import pytest
 from django.core.management import call_command
 
+from agent.catalogue import get_tool
 from agent.loop import Outcome
 from agent.models import AgentRun, RegressionCase, Replay, Workflow
 from agent.replay import replay_execute, replay_start, suite_run_request
 from agent.services.actions import proposed_action_approve
 from agent.services.governance import workflow_phase_change, workflow_save
-from agent.tools import get_tool
 from agent.tools.base import ErrorType, ToolContext
 from agentconsole.errors import ConflictError
 from console.demo import DEMO_WORKFLOWS

@@ -10,11 +10,11 @@ from django.conf import settings
 from django.core import mail
 from django.utils import timezone
 
+from agent.catalogue import get_tool
 from agent.models import Notification, ProposedAction, Step
 from agent.notifications import approval_notify, approval_sla_sweep
 from agent.services.actions import approval_sla_due, proposed_action_create
 from agent.tasks import approval_sla_sweep_task
-from agent.tools import get_tool
 from agentconsole.celery import app
 from audit.models import AuditEvent
 from tests.factories import AgentRunFactory, ProposedActionFactory, StepFactory, UserFactory, WorkflowFactory

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agent.tools import get_tool
+from agent.catalogue import get_tool
 from agent.tools.admin_api import AdminApiClient, ApiReply, path_segment, retry_after_seconds
 from agent.tools.base import ErrorType, Observation, ToolContext
 from tests.http_standin import Scripted, StandIn, serve

@@ -9,7 +9,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from agent.tools.admin_api import admin_api
+from agent.company.auth import admin_api
 from tests.http_standin import StandIn, serve
 
 TENANT = {

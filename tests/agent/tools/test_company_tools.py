@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from agent.tools import get_tool
-from agent.tools.admin_api import admin_api
+from agent.catalogue import get_tool
+from agent.company.auth import admin_api
 from agent.tools.base import ErrorType, Observation, Reconciled, ToolContext
 from sandbox.models import CacheReset, FaultSwitch, Invoice, Subscription, Tenant, TenantConfig, TenantUser
 from tests.factories import ConfigPatchFactory

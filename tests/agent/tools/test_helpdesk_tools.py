@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from agent.tools import get_tool
+from agent.catalogue import get_tool
 from agent.tools.base import ErrorType, Observation, ToolContext
 from tests.factories import TicketFactory
 from tests.http_standin import StandIn, serve

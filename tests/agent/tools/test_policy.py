@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict
 
+from agent.catalogue import all_tools
 from agent.gate import OTHER_TENANT, RunState, Verdict, gate_decide
 from agent.policy import Risk, TicketRole
-from agent.tools import all_tools
 from agent.tools.base import Observation, Tool, ToolContext
 
 REPO = Path(__file__).resolve().parents[3]
@@ -97,8 +97,8 @@ def _string_constants(path: Path) -> set[str]:
 
 
 # Where a tool's name may appear besides its own module: data that names tools on purpose (demo workflows and
-# their runbooks), and the offline engine's template quoting (agent/llm/offline.py, changed by another piece of work).
-NAMED_ON_PURPOSE = {"console/demo.py", "agent/llm/offline.py"}
+# their runbooks).
+NAMED_ON_PURPOSE = {"console/demo.py"}
 
 
 def test_it_keeps_tool_names_inside_their_own_modules() -> None:

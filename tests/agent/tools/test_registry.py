@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from agent.catalogue import all_tools, get_tool
 from agent.policy import Risk
-from agent.tools import all_tools, get_tool
 from agent.tools.base import ErrorType, ToolContext
 
 EXPECTED = {

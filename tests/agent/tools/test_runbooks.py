@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.tools import get_tool
+from agent.catalogue import get_tool
 from agent.tools.base import ErrorType, Observation, ToolContext
 from tests.factories import RunbookFactory, WorkflowFactory
 

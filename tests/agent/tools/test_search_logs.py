@@ -13,7 +13,7 @@ from moto import mock_aws
 from moto.sts.models import sts_backends
 
 from agent.aws import clear_credentials_cache
-from agent.tools import get_tool
+from agent.catalogue import get_tool
 from agent.tools.base import ErrorType, Observation, ToolContext
 from agent.tools.logs import NO_LOG_GROUP
 

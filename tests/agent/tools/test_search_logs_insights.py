@@ -9,7 +9,7 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from agent.tools import get_tool
+from agent.catalogue import get_tool
 from agent.tools.base import ErrorType, ToolContext
 
 EXPECTED_QUERY = "\n".join(

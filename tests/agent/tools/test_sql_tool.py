@@ -13,9 +13,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from agent.catalogue import get_tool
 from agent.loop import _tool_specs
 from agent.policy import Risk
-from agent.tools import get_tool
 from agent.tools.base import ErrorType, Observation, ToolContext
 from agent.tools.sql import NO_TENANT, RunSql
 from agent.tools.sql_catalogue import SUPPORT_VIEW_COLUMNS

@@ -291,3 +291,25 @@ def test_it_shows_the_reviewer_what_the_customer_wrote_after_a_proposal(reviewer
     page = reviewer.get(_url(ticket)).content.decode()
 
     assert "The customer wrote after this was proposed" in page and "Never mind, I got in!" in page
+
+
+def test_it_shows_an_executed_calls_arguments_and_answer_once_in_the_timeline(reviewer) -> None:
+    run = AgentRunFactory()
+    call = StepFactory(run=run, index=0, kind=Step.Kind.ACTION, tool_name="run_sql", tool_call_id="c1",
+                       tool_input={"query": "SELECT cache_version FROM support_tenant_overview"})  # fmt: skip
+    output = {"ok": True, "data": {"columns": ["cache_version"], "rows": [[4917]]}}
+    StepFactory(run=run, index=1, kind=Step.Kind.OBSERVATION, tool_name="run_sql", tool_call_id="c1",
+                tool_output=output)  # fmt: skip
+    action = ProposedActionFactory(run=run, step=call, tool="run_sql", args=call.tool_input, risk="read",
+                                   status=ProposedAction.Status.EXECUTED, execution_result=output,
+                                   decision_reason="Reads run without approval outside shadow.")  # fmt: skip
+
+    page = reviewer.get(_url(run.ticket)).content.decode()
+    card = reviewer.get(f"/actions/{action.pk}/").content.decode()
+
+    # The call's line (arguments and finding) and its Details (the SQL and the raw answer); not again on its card.
+    assert page.count("support_tenant_overview") == 3
+    assert page.count("4917") == 2
+    assert "Allowed without a reviewer: Reads run without approval outside shadow." in page
+    assert f'id="action-{action.pk}"' in page and "Execution result" not in page
+    assert "Execution result" in card and "support_tenant_overview" in card  # the card's own page keeps them

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from agent.catalogue import all_tools
 from agent.models import ApiOperation, ToolContract
-from agent.tools import all_tools
 from sandbox.admin_api import api
 from sandbox.company import OPENAPI_DOCUMENT, sandbox_connect
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from django.test import Client
 
-from agent.tools import get_tool
+from agent.catalogue import get_tool
 from agent.tools.base import ToolContext
 from tests.factories import TicketFactory
 from tests.support import signed_headers, zendesk_event
