@@ -199,18 +199,20 @@ def _execute(run: AgentRun, action: ProposedAction) -> Observation:
         state, check = tool.invoke_reconcile(action.args, ctx, attempt, action.execution_started_at or timezone.now())
         if state == Reconciled.APPLIED or (state == Reconciled.UNKNOWN and not tool.idempotent_sends):
             return _settled(_settle_reconciled(action, tool, attempt, state, check))
-    lease_hold(run)
+    lease_hold(run, always=True)  # a take-over, however recent, stops the call before it starts
     action = proposed_action_start_execution(action=action)  # the start time survives a crash and a replay
     result = tool.invoke(action.args, ctx)
     return _settled(_settle(run, tool, action, result))
 
 
-def _same_intent(run: AgentRun, name: str, args: dict[str, Any]) -> tuple[ProposedAction | None, ProposedAction | None]:
+def _same_intent(
+    actions: list[ProposedAction], name: str, args: dict[str, Any]
+) -> tuple[ProposedAction | None, ProposedAction | None]:
     """The first attempt of the latest call with this tool and these arguments (whose key a retry is sent with),
-    and that latest call itself (dry runs aside)."""
+    and that latest call itself (dry runs aside), among the run's calls in order."""
     wanted = intent_hash(name, args)
-    candidates = run.actions.filter(tool=name).exclude(status=ProposedAction.Status.DRY_RUN)
-    matches = [a for a in candidates.order_by("created_at", "id") if wanted in intent_hashes(a)]
+    candidates = [a for a in actions if a.tool == name and a.status != ProposedAction.Status.DRY_RUN]
+    matches = [a for a in candidates if wanted in intent_hashes(a)]
     if not matches:
         return None, None
     latest = matches[-1]
@@ -262,7 +264,9 @@ def _repeated(run: AgentRun, earlier: ProposedAction) -> Observation:
 def call_dispatch(run: AgentRun, step: Step, rationale: str, turn_writes: list[str]) -> Observation | Undecided:
     """Decide one tool call through the gate and, if allowed, run it: its observation, or Undecided.REVIEWER
     when it waits for a reviewer. A call decided or run before (a resumed run) answers from what was recorded."""
-    action = run.actions.filter(tool_call_id=step.tool_call_id).first()
+    # The run's calls so far, read once: this call's own action (a resumed run) and the intent of earlier ones.
+    actions = list(run.actions.order_by("created_at", "id"))
+    action = next((a for a in actions if a.tool_call_id == step.tool_call_id), None)
     if action is not None:
         recorded = observation_of(action)
         if recorded is not Undecided.RUN:
@@ -273,7 +277,7 @@ def call_dispatch(run: AgentRun, step: Step, rationale: str, turn_writes: list[s
     tenant_id = run.ticket.tenant_id
     root = earlier = None
     if action is None and tool is not None and tool.risk != Risk.READ and isinstance(args, dict):
-        root, earlier = _same_intent(run, step.tool_name, args)
+        root, earlier = _same_intent(actions, step.tool_name, args)
         if earlier is not None:
             earlier = _reconcile_earlier(run, earlier)
     write = tool is not None and tool.risk == Risk.WRITE

@@ -28,9 +28,10 @@ from agent.services.actions import (
 )
 from agent.services.leases import LeaseLost, agent_run_claim, agent_run_release, lease_hold
 from agent.services.runs import agent_run_escalate, agent_run_finish, agent_run_transition
-from agent.services.transcript import agent_run_record_turn, step_append
+from agent.services.transcript import agent_run_record_turn, run_steps, step_append
 from agent.tools.base import ErrorType, Observation
 from agent.versions import agent_run_pin_version
+from agentconsole.errors import InvalidTransition
 from tickets.helpdesk import HelpdeskError, ticket_context_ensure
 
 logger = logging.getLogger(__name__)
@@ -38,10 +39,6 @@ FINISHED_WITH_UNKNOWN = (
     "The agent finished while the outcome of {writes} is unknown; a human must check the company's systems."
 )
 ABNORMAL_STOP = "The model's turn ended with stopReason {stop!r}: {why}. Its output was not used{calls}."
-
-
-# What a turn changes on the run; refreshing only these keeps its ticket, tenant and workflow loaded.
-RUN_STATE_FIELDS = ["status", "status_reason", "turns", "tokens_in", "tokens_out", "engine", "updated_at"]
 
 
 class Outcome(StrEnum):
@@ -58,7 +55,7 @@ def _tool_specs(run: AgentRun) -> list[dict[str, Any]]:
 
 def _pending_steps(run: AgentRun) -> tuple[list[Step], str]:
     """Action steps of the latest turn that have no observation yet, and that turn's thought."""
-    steps = list(run.steps.filter(turn=run.turns))
+    steps = [s for s in run_steps(run) if s.turn == run.turns]
     observed = {s.tool_call_id for s in steps if s.kind == Step.Kind.OBSERVATION}
     thought = next((s.content for s in steps if s.kind == Step.Kind.THOUGHT), "")
     return [s for s in steps if s.kind == Step.Kind.ACTION and s.tool_call_id not in observed], thought
@@ -84,7 +81,7 @@ def think(run: AgentRun) -> ModelTurn:
     dies after it resumes from the calls instead of asking again."""
     lease_hold(run)
     engine = engine_get()
-    conversation = prompts.conversation_build(run=run)
+    conversation = prompts.conversation_build(run=run, steps=run_steps(run))
     turn = telemetry.model_call(engine, conversation, _tool_specs(run))
     # A turn that outlived the lease is dropped: the worker now holding the run asks again.
     if not agent_run_record_turn(run=run, turn=turn, engine=engine.name, abnormal=_abnormal_reason(turn)):
@@ -103,7 +100,7 @@ def act(run: AgentRun, step: Step, thought: str, turn_writes: list[str]) -> Obse
 def observe(run: AgentRun, step: Step, observation: Observation) -> Outcome | None:
     """What the call returned, stored as the observation the model reads on its next turn. A write whose
     verification failed ends the run: the ticket goes to humans."""
-    lease_hold(run)
+    lease_hold(run, slow_call_next=False)
     step_append(
         run=run,
         kind=Step.Kind.OBSERVATION,
@@ -119,12 +116,18 @@ def observe(run: AgentRun, step: Step, observation: Observation) -> Outcome | No
 
 def persist(run: AgentRun, *, waiting: bool) -> Outcome | None:
     """The turn's end, stored on the run: it waits for reviewers (paused), or every call is decided and it goes on."""
-    run.refresh_from_db(fields=RUN_STATE_FIELDS)
     if waiting:
         # A decision may have landed while the turn was still being dispatched: then there is nothing to wait for.
+        # (It reads the run itself, locked.)
         return Outcome.PAUSED if agent_run_await_decisions(run=run) else Outcome.CONTINUE
     if run.status == AgentRun.Status.AWAITING_APPROVAL:
-        agent_run_transition(run=run, status=AgentRun.Status.RUNNING, reason="Every proposal of the turn is decided.")
+        try:
+            agent_run_transition(
+                run=run, status=AgentRun.Status.RUNNING, reason="Every proposal of the turn is decided."
+            )
+        except InvalidTransition:
+            # The run moved on during the calls (a reviewer took it over): its lease is gone, this worker stops.
+            raise LeaseLost from None
     return None
 
 
@@ -132,6 +135,8 @@ def _calls(run: AgentRun) -> Outcome | None:
     """act -> observe for each call of the latest turn still without an observation, then persist the turn's end.
     Returns an outcome when the run must stop here."""
     pending, thought = _pending_steps(run)
+    if not pending and run.status != AgentRun.Status.AWAITING_APPROVAL:
+        return None  # nothing to resume: the run, loaded by this advance, goes on to its next turn
     waiting = False
     for position, step in enumerate(pending):
         if step.tool_name == ESCALATE_TOOL:
@@ -157,7 +162,7 @@ def _calls(run: AgentRun) -> Outcome | None:
 
 
 def _bound_hit(run: AgentRun) -> str:
-    if run.steps.count() >= settings.AGENT_MAX_STEPS:
+    if len(run_steps(run)) >= settings.AGENT_MAX_STEPS:
         return f"the run reached its limit of {settings.AGENT_MAX_STEPS} steps"
     if run.tokens_in + run.tokens_out >= settings.AGENT_MAX_TOKENS_PER_RUN:
         return f"the run used its budget of {settings.AGENT_MAX_TOKENS_PER_RUN} tokens"
@@ -174,22 +179,27 @@ def _abnormal_reason(turn: ModelTurn) -> str:
     return ABNORMAL_STOP.format(stop=turn.stop_reason or "(none)", why=why, calls=calls)
 
 
-def _read_ticket(run: AgentRun) -> None:
+def _read_ticket(run: AgentRun) -> bool:
     """The ticket as of its current version: requester, organization, custom fields, comments. Read from the
     helpdesk only when a webhook reported a newer version than the one held (tickets/helpdesk.py caches it). A
-    helpdesk outage does not stop a run that already holds a version to work from."""
+    helpdesk outage does not stop a run that already holds a version to work from. True when the helpdesk was
+    asked (a slow call)."""
+    held = run.ticket
     try:
-        run.ticket = ticket_context_ensure(ticket=run.ticket)
+        run.ticket = ticket_context_ensure(ticket=held)
     except HelpdeskError as exc:
         if not run.ticket.context_version:
             raise
         logger.warning("run %s: the helpdesk could not be read (%s); working from version %s", run.pk, exc.message,
                        run.ticket.context_version)  # fmt: skip
+        return True
+    return run.ticket is not held
 
 
 def _unrecorded_stop(run: AgentRun) -> str:
     """The reason of an abnormal stop recorded just before a crash, so the resumed run escalates it."""
-    last = run.steps.order_by("-index").first()
+    steps = run_steps(run)
+    last = steps[-1] if steps else None
     if last is not None and last.kind == Step.Kind.FINAL and isinstance(last.tool_output, dict):
         return str(last.tool_output.get("abnormal_stop") or "")
     return ""
@@ -211,8 +221,8 @@ def _start(run: AgentRun) -> AgentRun:
     if run.status == AgentRun.Status.QUEUED:
         run = agent_run_transition(run=run, status=AgentRun.Status.RUNNING)
     run = agent_run_pin_version(run=run)  # the workflow version this run runs, recorded when it starts
-    _read_ticket(run)
-    lease_hold(run)
+    if _read_ticket(run):
+        lease_hold(run, slow_call_next=False, always=True)  # the helpdesk was asked, a slow call: renew
     return run
 
 
@@ -241,8 +251,7 @@ def run_advance(*, run_id: int) -> Outcome:
         if bound:
             agent_run_escalate(run=run, reason=f"Stopped because {bound}.")
             return Outcome.DONE
-        turn = think(run)
-        run.refresh_from_db(fields=RUN_STATE_FIELDS)
+        turn = think(run)  # the run loaded here follows what the turn recorded
         abnormal = _abnormal_reason(turn)
         if abnormal:
             agent_run_escalate(run=run, reason=abnormal)

@@ -296,10 +296,11 @@ def latest_customer_comment(run: AgentRun, comments: list[TicketComment]) -> Tic
     return trigger or (customer[-1] if customer else None)
 
 
-def conversation_build(*, run: AgentRun) -> Conversation:
+def conversation_build(*, run: AgentRun, steps: list[Step] | None = None) -> Conversation:
+    """The model's input for the run's next turn; `steps` is its transcript when the caller holds it already."""
     workflow = run.workflow
     ticket = run.ticket
-    steps = list(run.steps.all())
+    steps = list(run.steps.all()) if steps is None else steps
     comments = [c for c in ticket.comments.all() if c.delivery == TicketComment.Delivery.SENT]
     earlier = earlier_runs(run)
     playbook = run_playbook(run)

@@ -133,7 +133,11 @@ def agent_run_pin_version(*, run: AgentRun) -> AgentRun:
     """Record the version a run runs, when it starts. A run without a workflow has no version."""
     if run.version_id is not None or run.workflow is None:
         return run
-    version = workflow_version_ensure(workflow=run.workflow)
+    # Most runs start on content that already has its version: one read, no lock. New content is written under
+    # the workflow's lock (workflow_version_ensure decides again there).
+    version, current = workflow_version_in_force(workflow=run.workflow)
+    if not current or version is None:
+        version = workflow_version_ensure(workflow=run.workflow)
     AgentRun.objects.filter(pk=run.pk, version__isnull=True).update(version=version)
     run.version = version
     return run

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -134,7 +135,12 @@ def _card_error(request: HttpRequest, slug: str, error: str, status: int) -> Htt
     return _render_list(request, cards, fragment="workflow-card", status=status)
 
 
-def _to_replay(request: HttpRequest, replay: Replay) -> HttpResponse:
+def _replay_started(request: HttpRequest, slug: str, start: Callable[[], Replay]) -> HttpResponse:
+    """Start a replay or a suite run and go to its page; a refusal is said on the workflow's card."""
+    try:
+        replay = start()
+    except ApplicationError as exc:
+        return _card_error(request, slug, exc.message, exc.status_code)
     url = reverse("agent:replay-detail", args=[replay.pk])
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
@@ -162,22 +168,15 @@ def workflow_replay(request: HttpRequest, slug: str) -> HttpResponse:
     form = ReplayForm(request.POST)
     if not form.is_valid():
         return _card_error(request, slug, first_error(form), 400)
-    try:
-        replay = replay_start(workflow=workflow, user=request.user, **form.cleaned_data)
-    except ApplicationError as exc:
-        return _card_error(request, slug, exc.message, exc.status_code)
-    return _to_replay(request, replay)
+    options = form.cleaned_data
+    return _replay_started(request, slug, lambda: replay_start(workflow=workflow, user=request.user, **options))
 
 
 @require_POST
 @login_required
 def workflow_suite(request: HttpRequest, slug: str) -> HttpResponse:
     workflow = _get_workflow_for_admin(request, slug)
-    try:
-        replay = suite_run_request(workflow=workflow, user=request.user)
-    except ApplicationError as exc:
-        return _card_error(request, slug, exc.message, exc.status_code)
-    return _to_replay(request, replay)
+    return _replay_started(request, slug, lambda: suite_run_request(workflow=workflow, user=request.user))
 
 
 @require_GET

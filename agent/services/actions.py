@@ -14,11 +14,11 @@ from django.utils import timezone
 
 from agent import telemetry
 from agent.enqueue import action_read_current_send, approval_notify_send
-from agent.lifecycle import action_initial_check, action_transition_check
+from agent.lifecycle import ACTION_TRANSITIONS, action_initial_check, action_transition_check
 from agent.models import AgentRun, ProposedAction, Step, Workflow
 from agent.permissions import reviewer_required
 from agent.policy import Risk
-from agent.services.runs import agent_run_dispatch, agent_run_transition
+from agent.services.runs import agent_run_dispatch, agent_run_transition_in
 from agent.suites import regression_case_capture
 from agent.tools.base import Observation, Tool
 from agentconsole.errors import ApplicationError, ConflictError
@@ -26,7 +26,7 @@ from audit.models import AuditEvent
 from audit.services import audit_event_record, canonical_hash
 from tickets.models import Ticket
 
-# As RUN_RELATIONS (agent/services/runs.py): relations a decision sets from loaded rows, not validated again.
+# Relations a decision sets from loaded rows: full_clean() skips them, each would be a query for a row we hold.
 ACTION_RELATIONS = ["run", "step", "retry_of", "decided_by"]
 APPROVE_DRY_RUN = "A dry run is never executable; it can only be rated."
 ACTION_ALREADY_DECIDED = "This action was already decided ({status})."
@@ -58,10 +58,10 @@ def agent_run_await_decisions(*, run: AgentRun) -> bool:
     locked = AgentRun.objects.select_for_update().get(pk=run.pk)
     if not locked.actions.filter(status=ProposedAction.Status.PENDING).exists():
         if locked.status == AgentRun.Status.AWAITING_APPROVAL:
-            agent_run_transition(run=locked, status=AgentRun.Status.RUNNING, reason="Every proposal is decided.")
+            agent_run_transition_in(run=locked, status=AgentRun.Status.RUNNING, reason="Every proposal is decided.")
         return False
     if locked.status != AgentRun.Status.AWAITING_APPROVAL:
-        agent_run_transition(
+        agent_run_transition_in(
             run=locked, status=AgentRun.Status.AWAITING_APPROVAL, reason="A proposed action awaits a reviewer."
         )
     return True
@@ -172,23 +172,23 @@ def proposed_action_settle(
     reconciliation: Observation | None = None,
 ) -> ProposedAction:
     """Store how a call ended: executed (a write with its verifier's read-back), failed, or of unknown outcome
-    (with what re-reading state said). A write that executed with no verification on record stays pending."""
-    action = ProposedAction.objects.select_for_update().get(pk=action.pk)
+    (with what re-reading state said). A write that executed with no verification on record stays pending.
+
+    The status the caller holds is the condition of one UPDATE of the settled fields; when the row moved on
+    meanwhile, the move is decided again on the locked row."""
     previous = action.status
-    action_transition_check(current=previous, target=status)
-    action.status = status
-    action.execution_result = result.to_dict()
-    action.executed_at = timezone.now()
-    if verification is not None:
-        action.verification = (
-            ProposedAction.Verification.PASSED if verification.ok else ProposedAction.Verification.FAILED
+    moved = 0
+    if status in ACTION_TRANSITIONS.get(previous, frozenset()):
+        _settlement_apply(action, status, result, verification, reconciliation)
+        moved = ProposedAction.objects.filter(pk=action.pk, status=previous).update(
+            **{field: getattr(action, field) for field in SETTLED_FIELDS}
         )
-        action.verification_result = verification.to_dict()
-    elif reconciliation is not None:
-        action.verification_result = reconciliation.to_dict()
-    elif status == ProposedAction.Status.EXECUTED and action.risk == Risk.WRITE:
-        action.verification = ProposedAction.Verification.PENDING
-    action.save()
+    if not moved:
+        action = ProposedAction.objects.select_for_update().get(pk=action.pk)
+        previous = action.status
+        action_transition_check(current=previous, target=status)
+        _settlement_apply(action, status, result, verification, reconciliation)
+        action.save(update_fields=SETTLED_FIELDS)
     audit_event_record(
         verb=f"action.{action.status}",
         obj=action,
@@ -204,6 +204,31 @@ def proposed_action_settle(
         actor_kind=AuditEvent.ActorKind.AGENT,
     )
     return action
+
+
+# What settling a call writes (proposed_action_settle).
+SETTLED_FIELDS = ["status", "execution_result", "executed_at", "verification", "verification_result"]
+
+
+def _settlement_apply(
+    action: ProposedAction,
+    status: str,
+    result: Observation,
+    verification: Observation | None,
+    reconciliation: Observation | None,
+) -> None:
+    action.status = status
+    action.execution_result = result.to_dict()
+    action.executed_at = timezone.now()
+    if verification is not None:
+        action.verification = (
+            ProposedAction.Verification.PASSED if verification.ok else ProposedAction.Verification.FAILED
+        )
+        action.verification_result = verification.to_dict()
+    elif reconciliation is not None:
+        action.verification_result = reconciliation.to_dict()
+    elif status == ProposedAction.Status.EXECUTED and action.risk == Risk.WRITE:
+        action.verification = ProposedAction.Verification.PENDING
 
 
 def _enqueue_advance(run: AgentRun) -> None:

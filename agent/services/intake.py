@@ -3,19 +3,62 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from agent.lifecycle import RUN_CLOSABLE, RUN_FINAL
 from agent.models import AgentRun, Workflow
-from agent.selectors import workflow_choice
-from agent.services.runs import agent_run_dispatch
+from agent.selectors import WorkflowChoice, workflow_choice
+from agent.services.runs import agent_run_dispatch_prepare, agent_run_publish_on_commit
+from agentconsole.rows import row_insert_unless_taken
 from audit.models import AuditEvent
 from audit.services import audit_event_record
 from tickets.helpdesk import ticket_refresh_when_changed
 from tickets.models import Ticket, TicketComment
 from tickets.services.webhooks import IngestResult, zendesk_event_ingest
 from tickets.zendesk_webhook import ParsedEvent
+
+
+def _run_queue(
+    *,
+    ticket: Ticket,
+    choice: WorkflowChoice,
+    phase: str,
+    trigger: str,
+    actor_kind: str,
+    payload: dict[str, Any],
+    trigger_comment: TicketComment | None = None,
+) -> AgentRun | None:
+    """Insert a run that starts on its own and dispatch it: one INSERT that carries its dispatch (the outbox; the
+    message is sent once the transaction commits, or by the reconciler if the broker is down then), and its
+    `run.queued` audit entry. None, and nothing written, when a unique constraint says the run exists already (one
+    automatic run per new ticket, one follow-up per comment), even one another delivery is inserting right now."""
+    run = AgentRun(
+        ticket=ticket,
+        workflow=choice.workflow,
+        phase=phase,
+        matched_on=choice.matched_on,
+        trigger=trigger,
+        trigger_comment=trigger_comment,
+    )
+    token = agent_run_dispatch_prepare(run)
+    if not row_insert_unless_taken(run):
+        return None
+    audit_event_record(
+        verb="run.queued",
+        obj=run,
+        payload={
+            "ticket": ticket.pk,
+            "workflow": choice.workflow.slug if choice.workflow else None,
+            "phase": phase,
+            **payload,
+            "matched_on": choice.matched_on,
+        },
+        actor_kind=actor_kind,
+    )
+    agent_run_publish_on_commit(run=run, token=token, new=True)
+    return run
 
 
 def agent_run_create_for_new_ticket(*, ticket: Ticket) -> AgentRun | None:
@@ -26,30 +69,14 @@ def agent_run_create_for_new_ticket(*, ticket: Ticket) -> AgentRun | None:
     concurrent deliveries cannot both create one).
     """
     choice = workflow_choice(ticket=ticket)
-    try:
-        with transaction.atomic():
-            run = AgentRun.objects.create(
-                ticket=ticket,
-                workflow=choice.workflow,
-                phase=choice.phase,
-                matched_on=choice.matched_on,
-                trigger=AgentRun.Trigger.TICKET_CREATED,
-            )
-    except IntegrityError:
-        return None
-    audit_event_record(
-        verb="run.queued",
-        obj=run,
-        payload={
-            "ticket": ticket.pk,
-            "workflow": choice.workflow.slug if choice.workflow else None,
-            "matched_on": choice.matched_on,
-            "phase": run.phase,
-        },
+    return _run_queue(
+        ticket=ticket,
+        choice=choice,
+        phase=choice.phase,
+        trigger=AgentRun.Trigger.TICKET_CREATED,
         actor_kind=AuditEvent.ActorKind.SYSTEM,
+        payload={},
     )
-    agent_run_dispatch(run_id=run.pk, new=True)
-    return run
 
 
 def agent_run_on_customer_comment(*, ticket: Ticket, comment: TicketComment) -> AgentRun | None:
@@ -85,38 +112,19 @@ def agent_run_on_customer_comment(*, ticket: Ticket, comment: TicketComment) -> 
         )
         return None
     choice = workflow_choice(ticket=ticket)  # a workflow the customer's words alone chose runs at most in triage
-    workflow, phase = choice.workflow, choice.phase
+    phase = choice.phase
     people_have_it = latest.status in RUN_CLOSABLE or ticket.assignee_id
     if people_have_it and phase == Workflow.Phase.AUTONOMOUS:
         phase = Workflow.Phase.TRIAGE  # people have the ticket now: the agent gathers context, it does not act alone
-    try:
-        with transaction.atomic():
-            run = AgentRun.objects.create(
-                ticket=ticket,
-                workflow=workflow,
-                phase=phase,
-                trigger=AgentRun.Trigger.CUSTOMER_COMMENT,
-                trigger_comment=comment,
-                matched_on=choice.matched_on,
-            )
-    except IntegrityError:
-        return None
-    audit_event_record(
-        verb="run.queued",
-        obj=run,
-        payload={
-            "ticket": ticket.pk,
-            "workflow": workflow.slug if workflow else None,
-            "phase": phase,
-            "follow_up_of": latest.pk,
-            "comment": comment.pk,
-            "matched_on": choice.matched_on,
-        },
+    return _run_queue(
+        ticket=ticket,
+        choice=choice,
+        phase=phase,
+        trigger=AgentRun.Trigger.CUSTOMER_COMMENT,
+        trigger_comment=comment,
         actor_kind=AuditEvent.ActorKind.WEBHOOK,
+        payload={"follow_up_of": latest.pk, "comment": comment.pk},
     )
-    # The outbox: sent after commit, or by the reconciler if the broker is down.
-    agent_run_dispatch(run_id=run.pk, new=True)
-    return run
 
 
 def agent_run_create_manual(*, ticket: Ticket) -> AgentRun:

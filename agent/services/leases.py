@@ -28,7 +28,9 @@ def agent_run_claim(*, run_id: int, lease_seconds: int) -> AgentRun | None:
     )
     if not claimed:
         return None
-    return AgentRun.objects.select_related("ticket__tenant_link", "workflow").get(pk=run_id)
+    run = AgentRun.objects.select_related("ticket__tenant_link", "workflow").get(pk=run_id)
+    run.__dict__[_FRESH] = True  # the lease was just set: the first slow call needs no renewal before it
+    return run
 
 
 def agent_run_renew_lease(*, run_id: int, token: str, lease_seconds: int) -> bool:
@@ -51,7 +53,18 @@ class LeaseLost(Exception):
     """Another worker took the run while this one waited on a slow call: stop here, change nothing more."""
 
 
-def lease_hold(run: AgentRun) -> None:
-    """Renew this worker's lease before a slow call; raise LeaseLost when another worker took the run."""
+# Set on a loaded run while no slow call has run since its lease was set or renewed.
+_FRESH = "_lease_fresh"
+
+
+def lease_hold(run: AgentRun, *, slow_call_next: bool = True, always: bool = False) -> None:
+    """Renew this worker's lease before a slow call (or after one, `slow_call_next=False`, before writing what it
+    returned); raise LeaseLost when another worker took the run. At most one renewal per slow call: when nothing
+    slow ran since the lease was set or renewed, it still has its full time and this is a no-op, unless `always`
+    (before a call that changes something outside, where a take-over must be seen however recent)."""
+    if run.__dict__.get(_FRESH) and not always:
+        run.__dict__[_FRESH] = not slow_call_next
+        return
     if not agent_run_renew_lease(run_id=run.pk, token=run.lease_token, lease_seconds=settings.AGENT_LEASE_SECONDS):
         raise LeaseLost
+    run.__dict__[_FRESH] = not slow_call_next

@@ -15,7 +15,13 @@ from django.utils import timezone
 from agent import telemetry
 from agent.catalogue import get_tool
 from agent.enqueue import run_advance_send, take_over_note_send
-from agent.lifecycle import RUN_CLOSABLE, RUN_FINAL, action_transition_check, run_transition_check
+from agent.lifecycle import (
+    RUN_CLOSABLE,
+    RUN_FINAL,
+    RUN_TRANSITIONS,
+    action_transition_check,
+    run_transition_check,
+)
 from agent.models import AgentRun, ProposedAction, Step, Workflow
 from agent.permissions import reviewer_required
 from agent.services.transcript import step_append
@@ -24,10 +30,6 @@ from audit.models import AuditEvent
 from audit.services import audit_event_record
 
 logger = logging.getLogger(__name__)
-
-# Foreign keys a service sets from rows it loaded (or leaves as they were): full_clean() skips them, each would be a
-# query for a row we hold. Uniqueness and constraints are the database's to enforce.
-RUN_RELATIONS = ["ticket", "workflow", "trigger_comment", "closed_by"]
 
 
 # A run's first turn is sent at this priority, every later one at the default (0, the highest with Redis): a ticket in
@@ -57,25 +59,67 @@ def agent_run_dispatch(*, run_id: int, new: bool = False) -> str:
     return token
 
 
+def agent_run_dispatch_prepare(run: AgentRun) -> str:
+    """agent_run_dispatch for a run not inserted yet: its dispatch goes into the INSERT (no UPDATE after it). Send
+    the message with agent_run_publish_on_commit once the row is in."""
+    run.dispatch_token = uuid.uuid4().hex
+    run.dispatched_at = timezone.now()
+    return run.dispatch_token
+
+
+def agent_run_publish_on_commit(*, run: AgentRun, token: str, new: bool = False) -> None:
+    priority = NEW_RUN_PRIORITY if new else None
+    run_id = run.pk
+    transaction.on_commit(lambda: agent_run_publish(run_id=run_id, token=token, priority=priority), robust=True)
+
+
 @transaction.atomic
 def agent_run_transition(
     *, run: AgentRun, status: str, reason: str = "", user: AbstractBaseUser | None = None
 ) -> AgentRun:
     """Move a run along its lifecycle, audited; anything the lifecycle does not allow raises."""
-    run = AgentRun.objects.select_for_update().get(pk=run.pk)
-    run_transition_check(current=run.status, target=status)
-    previous = run.status
-    run.status = status
-    run.status_reason = reason
+    return agent_run_transition_in(run=run, status=status, reason=reason, user=user)
+
+
+def agent_run_transition_in(
+    *, run: AgentRun, status: str, reason: str = "", user: AbstractBaseUser | None = None
+) -> AgentRun:
+    """agent_run_transition for a caller already inside a transaction of its own (no savepoint): if the move
+    raises, the caller's transaction rolls back with it.
+
+    The status the caller holds is checked against the lifecycle and then made the condition of one UPDATE: the
+    run (with its ticket and workflow) stays loaded, and nothing is read again. When the row has moved on meanwhile
+    (another worker, a reviewer), the move is decided again on the locked row, as it always was. Either way the run
+    passed in is the one returned, its status fields as stored."""
     now = timezone.now()
-    if status == AgentRun.Status.RUNNING and run.started_at is None:
-        run.started_at = now
-    if status in RUN_FINAL:
-        run.finished_at = now
-    # Only fields change here; the run's relations are loaded rows and its constraints the database enforces:
-    # validating those costs three queries on every status change.
-    run.full_clean(exclude=RUN_RELATIONS, validate_unique=False, validate_constraints=False)
-    run.save(update_fields=["status", "status_reason", "started_at", "finished_at", "updated_at"])
+    started_at = run.started_at or (now if status == AgentRun.Status.RUNNING else None)
+    finished_at = now if status in RUN_FINAL else run.finished_at
+    if status in RUN_TRANSITIONS.get(run.status, frozenset()):
+        # Only fields change here and the database enforces the run's relations and constraints: no full_clean(),
+        # which costs a query per loaded relation on every status change.
+        moved = AgentRun.objects.filter(pk=run.pk, status=run.status).update(
+            status=status, status_reason=reason, started_at=started_at, finished_at=finished_at, updated_at=now
+        )
+    else:
+        moved = 0
+    if moved:
+        previous = run.status
+    else:
+        locked = AgentRun.objects.select_for_update().get(pk=run.pk)
+        run_transition_check(current=locked.status, target=status)
+        previous = locked.status
+        started_at = locked.started_at or (now if status == AgentRun.Status.RUNNING else None)
+        finished_at = now if status in RUN_FINAL else locked.finished_at
+        AgentRun.objects.filter(pk=run.pk).update(
+            status=status, status_reason=reason, started_at=started_at, finished_at=finished_at, updated_at=now
+        )
+    run.status, run.status_reason, run.started_at, run.finished_at, run.updated_at = (
+        status,
+        reason,
+        started_at,
+        finished_at,
+        now,
+    )
     if status in RUN_FINAL:
         telemetry.run_finished(status=status, phase=run.phase)
     audit_event_record(
@@ -145,7 +189,8 @@ def agent_run_finish(*, run: AgentRun, answer: str) -> AgentRun:
             )
         except HelpdeskError as exc:
             return agent_run_escalate(run=run, reason=f"the shadow note could not be posted: {exc.message}")
-    run.refresh_from_db()
+    # No read of the run first: the transition is conditional on the status held, and decided again on the locked
+    # row if that moved meanwhile.
     return agent_run_transition(run=run, status=AgentRun.Status.COMPLETED, reason=answer[:500])
 
 

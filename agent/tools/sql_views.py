@@ -8,7 +8,6 @@ cached for a few minutes per process.
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import threading
 import time
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CACHE_SECONDS = 300.0
+RETRY_SECONDS = 30.0
 PG_CATALOGUE_SQL = """
 SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), col_description(c.oid, a.attnum),
        obj_description(c.oid, 'pg_class')
@@ -97,11 +97,17 @@ def view_catalogue(executor: Any) -> list[View]:
         cached = _cache.get(key)
     if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
         return cached[1]
-    found: dict[str, View] = {}
-    with contextlib.suppress(Exception):  # the description must never stop the model from being called
+    try:
         found = _postgres(source, views) if getattr(executor, "dsn", None) else _sqlite(source, views)
-    catalogue = [found.get(view, View(name=view)) for view in views]
-    if found:  # a database that could not be read is asked again next time
+    except Exception:  # the description must never stop the model from being called
+        # A database that could not be read is asked again after RETRY_SECONDS, not on every model turn: each
+        # attempt is a new connection (and a timeout when the database is down).
+        catalogue = [View(name=view) for view in views]
         with _lock:
-            _cache[key] = (time.monotonic(), catalogue)
+            _cache[key] = (time.monotonic() - CACHE_SECONDS + RETRY_SECONDS, catalogue)
+        return catalogue
+    # Read, even if it shows none of the views: kept, so each turn does not open a connection to ask again.
+    catalogue = [found.get(view, View(name=view)) for view in views]
+    with _lock:
+        _cache[key] = (time.monotonic(), catalogue)
     return catalogue

@@ -138,7 +138,8 @@ def _comments_sync(ticket: Ticket, comments: list[CommentSnapshot]) -> int:
 def ticket_snapshot_apply(*, ticket: Ticket, snapshot: TicketSnapshot) -> Ticket:
     """Store what the helpdesk said about a ticket at one version: its fields (unless the webhook already brought
     a newer version), requester, organization and tenant, custom fields and comments."""
-    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    # With its tenant link, which whoever works the ticket next reads.
+    ticket = Ticket.objects.select_for_update(of=("self",)).select_related("tenant_link").get(pk=ticket.pk)
     changed: list[str] = []
 
     def put(field: str, value: Any) -> None:
@@ -170,12 +171,13 @@ def ticket_snapshot_apply(*, ticket: Ticket, snapshot: TicketSnapshot) -> Ticket
         put("organization_fields", organization.fields)
         link = tenant_link_sync(organization=organization)
         if ticket.tenant_link_id != (link.pk if link else None):
-            ticket.tenant_link = link
             changed.append("tenant_link")
+        ticket.tenant_link = link  # the link as synced just now, not the one loaded with the ticket
     put("custom_fields", snapshot.custom_fields)
     ticket.context_version = snapshot.updated_at.isoformat() if snapshot.updated_at else "local"
     ticket.context_fetched_at = timezone.now()
-    ticket.full_clean()
+    # The ticket's row is locked and its tenant link was just read: the database enforces the rest.
+    ticket.full_clean(exclude=["tenant_link"], validate_unique=False, validate_constraints=False)
     ticket.save()
     added = _comments_sync(ticket, snapshot.comments) if snapshot.comments is not None else 0
     if changed or added:

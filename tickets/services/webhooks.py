@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
+from agentconsole.rows import row_insert_unless_taken
 from audit.models import AuditEvent
 from audit.services import audit_event_record
 from tickets.models import Ticket, TicketComment, WebhookEvent
@@ -53,32 +55,31 @@ def _apply_detail(ticket: Ticket, detail: TicketDetail) -> list[str]:
     return changed
 
 
-def _ticket_upsert(*, parsed: ParsedEvent) -> tuple[Ticket, bool]:
-    """Create or update the ticket from the event's snapshot. True second: the ticket is closed, nothing applied."""
+def _ticket_insert(*, parsed: ParsedEvent) -> Ticket | None:
+    """The ticket the event's snapshot describes, inserted whole in one statement; None when it exists already."""
     detail = parsed.ticket
     assert detail is not None
-    ticket, created = Ticket.objects.get_or_create(
+    ticket = Ticket(
         source=Ticket.Source.ZENDESK,
         external_id=detail.id,
-        defaults={"subject": (detail.subject or "")[:500], "raw_payload": parsed.raw},
+        subject=(detail.subject or "")[:500],
+        raw_payload=parsed.raw,
     )
-    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
-    if not created and ticket.status == Ticket.Status.CLOSED:
-        return ticket, True
-    # Deliveries can arrive out of order: an older snapshot never overwrites a newer one.
-    if (
-        not created
-        and detail.updated_at
-        and ticket.external_updated_at
-        and detail.updated_at < ticket.external_updated_at
-    ):
-        return ticket, False
     changed = _apply_detail(ticket, detail)
     if detail.updated_at:
         ticket.external_updated_at = detail.updated_at
-    ticket.raw_payload = parsed.raw
-    ticket.full_clean()
-    ticket.save()
+    # The tenant link was just read, and the database enforces uniqueness (the insert yields to an existing row).
+    ticket.full_clean(exclude=["tenant_link"], validate_unique=False, validate_constraints=False)
+    if not row_insert_unless_taken(ticket):
+        return None
+    _ticket_settle(ticket, parsed, changed, created=True)
+    return ticket
+
+
+def _ticket_settle(ticket: Ticket, parsed: ParsedEvent, changed: list[str], *, created: bool) -> Ticket:
+    """The status the snapshot gives (audited as a status change) and the audit entry of the create or sync."""
+    detail = parsed.ticket
+    assert detail is not None
     if detail.status and detail.status != ticket.status:
         ticket = ticket_set_status(ticket=ticket, status=detail.status, actor_kind=AuditEvent.ActorKind.WEBHOOK)
     if created or changed:
@@ -88,7 +89,34 @@ def _ticket_upsert(*, parsed: ParsedEvent) -> tuple[Ticket, bool]:
             payload={"event_id": parsed.envelope.id, "fields": sorted(changed)},
             actor_kind=AuditEvent.ActorKind.WEBHOOK,
         )
-    return ticket, False
+    return ticket
+
+
+def _ticket_upsert(*, parsed: ParsedEvent) -> tuple[Ticket, bool]:
+    """Create or update the ticket from the event's snapshot. True second: the ticket is closed, nothing applied."""
+    detail = parsed.ticket
+    assert detail is not None
+    if (
+        parsed.envelope.type == EVENT_TICKET_CREATED
+        or not Ticket.objects.filter(source=Ticket.Source.ZENDESK, external_id=detail.id).exists()
+    ):
+        inserted = _ticket_insert(parsed=parsed)
+        if inserted is not None:
+            return inserted, False
+    ticket = Ticket.objects.select_for_update().get(source=Ticket.Source.ZENDESK, external_id=detail.id)
+    if ticket.status == Ticket.Status.CLOSED:
+        return ticket, True
+    # Deliveries can arrive out of order: an older snapshot never overwrites a newer one.
+    if detail.updated_at and ticket.external_updated_at and detail.updated_at < ticket.external_updated_at:
+        return ticket, False
+    changed = _apply_detail(ticket, detail)
+    if detail.updated_at:
+        ticket.external_updated_at = detail.updated_at
+    ticket.raw_payload = parsed.raw
+    # The row is locked and the tenant link just read: the database enforces the rest.
+    ticket.full_clean(exclude=["tenant_link"], validate_unique=False, validate_constraints=False)
+    ticket.save()
+    return _ticket_settle(ticket, parsed, changed, created=False), False
 
 
 def _comment_ingest(ticket: Ticket, comment: Comment) -> TicketComment | None:
@@ -117,25 +145,20 @@ def _comment_ingest(ticket: Ticket, comment: Comment) -> TicketComment | None:
     )
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # inside the caller's transaction when there is one: no savepoint to pay for
 def zendesk_event_ingest(*, parsed: ParsedEvent) -> IngestResult:
     """Store a verified Zendesk event once and apply it to its ticket and comments. Whether a run starts is the
     agent's to decide: the result names the new ticket or the customer's new public comment, and the caller
     (agent.services.intake.zendesk_event_receive) runs in this same transaction, with the ticket row locked.
 
     The unique (source, event_id) constraint makes redelivery, even concurrent redelivery, a no-op: the
-    second insert waits for the first transaction and then fails, and we answer with what the first stored.
+    second insert waits for the first transaction and then yields, and we answer with what the first stored.
     """
     envelope = parsed.envelope
-    try:
-        with transaction.atomic():
-            stored = WebhookEvent.objects.create(
-                source=Ticket.Source.ZENDESK,
-                event_id=envelope.id,
-                event_type=envelope.type,
-                payload=parsed.raw,
-            )
-    except IntegrityError:
+    stored = WebhookEvent(
+        source=Ticket.Source.ZENDESK, event_id=envelope.id, event_type=envelope.type, payload=parsed.raw
+    )
+    if not row_insert_unless_taken(stored):
         stored = WebhookEvent.objects.get(source=Ticket.Source.ZENDESK, event_id=envelope.id)
         return IngestResult(
             event_pk=stored.pk,
@@ -151,16 +174,7 @@ def zendesk_event_ingest(*, parsed: ParsedEvent) -> IngestResult:
     if closed:
         # Zendesk never changes a closed ticket (a reply makes a follow-up ticket): a late or replayed event for
         # one is kept for the record and changes nothing. Answering an error would only make the sender retry.
-        stored.ticket = ticket
-        stored.ignored_reason = EVENT_ON_CLOSED_TICKET
-        stored.save(update_fields=["ticket", "ignored_reason"])
-        return IngestResult(
-            event_pk=stored.pk,
-            ticket_id=ticket.pk,
-            duplicate=False,
-            handled=False,
-            ignored_reason=EVENT_ON_CLOSED_TICKET,
-        )
+        return _settled(stored, ticket, ignored_reason=EVENT_ON_CLOSED_TICKET)
     customer_comment = None
     if envelope.type == EVENT_COMMENT_ADDED and parsed.comment is not None:
         stored_comment = _comment_ingest(ticket, parsed.comment)
@@ -170,15 +184,27 @@ def zendesk_event_ingest(*, parsed: ParsedEvent) -> IngestResult:
             and stored_comment.author_kind == TicketComment.AuthorKind.CUSTOMER
         ):
             customer_comment = stored_comment
+    return _settled(
+        stored,
+        ticket,
+        ticket_created=envelope.type == EVENT_TICKET_CREATED,
+        customer_comment=customer_comment,
+    )
+
+
+def _settled(stored: WebhookEvent, ticket: Ticket, *, ignored_reason: str = "", **found: Any) -> IngestResult:
+    """Record what a new event did to its ticket: it was handled, or kept for the record with the reason it changed
+    nothing. A handled event carries its ticket and `found`, what may start a run (IngestResult's last fields)."""
     stored.ticket = ticket
-    stored.handled = True
-    stored.save(update_fields=["ticket", "handled"])
+    stored.handled = not ignored_reason
+    stored.ignored_reason = ignored_reason
+    stored.save(update_fields=["ticket", "handled", "ignored_reason"])
     return IngestResult(
         event_pk=stored.pk,
         ticket_id=ticket.pk,
         duplicate=False,
-        handled=True,
-        ticket=ticket,
-        ticket_created=envelope.type == EVENT_TICKET_CREATED,
-        customer_comment=customer_comment,
+        handled=stored.handled,
+        ignored_reason=ignored_reason,
+        ticket=None if ignored_reason else ticket,
+        **found,
     )

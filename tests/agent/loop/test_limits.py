@@ -71,7 +71,11 @@ def test_it_never_applies_the_same_write_twice_without_a_reviewer(bedrock_compan
 
 
 def test_it_holds_the_tenants_daily_budget_across_runs(bedrock_company) -> None:
-    first = _trial_run(max_per_tenant_per_day=20)
+    _assert_daily_budget_held(bedrock_company, first=_trial_run(max_per_tenant_per_day=20))
+
+
+def _assert_daily_budget_held(bedrock_company, *, first: AgentRun) -> None:
+    """A first run spends 14 of the tenant's 20 pre-approved days; a second run's 7 more wait for a reviewer."""
     start = _trial_end()
     bedrock_company.answer(200, _extend("a", 14))
     bedrock_company.answer(200, converse_reply({"text": "Extended."}, stop="end_turn"))
@@ -124,18 +128,4 @@ def test_it_holds_a_contracts_max_per_run_like_a_workflow_limit(bedrock_company)
 
 def test_it_holds_a_contracts_daily_tenant_budget_across_runs(bedrock_company) -> None:
     _contract_limits(max_per_tenant_per_day=20)
-    first = _preapproved_run()
-    start = _trial_end()
-    bedrock_company.answer(200, _extend("a", 14))
-    bedrock_company.answer(200, converse_reply({"text": "Extended."}, stop="end_turn"))
-    assert drive(first.pk) == Outcome.DONE
-
-    second = _preapproved_run(first.workflow)
-    bedrock_company.answer(200, _extend("b", 7))
-    assert drive(second.pk) == Outcome.PAUSED
-
-    pending = ProposedAction.objects.get(run=second)
-    assert pending.status == "pending"
-    why = AuditEvent.objects.get(verb="action.pending", object_id=str(pending.pk)).payload["reason"]
-    assert "bring extend_trial to 21 for this tenant in the last 24 hours, over the pre-approved 20" in why
-    assert _trial_end() == start + timedelta(days=14)
+    _assert_daily_budget_held(bedrock_company, first=_preapproved_run())
