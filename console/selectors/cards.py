@@ -14,7 +14,7 @@ from agent.catalogue import all_tools, get_tool
 from agent.findings import finding_of
 from agent.models import Notification, ProposedAction, Rating, Step
 from agent.selectors.proposals import FollowUp, observation_summary, proposal_follow_up
-from console.selectors.queue import sla_present
+from tickets.models import TicketComment
 
 
 def draft_tool_names() -> list[str]:
@@ -73,7 +73,7 @@ class Finding:
     raw: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class DecisionContext:
     """Everything the decision card shows beside the proposal itself."""
 
@@ -84,6 +84,48 @@ class DecisionContext:
     state_message: str = ""
     state_readable: bool = False
     notifications: list[Notification] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ActionCard:
+    """One proposal as its card shows it: the row (`action`, for its own fields) and how a reviewer reads it."""
+
+    action: ProposedAction
+    pretty_args: str
+    args_are_sql: bool
+    args_json: str
+    args_line: str
+    my_rating: Rating | None
+    rated_as_draft: bool  # a dry-run note or reply is rated as the drafted text (its step), not again as a call
+    is_real_pending: bool
+    keep_while_polling: bool
+    args_diff: list[tuple[str, Any, Any]]
+    pretty_result: str
+    sla_overdue: bool
+    comments_since: list[TicketComment] = field(default_factory=list)  # what the customer wrote since, if pending
+    context: DecisionContext | None = None  # for a pending proposal
+
+    @property
+    def dom_id(self) -> str:
+        return f"action-{self.action.pk}"
+
+
+@dataclass(frozen=True)
+class StepCard:
+    """One transcript step as the console shows it: the row (`step`) and its arguments and answer laid out."""
+
+    step: Step
+    pretty_input: str
+    input_is_sql: bool
+    pretty_output: str
+    is_draft: bool
+    draft_text: str
+    draft_public: bool
+    my_rating: Rating | None
+
+    @property
+    def dom_id(self) -> str:
+        return f"step-{self.step.pk}"
 
 
 def call_summary(tool: str, args: Any, output: dict[str, Any] | None) -> str:
@@ -113,67 +155,79 @@ def _findings(transcript: list[Step], before_index: int | None) -> list[Finding]
     return found
 
 
-def decision_context(action: ProposedAction, transcript: list[Step]) -> DecisionContext:
+def decision_context(
+    action: ProposedAction, transcript: list[Step], *, notifications: list[Notification]
+) -> DecisionContext:
     """Pure, given the run's transcript: what the agent found, the state diff its tool read, what comes next."""
     before = action.step.index if action.step_id and getattr(action, "step", None) else None
-    context = DecisionContext(
+    tool = get_tool(action.tool)
+    state = action.current_state or {}
+    read_at = state.get("read_at")
+    return DecisionContext(
         findings=_findings(transcript, before),
         follow_up=proposal_follow_up(run=action.run, action=action, transcript=transcript),
+        state_rows=[row for row in state.get("fields", []) if isinstance(row, dict)] if state else [],
+        state_read_at=datetime.fromisoformat(read_at) if state and isinstance(read_at, str) else None,
+        state_message="" if not state or state.get("ok") else str(state.get("message", "")),
+        state_readable=bool(tool and tool.can_read_current),
+        notifications=notifications,
     )
-    tool = get_tool(action.tool)
-    context.state_readable = bool(tool and tool.can_read_current)
-    state = action.current_state or {}
-    if state:
-        context.state_rows = [row for row in state.get("fields", []) if isinstance(row, dict)]
-        context.state_message = "" if state.get("ok") else str(state.get("message", ""))
-        read_at = state.get("read_at")
-        context.state_read_at = datetime.fromisoformat(read_at) if isinstance(read_at, str) else None
-    return context
 
 
-def action_present(action: ProposedAction, *, rating: Rating | None) -> ProposedAction:
-    """Attach what the action card shows. Pure: no queries, so views may call it on a service's result."""
-    action.pretty_args, action.args_are_sql = _pretty_args(action.tool, action.args)  # type: ignore[attr-defined]
-    action.args_json = _pretty_json(action.args)  # type: ignore[attr-defined]
-    action.args_line = args_line(action.tool, action.args)  # type: ignore[attr-defined]
-    action.my_rating = rating  # type: ignore[attr-defined]
-    action.dom_id = f"action-{action.pk}"  # type: ignore[attr-defined]
-    # A dry-run note or reply is rated as the drafted text (its step), not a second time as a call.
-    action.rated_as_draft = action.is_dry_run and action.tool in draft_tool_names()  # type: ignore[attr-defined]
-    action.is_real_pending = action.status == ProposedAction.Status.PENDING  # type: ignore[attr-defined]
-    # While the transcript is polled, a card the reviewer may be typing into keeps its DOM (hx-preserve);
-    # cards the worker still changes (approved -> executed -> verified) are swapped.
-    action.keep_while_polling = action.status in (  # type: ignore[attr-defined]
-        ProposedAction.Status.PENDING,
-        ProposedAction.Status.DRY_RUN,
-    )
+def action_card(
+    action: ProposedAction,
+    *,
+    rating: Rating | None,
+    comments_since: list[TicketComment] | None = None,
+    context: DecisionContext | None = None,
+) -> ActionCard:
+    """What the action card shows. Pure: no queries, so views may call it on a service's result."""
+    pretty_args, args_are_sql = _pretty_args(action.tool, action.args)
     original = action.original_args
-    action.args_diff = (  # type: ignore[attr-defined]
-        [
-            (key, original.get(key), action.args.get(key))
-            for key in sorted(set(original) | set(action.args))
-            if original.get(key) != action.args.get(key)
-        ]
-        if isinstance(original, dict)
-        else []
+    due = action.sla_due_at
+    return ActionCard(
+        action=action,
+        pretty_args=pretty_args,
+        args_are_sql=args_are_sql,
+        args_json=_pretty_json(action.args),
+        args_line=args_line(action.tool, action.args),
+        my_rating=rating,
+        rated_as_draft=action.is_dry_run and action.tool in draft_tool_names(),
+        is_real_pending=action.status == ProposedAction.Status.PENDING,
+        # While the transcript is polled, a card the reviewer may be typing into keeps its DOM (hx-preserve);
+        # cards the worker still changes (approved -> executed -> verified) are swapped.
+        keep_while_polling=action.status in (ProposedAction.Status.PENDING, ProposedAction.Status.DRY_RUN),
+        args_diff=(
+            [
+                (key, original.get(key), action.args.get(key))
+                for key in sorted(set(original) | set(action.args))
+                if original.get(key) != action.args.get(key)
+            ]
+            if isinstance(original, dict)
+            else []
+        ),
+        pretty_result=_pretty_json(action.execution_result) if action.execution_result is not None else "",
+        sla_overdue=bool(due and due <= timezone.now()),
+        comments_since=comments_since or [],
+        context=context,
     )
-    if action.execution_result is not None:
-        action.pretty_result = _pretty_json(action.execution_result)  # type: ignore[attr-defined]
-    sla_present(action, timezone.now())
-    return action
 
 
-def step_present(step: Step, *, rating: Rating | None) -> Step:
-    """Attach what the transcript shows for one step. Pure, like action_present."""
-    step.pretty_input, step.input_is_sql = _pretty_args(step.tool_name, step.tool_input)  # type: ignore[attr-defined]
-    step.pretty_output = _pretty_json(step.tool_output) if step.tool_output is not None else ""  # type: ignore[attr-defined]
+def step_card(step: Step, *, rating: Rating | None) -> StepCard:
+    """What the transcript shows for one step. Pure, like action_card."""
+    pretty_input, input_is_sql = _pretty_args(step.tool_name, step.tool_input)
     tool = get_tool(step.tool_name) if step.kind == Step.Kind.ACTION else None
-    step.is_draft = bool(tool and tool.text_arg)  # type: ignore[attr-defined]
-    step.draft_text = (step.tool_input or {}).get(tool.text_arg, "") if tool and tool.text_arg else ""  # type: ignore[attr-defined]
-    step.draft_public = bool(tool and tool.text_arg and tool.customer_facing)  # type: ignore[attr-defined]
-    step.my_rating = rating  # type: ignore[attr-defined]
-    step.dom_id = f"step-{step.pk}"  # type: ignore[attr-defined]
-    return step
+    text_arg = tool.text_arg if tool else ""
+    return StepCard(
+        step=step,
+        pretty_input=pretty_input,
+        input_is_sql=input_is_sql,
+        pretty_output=_pretty_json(step.tool_output) if step.tool_output is not None else "",
+        is_draft=bool(text_arg),
+        draft_text=(step.tool_input or {}).get(text_arg, "") if text_arg else "",
+        draft_public=bool(text_arg and tool.customer_facing),
+        my_rating=rating,
+    )
 
 
 def rating_mine(ratings: list[Rating]) -> Rating | None:

@@ -14,7 +14,7 @@ from agent.findings import step_findings
 from agent.lifecycle import RUN_FINAL
 from agent.models import AgentRun, ProposedAction, Rating, Step
 from agent.policy import Risk, TicketRole
-from console.selectors.cards import action_present, rating_mine
+from console.selectors.cards import ActionCard, action_card, rating_mine
 from console.selectors.tickets import customer_comments_since
 from tickets.models import Ticket
 
@@ -28,8 +28,8 @@ class SidebarPanel:
     run: AgentRun | None
     findings: list[ReadFinding]
     routing: dict[str, Any] | None
-    pending: list[ProposedAction]
-    decided: list[ProposedAction]
+    pending: list[ActionCard]
+    decided: list[ActionCard]
     active: bool
 
 
@@ -69,9 +69,14 @@ def sidebar_panel_get(*, external_id: str, user: AbstractBaseUser) -> SidebarPan
         for a in (latest.calls if latest else [])  # type: ignore[attr-defined]
         if a.status != ProposedAction.Status.PENDING and a.risk != Risk.READ
     ]
-    for action in [*pending, *decided]:
-        action_present(action, rating=rating_mine(action.my_ratings))  # type: ignore[attr-defined]
-        action.comments_since = customer_comments_since(action, comments)  # type: ignore[attr-defined]
+
+    def card(action: ProposedAction) -> ActionCard:
+        return action_card(
+            action,
+            rating=rating_mine(action.my_ratings),  # type: ignore[attr-defined]
+            comments_since=customer_comments_since(action, comments),
+        )
+
     route = next(
         (a for a in reversed(latest.calls) if _routes(a.tool) and a.status == ProposedAction.Status.EXECUTED),  # type: ignore[attr-defined]
         None,
@@ -82,7 +87,7 @@ def sidebar_panel_get(*, external_id: str, user: AbstractBaseUser) -> SidebarPan
         run=latest,
         findings=step_findings(latest.transcript) if latest else [],  # type: ignore[attr-defined]
         routing=routing if isinstance(routing, dict) else None,
-        pending=pending,
-        decided=decided,
+        pending=[card(action) for action in pending],
+        decided=[card(action) for action in decided],
         active=any(run.status not in RUN_FINAL for run in runs),
     )

@@ -14,13 +14,15 @@ from agent.models import AgentRun, Notification, ProposedAction, Rating, Step
 from agent.selectors.proposals import observation_summary
 from console.models import Presence
 from console.selectors.cards import (
-    action_present,
+    ActionCard,
+    StepCard,
+    action_card,
     args_line,
     call_summary,
     decision_context,
     draft_tool_names,
     rating_mine,
-    step_present,
+    step_card,
 )
 from tickets.models import Ticket, TicketComment
 
@@ -30,28 +32,33 @@ PRESENCE_WINDOW = timedelta(seconds=35)
 
 @dataclass
 class Entry:
-    """One line of a collapsed transcript: a thought, a call with its result, or the final answer."""
+    """One line of a collapsed transcript: a thought, a call with its result, or the final answer. `step` and `result`
+    are the steps as their cards show them (arguments and answer laid out, a drafted text)."""
 
     kind: str
-    step: Step
-    result: Step | None = None
+    step: StepCard
+    result: StepCard | None = None
     summary: str = ""
     ok: bool = True
     repeats: int = 1
     args_line: str = ""
-    proposals: list[ProposedAction] = field(default_factory=list)
+    proposals: list[ActionCard] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[str, str, str]:
-        return (self.step.tool_name, self.args_line, self.summary)
+        return (self.step.step.tool_name, self.args_line, self.summary)
 
 
-def transcript_entries(transcript: list[Step]) -> list[Entry]:
+def transcript_entries(transcript: list[StepCard], proposals: dict[int, list[ActionCard]] | None = None) -> list[Entry]:
     """The transcript with each call and its observation on one line, and a call repeated as it was (a retry
-    that got the same answer) counted instead of shown again with the thought that introduced it."""
-    results = {s.tool_call_id: s for s in transcript if s.kind == Step.Kind.OBSERVATION and s.tool_call_id}
+    that got the same answer) counted instead of shown again with the thought that introduced it. `proposals` are
+    the cards of each step's proposed actions, by step id."""
+    proposals = proposals or {}
+    cards = {card.step.pk: card for card in transcript}
+    steps = [card.step for card in transcript]
+    results = {s.tool_call_id: s for s in steps if s.kind == Step.Kind.OBSERVATION and s.tool_call_id}
     entries: list[Entry] = []
-    for step in transcript:
+    for step in steps:
         if step.kind == Step.Kind.OBSERVATION and step.tool_call_id in results:
             continue
         if step.kind == Step.Kind.ACTION:
@@ -59,12 +66,12 @@ def transcript_entries(transcript: list[Step]) -> list[Entry]:
             output = result.tool_output if result is not None else None
             entry = Entry(
                 kind="call",
-                step=step,
-                result=result,
+                step=cards[step.pk],
+                result=cards[result.pk] if result is not None else None,
                 summary=call_summary(step.tool_name, step.tool_input, output) if result is not None else "",
                 ok=bool(output and output.get("ok")),
                 args_line=args_line(step.tool_name, step.tool_input),
-                proposals=list(getattr(step, "proposals", [])),
+                proposals=proposals.get(step.pk, []),
             )
             previous = next((e for e in reversed(entries) if e.kind == "call"), None)
             if previous is not None and previous.key == entry.key and not entry.proposals and not previous.proposals:
@@ -75,9 +82,11 @@ def transcript_entries(transcript: list[Step]) -> list[Entry]:
             entries.append(entry)
         elif step.kind == Step.Kind.OBSERVATION:
             output = step.tool_output or {}
-            entries.append(Entry("result", step, summary=observation_summary(output), ok=bool(output.get("ok"))))
+            entries.append(
+                Entry("result", cards[step.pk], summary=observation_summary(output), ok=bool(output.get("ok")))
+            )
         else:
-            entries.append(Entry(str(step.kind), step))
+            entries.append(Entry(str(step.kind), cards[step.pk]))
     return entries
 
 
@@ -91,11 +100,26 @@ class PresenceInfo:
 
 
 @dataclass(frozen=True)
+class RunView:
+    """One run on the ticket page: the row, where it stands, and its collapsed transcript."""
+
+    run: AgentRun
+    is_final: bool
+    is_open_escalation: bool  # escalated or taken over, and no human has closed it with an outcome
+    trigger_comment: TicketComment | None  # for a follow-up: what the customer wrote
+    entries: list[Entry]
+
+    @property
+    def can_take_over(self) -> bool:
+        return not self.is_final or self.is_open_escalation
+
+
+@dataclass(frozen=True)
 class TicketDetail:
     ticket: Ticket
     comments: list[TicketComment]
-    runs: list[AgentRun]
-    decisions: list[ProposedAction]
+    runs: list[RunView]
+    decisions: list[ActionCard]
     any_run_active: bool
     presence: PresenceInfo
 
@@ -140,33 +164,41 @@ def ticket_detail_get(*, ticket_id: int, user: AbstractBaseUser) -> TicketDetail
         .order_by("created_at", "id")
     )
     comments = list(ticket.comments.order_by("created_at", "id"))
-    decisions = []
+    decisions: list[ActionCard] = []
+    views = []
     for run in runs:
         run.ticket = ticket  # the follow-up plan reads the ticket's tenant and text: no query per run
-        run.is_final = run.status in RUN_FINAL  # type: ignore[attr-defined]
-        run.trigger_comment_shown = next(  # type: ignore[attr-defined]
-            (c for c in comments if c.pk == run.trigger_comment_id), None
-        )
-        run.is_open_escalation = run.status in RUN_CLOSABLE and not run.outcome  # type: ignore[attr-defined]
-        run.can_take_over = not run.is_final or run.is_open_escalation  # type: ignore[attr-defined]
+        cards: dict[int, list[ActionCard]] = {}
         for step in run.transcript:  # type: ignore[attr-defined]
-            step_present(step, rating=rating_mine(step.my_ratings))
             for action in step.proposals:
                 action.run = run
                 action.step = step
-                action_present(action, rating=rating_mine(action.my_ratings))
-                action.comments_since = customer_comments_since(action, comments)  # type: ignore[attr-defined]
-                if action.status == ProposedAction.Status.PENDING:
-                    action.context = decision_context(action, run.transcript)  # type: ignore[attr-defined]
-                    action.context.notifications = action.sent  # type: ignore[attr-defined]
-                    decisions.append(action)
-        run.entries = transcript_entries(run.transcript)  # type: ignore[attr-defined]
+                pending = action.status == ProposedAction.Status.PENDING
+                card = action_card(
+                    action,
+                    rating=rating_mine(action.my_ratings),
+                    comments_since=customer_comments_since(action, comments),
+                    context=decision_context(action, run.transcript, notifications=action.sent) if pending else None,  # type: ignore[attr-defined]
+                )
+                cards.setdefault(step.pk, []).append(card)
+                if pending:
+                    decisions.append(card)
+        transcript = [step_card(step, rating=rating_mine(step.my_ratings)) for step in run.transcript]  # type: ignore[attr-defined]
+        views.append(
+            RunView(
+                run=run,
+                is_final=run.status in RUN_FINAL,
+                is_open_escalation=run.status in RUN_CLOSABLE and not run.outcome,
+                trigger_comment=next((c for c in comments if c.pk == run.trigger_comment_id), None),
+                entries=transcript_entries(transcript, cards),
+            )
+        )
     return TicketDetail(
         ticket=ticket,
         comments=comments,
-        runs=runs,
+        runs=views,
         decisions=decisions,
-        any_run_active=any(not run.is_final for run in runs),  # type: ignore[attr-defined]
+        any_run_active=any(not view.is_final for view in views),
         presence=presence_info(ticket=ticket, user=user),
     )
 
@@ -190,7 +222,7 @@ def ticket_live_get(*, ticket_id: int) -> tuple[Ticket, list[TicketComment]] | N
     return ticket, list(ticket.comments.order_by("created_at", "id"))
 
 
-def action_get(*, action_id: int, user: AbstractBaseUser) -> ProposedAction | None:
+def action_get(*, action_id: int, user: AbstractBaseUser) -> ActionCard | None:
     """One proposal for its card, with this user's rating; a pending one with its decision context."""
     action = (
         ProposedAction.objects.select_related("run__ticket__tenant_link", "run__ticket__assignee", "run__workflow")
@@ -201,21 +233,25 @@ def action_get(*, action_id: int, user: AbstractBaseUser) -> ProposedAction | No
     )
     if action is None:
         return None
-    action_present(action, rating=rating_mine(action.my_ratings))  # type: ignore[attr-defined]
-    if action.status == ProposedAction.Status.PENDING:
-        comments = list(TicketComment.objects.filter(ticket_id=action.run.ticket_id, created_at__gt=action.created_at))
-        action.comments_since = customer_comments_since(action, comments)  # type: ignore[attr-defined]
-        transcript = list(Step.objects.filter(run_id=action.run_id).order_by("index"))
-        action.context = decision_context(action, transcript)  # type: ignore[attr-defined]
-        action.context.notifications = list(action.notifications.order_by("created_at"))  # type: ignore[attr-defined]
-    return action
+    rating = rating_mine(action.my_ratings)  # type: ignore[attr-defined]
+    if action.status != ProposedAction.Status.PENDING:
+        return action_card(action, rating=rating)
+    comments = list(TicketComment.objects.filter(ticket_id=action.run.ticket_id, created_at__gt=action.created_at))
+    transcript = list(Step.objects.filter(run_id=action.run_id).order_by("index"))
+    notifications = list(action.notifications.order_by("created_at"))
+    return action_card(
+        action,
+        rating=rating,
+        comments_since=customer_comments_since(action, comments),
+        context=decision_context(action, transcript, notifications=notifications),
+    )
 
 
 def run_get(*, run_id: int) -> AgentRun | None:
     return AgentRun.objects.select_related("ticket", "workflow", "closed_by").filter(pk=run_id).first()
 
 
-def draft_step_get(*, step_id: int, user: AbstractBaseUser) -> Step | None:
+def draft_step_get(*, step_id: int, user: AbstractBaseUser) -> StepCard | None:
     """A drafted note or reply (the ACTION step of a draft tool), with this user's rating."""
     step = (
         Step.objects.filter(pk=step_id, kind=Step.Kind.ACTION, tool_name__in=draft_tool_names())
@@ -223,4 +259,4 @@ def draft_step_get(*, step_id: int, user: AbstractBaseUser) -> Step | None:
         .prefetch_related(Prefetch("ratings", queryset=Rating.objects.filter(user=user), to_attr="my_ratings"))
         .first()
     )
-    return step_present(step, rating=rating_mine(step.my_ratings)) if step else None  # type: ignore[attr-defined]
+    return step_card(step, rating=rating_mine(step.my_ratings)) if step else None  # type: ignore[attr-defined]

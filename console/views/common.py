@@ -13,9 +13,10 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from agent.models import AgentRun, ProposedAction, Step
+from agent.models import AgentRun
 from agentconsole.errors import ApplicationError, ConflictError
 from agentconsole.roles import is_reviewer
+from console.selectors.cards import ActionCard, StepCard
 from console.selectors.tickets import TicketDetail, action_get, draft_step_get, run_get, ticket_detail_get
 from tickets.models import Ticket
 
@@ -47,12 +48,12 @@ def _get_plain_ticket_for_user(request: HttpRequest, pk: int) -> Ticket:
     return ticket
 
 
-def _get_action_for_user(request: HttpRequest, pk: int) -> ProposedAction:
+def _get_action_for_user(request: HttpRequest, pk: int) -> ActionCard:
     _require_reviewer(request)
-    action = action_get(action_id=pk, user=request.user)
-    if action is None:
+    card = action_get(action_id=pk, user=request.user)
+    if card is None:
         raise Http404("No such proposed action.")
-    return action
+    return card
 
 
 def _get_run_for_user(request: HttpRequest, pk: int) -> AgentRun:
@@ -63,12 +64,12 @@ def _get_run_for_user(request: HttpRequest, pk: int) -> AgentRun:
     return run
 
 
-def _get_draft_for_user(request: HttpRequest, pk: int) -> Step:
+def _get_draft_for_user(request: HttpRequest, pk: int) -> StepCard:
     _require_reviewer(request)
-    step = draft_step_get(step_id=pk, user=request.user)
-    if step is None:
+    card = draft_step_get(step_id=pk, user=request.user)
+    if card is None:
         raise Http404("No such drafted note or reply.")
-    return step
+    return card
 
 
 def _ticket_url(ticket_id: int, anchor: str = "") -> str:
@@ -86,14 +87,15 @@ def _live(request: HttpRequest, template_name: str, context: dict[str, Any]) -> 
     return HttpResponse(html.replace(DIGEST_PLACEHOLDER, digest))
 
 
-def _action_card(request: HttpRequest, action: ProposedAction, status: int = 200, **extra: Any) -> HttpResponse:
+def _action_card(request: HttpRequest, card: ActionCard, status: int = 200, **extra: Any) -> HttpResponse:
     """The card for HTMX; without JavaScript a decision goes back to the ticket, a refusal shows the card."""
+    action = card.action
     if request.method == "POST" and not request.htmx and status == 200:
-        return redirect(_ticket_url(action.run.ticket_id, f"action-{action.pk}"))
+        return redirect(_ticket_url(action.run.ticket_id, card.dom_id))
     template_name = "console/action_detail.html"
     if request.htmx:
         template_name += "#action-card"
-    return render(request, template_name, {"action": action, **extra}, status=status)
+    return render(request, template_name, {"card": card, "action": action, **extra}, status=status)
 
 
 def _refused(request: HttpRequest, pk: int, exc: ApplicationError, **extra: Any) -> HttpResponse:
@@ -108,10 +110,11 @@ def _decided(request: HttpRequest, pk: int) -> HttpResponse:
     return _action_card(request, _get_action_for_user(request, pk), just_decided=True)
 
 
-def _step_card(request: HttpRequest, step: Step, status: int = 200, **extra: Any) -> HttpResponse:
+def _step_card(request: HttpRequest, card: StepCard, status: int = 200, **extra: Any) -> HttpResponse:
+    step = card.step
     if not request.htmx and status == 200:
-        return redirect(_ticket_url(step.run.ticket_id, f"step-{step.pk}"))
+        return redirect(_ticket_url(step.run.ticket_id, card.dom_id))
     template_name = "console/step_detail.html"
     if request.htmx:
         template_name += "#step-card"
-    return render(request, template_name, {"step": step, **extra}, status=status)
+    return render(request, template_name, {"card": card, "step": step, **extra}, status=status)

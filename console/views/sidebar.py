@@ -86,12 +86,12 @@ def _sidebar_decision(request: HttpRequest, pk: int, decide: Any) -> HttpRespons
         user = sidebar_session_user(request)
     except SidebarDenied as exc:
         return _denied(request, exc)
-    action = action_get(action_id=pk, user=user)
-    if action is None:
+    card = action_get(action_id=pk, user=user)
+    if card is None:
         raise Http404("No such proposed action.")
-    external_id = action.run.ticket.external_id
+    external_id = card.action.run.ticket.external_id
     try:
-        decide(action, user)
+        decide(card.action, user)
     except ApplicationError as exc:
         context = _panel_context(request, user, external_id, error=exc.message)
         return _sidebar(request, context, status=exc.status_code)

@@ -54,25 +54,27 @@ def _have(value: str) -> dict[int, tuple[int, str]]:
 
 def _timelines(request: HttpRequest, detail: TicketDetail, have: dict[int, tuple[int, str]]) -> str:
     """Each run's timeline as HTML, and what the poll sends of it: when the page holds exactly the entries up to its
-    last step as they render now, only the entries after them (appended by htmx); otherwise the whole timeline."""
+    last step as they render now, only the entries after them (appended by htmx); otherwise the whole timeline.
+    Returns what the page then holds, for its next poll. The HTML is set on the run row the template shows."""
     tokens = []
-    for run in detail.runs:
+    for view in detail.runs:
+        run = view.run
         html = render_to_string(
             "console/ticket_detail.html#timeline-entries",
-            {"entries": run.entries, "outcomes": AgentRun.Outcome.choices},  # type: ignore[attr-defined]
+            {"entries": view.entries, "outcomes": AgentRun.Outcome.choices},
             request,
         )
         pieces = html.split(ENTRY_END)[:-1]
         whole = "".join(pieces) or NO_STEPS
         last = max((step.pk for step in run.transcript), default=0)  # type: ignore[attr-defined]
-        run.timeline_html = mark_safe(whole)  # noqa: S308 -- the template's own output  # type: ignore[attr-defined]
+        run.timeline_html = mark_safe(whole)  # type: ignore[attr-defined]  # noqa: S308 -- the template's own output
         run.timeline_kept = False  # type: ignore[attr-defined]
         if run.pk in have:
             held_last, held_digest = have[run.pk]
-            kept = sum(1 for entry in run.entries if entry.step.pk <= held_last)  # type: ignore[attr-defined]
+            kept = sum(1 for entry in view.entries if entry.step.step.pk <= held_last)
             if pieces and kept and _digest("".join(pieces[:kept])) == held_digest:
                 run.timeline_kept = True  # type: ignore[attr-defined]
-                run.timeline_new = mark_safe("".join(pieces[kept:]))  # noqa: S308  # type: ignore[attr-defined]
+                run.timeline_new = mark_safe("".join(pieces[kept:]))  # type: ignore[attr-defined]  # noqa: S308
         tokens.append(f"{run.pk}:{last}:{_digest(whole)}")
     return ",".join(tokens)
 
