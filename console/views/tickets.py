@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import replace
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -19,7 +20,7 @@ from agentconsole.errors import ApplicationError
 from console.forms import (
     ClaimForm,
 )
-from console.selectors.tickets import TicketDetail, presence_info, ticket_live_get
+from console.selectors.tickets import TicketDetail, Timeline, presence_info, ticket_live_get
 from console.services import presence_touch
 from console.views.common import (
     _CSRF_INPUT,
@@ -52,11 +53,13 @@ def _have(value: str) -> dict[int, tuple[int, str]]:
     return held
 
 
-def _timelines(request: HttpRequest, detail: TicketDetail, have: dict[int, tuple[int, str]]) -> str:
+def _timelines(
+    request: HttpRequest, detail: TicketDetail, have: dict[int, tuple[int, str]]
+) -> tuple[TicketDetail, str]:
     """Each run's timeline as HTML, and what the poll sends of it: when the page holds exactly the entries up to its
     last step as they render now, only the entries after them (appended by htmx); otherwise the whole timeline.
-    Returns what the page then holds, for its next poll. The HTML is set on the run row the template shows."""
-    tokens = []
+    Returns the detail with each run's Timeline, and what the page then holds, for its next poll."""
+    tokens, views = [], []
     for view in detail.runs:
         run = view.run
         html = render_to_string(
@@ -67,23 +70,22 @@ def _timelines(request: HttpRequest, detail: TicketDetail, have: dict[int, tuple
         pieces = html.split(ENTRY_END)[:-1]
         whole = "".join(pieces) or NO_STEPS
         last = max((step.pk for step in run.transcript), default=0)  # type: ignore[attr-defined]
-        run.timeline_html = mark_safe(whole)  # type: ignore[attr-defined]  # noqa: S308 -- the template's own output
-        run.timeline_kept = False  # type: ignore[attr-defined]
+        timeline = Timeline(html=mark_safe(whole))  # noqa: S308 -- the template's own output
         if run.pk in have:
             held_last, held_digest = have[run.pk]
             kept = sum(1 for entry in view.entries if entry.step.step.pk <= held_last)
             if pieces and kept and _digest("".join(pieces[:kept])) == held_digest:
-                run.timeline_kept = True  # type: ignore[attr-defined]
-                run.timeline_new = mark_safe("".join(pieces[kept:]))  # type: ignore[attr-defined]  # noqa: S308
+                timeline = replace(timeline, kept=True, new=mark_safe("".join(pieces[kept:])))  # noqa: S308
+        views.append(replace(view, timeline=timeline))
         tokens.append(f"{run.pk}:{last}:{_digest(whole)}")
-    return ",".join(tokens)
+    return replace(detail, runs=views), ",".join(tokens)
 
 
 @require_GET
 @login_required
 def ticket_detail(request: HttpRequest, pk: int) -> HttpResponse:
     detail = _get_ticket_for_user(request, pk)
-    have = _timelines(request, detail, _have(request.GET.get("have", "")) if request.htmx else {})
+    detail, have = _timelines(request, detail, _have(request.GET.get("have", "")) if request.htmx else {})
     context = {"detail": detail, "have": have, "engine_label": engine_label(), "outcomes": AgentRun.Outcome.choices}
     if request.htmx:
         return _live(request, "console/ticket_detail.html#live", context)
