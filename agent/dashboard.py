@@ -31,9 +31,9 @@ from agent.versions import next_phase, phase_unmet, versions_in_force
 # --- The workflows page -----------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class WorkflowCard:
-    """One workflow with its evidence; the view attaches a POST's outcome (error, unmet) to re-render it."""
+    """One workflow with its evidence; a POST's view re-renders it with its outcome (error, unmet) replaced in."""
 
     workflow: Workflow
     evidence: Evidence  # of the version in force: what promotion is gated on

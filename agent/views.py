@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -82,10 +84,7 @@ def workflow_phase(request: HttpRequest, slug: str) -> HttpResponse:
     if not request.htmx and not error:
         messages.success(request, done)
         return redirect(f"{reverse('agent:workflow-list')}#workflow-{slug}")
-    cards = workflow_cards(slug=slug if request.htmx else None)
-    for card in cards:
-        if card.workflow.slug == slug:
-            card.error, card.error_unmet, card.message = error, unmet, done
+    cards = _cards_saying(request, slug, error=error, error_unmet=unmet, message=done)
     return _render_list(request, cards, fragment="workflow-card", status=status)
 
 
@@ -128,11 +127,13 @@ REPLAY_TEMPLATE = "agent/replay_detail.html"
 
 def _card_error(request: HttpRequest, slug: str, error: str, status: int) -> HttpResponse:
     """A refused replay or suite run: the workflow's card (the whole page without htmx) says why."""
+    return _render_list(request, _cards_saying(request, slug, error=error), fragment="workflow-card", status=status)
+
+
+def _cards_saying(request: HttpRequest, slug: str, **outcome: Any) -> list[WorkflowCard]:
+    """The workflow cards (for htmx only the one posted to), that one saying how the POST went."""
     cards = workflow_cards(slug=slug if request.htmx else None)
-    for card in cards:
-        if card.workflow.slug == slug:
-            card.error = error
-    return _render_list(request, cards, fragment="workflow-card", status=status)
+    return [replace(card, **outcome) if card.workflow.slug == slug else card for card in cards]
 
 
 def _replay_started(request: HttpRequest, slug: str, start: Callable[[], Replay]) -> HttpResponse:
@@ -183,11 +184,11 @@ def workflow_suite(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 def replay_detail(request: HttpRequest, pk: int) -> HttpResponse:
     _require_member(request)
-    replay = replay_get(replay_id=pk)
-    if replay is None:
+    detail = replay_get(replay_id=pk)
+    if detail is None:
         raise Http404("No such replay.")
     template = f"{REPLAY_TEMPLATE}#replay-body" if request.htmx else REPLAY_TEMPLATE
-    return render(request, template, {"replay": replay})
+    return render(request, template, {"replay": detail.replay, "items": detail.items})
 
 
 @require_GET

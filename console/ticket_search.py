@@ -64,8 +64,16 @@ class TicketQuery:
 
 
 @dataclass(frozen=True)
+class TicketRow:
+    """One ticket of the list and its latest run."""
+
+    ticket: Ticket
+    latest_run: AgentRun | None
+
+
+@dataclass(frozen=True)
 class TicketPage:
-    tickets: list[Ticket]
+    tickets: list[TicketRow]
     total: int
     next_cursor: str
     previous_cursor: str
@@ -205,12 +213,10 @@ def ticket_page_get(*, query: TicketQuery, user: AbstractBaseUser) -> TicketPage
     rows = rows[:PAGE_SIZE]
     if not forward:
         rows.reverse()
-    for ticket in rows:
-        ticket.latest_run = ticket.run_list[0] if ticket.run_list else None  # type: ignore[attr-defined]
     has_next = more if forward else cursor is not None
     has_previous = (cursor is not None) if forward else more
     return TicketPage(
-        tickets=rows,
+        tickets=[TicketRow(ticket, ticket.run_list[0] if ticket.run_list else None) for ticket in rows],  # type: ignore[attr-defined]
         total=total,
         next_cursor=encode_cursor(getattr(rows[-1], column), rows[-1].pk) if rows and has_next else "",
         previous_cursor=encode_cursor(getattr(rows[0], column), rows[0].pk) if rows and has_previous else "",

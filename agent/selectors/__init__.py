@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from django.db.models import Prefetch, QuerySet
 
-from agent.models import AgentRun, ProposedAction, RegressionCase, Replay, Step, Workflow
+from agent.models import AgentRun, ProposedAction, RegressionCase, Replay, ReplayItem, Step, Workflow
 from agent.selectors.evidence import Evidence, workflow_evidence_many
 from tickets.models import Ticket
 
@@ -71,11 +71,19 @@ def replay_list(*, workflow: Workflow) -> list[Replay]:
     return list(Replay.objects.filter(workflow=workflow).select_related("version").order_by("-id")[:REPLAYS_SHOWN])
 
 
-def replay_get(*, replay_id: int) -> Replay | None:
+@dataclass(frozen=True)
+class ReplayDetail:
+    """A replay's page: the replay and its tickets in order."""
+
+    replay: Replay
+    items: list[ReplayItem]
+
+
+def replay_get(*, replay_id: int) -> ReplayDetail | None:
     replay = Replay.objects.filter(pk=replay_id).select_related("workflow", "version", "created_by").first()
-    if replay is not None:
-        replay.rows = list(replay.items.select_related("ticket", "case").order_by("position"))
-    return replay
+    if replay is None:
+        return None
+    return ReplayDetail(replay, list(replay.items.select_related("ticket", "case").order_by("position")))
 
 
 # --- The API's reads ------------------------------------------------------------------------------------------

@@ -27,8 +27,16 @@ class QueueCounts:
 
 
 @dataclass(frozen=True)
+class QueueItem:
+    """One pending proposal in the queue, and whether its approval SLA has passed."""
+
+    action: ProposedAction
+    sla_overdue: bool
+
+
+@dataclass(frozen=True)
 class Queue:
-    actions: list[ProposedAction]
+    actions: list[QueueItem]
     escalations: list[AgentRun]
     runs: list[AgentRun]
     counts: QueueCounts
@@ -88,20 +96,13 @@ def queue_counts(*, workflow: int | None = None, phase: str = "", now: datetime 
     return QueueCounts(**counts)
 
 
-def sla_present(action: ProposedAction, now: datetime) -> ProposedAction:
-    due = action.sla_due_at
-    action.sla_overdue = bool(due and due <= now)  # type: ignore[attr-defined]
-    action.sla_left = due - now if due and due > now else None  # type: ignore[attr-defined]
-    return action
-
-
 def queue_get(*, workflow: int | None = None, phase: str = "") -> Queue:
     """Pending proposals oldest first; open escalations and working runs, most recently active first."""
     now = timezone.now()
     actions, escalations, working = _queue_sets(workflow, phase)
     return Queue(
         actions=[
-            sla_present(action, now)
+            QueueItem(action, sla_overdue=bool(action.sla_due_at and action.sla_due_at <= now))
             for action in actions.select_related(
                 "run__ticket__tenant_link", "run__ticket__assignee", "run__workflow"
             ).order_by("created_at", "id")[:QUEUE_LIMIT]

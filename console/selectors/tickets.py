@@ -100,6 +100,16 @@ class PresenceInfo:
 
 
 @dataclass(frozen=True)
+class Timeline:
+    """A run's timeline as the page's poll sends it (console.views.tickets): the whole of it, or, when the page
+    already holds the entries it had (`kept`), only the new ones."""
+
+    html: str
+    kept: bool = False
+    new: str = ""
+
+
+@dataclass(frozen=True)
 class RunView:
     """One run on the ticket page: the row, where it stands, and its collapsed transcript."""
 
@@ -108,6 +118,7 @@ class RunView:
     is_open_escalation: bool  # escalated or taken over, and no human has closed it with an outcome
     trigger_comment: TicketComment | None  # for a follow-up: what the customer wrote
     entries: list[Entry]
+    timeline: Timeline | None = None  # rendered by the view
 
     @property
     def can_take_over(self) -> bool:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+from dataclasses import replace
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 
 from agent.llm import engine_label
@@ -15,18 +20,73 @@ from agentconsole.errors import ApplicationError
 from console.forms import (
     ClaimForm,
 )
-from console.selectors.tickets import presence_info, ticket_live_get
+from console.selectors.tickets import TicketDetail, Timeline, presence_info, ticket_live_get
 from console.services import presence_touch
-from console.views.common import _get_plain_ticket_for_user, _get_ticket_for_user, _live, _require_reviewer, _ticket_url
+from console.views.common import (
+    _CSRF_INPUT,
+    _get_plain_ticket_for_user,
+    _get_ticket_for_user,
+    _live,
+    _require_reviewer,
+    _ticket_url,
+)
 from tickets.models import Ticket
 from tickets.services.tickets import ticket_assign
+
+ENTRY_END = "<!--/entry-->"
+NO_STEPS = '<li class="empty">No steps yet.</li>'
+_HAVE = re.compile(r"^(\d{1,19}):(\d{1,19}):([0-9a-f]{16})$")
+
+
+def _digest(html: str) -> str:
+    return hashlib.sha256(_CSRF_INPUT.sub("", html).encode()).hexdigest()[:16]
+
+
+def _have(value: str) -> dict[int, tuple[int, str]]:
+    """What the polling page holds of each run's timeline: run id -> (last step id, digest of its entries).
+    Anything malformed is ignored: that run's timeline is then sent whole, as on the first load."""
+    held = {}
+    for token in value.split(",")[:100]:
+        found = _HAVE.match(token)
+        if found:
+            held[int(found.group(1))] = (int(found.group(2)), found.group(3))
+    return held
+
+
+def _timelines(
+    request: HttpRequest, detail: TicketDetail, have: dict[int, tuple[int, str]]
+) -> tuple[TicketDetail, str]:
+    """Each run's timeline as HTML, and what the poll sends of it: when the page holds exactly the entries up to its
+    last step as they render now, only the entries after them (appended by htmx); otherwise the whole timeline.
+    Returns the detail with each run's Timeline, and what the page then holds, for its next poll."""
+    tokens, views = [], []
+    for view in detail.runs:
+        run = view.run
+        html = render_to_string(
+            "console/ticket_detail.html#timeline-entries",
+            {"entries": view.entries, "outcomes": AgentRun.Outcome.choices},
+            request,
+        )
+        pieces = html.split(ENTRY_END)[:-1]
+        whole = "".join(pieces) or NO_STEPS
+        last = max((step.pk for step in run.transcript), default=0)  # type: ignore[attr-defined]
+        timeline = Timeline(html=mark_safe(whole))  # noqa: S308 -- the template's own output
+        if run.pk in have:
+            held_last, held_digest = have[run.pk]
+            kept = sum(1 for entry in view.entries if entry.step.step.pk <= held_last)
+            if pieces and kept and _digest("".join(pieces[:kept])) == held_digest:
+                timeline = replace(timeline, kept=True, new=mark_safe("".join(pieces[kept:])))  # noqa: S308
+        views.append(replace(view, timeline=timeline))
+        tokens.append(f"{run.pk}:{last}:{_digest(whole)}")
+    return replace(detail, runs=views), ",".join(tokens)
 
 
 @require_GET
 @login_required
 def ticket_detail(request: HttpRequest, pk: int) -> HttpResponse:
     detail = _get_ticket_for_user(request, pk)
-    context = {"detail": detail, "engine_label": engine_label(), "outcomes": AgentRun.Outcome.choices}
+    detail, have = _timelines(request, detail, _have(request.GET.get("have", "")) if request.htmx else {})
+    context = {"detail": detail, "have": have, "engine_label": engine_label(), "outcomes": AgentRun.Outcome.choices}
     if request.htmx:
         return _live(request, "console/ticket_detail.html#live", context)
     return render(request, "console/ticket_detail.html", context)

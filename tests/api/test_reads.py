@@ -124,7 +124,7 @@ def test_it_pages_by_cursor_and_caps_the_limit(reviewer) -> None:
 
 
 @pytest.mark.parametrize("url", ["/api/tickets?limit=2", "/api/runs?limit=2", "/api/actions?limit=2"])
-def test_every_list_walks_each_row_once_in_its_order(reviewer, url) -> None:
+def test_it_walks_each_row_of_every_list_once_in_its_order(reviewer, url) -> None:
     for _ in range(5):
         ProposedActionFactory()
     pages = _walk(reviewer, url)

@@ -70,6 +70,11 @@ def test_it_approves_from_the_queue_and_watches_the_run_verify_and_reply(company
     expect(page.locator("#runs code.tool", has_text="reply_to_customer").first).to_be_visible(timeout=60_000)
     expect(page.locator("#runs")).to_have_attribute("data-live", "false", timeout=60_000)
     assert steps.count() > before
+    # The poll sent only the entries the page lacked and appended them: a fresh load shows exactly the same lines.
+    grown = steps.all_inner_texts()
+    page.reload()
+    expect(steps).to_have_count(len(grown))
+    assert steps.all_inner_texts() == grown
 
     run.refresh_from_db()
     action.refresh_from_db()

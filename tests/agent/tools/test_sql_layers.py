@@ -275,6 +275,7 @@ def test_it_fails_closed_when_the_binding_key_does_not_match(sql_pg_data: Callab
 @pg
 def test_it_drops_the_views_on_reverse_migration_and_keeps_the_role() -> None:
     migration = importlib.import_module("sandbox.migrations.0002_support_views")
+    comments = importlib.import_module("sandbox.migrations.0003_support_view_comments")
 
     def views() -> set[str]:
         with connection.cursor() as cursor:
@@ -291,9 +292,10 @@ def test_it_drops_the_views_on_reverse_migration_and_keeps_the_role() -> None:
             migration.drop_support_views(None, editor)
         assert views() == set()
         assert role_exists()
-    finally:
+    finally:  # as the migrations left them, COMMENTs included, for the tests that come after
         with connection.schema_editor() as editor:
             migration.create_support_views(None, editor)
+            comments.comment(None, editor)
     assert views() == set(SUPPORT_VIEW_COLUMNS)
 
 

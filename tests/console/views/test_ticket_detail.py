@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -108,10 +110,10 @@ def test_it_shows_unparseable_sql_as_written(reviewer) -> None:
 
 def test_it_polls_the_runs_while_one_works_and_stops_when_all_are_final(reviewer) -> None:
     run = AgentRunFactory(status=AgentRun.Status.RUNNING)
-    polling = f'hx-get="{_url(run.ticket)}" hx-trigger="every 2s"'
-    assert polling in reviewer.get(_url(run.ticket)).content.decode()
+    polling = re.compile(rf'hx-get="{_url(run.ticket)}\?have={run.pk}:0:[0-9a-f]{{16}}" hx-trigger="every 2s"')
+    assert polling.search(reviewer.get(_url(run.ticket)).content.decode())
     fragment = reviewer.get(_url(run.ticket), headers=HX).content.decode()
-    assert polling in fragment
+    assert polling.search(fragment)
     assert "<html" not in fragment and 'id="runs"' in fragment
     AgentRun.objects.filter(pk=run.pk).update(status=AgentRun.Status.COMPLETED)
     fragment = reviewer.get(_url(run.ticket), headers=HX).content.decode()
@@ -124,6 +126,48 @@ def test_it_grows_the_fragment_as_steps_are_persisted(reviewer) -> None:
     assert "Second thought" not in reviewer.get(_url(run.ticket), headers=HX).content.decode()
     StepFactory(run=run, content="Second thought")
     assert "Second thought" in reviewer.get(_url(run.ticket), headers=HX).content.decode()
+
+
+def _poll(reviewer, page: str) -> str:
+    url = re.search(r'id="live" hx-get="([^"]+)"', page).group(1)
+    return reviewer.get(url, headers=HX).content.decode()
+
+
+def test_it_polls_for_only_the_steps_the_page_lacks(reviewer) -> None:
+    run = AgentRunFactory(status=AgentRun.Status.RUNNING)
+    StepFactory(run=run, index=0, content="First thought")
+    page = reviewer.get(_url(run.ticket)).content.decode()
+    assert "First thought" in page
+    StepFactory(run=run, index=1, content="Second thought")
+    StepFactory(run=run, index=2, content="Third thought")
+
+    poll = _poll(reviewer, page)
+    assert "Second thought" in poll and "Third thought" in poll
+    assert "First thought" not in poll  # the page has it
+    assert f'<ol hx-swap-oob="beforeend:#timeline-{run.pk}">' in poll
+    assert f'<ol class="timeline" id="timeline-{run.pk}" hx-preserve="true"></ol>' in poll
+    quiet = _poll(reviewer, poll)  # the next poll, with nothing new: no step at all
+    assert "thought" not in quiet and "hx-swap-oob" not in quiet
+    url = re.search(r'id="live" hx-get="([^"]+)"', quiet).group(1)
+    digest = quiet.split('"X-Live-Digest": "')[1].split('"')[0]
+    assert reviewer.get(url, headers={**HX, "X-Live-Digest": digest}).status_code == 204
+
+
+def test_it_resends_a_timeline_whose_entries_changed(reviewer) -> None:
+    run = AgentRunFactory(status=AgentRun.Status.RUNNING)
+    StepFactory(run=run, index=0, content="First thought")
+    StepFactory(run=run, index=1, kind=Step.Kind.ACTION, tool_name="get_tenant", tool_call_id="c1", tool_input={})
+    page = reviewer.get(_url(run.ticket)).content.decode()
+    # The call's result arrives: the call's own line changes, so the whole timeline is sent again.
+    StepFactory(run=run, index=2, kind=Step.Kind.OBSERVATION, tool_name="get_tenant", tool_call_id="c1",
+                tool_output={"ok": True, "data": {"plan": "pro"}})  # fmt: skip
+    poll = _poll(reviewer, page)
+    assert "First thought" in poll and "plan=pro" in poll
+    assert "hx-swap-oob" not in poll and 'hx-preserve="true"></ol>' not in poll
+    # A page that holds something else (an edited or stale `have`) gets the whole timeline too.
+    stale = reviewer.get(f"{_url(run.ticket)}?have={run.pk}:999999:0123456789abcdef", headers=HX).content.decode()
+    assert "First thought" in stale and "hx-swap-oob" not in stale
+    assert reviewer.get(f"{_url(run.ticket)}?have=nonsense,1:2", headers=HX).status_code == 200
 
 
 def test_it_shows_a_pending_proposal_as_a_real_action_with_its_decisions(reviewer) -> None:
