@@ -14,7 +14,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from agent.catalogue import all_tools, get_tool
+from agent.catalogue import get_tool, workflow_tools
 from agent.gate import REPEAT_ANSWERED, Decision, Verdict, gate_decide, intent_hash, intent_hashes, run_state
 from agent.models import AgentRun, ProposedAction, Step
 from agent.policy import Risk
@@ -271,7 +271,7 @@ def call_dispatch(run: AgentRun, step: Step, rationale: str, turn_writes: list[s
         recorded = observation_of(action)
         if recorded is not Undecided.RUN:
             return recorded  # decided or run already, or still with a reviewer
-    tools = all_tools()
+    tools = workflow_tools(run.workflow)  # a tool outside the workflow's own set is refused as unknown
     tool = tools.get(step.tool_name)
     args = action.args if action is not None else (step.tool_input or {})
     tenant_id = run.ticket.tenant_id

@@ -110,7 +110,7 @@ def _draft_text(tool: Tool | None, args: dict[str, Any]) -> str:
 def proposal_follow_up(*, run: AgentRun, action: ProposedAction, transcript: list[Step]) -> FollowUp:
     """What approving this proposal leads to, as far as it can honestly be known. Pure: uses the run, its
     workflow and the transcript already loaded."""
-    from agent.catalogue import all_tools
+    from agent.catalogue import workflow_tools
     from agent.gate import RunState, Verdict, gate_decide
     from agent.llm.conversation import Conversation, Exchange, ToolCall, ToolResult
     from agent.llm.offline import (  # the offline engine's own templating and conditions, not a copy of them
@@ -121,7 +121,7 @@ def proposal_follow_up(*, run: AgentRun, action: ProposedAction, transcript: lis
     )
     from agent.prompts import _exchanges_of, playbook_values, run_playbook
 
-    tools = all_tools()
+    tools = workflow_tools(run.workflow)
     tool = tools.get(action.tool)
     runs_now = (tool.approval_effect if tool is not None else "") or APPROVAL_RUNS.format(tool=action.tool)
     verification = tool.verify_summary if tool is not None and tool.verify_summary else ""

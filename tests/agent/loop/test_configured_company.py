@@ -24,9 +24,9 @@ def _offered(request) -> dict[str, dict]:
     }
 
 
-def _run(**workflow: object):
+def _run(phase: str = "autonomous", **workflow: object):
     ticket = TicketFactory(tenant_link__tenant_id="nw-1042", subject="We hit our seat cap", tags=["seat_cap"])
-    return AgentRunFactory(ticket=ticket, workflow=WorkflowFactory(phase="autonomous", **workflow), phase="autonomous")
+    return AgentRunFactory(ticket=ticket, workflow=WorkflowFactory(phase=phase, **workflow), phase=phase)
 
 
 def test_it_offers_the_configured_companys_tools_and_a_changed_file_changes_them(bedrock, northwind) -> None:
@@ -58,14 +58,27 @@ def test_it_offers_the_configured_companys_tools_and_a_changed_file_changes_them
     assert changed["inputSchema"]["json"]["properties"]["extra_seats"]["maximum"] == 20
 
 
-def test_it_offers_a_workflow_only_its_own_tools_and_refuses_another(bedrock, northwind) -> None:
-    run = _run(tools=["get_usage", "reply_to_customer", "solve_ticket"])
-    bedrock.answer(200, converse_reply(tool_use("t1", "raise_seat_cap", {"tenant_id": "nw-1042", "extra_seats": 2})))
+@pytest.mark.parametrize("phase", ["triage", "autonomous"])
+def test_it_offers_a_workflow_only_its_own_tools_and_refuses_another(bedrock, northwind, phase) -> None:
+    # raise_seat_cap is pre-approved but not in the workflow's tool set; get_usage is a read, which would run at once.
+    run = _run(tools=["reply_to_customer", "solve_ticket"], phase=phase, preapproved_tools=["raise_seat_cap"])
+    bedrock.answer(
+        200,
+        converse_reply(
+            tool_use("t1", "raise_seat_cap", {"tenant_id": "nw-1042", "extra_seats": 2}),
+            tool_use("t2", "get_usage", {"tenant_id": "nw-1042"}),
+        ),
+    )
     bedrock.answer(200, converse_reply({"text": "I cannot."}, stop="end_turn"))
 
     drive(run.pk)
 
-    assert set(_offered(bedrock.requests[0])) == {"get_usage", "reply_to_customer", "solve_ticket", "escalate_to_human"}
-    assert not ProposedAction.objects.filter(run=run, tool="raise_seat_cap", status="executed").exists()
+    assert set(_offered(bedrock.requests[0])) == {"reply_to_customer", "solve_ticket", "escalate_to_human"}
+    told = tool_results(bedrock.requests[1])  # what the model reads back, so it can adjust
+    for call_id, name in (("t1", "raise_seat_cap"), ("t2", "get_usage")):
+        assert told[call_id]["ok"] is False
+        assert repr(name) in told[call_id]["message"]
+        assert "Available tools: reply_to_customer, solve_ticket" in told[call_id]["message"]
+    assert not ProposedAction.objects.filter(run=run).exists()  # nothing run, and no reviewer asked
     assert northwind.accounts["nw-1042"].seat_cap == 20
     assert northwind.requests == []
