@@ -15,7 +15,16 @@ from typing import Any
 from django.utils import timezone
 
 from agent.catalogue import get_tool, workflow_tools
-from agent.gate import REPEAT_ANSWERED, Decision, Verdict, gate_decide, intent_hash, intent_hashes, run_state
+from agent.gate import (
+    REPEAT_ANSWERED,
+    Decision,
+    Verdict,
+    canonical_args,
+    gate_decide,
+    intent_hash,
+    intent_hashes,
+    run_state,
+)
 from agent.models import AgentRun, ProposedAction, Step
 from agent.policy import Risk
 from agent.services.actions import (
@@ -273,7 +282,7 @@ def call_dispatch(run: AgentRun, step: Step, rationale: str, turn_writes: list[s
             return recorded  # decided or run already, or still with a reviewer
     tools = workflow_tools(run.workflow)  # a tool outside the workflow's own set is refused as unknown
     tool = tools.get(step.tool_name)
-    args = action.args if action is not None else (step.tool_input or {})
+    args = action.args if action is not None else canonical_args(step.tool_input or {})
     tenant_id = run.ticket.tenant_id
     root = earlier = None
     if action is None and tool is not None and tool.risk != Risk.READ and isinstance(args, dict):

@@ -100,6 +100,18 @@ class RunState:
     spent: Spent = field(default_factory=Spent)
 
 
+def canonical_args(value: Any) -> Any:
+    """Arguments as one intent is written: a whole number sent as a float (7.0, as a model may write 7) is the
+    integer, so the same call is never a new intent with a new idempotency key, nor a new sum against a limit."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: canonical_args(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [canonical_args(item) for item in value]
+    return value
+
+
 def intent_hashes(action: ProposedAction) -> set[str]:
     """What makes two calls the same intent: the tool and its canonical arguments — the model's and, after a
     reviewer's edit, what was approved."""

@@ -116,3 +116,27 @@ def test_it_sends_again_with_the_same_key_once_state_shows_the_first_did_not_tak
     assert (retry.status, retry.verification, retry.retry_of_id) == ("executed", "passed", earlier.pk)
     run.refresh_from_db()
     assert run.status == "completed"
+
+
+def test_it_takes_a_retry_written_as_a_float_in_another_key_order_for_the_same_write(bedrock, admin_standin) -> None:
+    """A model that writes 7 as 7.0 (and the arguments in another order) makes the same call, not a second one
+    that the limits would still let through."""
+    run = _run()
+    admin_standin.answer(200, TRIALING)
+    admin_standin.answer(200, RESHAPED)
+    admin_standin.answer(200, tenant_body(status="trialing", plan="trial", trial_ends_at=AFTER))  # it took effect
+    # Anything sent again would be answered as a fresh extension.
+    admin_standin.answer(200, TRIALING)
+    admin_standin.answer(200, EXTENDED)
+    admin_standin.answer(200, tenant_body(status="trialing", plan="trial", trial_ends_at=AFTER))
+    bedrock.answer(200, _extend("a"))
+    bedrock.answer(200, converse_reply(tool_use("b", "extend_trial", {"days": 7.0, "tenant_id": "acme"})))
+    bedrock.answer(200, converse_reply({"text": "Extended by a week."}, stop="end_turn"))
+
+    assert drive(run.pk) == Outcome.DONE
+
+    assert len(_writes(admin_standin)) == 1
+    [write] = ProposedAction.objects.filter(run=run)
+    assert (write.status, write.verification) == ("executed", "passed")
+    repeat = tool_results(bedrock.requests[2])["b"]
+    assert repeat["ok"] is True and "already ran in this run" in repeat["message"]
