@@ -7,9 +7,11 @@ from django import forms
 
 from agent.models import AgentRun, Rating, Workflow
 from agent.selectors.evidence import EVIDENCE_KEYS
+from agentconsole import jsonlimits
 from console.ticket_search import OUTCOMES, SORTS
 
 ARGS_NOT_JSON = "The arguments are not valid JSON: {error}"
+ARGS_UNSAFE = "The arguments hold a value that cannot be accepted{where}: it {problem}."
 ARGS_NOT_OBJECT = 'The arguments must be a JSON object, like {"tenant_id": "acme"}.'
 
 
@@ -50,9 +52,16 @@ class ApproveForm(forms.Form):
         if not raw.strip():
             return None
         try:
-            value = json.loads(raw)
+            json.loads(raw)  # only for its message on a syntax error, which names line and column
         except json.JSONDecodeError as exc:
             raise forms.ValidationError(ARGS_NOT_JSON.format(error=exc.msg)) from exc
+        except (RecursionError, ValueError):
+            pass  # too deep for the stack, or an integer past Python's digit limit: said below, never a 500
+        try:
+            value = jsonlimits.loads(raw.encode("utf-8"))
+        except jsonlimits.UnsafeInput as exc:
+            where = f" ({exc.field})" if exc.field else ""
+            raise forms.ValidationError(ARGS_UNSAFE.format(where=where, problem=exc.problem)) from exc
         if not isinstance(value, dict):
             raise forms.ValidationError(ARGS_NOT_OBJECT)
         return value

@@ -34,9 +34,10 @@ def _run_done(request: HttpRequest, run: AgentRun, status: int = 200, error: str
 def run_take_over(request: HttpRequest, pk: int) -> HttpResponse:
     run = _get_run_for_user(request, pk)
     form = TakeOverForm(request.POST)
-    form.is_valid()
+    if not form.is_valid():  # a reason past the limit is refused, never dropped while the run is taken over
+        return _run_done(request, run, status=400, error=next(iter(form.errors.values()))[0])
     try:
-        run = agent_run_take_over(run=run, user=request.user, reason=form.cleaned_data.get("reason", ""))
+        run = agent_run_take_over(run=run, user=request.user, reason=form.cleaned_data["reason"])
     except ApplicationError as exc:
         return _run_done(request, run, status=exc.status_code, error=exc.message)
     return _run_done(request, run)

@@ -135,6 +135,10 @@ def test_it_approves_edited_args_and_shows_the_diff(reviewer, action, django_cap
         ('{"tenant_id": "acme", "days": ', "not valid JSON"),
         ('["acme"]', ARGS_NOT_OBJECT),
         ('{"tenant_id": "acme", "days": 99}', EDITED_ARGS_INVALID),
+        # what json.loads alone raised as a 500 (RecursionError, ValueError) or PostgreSQL's jsonb refuses (NUL)
+        ("[" * 5000, "nested deeper than"),
+        ('{"tenant_id": "acme", "days": ' + "9" * 5000 + "}", "(days): it is a number out of range"),
+        ('{"tenant_id": "ac\\u0000me", "days": 7}', "(tenant_id): it contains a NUL character"),
     ],
 )
 def test_it_refuses_invalid_edited_args_in_the_card(reviewer, action, args, message) -> None:

@@ -131,6 +131,10 @@ def test_it_sends_an_expired_htmx_session_to_the_login_page(reviewer) -> None:
 def test_it_takes_over_and_closes_from_the_ticket_page(reviewer, reviewer_user) -> None:
     action = _pending()
     run = action.run
+    too_long = reviewer.post(f"/runs/{run.pk}/take-over/", {"reason": "x" * 2001}, headers=HX)
+    assert too_long.status_code == 400 and b"at most 2000 characters" in too_long.content
+    run.refresh_from_db()
+    assert run.status != "taken_over"  # refused whole: the reason was not dropped while the run was taken over
     response = reviewer.post(f"/runs/{run.pk}/take-over/", {"reason": "I know this one"}, headers=HX)
     assert response["HX-Redirect"] == f"/tickets/{run.ticket_id}/#run-{run.pk}"
     run.refresh_from_db()
