@@ -38,7 +38,7 @@ from agent.llm.offline import OfflineEngine
 from agent.models import AgentRun, ProposedAction, Replay, ReplayItem, Step, Workflow, WorkflowVersion
 from agent.suites import suite_run_start
 from agent.tools._summary import clip
-from agent.tools.base import ErrorType, Observation, Risk, ToolContext
+from agent.tools.base import ErrorType, Observation, Risk, Tool, ToolContext
 from agentconsole.errors import ApplicationError
 from audit.services import audit_event_record
 from tickets.models import Ticket, TicketComment
@@ -139,11 +139,23 @@ def _dry_run(args: dict[str, Any]) -> Observation:
     return Observation.success({"dry_run": True, "message": REPLAY_DRY_RUN}, executed_args=args, replay=True)
 
 
+def version_tools(version: WorkflowVersion) -> dict[str, Tool]:
+    """The tools a version's model is offered, as the live gate offers them: the version's own tool set (a version
+    recorded before tool sets were kept offers every tool)."""
+    tools = all_tools()
+    names = {entry.get("name") for entry in version.tools or [] if isinstance(entry, dict)}
+    names.discard(prompts.ESCALATE_SPEC["name"])
+    if not names:
+        return tools
+    return {name: tool for name, tool in tools.items() if name in names}
+
+
 def _answer(
-    name: str, raw: dict[str, Any], recording: Recording, ctx: ToolContext, live_reads: bool
+    name: str, raw: dict[str, Any], recording: Recording, ctx: ToolContext, live_reads: bool, tools: dict[str, Tool]
 ) -> tuple[dict[str, Any], str]:
-    """The observation a call gets in a replay, and where it came from."""
-    tool = get_tool(name)
+    """The observation a call gets in a replay, and where it came from. A tool outside the version's set is refused
+    as unknown, as the live gate refuses it."""
+    tool = tools.get(name)
     if tool is None:
         return Observation.failure(ErrorType.INVALID_ARGUMENTS, UNKNOWN_TOOL.format(name=name)).to_dict(), "refused"
     args = tool.parse_args(raw)
@@ -167,7 +179,8 @@ def ticket_replay(*, version: WorkflowVersion, run: AgentRun, engine: Engine, li
     result = TicketReplay()
     recording = Recording(run)
     system, ticket_text, playbook, history, latest = _conversation_parts(version, run)
-    specs = [tool.spec() for tool in all_tools().values()] + [prompts.ESCALATE_SPEC]
+    tools = version_tools(version)
+    specs = [tool.spec() for tool in tools.values()] + [prompts.ESCALATE_SPEC]
     ctx = ToolContext(ticket_id=run.ticket_id, tenant_id=run.ticket.tenant_id, run_id=None, replay=True)
     exchanges: list[Exchange] = []
     steps: list[Step] = []
@@ -197,7 +210,7 @@ def ticket_replay(*, version: WorkflowVersion, run: AgentRun, engine: Engine, li
                 result.outcome = "escalated"
                 result.final_text = str(call.args.get("reason") or "The agent asked for a human.")
                 break
-            observation, source = _answer(call.name, call.args, recording, ctx, live_reads)
+            observation, source = _answer(call.name, call.args, recording, ctx, live_reads, tools)
             entry["calls"].append({"tool": call.name, "args": call.args, "source": source, "observation": observation})
             results.append(Result(tool_call_id=call.id, name=call.name, observation=observation))
             steps += [

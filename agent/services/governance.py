@@ -26,7 +26,8 @@ def workflow_phase_change(
 ) -> Workflow:
     """Promote or demote a workflow. A promotion (to triage or to autonomous) needs the evidence of the version in
     force to meet that phase's criteria and the version to pass its regression suite, unless an admin overrides —
-    which is recorded with the unmet criteria."""
+    which is recorded with the unmet criteria. Demoting an autonomous workflow drops its runs in flight to triage,
+    as the kill switch does, so none of them runs another write alone."""
     from agent.versions import is_promotion, promotion_unmet, workflow_version_ensure
 
     admin_required(user)
@@ -49,6 +50,11 @@ def workflow_phase_change(
     workflow.phase = phase
     workflow.full_clean()
     workflow.save(update_fields=["phase", "updated_at"])
+    if previous == Workflow.Phase.AUTONOMOUS:
+        # As the kill switch does: the workflow's runs in flight stop running writes alone from this commit on.
+        AgentRun.objects.filter(workflow=workflow, phase=Workflow.Phase.AUTONOMOUS).exclude(
+            status__in=RUN_FINAL
+        ).update(phase=Workflow.Phase.TRIAGE)
     audit_event_record(
         verb="workflow.phase_changed",
         obj=workflow,

@@ -116,7 +116,8 @@ def test_it_replays_without_writing_and_gives_the_same_result_twice(
         {"tool": "reset_tenant_cache", "args": {"tenant_id": "{tenant_id}"}},
         *_with_days(14),
     ]
-    workflow_save(workflow=workflow, changed_fields=["playbook"], user=admin)
+    workflow.tools = [*workflow.tools, "get_billing_status", "reset_tenant_cache"]  # offered, as live runs would be
+    workflow_save(workflow=workflow, changed_fields=["playbook", "tools"], user=admin)
     settings.REPLAY_LIVE_READS_ALLOWED = True
     billing = {"tenant_id": "globex", "plan": "trial", "status": "trialing", "subscription": None, "invoices": []}
     for admin_api in serve(StandIn(fallback=Scripted(200, billing))):  # the company's Admin API, at its boundary
