@@ -335,7 +335,9 @@ class SqliteExecutor:
         self.path = Path(path)
         self.timeout_ms = timeout_ms
         self.row_cap = row_cap
-        self.views = frozenset(views)
+        # Sorted, as PostgresExecutor's: the order the model is told the views in, which is part of a workflow
+        # version's content, must not vary with each process's string hashing (as a frozenset's does).
+        self.views = sorted(set(views))
 
     def run(self, query: str, *, tenant_id: str) -> QueryResult:
         try:

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.tools.sql_executor import SQLITE_TENANT_FUNCTION
+
 CACHE_SECONDS = 300.0
 RETRY_SECONDS = 30.0
 PG_CATALOGUE_SQL = """
@@ -76,6 +78,9 @@ def _postgres(dsn: str, views: list[str]) -> dict[str, View]:
 def _sqlite(path: str, views: list[str]) -> dict[str, View]:
     found: dict[str, View] = {}
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    # The views filter on the tenant function run_sql registers on its own connection; without it SQLite cannot
+    # compile them, and pragma_table_info fails ("no such function"). It is never called here.
+    conn.create_function(SQLITE_TENANT_FUNCTION, 0, lambda: None, deterministic=True)
     try:
         for view in views:
             columns = conn.execute("SELECT name, type FROM pragma_table_info(?)", [view]).fetchall()
@@ -88,8 +93,8 @@ def _sqlite(path: str, views: list[str]) -> dict[str, View]:
 
 
 def view_catalogue(executor: Any) -> list[View]:
-    """The executor's views in SUPPORT_SQL_VIEWS order, described by the database; a view the database does not
-    show (or a database that cannot be read now) is listed by name only."""
+    """The executor's views in its (name) order, the same in every process, described by the database; a view the
+    database does not show (or a database that cannot be read now) is listed by name only."""
     views = list(getattr(executor, "views", []))
     source = getattr(executor, "dsn", None) or str(getattr(executor, "path", ""))
     key = (source, tuple(views))

@@ -333,3 +333,16 @@ def test_it_times_out_a_slow_query_on_sqlite(sql_on_sqlite: SqliteDb, settings: 
 
     assert observation.error_type == ErrorType.TIMEOUT
     assert time.monotonic() - started < 3
+
+
+def test_it_describes_the_views_on_sqlite_the_same_in_every_process(sql_on_sqlite: SqliteDb) -> None:
+    """The description is part of a workflow version's content hash: listed in an order that depends on the
+    process's string hashing, each web process and worker saw a different version ("changed since version 1",
+    no evidence), and views that call the tenant function could not be described at all."""
+    clear_view_cache()
+    description = get_tool("run_sql").spec()["description"]
+    listed = [line[2:].split(" ")[0] for line in description.splitlines() if line.startswith("- support_")]
+    assert listed == sorted(settings.SUPPORT_SQL_VIEWS)
+    assert "could not be read" not in description
+    assert "failed_logins" in description and "trial_ends_at" in description
+    clear_view_cache()
