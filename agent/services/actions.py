@@ -18,13 +18,16 @@ from agent.lifecycle import ACTION_TRANSITIONS, action_initial_check, action_tra
 from agent.models import AgentRun, ProposedAction, Step, Workflow
 from agent.permissions import reviewer_required
 from agent.policy import Risk
-from agent.services.runs import agent_run_dispatch, agent_run_transition_in
+from agent.services.runs import (
+    agent_run_dispatch,
+    agent_run_transition_in,
+    require_not_claimed_by_another,
+)
 from agent.suites import regression_case_capture
 from agent.tools.base import Observation, Tool
 from agentconsole.errors import ApplicationError, ConflictError
 from audit.models import AuditEvent
 from audit.services import audit_event_record, canonical_hash
-from tickets.models import Ticket
 
 # Relations a decision sets from loaded rows: full_clean() skips them, each would be a query for a row we hold.
 ACTION_RELATIONS = ["run", "step", "retry_of", "decided_by"]
@@ -34,7 +37,6 @@ EDITED_ARGS_INVALID = "The edited arguments do not match the tool's schema."
 EDITED_ARGS_OTHER_TENANT = "The edited arguments name another tenant than the ticket's."
 REJECT_NEEDS_REASON = "Say why you reject it: the reason goes back to the agent."
 RESPOND_NEEDS_FEEDBACK = "Write the feedback the agent should continue from."
-CLAIMED_BY_ANOTHER = "{name} has claimed this ticket. Take the claim first if you mean to decide it."
 
 
 @contextmanager
@@ -261,7 +263,7 @@ def proposed_action_approve(
         raise ConflictError(APPROVE_DRY_RUN)
     if action.status != ProposedAction.Status.PENDING:
         raise ConflictError(ACTION_ALREADY_DECIDED.format(status=action.get_status_display()))
-    _require_not_claimed_by_another(action.run.ticket, user)
+    require_not_claimed_by_another(action.run.ticket, user)
     if args is not None and args != action.args:
         tool = get_tool(action.tool)
         parsed = tool.parse_args(args) if tool else None
@@ -294,12 +296,6 @@ def proposed_action_approve(
     return action
 
 
-def _require_not_claimed_by_another(ticket: Ticket, user: AbstractBaseUser) -> None:
-    """A ticket a reviewer claimed is theirs to decide: anyone else takes the claim first, on purpose."""
-    if ticket.assignee_id is not None and ticket.assignee_id != user.pk:
-        raise ConflictError(CLAIMED_BY_ANOTHER.format(name=ticket.assignee.get_username()))
-
-
 def _decide_without_running(
     *, action: ProposedAction, user: AbstractBaseUser, status: str, text: str, empty_message: str
 ) -> ProposedAction:
@@ -312,7 +308,7 @@ def _decide_without_running(
     )
     if action.status != ProposedAction.Status.PENDING:
         raise ConflictError(ACTION_ALREADY_DECIDED.format(status=action.get_status_display()))
-    _require_not_claimed_by_another(action.run.ticket, user)
+    require_not_claimed_by_another(action.run.ticket, user)
     action_transition_check(current=action.status, target=status)
     action.status = status
     action.decided_by = user

@@ -29,6 +29,7 @@ from agent.services.transcript import step_append
 from agentconsole.errors import ApplicationError, ConflictError
 from audit.models import AuditEvent
 from audit.services import audit_event_record
+from tickets.models import Ticket
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +149,7 @@ def agent_run_transition_in(
     return run
 
 
+CLAIMED_BY_ANOTHER = "{name} has claimed this ticket. Take the claim first if you mean to decide it."
 TAKE_OVER_ENDED = "This run has already ended ({status}); there is nothing to take over."
 TAKEN_OVER_REASON = "Taken over by {name}{reason}"
 OUTCOME_INVALID = "Choose an outcome: {choices}."
@@ -231,6 +233,13 @@ def _withdraw_open_proposals(run: AgentRun, user: AbstractBaseUser) -> list[int]
     return withdrawn
 
 
+def require_not_claimed_by_another(ticket: Ticket, user: AbstractBaseUser) -> None:
+    """A ticket a reviewer claimed is theirs to decide (a proposal, a take-over, closing its escalation): anyone
+    else takes the claim first, on purpose."""
+    if ticket.assignee_id is not None and ticket.assignee_id != user.pk:
+        raise ConflictError(CLAIMED_BY_ANOTHER.format(name=ticket.assignee.get_username()))
+
+
 def agent_run_take_over(*, run: AgentRun, user: AbstractBaseUser, reason: str = "") -> AgentRun:
     """A reviewer takes the ticket from the agent. A run still going ends (taken over), its worker loses its
     lease (its next renewal fails, so it stops before another call), and what it proposed is withdrawn. An
@@ -243,6 +252,7 @@ def agent_run_take_over(*, run: AgentRun, user: AbstractBaseUser, reason: str = 
         run = AgentRun.objects.select_for_update(of=("self",)).select_related("ticket__assignee").get(pk=run.pk)
         if run.status in RUN_FINAL and not (run.status == AgentRun.Status.ESCALATED and not run.outcome):
             raise ConflictError(TAKE_OVER_ENDED.format(status=run.get_status_display().lower()))
+        require_not_claimed_by_another(run.ticket, user)
         if run.status not in RUN_FINAL:
             AgentRun.objects.filter(pk=run.pk).update(lease_token="", lease_expires_at=None)
             run = agent_run_transition(
@@ -278,11 +288,12 @@ def agent_run_close(*, run: AgentRun, user: AbstractBaseUser, outcome: str, note
     reviewer_required(user)
     if outcome not in AgentRun.Outcome.values:
         raise ApplicationError(OUTCOME_INVALID.format(choices=", ".join(AgentRun.Outcome.values)))
-    run = AgentRun.objects.select_for_update().get(pk=run.pk)
+    run = AgentRun.objects.select_for_update(of=("self",)).select_related("ticket__assignee").get(pk=run.pk)
     if run.status not in RUN_CLOSABLE:
         raise ConflictError(CLOSE_NOT_ESCALATED.format(status=run.get_status_display().lower()))
     if run.outcome:
         raise ConflictError(ALREADY_CLOSED.format(outcome=run.get_outcome_display().lower()))
+    require_not_claimed_by_another(run.ticket, user)
     run.outcome = outcome
     run.outcome_note = note.strip()
     run.closed_by = user

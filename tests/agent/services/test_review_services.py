@@ -10,7 +10,6 @@ from agent.models import AgentRun, ProposedAction, Step
 from agent.selectors.evidence import workflow_evidence
 from agent.selectors.proposals import observation_summary, proposal_follow_up
 from agent.services.actions import (
-    CLAIMED_BY_ANOTHER,
     RESPOND_NEEDS_FEEDBACK,
     proposed_action_approve,
     proposed_action_reject,
@@ -18,6 +17,7 @@ from agent.services.actions import (
 )
 from agent.services.runs import (
     ALREADY_CLOSED,
+    CLAIMED_BY_ANOTHER,
     CLOSE_NOT_ESCALATED,
     TAKE_OVER_ENDED,
     agent_run_close,
@@ -64,6 +64,28 @@ def test_it_lets_only_the_claimant_decide_a_claimed_ticket(rita, sam) -> None:
     assert proposed_action_approve(action=action, user=sam).status == "approved"
     taken = AuditEvent.objects.filter(verb="ticket.assigned").first()  # the newest
     assert taken.payload == {"from": "rita", "to": "sam", "taken": True}
+
+
+def test_it_lets_only_the_claimant_take_over_or_close_a_claimed_ticket(rita, sam) -> None:
+    action = ProposedActionFactory(run__status="awaiting_approval")
+    run = action.run
+    ticket_assign(ticket=run.ticket, assignee=rita, user=rita)
+    message = CLAIMED_BY_ANOTHER.format(name="rita")
+    with pytest.raises(ConflictError, match=message):
+        agent_run_take_over(run=run, user=sam)  # would end rita's run and withdraw the proposal she is deciding
+    run.refresh_from_db()
+    action.refresh_from_db()
+    assert (run.status, action.status, run.ticket.assignee) == ("awaiting_approval", "pending", rita)
+    assert not AuditEvent.objects.filter(verb="run.taken_over").exists()
+
+    escalated = AgentRunFactory(status=AgentRun.Status.ESCALATED, ticket=run.ticket)
+    with pytest.raises(ConflictError, match=message):
+        agent_run_close(run=escalated, user=sam, outcome="resolved")
+    escalated.refresh_from_db()
+    assert escalated.outcome == ""
+    ticket_assign(ticket=run.ticket, assignee=sam, user=sam, force=True)  # taken on purpose
+    assert agent_run_take_over(run=run, user=sam).status == "taken_over"
+    assert agent_run_close(run=escalated, user=sam, outcome="resolved").closed_by == sam
 
 
 def test_it_needs_feedback_to_respond(rita) -> None:
