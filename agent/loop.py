@@ -18,6 +18,7 @@ from django.conf import settings
 from agent import prompts, telemetry
 from agent.calls import Undecided, call_dispatch
 from agent.catalogue import get_tool, workflow_tools
+from agent.gate import run_state
 from agent.lifecycle import RUN_FINAL
 from agent.llm import engine_get
 from agent.llm.conversation import ESCALATE_TOOL, ModelTurn
@@ -37,6 +38,10 @@ from tickets.helpdesk import HelpdeskError, ticket_context_ensure
 logger = logging.getLogger(__name__)
 FINISHED_WITH_UNKNOWN = (
     "The agent finished while the outcome of {writes} is unknown; a human must check the company's systems."
+)
+FINISHED_WITH_UNPROVEN = (
+    "The agent finished while nothing proves these writes of the run took effect: {writes}. A human must check "
+    "the company's systems and decide what the customer is told."
 )
 ABNORMAL_STOP = "The model's turn ended with stopReason {stop!r}: {why}. Its output was not used{calls}."
 
@@ -205,12 +210,36 @@ def _unrecorded_stop(run: AgentRun) -> str:
     return ""
 
 
+def _reviewer_answered_after_failure(run: AgentRun) -> bool:
+    """A reviewer approved what the customer was told after the run's last failed write: they know it failed."""
+    actions = list(run.actions.order_by("created_at", "id"))
+    failed = [n for n, a in enumerate(actions) if a.risk == Risk.WRITE and a.status == ProposedAction.Status.FAILED]
+    if not failed:
+        return False
+    later = actions[failed[-1] + 1 :]
+    return any(
+        a.decided_by_id is not None
+        and a.status == ProposedAction.Status.EXECUTED
+        and (tool := get_tool(a.tool)) is not None
+        and tool.customer_facing
+        for a in later
+    )
+
+
 def _finish(run: AgentRun, answer: str) -> Outcome:
+    """The model answered with text alone. A run with a write of unknown outcome, one that failed and was never
+    done since, or one not proven, is not "completed" on the model's word: it goes to the humans, who are told."""
     unknown = list(
         run.actions.filter(status=ProposedAction.Status.UNCERTAIN).values_list("tool", flat=True).order_by("id")
     )
     if unknown:
         agent_run_escalate(run=run, reason=FINISHED_WITH_UNKNOWN.format(writes=", ".join(unknown)))
+        return Outcome.DONE
+    state = run_state(run=run, tenant_id=run.ticket.tenant_id)
+    unproven = state.holding_writes + ([] if _reviewer_answered_after_failure(run) else
+                                       [f"{tool} (failed)" for tool in state.failed_writes])  # fmt: skip
+    if unproven:
+        agent_run_escalate(run=run, reason=FINISHED_WITH_UNPROVEN.format(writes=", ".join(unproven)))
     else:
         agent_run_finish(run=run, answer=answer)
     return Outcome.DONE

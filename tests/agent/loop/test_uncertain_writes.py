@@ -140,3 +140,21 @@ def test_it_takes_a_retry_written_as_a_float_in_another_key_order_for_the_same_w
     assert (write.status, write.verification) == ("executed", "passed")
     repeat = tool_results(bedrock.requests[2])["b"]
     assert repeat["ok"] is True and "already ran in this run" in repeat["message"]
+
+
+def test_it_escalates_a_run_the_model_ends_with_a_fixed_claim_after_a_write_that_failed(bedrock, admin_standin) -> None:
+    """A write refused by the Admin API, then a turn of text alone saying it is done: the run is not "completed"
+    on the model's word; the humans are told which write did not happen."""
+    run = _run()
+    admin_standin.answer(200, TRIALING)
+    admin_standin.answer(409, {"error": {"code": "not_trialing", "message": "The tenant is not trialing."}})
+    bedrock.answer(200, _extend("a"))
+    bedrock.answer(200, converse_reply({"text": "Done: the trial is extended by a week."}, stop="end_turn"))
+
+    assert drive(run.pk) == Outcome.DONE
+
+    assert ProposedAction.objects.get(run=run).status == "failed"
+    run.refresh_from_db()
+    assert run.status == "escalated"
+    assert "extend_trial (failed)" in run.status_reason
+    assert not run.ticket.comments.filter(public=True).exists()
