@@ -11,7 +11,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
@@ -78,6 +78,7 @@ class TicketPage:
     next_cursor: str
     previous_cursor: str
     first_page: bool
+    cursor_ignored: bool = False  # the page link was not one this view made: the first page is shown instead
 
 
 def _runs(**lookup: object) -> Exists:
@@ -143,18 +144,26 @@ def _search(q: str) -> Q:
     )
 
 
+CURSOR_NOT_UNDERSTOOD = "The page link was not understood (edited or from another list); this is the first page."
+
+
 def encode_cursor(value: datetime, pk: int) -> str:
     return base64.urlsafe_b64encode(f"{value.isoformat()}|{pk}".encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int] | None:
-    """None for anything that is not a cursor this module made (a stale or edited URL shows the first page)."""
+    """None for anything that is not a cursor this module made (a stale or edited URL shows the first page, and
+    says so)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         value, pk = raw.rsplit("|", 1)
         moment = datetime.fromisoformat(value)
-        return (moment, int(pk)) if moment.tzinfo is not None else None
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        number = int(pk)
+        if moment.tzinfo is None or not 0 < number < 2**63:
+            return None
+        # In UTC, as the database compares it: a time near the ends of Python's range overflows here, not there.
+        return moment.astimezone(UTC), number
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         return None
 
 
@@ -221,4 +230,5 @@ def ticket_page_get(*, query: TicketQuery, user: AbstractBaseUser) -> TicketPage
         next_cursor=encode_cursor(getattr(rows[-1], column), rows[-1].pk) if rows and has_next else "",
         previous_cursor=encode_cursor(getattr(rows[0], column), rows[0].pk) if rows and has_previous else "",
         first_page=cursor is None,
+        cursor_ignored=cursor is None and bool(query.before or query.after),
     )

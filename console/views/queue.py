@@ -15,7 +15,7 @@ from console.forms import (
     TicketQueryForm,
 )
 from console.selectors.queue import next_pending_get, queue_counts, queue_get
-from console.ticket_search import OUTCOMES, SAVED_VIEWS, TicketQuery, ticket_page_get
+from console.ticket_search import CURSOR_NOT_UNDERSTOOD, OUTCOMES, SAVED_VIEWS, TicketQuery, ticket_page_get
 from console.views.common import _require_reviewer, _ticket_url
 from tickets.services.tickets import ticket_assign
 
@@ -55,7 +55,8 @@ def ticket_list(request: HttpRequest) -> HttpResponse:
     for key in ("after", "before"):
         params.pop(key, None)
     context = {"form": form, "page": page, "query": params.urlencode(), "saved_views": SAVED_VIEWS,
-               "view": view, "outcomes": OUTCOMES}  # fmt: skip
+               "view": view, "outcomes": OUTCOMES,
+               "cursor_not_understood": CURSOR_NOT_UNDERSTOOD}  # fmt: skip
     template_name = "console/ticket_list.html" + ("#ticket-results" if request.htmx else "")
     return render(request, template_name, context)
 

@@ -3,6 +3,7 @@ keyset; the saved view of shadow drafts to rate; evidence numbers lead here."""
 
 from __future__ import annotations
 
+import base64
 import re
 from datetime import timedelta
 
@@ -10,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from agent.models import AgentRun, Rating, Step
-from console.ticket_search import PAGE_SIZE
+from console.ticket_search import CURSOR_NOT_UNDERSTOOD, PAGE_SIZE
 from tests.factories import (
     AgentRunFactory,
     ProposedActionFactory,
@@ -113,8 +114,29 @@ def test_it_pages_by_keyset_forward_and_back_and_counts_the_same_queryset(review
     before = re.search(r'before=([\w-]+)" rel="prev"', second).group(1)
     assert _rows(reviewer.get("/tickets/", {"before": before}).content.decode()) == seen
     assert 'rel="next"' not in third.content.decode()
-    # An edited cursor shows the first page rather than failing.
-    assert _rows(reviewer.get("/tickets/", {"after": "not-a-cursor"}).content.decode()) == seen
+    # An edited cursor shows the first page rather than failing, and says so.
+    edited = reviewer.get("/tickets/", {"after": "not-a-cursor"}).content.decode()
+    assert _rows(edited) == seen and CURSOR_NOT_UNDERSTOOD in edited
+    assert CURSOR_NOT_UNDERSTOOD not in second
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "0001-01-01T00:00:00+14:00|1",  # before year 1 in UTC: converting it overflowed (a 500)
+        "9999-12-31T23:59:59-14:00|1",  # after year 9999 in UTC
+        "2026-01-01T00:00:00+00:00|99999999999999999999999",  # an id no column holds
+        "2026-01-01T00:00:00|1",  # no timezone
+    ],
+)
+@pytest.mark.parametrize("key", ["after", "before"])
+def test_it_shows_the_first_page_for_a_cursor_edited_by_hand(reviewer, raw, key) -> None:
+    TicketFactory(external_id="4242")
+    cursor = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    response = reviewer.get("/tickets/", {key: cursor})
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert _rows(body) == ["4242"] and CURSOR_NOT_UNDERSTOOD in body
 
 
 def test_it_sorts_oldest_first_and_by_last_update(reviewer) -> None:
