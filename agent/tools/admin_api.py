@@ -46,6 +46,10 @@ UNEXPECTED_SHAPE = (
     "The Admin API answered {method} {path} in an unexpected shape. Expected an object with keys {expected}; "
     "got {received}. Problems: {problems}."
 )
+REDIRECTED = (
+    "{method} {path} answered {status}, a redirect to {location}. Redirects are not followed; check ADMIN_API_URL "
+    "and the OpenAPI document's paths."
+)
 NOT_JSON = "The Admin API answered {method} {path} with HTTP {status} and a body that is not JSON."
 CLIENT_CRASHED = "The Admin API call {method} {path} failed unexpectedly: {error}"
 OUTCOME_UNKNOWN = (
@@ -199,8 +203,9 @@ class AdminApiClient:
                 return _uncertain(sent) if write and maybe_received else sent
             response, attempts = sent
             answer = self._interpret(method, path, response_schema, response, attempts)
-            if write and isinstance(answer, Observation) and response.status_code < 300:
-                return _uncertain(answer)  # a 2xx we cannot read: the write happened, its result is unknown
+            if write and isinstance(answer, Observation) and response.status_code < 400:
+                # A 2xx we cannot read (the write happened, its result is unknown) or a redirect (it may have)
+                return _uncertain(answer)
             return answer
         except Exception as exc:  # the client's promise: never raise into the tool
             logger.exception("Admin API call %s %s crashed", method, path)
@@ -320,6 +325,15 @@ class AdminApiClient:
                 error_type,
                 template.format(method=method, path=path, status=status, code=code, message=message),
                 error_code=code,
+                **meta,
+            )
+        if status >= 300:
+            # Never followed: the credentials go to the configured Admin API only. A write redirected may have been
+            # done (a 303 after a POST), so the caller treats its outcome as unknown and re-reads state.
+            location = response.headers.get("Location", "")[:200] or "(no Location)"
+            return Observation.failure(
+                ErrorType.UNEXPECTED_RESPONSE,
+                REDIRECTED.format(method=method, path=path, status=status, location=location),
                 **meta,
             )
         replayed = response.headers.get("Idempotent-Replayed", "").lower() == "true"

@@ -158,3 +158,22 @@ def test_it_escalates_a_run_the_model_ends_with_a_fixed_claim_after_a_write_that
     assert run.status == "escalated"
     assert "extend_trial (failed)" in run.status_reason
     assert not run.ticket.comments.filter(public=True).exists()
+
+
+def test_it_reconciles_a_write_answered_with_a_redirect_instead_of_calling_it_failed(bedrock, admin_standin) -> None:
+    """A 303 after a POST often means the server acted: the write is checked by its verifier (and the redirect is
+    not followed, so the credentials go nowhere else)."""
+    run = _run()
+    admin_standin.answer(200, TRIALING)
+    admin_standin.answer(303, raw=b"", headers={"Location": "http://elsewhere.invalid/tenants/acme"})
+    admin_standin.answer(200, tenant_body(status="trialing", plan="trial", trial_ends_at=AFTER))  # it took effect
+    bedrock.answer(200, _extend("a"))
+    bedrock.answer(200, converse_reply({"text": "Extended by a week."}, stop="end_turn"))
+
+    assert drive(run.pk) == Outcome.DONE
+
+    assert len(_writes(admin_standin)) == 1 and len(admin_standin.requests) == 3
+    write = ProposedAction.objects.get(run=run)
+    assert (write.status, write.verification) == ("executed", "passed")
+    observed = tool_results(bedrock.requests[1])["a"]
+    assert observed["ok"] is True and "re-reading state shows it took effect" in observed["message"]
