@@ -17,7 +17,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from agent.dashboard import WorkflowCard, dashboard_get, workflow_cards
 from agent.forms import DashboardForm, GapsForm, PhaseChangeForm, ReplayForm, StopAutonomyForm, first_error
 from agent.gaps import knowledge_gap_rows, knowledge_gaps
-from agent.models import Replay, Workflow
+from agent.models import Replay, ReplayItem, Workflow
 from agent.permissions import NOT_AN_ADMIN
 from agent.replay import replay_start, suite_run_request
 from agent.selectors import regression_case_list, replay_get, replay_list
@@ -188,7 +188,9 @@ def replay_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if detail is None:
         raise Http404("No such replay.")
     template = f"{REPLAY_TEMPLATE}#replay-body" if request.htmx else REPLAY_TEMPLATE
-    return render(request, template, {"replay": detail.replay, "items": detail.items})
+    # Cases with no recorded run are not failures, but they do not pass either (and still block promotion): said.
+    skipped = sum(1 for item in detail.items if item.case_result == ReplayItem.CaseResult.SKIPPED)
+    return render(request, template, {"replay": detail.replay, "items": detail.items, "skipped": skipped})
 
 
 @require_GET

@@ -163,3 +163,21 @@ def test_it_answers_bad_windows_without_a_500(reviewer, days) -> None:
     assert reviewer.get(f"/workflows/gaps/?days={days}").status_code == 200
     response = reviewer.get(f"/workflows/gaps.csv?days={days}")
     assert response.status_code == 400 and response.content
+
+
+def test_it_never_calls_a_suite_with_skipped_cases_passed(reviewer, workflow) -> None:
+    """A case with no recorded run is not replayed; it still blocks promotion, so the suite is not "passed"."""
+    version = workflow_version_ensure(workflow=workflow)
+    run = AgentRunFactory(workflow=workflow)
+    case = RegressionCase.objects.create(
+        workflow=workflow, ticket=run.ticket, source_run=run, origin="seeded", forbid_call={"tool": "x"}
+    )
+    suite = Replay.objects.create(
+        workflow=workflow, version=version, kind="suite", total=1, done=1, status="done", passed=True
+    )
+    ReplayItem.objects.create(replay=suite, position=0, ticket=run.ticket, case=case, case_result="skipped")
+    body = reviewer.get(f"/workflows/replays/{suite.pk}/").content.decode()
+    assert "Suite passed" not in body
+    assert "Suite incomplete: 1 case skipped (no recorded run to replay)" in body
+    ReplayItem.objects.filter(replay=suite).update(case_result="passed")
+    assert "Suite passed" in reviewer.get(f"/workflows/replays/{suite.pk}/").content.decode()
