@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -62,13 +62,17 @@ def decode_cursor(cursor: str, model: type[Model], ordering: tuple[str, ...]) ->
                 raise ValueError
             field = model._meta.get_field(_field(spec)[0])
             typed = field.to_python(value)
-            if isinstance(typed, datetime) and typed.tzinfo is None:
-                raise ValueError
+            if isinstance(typed, datetime):
+                if typed.tzinfo is None:
+                    raise ValueError
+                # In UTC, as the database compares it: near the ends of Python's range this overflows (a 500 when
+                # the query converted it).
+                typed = typed.astimezone(UTC)
             if isinstance(typed, int) and not -(2**63) <= typed < 2**63:
                 raise ValueError
             values.append(typed)
         return values
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, ValidationError):
+    except (ValueError, OverflowError, TypeError, binascii.Error, UnicodeDecodeError, ValidationError):
         raise CursorError(CURSOR_INVALID) from None
 
 

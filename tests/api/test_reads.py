@@ -145,12 +145,16 @@ def test_it_pages_the_workflows_by_cursor(reviewer) -> None:
 
 LISTS = ["/api/tickets", "/api/runs", "/api/actions", "/api/workflows"]
 NOT_CURSORS = ["after=garbage", "after=W10", "after=WyJ4Il0", "offset=1"]  # W10 is [], WyJ4Il0 is ["x"]
+# Times that overflow when converted to UTC: ["0001-01-01T00:00:00+14:00", 1] and ["9999-12-31T23:59:59-14:00", 1].
+OVERFLOWING = ["after=WyIwMDAxLTAxLTAxVDAwOjAwOjAwKzE0OjAwIiwxXQ", "after=WyI5OTk5LTEyLTMxVDIzOjU5OjU5LTE0OjAwIiwxXQ"]
 
 
 @pytest.mark.parametrize(
     ("url", "query"),
     # ["x", 1] is no (created_at, id) cursor; it is a well-formed (name, id) one of the workflows list.
-    [(url, query) for url in LISTS for query in NOT_CURSORS] + [(url, "after=WyJ4IiwxXQ") for url in LISTS[:3]],
+    [(url, query) for url in LISTS for query in NOT_CURSORS]
+    + [(url, "after=WyJ4IiwxXQ") for url in LISTS[:3]]
+    + [(url, query) for url in LISTS[:3] for query in OVERFLOWING],
 )
 def test_it_refuses_a_cursor_it_did_not_give_out_or_an_offset_with_400(reviewer, url, query) -> None:
     response = reviewer.get(f"{url}?{query}")

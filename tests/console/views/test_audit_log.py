@@ -124,7 +124,19 @@ def test_it_pages_events_of_the_same_moment_by_id(reviewer) -> None:
     assert len(seen) == len(set(seen)) == AUDIT_PAGE_SIZE + 3
 
 
-@pytest.mark.parametrize("cursor", ["garbage", "W10", "WyJ4IiwxXQ", "WyIyMDI2LTAxLTAxVDAwOjAwOjAwIiwxXQ", "x" * 600])
+# The last two hold times that overflow when converted to UTC (year 1 at +14:00, year 9999 at -14:00): a 500 before.
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "garbage",
+        "W10",
+        "WyJ4IiwxXQ",
+        "WyIyMDI2LTAxLTAxVDAwOjAwOjAwIiwxXQ",
+        "x" * 600,
+        "WyIwMDAxLTAxLTAxVDAwOjAwOjAwKzE0OjAwIiwxXQ",
+        "WyI5OTk5LTEyLTMxVDIzOjU5OjU5LTE0OjAwIiwxXQ",
+    ],
+)
 def test_it_refuses_a_cursor_it_did_not_make(reviewer, cursor) -> None:
     audit_event_record(verb="some.verb", obj=WorkflowFactory())
     for key in ("after", "before"):
