@@ -5,7 +5,8 @@ A workflow's `tool_limits` maps a tool to a spec per argument:
     {"extend_trial": {"days": {"max": 14, "max_per_tenant_per_day": 20}}}
 
 - `max`: for a number, the most the run may add up to without a human — the sum of this argument over the run's
-  calls of the tool that have or may have taken effect, this call included (so it also caps a single call).
+  calls of the tool that have or may have taken effect, this call included (so it also caps a single call); a
+  negative amount counts as nothing, so it never makes room for a larger call.
   For anything else the call is simply outside the limits.
 - `max_per_tenant_per_day`: the same sum over every run of the ticket's tenant in the last 24 hours.
 - `min`: the least a single call may ask for.
@@ -89,11 +90,13 @@ class Spent:
 
 
 def spent_add(totals: dict[str, dict[str, float]], tool_name: str, args: dict[str, Any], names: list[str]) -> None:
+    """Add a call's amounts to what was spent. A negative amount spends nothing and gives nothing back: it never buys
+    room for a larger call later."""
     for name in names:
         value = _number(args.get(name))
         if value is not None:
             per_tool = totals.setdefault(tool_name, {})
-            per_tool[name] = per_tool.get(name, 0.0) + value
+            per_tool[name] = per_tool.get(name, 0.0) + max(value, 0.0)
 
 
 def limits_exceeded(spec: dict[str, Any], tool_name: str, args: dict[str, Any], spent: Spent) -> str:

@@ -14,7 +14,7 @@ from agent.gate import (
     Verdict,
     gate_decide,
 )
-from agent.limits import Spent, limits_errors
+from agent.limits import Spent, limits_errors, limits_exceeded, spent_add
 from agent.models import ProposedAction
 from audit.services import canonical_hash
 from tests.factories import WorkflowFactory
@@ -210,3 +210,12 @@ def test_it_refuses_limits_a_typo_would_silently_turn_off(limits, error) -> None
         workflow.full_clean(exclude=["slug"])
     assert any(error in message for message in caught.value.message_dict["tool_limits"])
     assert limits_errors({"extend_trial": {"days": {"max": 14, "max_per_tenant_per_day": 20, "min": 1}}}) == []
+
+
+def test_it_never_lets_a_negative_call_buy_budget_for_a_larger_one() -> None:
+    """A call with a negative amount (a schema that allows one) does not lower what the run has spent: a later
+    call over the per-run max still goes to a reviewer."""
+    spec = {"adjust_credit": {"amount": {"max": 14}}}
+    spent = Spent()
+    spent_add(spent.run, "adjust_credit", {"amount": -10}, ["amount"])
+    assert "over the pre-approved 14" in limits_exceeded(spec, "adjust_credit", {"amount": 24}, spent)
