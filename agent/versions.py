@@ -225,13 +225,18 @@ class VersionRow:
 
 def version_rows(*, workflow: Workflow) -> list[VersionRow]:
     """Every version of a workflow, newest first, with what changed, its evidence and its latest suite run."""
-    from agent.models import Replay
+    from django.db.models import Count, Q
+
+    from agent.models import Replay, ReplayItem
     from agent.selectors.evidence import version_evidence_many
 
     versions = list(WorkflowVersion.objects.filter(workflow=workflow).order_by("number"))
     evidence = version_evidence_many(version_ids=[v.pk for v in versions])
     suites: dict[int, Any] = {}
-    for replay in Replay.objects.filter(version__in=versions, kind=Replay.Kind.SUITE).order_by("created_at", "id"):
+    # skipped: cases with no recorded run to replay; they block promotion, so such a suite is not "passed".
+    skipped = Count("items", filter=Q(items__case_result=ReplayItem.CaseResult.SKIPPED))
+    runs = Replay.objects.filter(version__in=versions, kind=Replay.Kind.SUITE).annotate(skipped=skipped)
+    for replay in runs.order_by("created_at", "id"):
         suites[replay.version_id] = replay
     rows = []
     for older, version in zip([None, *versions], versions, strict=False):

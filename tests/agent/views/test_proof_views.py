@@ -179,5 +179,9 @@ def test_it_never_calls_a_suite_with_skipped_cases_passed(reviewer, workflow) ->
     body = reviewer.get(f"/workflows/replays/{suite.pk}/").content.decode()
     assert "Suite passed" not in body
     assert "Suite incomplete: 1 case skipped (no recorded run to replay)" in body
+    versions = reviewer.get(f"/workflows/{workflow.slug}/versions/").content.decode()
+    assert "incomplete: 1 case skipped" in versions and ">passed</a>" not in versions
     ReplayItem.objects.filter(replay=suite).update(case_result="passed")
     assert "Suite passed" in reviewer.get(f"/workflows/replays/{suite.pk}/").content.decode()
+    versions = reviewer.get(f"/workflows/{workflow.slug}/versions/").content.decode()
+    assert ">passed</a>" in versions and "incomplete" not in versions
