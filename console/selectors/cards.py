@@ -213,6 +213,26 @@ def action_card(
     )
 
 
+def delivered(output: dict[str, Any] | None) -> bool:
+    """Whether a call's answer says it went out: ok, and not a shadow dry run."""
+    if not isinstance(output, dict) or not output.get("ok"):
+        return False
+    data = output.get("data")
+    return not (isinstance(data, dict) and data.get("dry_run"))
+
+
+def step_delivered(step: Step) -> bool:
+    """Whether this note or reply went out, from its observation (one query)."""
+    if not step.tool_call_id:
+        return False
+    output = (
+        Step.objects.filter(run_id=step.run_id, kind=Step.Kind.OBSERVATION, tool_call_id=step.tool_call_id)
+        .values_list("tool_output", flat=True)
+        .first()
+    )
+    return delivered(output)
+
+
 def step_card(step: Step, *, rating: Rating | None) -> StepCard:
     """What the transcript shows for one step. Pure, like action_card."""
     pretty_input, input_is_sql = _pretty_args(step.tool_name, step.tool_input)

@@ -20,6 +20,7 @@ from console.selectors.cards import (
     args_line,
     call_summary,
     decision_context,
+    delivered,
     draft_tool_names,
     rating_mine,
     step_card,
@@ -47,6 +48,11 @@ class Entry:
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.step.step.tool_name, self.args_line, self.summary)
+
+    @property
+    def text_delivered(self) -> bool:
+        """A note or reply that went out: answered ok, and not a shadow dry run (nor still waiting, nor refused)."""
+        return self.result is not None and delivered(self.result.step.tool_output)
 
 
 def transcript_entries(transcript: list[StepCard], proposals: dict[int, list[ActionCard]] | None = None) -> list[Entry]:

@@ -16,7 +16,7 @@ from django.urls import reverse
 from agent.models import AgentRun
 from agentconsole.errors import ApplicationError, ConflictError
 from agentconsole.roles import is_reviewer
-from console.selectors.cards import ActionCard, StepCard
+from console.selectors.cards import ActionCard, StepCard, step_delivered
 from console.selectors.tickets import TicketDetail, action_get, draft_step_get, run_get, ticket_detail_get
 from tickets.models import Ticket
 
@@ -117,4 +117,5 @@ def _step_card(request: HttpRequest, card: StepCard, status: int = 200, **extra:
     template_name = "console/step_detail.html"
     if request.htmx:
         template_name += "#step-card"
-    return render(request, template_name, {"card": card, "step": step, **extra}, status=status)
+    context = {"card": card, "step": step, "delivered": step_delivered(step), **extra}
+    return render(request, template_name, context, status=status)

@@ -313,3 +313,32 @@ def test_it_shows_an_executed_calls_arguments_and_answer_once_in_the_timeline(re
     assert "Allowed without a reviewer: Reads run without approval outside shadow." in page
     assert f'id="action-{action.pk}"' in page and "Execution result" not in page
     assert "Execution result" in card and "support_tenant_overview" in card  # the card's own page keeps them
+
+
+@pytest.mark.parametrize(
+    ("output", "label"),
+    [
+        ({"ok": True, "data": {"note_id": 9}}, "Posted as a private note"),
+        ({"ok": True, "data": {"dry_run": True, "message": "Shadow phase"}}, "Drafted private note"),
+        ({"ok": False, "error_type": "helpdesk_error", "message": "down"}, "Drafted private note"),
+        (None, "Drafted private note"),  # still waiting
+    ],
+)
+def test_it_shows_a_notes_text_once_and_whether_it_was_posted(reviewer, output, label) -> None:
+    run = AgentRunFactory()
+    text = "Cache reset at 10:02, version 4 to 5."
+    note = StepFactory(run=run, index=0, kind=Step.Kind.ACTION, tool_name="add_private_note", tool_call_id="n1",
+                       tool_input={"body": text})  # fmt: skip
+    if output is not None:
+        StepFactory(run=run, index=1, kind=Step.Kind.OBSERVATION, tool_name="add_private_note", tool_call_id="n1",
+                    tool_output=output)  # fmt: skip
+
+    page = reviewer.get(_url(run.ticket)).content.decode()
+    line = page[page.index(f'id="call-{note.pk}"') :]
+    line = line[: line.index("<details>")]
+
+    assert text not in line  # the call's line leaves the text to its card
+    assert page.count(text) == 2  # the card, and the raw arguments one click away
+    assert f'<p class="draft-label">{label}</p>' in page
+    rated = reviewer.post(f"/steps/{note.pk}/rate/", {"value": "1"}, headers=HX).content.decode()
+    assert f'<p class="draft-label">{label}</p>' in rated  # the card keeps what it says once rated
