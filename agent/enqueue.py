@@ -38,3 +38,10 @@ REPLAY_EXECUTE = "agent.tasks.replay_execute_task"
 
 def replay_execute_send(replay_id: int) -> None:
     current_app.send_task(REPLAY_EXECUTE, args=(replay_id,))
+
+
+SUITE_RERUN = "agent.tasks.suite_rerun_task"
+
+
+def suite_rerun_send(replay_id: int) -> None:
+    current_app.send_task(SUITE_RERUN, args=(replay_id,))

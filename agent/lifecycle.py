@@ -46,6 +46,8 @@ ACTION_TRANSITIONS: dict[str, frozenset[str]] = {
 
 # A run that is over: nothing advances it again.
 RUN_FINAL = frozenset(status for status, targets in RUN_TRANSITIONS.items() if not targets)
+# A run that stopped advancing: over, or waiting for a reviewer (what a replay answers from, agent.replay).
+RUN_STOPPED = RUN_FINAL | {Run.AWAITING_APPROVAL}
 # A run a worker may claim to advance it: every run that is not over.
 RUN_CLAIMABLE = frozenset(RUN_TRANSITIONS) - RUN_FINAL
 # A run a worker should be on: queued, or in a model turn.

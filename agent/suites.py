@@ -11,8 +11,9 @@ from django.db import transaction
 from django.db.models import Q
 
 from agent.catalogue import get_tool
-from agent.enqueue import replay_execute_send
-from agent.models import ProposedAction, Rating, RegressionCase, Replay, ReplayItem, WorkflowVersion
+from agent.enqueue import replay_execute_send, suite_rerun_send
+from agent.lifecycle import RUN_STOPPED
+from agent.models import AgentRun, ProposedAction, Rating, RegressionCase, Replay, ReplayItem, Workflow, WorkflowVersion
 from agent.policy import Risk, TicketRole
 from audit.services import audit_event_record
 
@@ -152,6 +153,44 @@ def suite_run_start(*, version: WorkflowVersion, user: Any) -> Replay | None:
     )
     transaction.on_commit(lambda: replay_execute_send(replay.pk))
     return replay
+
+
+# --- A run a skipped case was waiting for stops: the suite runs again --------------------------------------------
+
+
+def suite_rerun_on_stop(*, run: AgentRun) -> None:
+    """A version's suite runs as soon as the version is made, often while a case's ticket is still being worked: the
+    case is then skipped (no recorded run) and blocks promotion. When that run stops advancing, the suite is run
+    again for the version (by a task, when the caller's transaction commits). The check is one query on the run's
+    ticket, which finds nothing on almost every run."""
+    if run.status not in RUN_STOPPED or run.workflow_id is None:
+        return
+    waiting = ReplayItem.objects.filter(
+        ticket_id=run.ticket_id,
+        case_result=ReplayItem.CaseResult.SKIPPED,
+        case__workflow_id=run.workflow_id,
+        replay__kind=Replay.Kind.SUITE,
+    )
+    replay_id = waiting.order_by("-replay_id").values_list("replay_id", flat=True).first()
+    if replay_id is not None:
+        transaction.on_commit(lambda: suite_rerun_send(replay_id), robust=True)
+
+
+@transaction.atomic
+def suite_rerun(*, replay_id: int) -> Replay | None:
+    """Run the suite again for its version when `replay_id` is still the latest (finished) suite run of the version
+    in force; otherwise nothing. Idempotent: a second message about the same suite run finds a newer one."""
+    replay = Replay.objects.filter(pk=replay_id, kind=Replay.Kind.SUITE).first()
+    if replay is None:
+        return None
+    Workflow.objects.select_for_update().filter(pk=replay.workflow_id).first()  # one decision at a time
+    in_force = WorkflowVersion.objects.filter(workflow_id=replay.workflow_id).order_by("-number").first()
+    if in_force is None or in_force.pk != replay.version_id:
+        return None
+    latest = suite_latest_run(version=in_force)
+    if latest is None or latest.pk != replay.pk or latest.status != Replay.Status.DONE:
+        return None
+    return suite_run_start(version=in_force, user=None)
 
 
 # --- Judging a replay against a case ----------------------------------------------------------------------------

@@ -158,3 +158,12 @@ def replay_execute_task(self, replay_id: int) -> str:  # noqa: ANN001 - Celery's
         logger.exception("replay %s failed", replay_id)
         replay_fail(replay_id=replay_id, error=f"{type(exc).__name__}: {exc}")
         return "failed"
+
+
+@shared_task(acks_late=True)
+def suite_rerun_task(replay_id: int) -> int | None:
+    """A run a skipped suite case was waiting for stopped: run the suite again (once; see agent.suites)."""
+    from agent.suites import suite_rerun
+
+    replay = suite_rerun(replay_id=replay_id)
+    return replay.pk if replay is not None else None

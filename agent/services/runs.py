@@ -19,6 +19,7 @@ from agent.enqueue import run_advance_send, take_over_note_send
 from agent.lifecycle import (
     RUN_CLOSABLE,
     RUN_FINAL,
+    RUN_STOPPED,
     RUN_TRANSITIONS,
     action_transition_check,
     run_transition_check,
@@ -139,6 +140,10 @@ def agent_run_transition_in(
     )
     if status in RUN_FINAL:
         telemetry.run_finished(status=status, phase=run.phase)
+    if status in RUN_STOPPED and previous not in RUN_STOPPED:
+        from agent.suites import suite_rerun_on_stop
+
+        suite_rerun_on_stop(run=run)
     audit_event_record(
         verb="run.status_changed",
         obj=run,

@@ -14,6 +14,7 @@ SENT = {
     enqueue.APPROVAL_NOTIFY: (1, "pending"),
     enqueue.TAKE_OVER_NOTE: (1, 2),
     enqueue.REPLAY_EXECUTE: (1,),
+    enqueue.SUITE_RERUN: (1,),
 }
 
 

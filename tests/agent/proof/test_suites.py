@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from agent.models import RegressionCase
+from agent.enqueue import SUITE_RERUN
+from agent.lifecycle import RUN_STOPPED
+from agent.models import RegressionCase, Replay
+from agent.replay import REPLAYABLE, replay_execute
 from agent.services.actions import proposed_action_approve, proposed_action_reject
 from agent.services.governance import rating_set
-from agent.suites import case_failures
+from agent.services.runs import agent_run_transition
+from agent.suites import case_failures, suite_rerun, suite_run_start, suite_unmet
+from agent.versions import workflow_version_ensure
 from tests.factories import AgentRunFactory, ProposedActionFactory, StepFactory, WorkflowFactory
+from tests.support import queued_task_messages
 
 pytestmark = pytest.mark.django_db
 
@@ -62,3 +68,35 @@ def test_it_judges_a_replay_against_a_case() -> None:
     ]
     case.forbid_call, case.expect_call, case.forbid_reply = {"tool": "reply_to_customer", "args": None}, None, ""
     assert case_failures(case=case, effects=bad) == ["made any reply_to_customer call, which a reviewer corrected"]
+
+
+def test_it_runs_the_suite_again_once_when_the_run_a_skipped_case_waited_for_stops(
+    broker, django_capture_on_commit_callbacks
+) -> None:
+    """The suite of a new version ran while the case's ticket was still being worked: the case was skipped. When
+    that run stops, the suite runs again for the version in force, once; no other run's end sends anything."""
+    workflow = WorkflowFactory()
+    version = workflow_version_ensure(workflow=workflow)
+    working = AgentRunFactory(workflow=workflow, status="running")
+    other = AgentRunFactory(workflow=workflow, status="running")
+    RegressionCase.objects.create(workflow=workflow, ticket=working.ticket, origin="seeded", forbid_call={"tool": "x"})
+    first = replay_execute(replay_id=suite_run_start(version=version, user=None).pk)
+    assert first.items.get().case_result == "skipped" and suite_unmet(version=version)
+    assert set(REPLAYABLE) == RUN_STOPPED  # a replay answers from exactly the runs whose stop triggers this
+
+    with django_capture_on_commit_callbacks(execute=True):
+        agent_run_transition(run=other, status="completed")  # its ticket has no skipped case
+    assert not [m for m in queued_task_messages(broker) if m["headers"]["task"] == SUITE_RERUN]
+    with django_capture_on_commit_callbacks(execute=True):
+        agent_run_transition(run=working, status="awaiting_approval")  # stopped advancing: a recording now
+        agent_run_transition(run=working, status="running")
+        agent_run_transition(run=working, status="escalated")  # once more: a second message, which does nothing
+    sent = [m["headers"]["argsrepr"] for m in queued_task_messages(broker) if m["headers"]["task"] == SUITE_RERUN]
+    assert sent == [f"({first.pk},)", f"({first.pk},)"]
+
+    again = suite_rerun(replay_id=first.pk)
+    assert again is not None and again.version_id == version.pk and again.status == "queued"
+    assert suite_rerun(replay_id=first.pk) is None  # the second message: a newer suite run exists, nothing to do
+    assert Replay.objects.filter(kind="suite").count() == 2
+    again = replay_execute(replay_id=again.pk)
+    assert again.items.get().source_run_id == working.pk and again.items.get().case_result != "skipped"
