@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from agent.models.validators import validate_playbook, validate_tool_limits, validate_tool_names
+
+NOT_IN_TOOLS = "Not in this workflow's tools ({tools}): {names}. Add them to its tools, or take them out here."
 
 
 class Workflow(models.Model):
@@ -76,6 +79,28 @@ class Workflow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.phase})"
+
+    def clean(self) -> None:
+        """With its own tool list, a workflow may pre-approve, limit and follow in its playbook only those tools:
+        any other would be refused when called, so it is refused here, where the admin can mend it."""
+        super().clean()
+        if not isinstance(self.tools, list) or not self.tools:
+            return
+        own = set(self.tools)
+        used = {
+            "preapproved_tools": self.preapproved_tools if isinstance(self.preapproved_tools, list) else [],
+            "tool_limits": list(self.tool_limits) if isinstance(self.tool_limits, dict) else [],
+            "playbook": [step.get("tool") for step in self.playbook if isinstance(step, dict)]
+            if isinstance(self.playbook, list)
+            else [],
+        }
+        errors = {}
+        for field, names in used.items():
+            outside = sorted({name for name in names if isinstance(name, str) and name not in own})
+            if outside:
+                errors[field] = NOT_IN_TOOLS.format(names=", ".join(outside), tools=", ".join(self.tools))
+        if errors:
+            raise ValidationError(errors)
 
 
 class Runbook(models.Model):
