@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -80,8 +81,9 @@ def zendesk_sidebar_panel(request: HttpRequest, external_id: str) -> HttpRespons
     return _sidebar(request, _panel_context(request, user, external_id))
 
 
-def _sidebar_decision(request: HttpRequest, pk: int, decide: Any) -> HttpResponse:
-    """Approve, reject or rate from the sidebar: the same services, and so the same permissions, as the console."""
+def _sidebar_decision(request: HttpRequest, pk: int, decide: Any, form: forms.Form | None = None) -> HttpResponse:
+    """Approve, reject or rate from the sidebar: the same services, and so the same permissions, as the console.
+    A `form` that does not validate is answered with its own message, and nothing is decided."""
     try:
         user = sidebar_session_user(request)
     except SidebarDenied as exc:
@@ -90,6 +92,10 @@ def _sidebar_decision(request: HttpRequest, pk: int, decide: Any) -> HttpRespons
     if card is None:
         raise Http404("No such proposed action.")
     external_id = card.action.run.ticket.external_id
+    if form is not None and not form.is_valid():
+        field, errors = next(iter(form.errors.items()))
+        error = f"{form.fields[field].label or field.capitalize()}: {errors[0]}" if field in form.fields else errors[0]
+        return _sidebar(request, _panel_context(request, user, external_id, error=error), status=400)
     try:
         decide(card.action, user)
     except ApplicationError as exc:
@@ -108,9 +114,11 @@ def zendesk_sidebar_approve(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def zendesk_sidebar_reject(request: HttpRequest, pk: int) -> HttpResponse:
     form = RejectForm(request.POST)
-    reason = form.cleaned_data["reason"] if form.is_valid() else ""
     return _sidebar_decision(
-        request, pk, lambda action, user: proposed_action_reject(action=action, user=user, reason=reason)
+        request,
+        pk,
+        lambda action, user: proposed_action_reject(action=action, user=user, reason=form.cleaned_data["reason"]),
+        form,
     )
 
 
@@ -118,5 +126,6 @@ def zendesk_sidebar_reject(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def zendesk_sidebar_rate(request: HttpRequest, pk: int) -> HttpResponse:
     form = RateForm(request.POST)
-    fields = form.cleaned_data if form.is_valid() else {"value": 0}
-    return _sidebar_decision(request, pk, lambda action, user: rating_set(user=user, action=action, **fields))
+    return _sidebar_decision(
+        request, pk, lambda action, user: rating_set(user=user, action=action, **form.cleaned_data), form
+    )

@@ -240,6 +240,11 @@ def test_it_rejects_with_a_reason_and_rates(rita, pending) -> None:
     reject = reverse("console:zendesk-sidebar-reject", args=[pending.pk])
 
     assert Client().post(reject, {"reason": "  "}, headers=headers).status_code == 400
+    too_long = Client().post(reject, {"reason": "x" * 2001}, headers=headers)
+    assert too_long.status_code == 400
+    assert "at most 2000 characters" in too_long.content.decode()  # the limit, not "a reason is needed"
+    pending.refresh_from_db()
+    assert pending.status == "pending"
     assert Client().post(reject, {"reason": "Verify the caller first"}, headers=headers).status_code == 200
     pending.refresh_from_db()
     assert (pending.status, pending.decision_reason) == ("rejected", "Verify the caller first")
@@ -247,6 +252,10 @@ def test_it_rejects_with_a_reason_and_rates(rita, pending) -> None:
     rate = reverse("console:zendesk-sidebar-rate", args=[pending.pk])
     assert Client().post(rate, {"value": "-1", "sidebar_token": session}).status_code == 200  # without JavaScript
     assert Rating.objects.get(user=rita, action=pending).value == -1
+    long_comment = Client().post(rate, {"value": "1", "comment": "x" * 2001}, headers=headers)
+    assert long_comment.status_code == 400 and "at most 2000 characters" in long_comment.content.decode()
+    assert Client().post(rate, {"value": "7"}, headers=headers).status_code == 400
+    assert Rating.objects.get(user=rita, action=pending).value == -1  # neither changed the rating
 
 
 def test_it_accepts_no_console_cookie_and_no_forged_or_stale_sidebar_token(rita, pending, reviewer, settings) -> None:
