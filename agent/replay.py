@@ -35,8 +35,8 @@ from agent.llm.bedrock import BedrockEngine
 from agent.llm.conversation import ESCALATE_TOOL, Conversation, Engine, EngineError, Exchange
 from agent.llm.conversation import ToolResult as Result
 from agent.llm.offline import OfflineEngine
-from agent.models import AgentRun, ProposedAction, Replay, ReplayItem, Step, Workflow, WorkflowVersion
-from agent.suites import suite_run_start
+from agent.models import AgentRun, ProposedAction, RegressionCase, Replay, ReplayItem, Step, Workflow, WorkflowVersion
+from agent.suites import regression_cases_sync, suite_run_start
 from agent.tools._summary import clip
 from agent.tools.base import ErrorType, Observation, Risk, Tool, ToolContext
 from agentconsole.errors import ApplicationError
@@ -311,6 +311,19 @@ def _enqueue(replay: Replay) -> None:
     transaction.on_commit(lambda: replay_execute_send(replay.pk))
 
 
+def _in_progress(
+    *, version: WorkflowVersion, kind: str, reads: str, sources: set[int], field: str = "source_run_id"
+) -> Replay | None:
+    """A replay (or suite run) of this version with these parameters (its reads, and the runs or cases it covers)
+    that is queued or running, if there is one."""
+    active = (Replay.Status.QUEUED, Replay.Status.RUNNING)
+    candidates = Replay.objects.filter(version=version, kind=kind, reads=reads, status__in=active, total=len(sources))
+    for replay in candidates.order_by("-id"):
+        if set(replay.items.values_list(field, flat=True)) == sources:
+            return replay
+    return None
+
+
 @transaction.atomic
 def replay_start(*, workflow: Workflow, user: Any, limit: int = 20, live_reads: bool = False) -> Replay:
     """Replay the version in force over the workflow's latest `limit` runs that stopped advancing, in the
@@ -327,12 +340,16 @@ def replay_start(*, workflow: Workflow, user: Any, limit: int = 20, live_reads: 
     runs = list(runs.order_by("-created_at", "-id")[:limit])
     if not runs:
         raise ApplicationError(NO_TICKETS)
-    version = workflow_version_ensure(workflow=workflow)
+    version = workflow_version_ensure(workflow=workflow)  # holds the workflow's row: one start at a time
+    reads = Replay.Reads.LIVE if live_reads else Replay.Reads.RECORDED
+    started = _in_progress(version=version, kind=Replay.Kind.REPLAY, reads=reads, sources={run.pk for run in runs})
+    if started is not None:  # a second click while the first is queued or running: that one, not another
+        return started
     replay = Replay.objects.create(
         workflow=workflow,
         version=version,
         kind=Replay.Kind.REPLAY,
-        reads=Replay.Reads.LIVE if live_reads else Replay.Reads.RECORDED,
+        reads=reads,
         total=len(runs),
         created_by=user,
     )
@@ -357,7 +374,14 @@ def suite_run_request(*, workflow: Workflow, user: Any) -> Replay:
     from agent.versions import workflow_version_ensure
 
     admin_required(user)
-    version = workflow_version_ensure(workflow=workflow)
+    version = workflow_version_ensure(workflow=workflow)  # holds the workflow's row: one start at a time
+    regression_cases_sync(workflow_id=workflow.pk)
+    cases = set(RegressionCase.objects.filter(workflow=workflow, active=True).values_list("id", flat=True))
+    started = _in_progress(
+        version=version, kind=Replay.Kind.SUITE, reads=Replay.Reads.RECORDED, sources=cases, field="case_id"
+    )
+    if started is not None:  # a second click while the first is queued or running: that one, not another
+        return started
     replay = suite_run_start(version=version, user=user)
     if replay is None:
         raise ApplicationError(NO_CASES)

@@ -185,3 +185,26 @@ def test_it_never_calls_a_suite_with_skipped_cases_passed(reviewer, workflow) ->
     assert "Suite passed" in reviewer.get(f"/workflows/replays/{suite.pk}/").content.decode()
     versions = reviewer.get(f"/workflows/{workflow.slug}/versions/").content.decode()
     assert ">passed</a>" in versions and "incomplete" not in versions
+
+
+def test_it_answers_a_second_start_with_the_replay_or_suite_run_already_under_way(admin, workflow) -> None:
+    """A double click starts one replay (one suite run), not two: while it is queued or running, the same start
+    goes to it; once it is over, or with other parameters, a start makes a new one."""
+    run = AgentRunFactory(workflow=workflow, status="completed", trigger="ticket_created")
+    RegressionCase.objects.create(
+        workflow=workflow, ticket=run.ticket, source_run=run, origin="seeded", forbid_call={"tool": "x"}
+    )
+    for path, kind in (
+        (f"/workflows/{workflow.slug}/replay/", "replay"),
+        (f"/workflows/{workflow.slug}/suite/", "suite"),
+    ):
+        first = admin.post(path, {"limit": 10}, headers=HTMX)
+        second = admin.post(path, {"limit": 10}, headers=HTMX)
+        started = Replay.objects.get(kind=kind)
+        assert first["HX-Redirect"] == second["HX-Redirect"] == f"/workflows/replays/{started.pk}/"
+        assert admin.post(path, {"limit": 10})["Location"] == f"/workflows/replays/{started.pk}/"
+        Replay.objects.filter(pk=started.pk).update(status="running")
+        assert admin.post(path, {"limit": 10})["Location"] == f"/workflows/replays/{started.pk}/"
+        Replay.objects.filter(pk=started.pk).update(status="done")
+        assert admin.post(path, {"limit": 10})["Location"] != f"/workflows/replays/{started.pk}/"
+        assert Replay.objects.filter(kind=kind).count() == 2
