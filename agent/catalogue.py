@@ -26,14 +26,19 @@ def get_tool(name: str) -> Tool | None:
 NOT_IN_CATALOGUE = "Unknown tool(s) {names}: the catalogue has {known}."
 
 
+def tools_limited_to(names: object) -> dict[str, Tool]:
+    """The catalogue's tools among these names, or every tool when none is named."""
+    tools = all_tools()
+    wanted = {name for name in names or [] if isinstance(name, str)} if isinstance(names, list | set) else set()
+    if not wanted:
+        return tools
+    return {name: tool for name, tool in tools.items() if name in wanted}
+
+
 def workflow_tools(workflow: object | None) -> dict[str, Tool]:
     """The tools a workflow's model sees: the workflow's own list (Workflow.tools), or every tool when it names
     none. Calls to any other tool are refused where they are decided, as calls to a tool that does not exist."""
-    tools = all_tools()
-    names = list(getattr(workflow, "tools", None) or [])
-    if not names:
-        return tools
-    return {name: tool for name, tool in tools.items() if name in names}
+    return tools_limited_to(list(getattr(workflow, "tools", None) or []))
 
 
 def tool_names_errors(names: object) -> list[str]:

@@ -28,7 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agent import prompts
-from agent.catalogue import UNKNOWN_TOOL, all_tools, get_tool
+from agent.catalogue import UNKNOWN_TOOL, get_tool, tools_limited_to
 from agent.findings import run_history
 from agent.gate import intent_hash, intent_hashes
 from agent.llm.bedrock import BedrockEngine
@@ -142,12 +142,9 @@ def _dry_run(args: dict[str, Any]) -> Observation:
 def version_tools(version: WorkflowVersion) -> dict[str, Tool]:
     """The tools a version's model is offered, as the live gate offers them: the version's own tool set (a version
     recorded before tool sets were kept offers every tool)."""
-    tools = all_tools()
     names = {entry.get("name") for entry in version.tools or [] if isinstance(entry, dict)}
     names.discard(prompts.ESCALATE_SPEC["name"])
-    if not names:
-        return tools
-    return {name: tool for name, tool in tools.items() if name in names}
+    return tools_limited_to(names)
 
 
 def _answer(
