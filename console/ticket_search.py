@@ -19,9 +19,12 @@ from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from agent.lifecycle import RUN_WORKING
 from agent.models import AgentRun, ProposedAction, Rating, Workflow, WorkflowVersion
 from agent.selectors.evidence import EVIDENCE_KEYS, evidence_ticket_filter
-from tickets.models import Ticket
+from tickets.models import TenantLink, Ticket
 
 PAGE_SIZE = 50
+# The total beside the list counts at most this many rows and then says "1,000+": an exact count of a broad
+# filter (a common word, "to rate") reads every row it matches, and nobody pages through a thousand tickets.
+TOTAL_CAP = 1000
 SORTS: dict[str, tuple[str, str]] = {
     "newest": ("created_at", "desc"),
     "oldest": ("created_at", "asc"),
@@ -44,6 +47,7 @@ SAVED_VIEWS: dict[str, tuple[str, dict[str, str]]] = {
     "escalated": ("Open escalations", {"outcome": "escalated"}),
     "pending": ("Awaiting a decision", {"outcome": "pending", "sort": "oldest"}),
 }
+TENANT_LINKS_MATCHED = 500  # a word that names more tenants than this is no tenant search
 _NUMBER = re.compile(r"^#?(\d{1,20})$")
 _QUALIFIED = re.compile(r"\b(tenant|requester|org):(\S+)", re.IGNORECASE)
 
@@ -74,11 +78,18 @@ class TicketRow:
 @dataclass(frozen=True)
 class TicketPage:
     tickets: list[TicketRow]
-    total: int
+    total: int  # at most TOTAL_CAP + 1: see total_label
     next_cursor: str
     previous_cursor: str
     first_page: bool
     cursor_ignored: bool = False  # the page link was not one this view made: the first page is shown instead
+
+    @property
+    def total_label(self) -> str:
+        """ "12 tickets", "1 ticket", or "1,000+ tickets" past the cap."""
+        if self.total > TOTAL_CAP:
+            return f"{TOTAL_CAP:,}+ tickets"
+        return f"{self.total:,} ticket{'' if self.total == 1 else 's'}"
 
 
 def _runs(**lookup: object) -> Exists:
@@ -136,12 +147,12 @@ def _search(q: str) -> Q:
     number = _NUMBER.match(text)
     if number:
         return condition & (Q(external_id=number.group(1)) | Q(requester_id=number.group(1)))
-    return condition & (
-        Q(subject__icontains=text)
-        | Q(requester_id=text)
-        | Q(tenant_link__tenant_id__iexact=text)
-        | Q(tenant_link__organization_name__icontains=text)
-    )
+    # Each alternative is a condition on the ticket's own columns, the matching tenant links read first (a join,
+    # or a subquery, inside the OR makes PostgreSQL read every ticket), so it can OR three indexes: the trigram
+    # index on the subject (console migration 0004), the requester's and the tenant link's.
+    links = TenantLink.objects.filter(Q(tenant_id__iexact=text) | Q(organization_name__icontains=text))
+    link_ids = list(links.values_list("pk", flat=True)[:TENANT_LINKS_MATCHED])
+    return condition & (Q(subject__icontains=text) | Q(requester_id=text) | Q(tenant_link_id__in=link_ids))
 
 
 CURSOR_NOT_UNDERSTOOD = "The page link was not understood (edited or from another list); this is the first page."
@@ -175,7 +186,8 @@ def ticket_queryset(*, query: TicketQuery, user: AbstractBaseUser) -> QuerySet[T
     workflow_id = None
     if query.workflow:
         workflow_id = Workflow.objects.filter(slug=query.workflow).values_list("pk", flat=True).first() or -1
-        tickets = tickets.filter(_runs(workflow_id=workflow_id))
+        if query.evidence not in EVIDENCE_KEYS:  # the evidence filter below is scoped to the workflow already
+            tickets = tickets.filter(_runs(workflow_id=workflow_id))
     if query.phase:
         tickets = tickets.filter(_runs(phase=query.phase))
     if query.outcome:
@@ -199,7 +211,7 @@ def ticket_page_get(*, query: TicketQuery, user: AbstractBaseUser) -> TicketPage
     """One page of tickets, each with its runs (for the workflow, phase and outcome columns), in three queries."""
     column, direction = SORTS.get(query.sort, SORTS["newest"])
     tickets = ticket_queryset(query=query, user=user)
-    total = tickets.count()
+    total = tickets.order_by()[: TOTAL_CAP + 1].count()  # COUNT(*) over a LIMIT: stops at the cap
     forward = not query.before
     cursor = decode_cursor(query.before or query.after) if (query.before or query.after) else None
     # Walking back from `before` reads the sort backwards and reverses the page afterwards.

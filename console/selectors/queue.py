@@ -12,8 +12,12 @@ from django.utils import timezone
 
 from agent.lifecycle import RUN_CLOSABLE, RUN_WORKING
 from agent.models import AgentRun, ProposedAction, Workflow
+from console.ticket_search import decode_cursor, encode_cursor
 
-QUEUE_LIMIT = 100
+# Each list shows this many rows, and a "Show more" link continues it by keyset: rendering the hundreds of rows a
+# busy queue holds cost more than every query of the page together.
+QUEUE_PAGE = 25
+QUEUE_LISTS = ("pending", "escalations", "working")
 OPEN_ESCALATION = Q(status__in=RUN_CLOSABLE, outcome="")
 
 
@@ -35,13 +39,20 @@ class QueueItem:
 
 
 @dataclass(frozen=True)
+class QueuePage:
+    """One page of one of the queue's lists, and the cursor of the next ("" at the end)."""
+
+    rows: list
+    next_cursor: str = ""
+
+
+@dataclass(frozen=True)
 class Queue:
-    actions: list[QueueItem]
-    escalations: list[AgentRun]
-    runs: list[AgentRun]
+    actions: QueuePage  # of QueueItem
+    escalations: QueuePage  # of AgentRun
+    runs: QueuePage  # of AgentRun
     counts: QueueCounts
     workflows: list[Workflow]
-    limit: int = QUEUE_LIMIT
 
 
 def _scope(workflow: int | None, phase: str) -> Q:
@@ -96,25 +107,50 @@ def queue_counts(*, workflow: int | None = None, phase: str = "", now: datetime 
     return QueueCounts(**counts)
 
 
-def queue_get(*, workflow: int | None = None, phase: str = "") -> Queue:
-    """Pending proposals oldest first; open escalations and working runs, most recently active first."""
-    now = timezone.now()
+def queue_page_get(
+    *, name: str, workflow: int | None = None, phase: str = "", after: str = "", now: datetime | None = None
+) -> QueuePage:
+    """One page of a list of the queue (`name` in QUEUE_LISTS), after the cursor of the page before it: pending
+    proposals oldest first; open escalations and working runs, most recently active first. Each reads its partial
+    index in that order and stops after a page, whatever the list's length. A cursor this module did not make reads
+    as the first page."""
+    now = now or timezone.now()
     actions, escalations, working = _queue_sets(workflow, phase)
-    return Queue(
-        actions=[
+    cursor = decode_cursor(after) if after else None
+    if name == "pending":
+        if cursor is not None:
+            moment, pk = cursor
+            actions = actions.filter(Q(created_at__gt=moment) | Q(created_at=moment, pk__gt=pk))
+        found = list(
+            actions.select_related("run__ticket__tenant_link", "run__ticket__assignee", "run__workflow").order_by(
+                "created_at", "id"
+            )[: QUEUE_PAGE + 1]
+        )
+        rows = [
             QueueItem(action, sla_overdue=bool(action.sla_due_at and action.sla_due_at <= now))
-            for action in actions.select_related(
-                "run__ticket__tenant_link", "run__ticket__assignee", "run__workflow"
-            ).order_by("created_at", "id")[:QUEUE_LIMIT]
-        ],
-        escalations=list(
-            escalations.select_related("ticket__tenant_link", "ticket__assignee", "workflow").order_by(
-                "-updated_at", "-id"
-            )[:QUEUE_LIMIT]
-        ),
-        runs=list(
-            working.select_related("ticket__tenant_link", "workflow").order_by("-updated_at", "-id")[:QUEUE_LIMIT]
-        ),
+            for action in found[:QUEUE_PAGE]
+        ]
+        last = found[QUEUE_PAGE - 1].created_at if len(found) > QUEUE_PAGE else None
+        return QueuePage(rows, encode_cursor(last, found[QUEUE_PAGE - 1].pk) if last else "")
+    runs = escalations.select_related("ticket__assignee") if name == "escalations" else working
+    if cursor is not None:
+        moment, pk = cursor
+        runs = runs.filter(Q(updated_at__lt=moment) | Q(updated_at=moment, pk__lt=pk))
+    found = list(
+        runs.select_related("ticket__tenant_link", "workflow").order_by("-updated_at", "-id")[: QUEUE_PAGE + 1]
+    )
+    more = len(found) > QUEUE_PAGE
+    found = found[:QUEUE_PAGE]
+    return QueuePage(found, encode_cursor(found[-1].updated_at, found[-1].pk) if more else "")
+
+
+def queue_get(*, workflow: int | None = None, phase: str = "") -> Queue:
+    """The first page of each list, the counts of all three, and the workflows to filter by."""
+    now = timezone.now()
+    return Queue(
+        actions=queue_page_get(name="pending", workflow=workflow, phase=phase, now=now),
+        escalations=queue_page_get(name="escalations", workflow=workflow, phase=phase, now=now),
+        runs=queue_page_get(name="working", workflow=workflow, phase=phase, now=now),
         counts=queue_counts(workflow=workflow, phase=phase, now=now),
         workflows=list(Workflow.objects.order_by("name")),
     )

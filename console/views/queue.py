@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from urllib.parse import urlencode
+
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -14,20 +17,34 @@ from console.forms import (
     QueueFilterForm,
     TicketQueryForm,
 )
-from console.selectors.queue import next_pending_get, queue_counts, queue_get
+from console.selectors.queue import QUEUE_LISTS, QUEUE_PAGE, next_pending_get, queue_counts, queue_get, queue_page_get
 from console.ticket_search import CURSOR_NOT_UNDERSTOOD, OUTCOMES, SAVED_VIEWS, TicketQuery, ticket_page_get
 from console.views.common import _require_reviewer, _ticket_url
 from tickets.services.tickets import ticket_assign
+
+_LIST_FIELDS = {"pending": "actions", "escalations": "escalations", "working": "runs"}
 
 
 @require_GET
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
+    """The queue. `list` and `after` continue one list from a page's cursor: htmx gets only its next rows (with
+    their own "Show more"); without JavaScript the whole page comes back with that list continued."""
     _require_reviewer(request)
     form = QueueFilterForm(request.GET)
     form.is_valid()  # an invalid filter is shown as such and ignored; the valid ones still apply
+    filters = urlencode({key: value for key, value in form.cleaned_data.items() if value not in (None, "")})
+    context = {"form": form, "filters": filters, "page_size": QUEUE_PAGE}
+    name, after = request.GET.get("list", ""), request.GET.get("after", "")
+    if name in QUEUE_LISTS and after:
+        page = queue_page_get(name=name, after=after, **form.cleaned_data)
+        if request.htmx:
+            context["queue"] = {_LIST_FIELDS[name]: page}
+            return render(request, f"console/home.html#{name}-rows", context)
     queue = queue_get(**form.cleaned_data)
-    context = {"form": form, "queue": queue, "is_admin": is_admin(request.user), "engine_label": engine_label()}
+    if name in QUEUE_LISTS and after:
+        queue = replace(queue, **{_LIST_FIELDS[name]: page})
+    context |= {"queue": queue, "is_admin": is_admin(request.user), "engine_label": engine_label()}
     return render(request, "console/home.html", context)
 
 

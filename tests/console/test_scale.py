@@ -45,7 +45,7 @@ BUDGETS = {
     "live": 5,
     "next": 4,
     "tickets": 6,
-    "tickets_search": 6,
+    "tickets_search": 7,  # the tenant links the words name, read first (console.ticket_search._search)
     "tickets_to_rate": 6,
     "tickets_evidence": 7,
     "workflows": 14,  # evidence of each workflow's version in force, and its regression suite
@@ -243,9 +243,8 @@ def test_it_serves_every_page_in_a_fixed_number_of_queries_with_ten_thousand_tic
         assert response.status_code == 200, url
     queue = reviewer.get("/").content.decode()
     assert f"<strong>{small.pending + large.pending}</strong> pending" in queue
-    assert f"Showing the 100 that have waited longest of {small.pending + large.pending}." in queue
-    assert "Showing the 100 most recently active" in queue
+    assert queue.count('data-testid="more-pending"') == queue.count('data-testid="more-escalations"') == 1
     ticket = reviewer.get(f"/tickets/{large.first_ticket.pk}/").content
     assert ticket.count(b'class="step step-call') == 2  # a call and its observation are one line
     tickets = reviewer.get("/tickets/").content.decode()
-    assert f"{LARGE} tickets" in tickets and tickets.count('data-testid="ticket-row"') == 50
+    assert "1,000+ tickets" in tickets and tickets.count('data-testid="ticket-row"') == 50

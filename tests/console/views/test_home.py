@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -7,6 +9,7 @@ from django.utils import timezone
 
 from agent.models import AgentRun, ProposedAction, Step, Workflow
 from agent.policy import Risk
+from console.selectors.queue import QUEUE_PAGE
 from tests.factories import AgentRunFactory, ProposedActionFactory, WorkflowFactory
 from tickets.models import TenantLink, Ticket
 
@@ -181,13 +184,60 @@ def test_it_runs_the_queue_in_a_fixed_number_of_queries(reviewer, django_assert_
     with CaptureQueriesContext(connection) as many:
         response = reviewer.get("/")
     assert b"<strong>202</strong> pending" in response.content
-    assert b"Showing the 100 that have waited longest of 202." in response.content
+    assert response.content.count(b"data-nav-item") == QUEUE_PAGE  # a page of the 202, and "Show more"
+    assert b'data-testid="more-pending"' in response.content
     assert len(many) == len(few)
     # session, user, groups; pending proposals, escalations, working runs, the counts, workflows for the filter
     with django_assert_max_num_queries(8):
         reviewer.get("/")
     with django_assert_max_num_queries(4):
         reviewer.get("/queue/counts/")
+    more = re.search(r'hx-get="(/\?list=pending&amp;after=[\w-]+)"', response.content.decode()).group(1)
+    with django_assert_max_num_queries(4):  # session, user, groups; the list's next page
+        assert reviewer.get(more.replace("&amp;", "&"), headers=HX).status_code == 200
+
+
+def _more(body: str, name: str) -> str | None:
+    found = re.search(rf'hx-get="(/\?(?:[^"]*&amp;)?list={name}&amp;after=[\w-]+)"', body)
+    return found.group(1).replace("&amp;", "&") if found else None
+
+
+def _tickets(body: str) -> list[str]:
+    return re.findall(r'data-nav-link href="/tickets/\d+/[^"]*">#(\S+) ', body)
+
+
+def test_it_continues_each_list_by_keyset_with_show_more(reviewer) -> None:
+    workflow, other = WorkflowFactory(), WorkflowFactory()
+    _bulk_queue(QUEUE_PAGE * 2 + 3, workflow)
+    _bulk_queue(4, other)  # filtered out below
+    page = reviewer.get("/", {"workflow": workflow.pk}).content.decode()
+    pending = page[page.index('id="pending"') : page.index('id="escalations"')]
+    seen = _tickets(pending)
+    url = _more(pending, "pending")
+    assert f"workflow={workflow.pk}" in url  # the filter goes on with the list
+    while url:
+        fragment = reviewer.get(url, headers=HX).content.decode()
+        assert "<html" not in fragment and 'id="escalations"' not in fragment
+        seen += _tickets(fragment)
+        url = _more(fragment, "pending")
+    expected = ProposedAction.objects.filter(run__workflow=workflow).order_by("created_at", "id")
+    assert seen == [action.run.ticket.external_id for action in expected.select_related("run__ticket")]
+    # Without JavaScript the link serves the whole page with that list continued.
+    whole = reviewer.get(_more(pending, "pending")).content.decode()
+    assert 'id="escalations"' in whole and _tickets(whole)[:QUEUE_PAGE] == seen[QUEUE_PAGE : QUEUE_PAGE * 2]
+    # A cursor we did not make is the first page.
+    first = reviewer.get("/", {"list": "pending", "after": "nonsense"}, headers=HX).content.decode()
+    assert _tickets(first) == seen[:QUEUE_PAGE]
+
+
+def test_it_continues_the_escalations_most_recently_active_first(reviewer) -> None:
+    runs = [AgentRunFactory(status=AgentRun.Status.ESCALATED) for _ in range(QUEUE_PAGE + 2)]
+    page = reviewer.get("/").content.decode()
+    escalations = page[page.index('id="escalations"') : page.index('id="working"')]
+    fragment = reviewer.get(_more(escalations, "escalations"), headers=HX).content.decode()
+    assert _more(fragment, "escalations") is None  # the end of the list
+    newest_first = sorted(runs, key=lambda run: (run.updated_at, run.pk), reverse=True)
+    assert _tickets(escalations) + _tickets(fragment) == [run.ticket.external_id for run in newest_first]
 
 
 def test_it_accepts_only_get(reviewer) -> None:
