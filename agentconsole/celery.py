@@ -87,10 +87,10 @@ def _worker_start(sender: Any = None, **kwargs: Any) -> None:
 
 
 def database_connections_check() -> None:
-    """Refuse to start a worker when PostgreSQL cannot hold the connections this machine's workers keep
-    (WORKER_PROCESSES x (WORKER_CONCURRENCY + 1): one per thread, kept across tasks, and the heartbeat's): past max_connections, turns fail
-    with "too many clients" under load instead of waiting. Warn when the connections open now leave too little
-    room. Off with WORKER_CHECK_DB_CONNECTIONS=false (behind a transaction-mode pooler such as PgBouncer, whose
+    """Refuse to start a worker when PostgreSQL cannot hold the connections this machine's workers keep,
+    WORKER_PROCESSES x (WORKER_CONCURRENCY + 1): one per thread, kept across tasks, and the heartbeat's. Past
+    max_connections, turns fail with "too many clients" under load. Warn when the connections open now leave too
+    little room. Off with WORKER_CHECK_DB_CONNECTIONS=false (behind a transaction-mode pooler such as PgBouncer, whose
     clients are not server connections)."""
     from django.conf import settings
     from django.core.exceptions import ImproperlyConfigured
@@ -115,9 +115,9 @@ def database_connections_check() -> None:
     if needed > allowed:
         raise ImproperlyConfigured(
             f"WORKER_PROCESSES x (WORKER_CONCURRENCY + 1) = {settings.WORKER_PROCESSES} x "
-            f"({settings.WORKER_CONCURRENCY} + 1) = {needed} database connections, more than PostgreSQL allows ({allowed}: max_connections less the "
-            "superuser reserve): lower them, raise max_connections, or put a pooler in front "
-            "(WORKER_CHECK_DB_CONNECTIONS=false)."
+            f"({settings.WORKER_CONCURRENCY} + 1) = {needed} database connections, more than PostgreSQL allows "
+            f"({allowed}: max_connections less the superuser reserve): lower them, raise max_connections, or put a "
+            "pooler in front (WORKER_CHECK_DB_CONNECTIONS=false)."
         )
     if needed > allowed - open_now + 1:  # + 1: this check's own connection
         logger.warning(
