@@ -278,6 +278,13 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "options": {"expires": float(AGENT_RECONCILE_INTERVAL_SECONDS)},
     },
 }
+# Webhook events stored but not applied this long after their message was sent are sent again (the same sweep).
+WEBHOOK_EVENT_STALE_SECONDS = env_int("WEBHOOK_EVENT_STALE_SECONDS", 60, minimum=1)
+CELERY_BEAT_SCHEDULE["webhook-events-redispatch"] = {
+    "task": "agent.tasks.zendesk_events_redispatch_task",
+    "schedule": float(AGENT_RECONCILE_INTERVAL_SECONDS),
+    "options": {"expires": float(AGENT_RECONCILE_INTERVAL_SECONDS)},
+}
 CELERY_BEAT_SCHEDULE_FILENAME = env_str("CELERY_BEAT_SCHEDULE_FILENAME", str(VAR_DIR / "celery" / "beat-schedule"))
 
 # --- Zendesk --------------------------------------------------------------------------------------------------
