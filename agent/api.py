@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -44,7 +43,7 @@ from agent.selectors import (
 from agent.selectors.evidence import autonomy_unmet_criteria
 from agent.services.actions import proposed_action_approve, proposed_action_reject, proposed_action_respond
 from agent.services.governance import autonomy_stop_all, rating_set, workflow_phase_change
-from agent.services.intake import zendesk_event_receive
+from agent.services.intake import zendesk_event_accept
 from agent.services.runs import agent_run_close, agent_run_take_over
 from agent.versions import next_phase
 from agentconsole.errors import ApplicationError, NotFoundError, PayloadTooLarge
@@ -52,10 +51,8 @@ from agentconsole.pagination import KeysetPagination, keyset_response
 from agentconsole.schemas import ONE_ERRORS, READ_ERRORS, WRITE_ERRORS
 from tickets.schemas import ErrorOut, WebhookAcceptedOut
 from tickets.zendesk_webhook import (
-    BODY_WRONG_SHAPE,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    PayloadError,
     parse_event,
     verify_signature,
 )
@@ -250,26 +247,5 @@ def zendesk_webhook(request: HttpRequest) -> Status:
         now=timezone.now(),
         max_skew=timedelta(seconds=settings.ZENDESK_WEBHOOK_MAX_SKEW_SECONDS),
     )
-    parsed = parse_event(body)
-    try:
-        result = zendesk_event_receive(parsed=parsed)
-    except DjangoValidationError as exc:
-        # The parser's limits should leave nothing for the models to refuse; if they ever do, it is still the
-        # sender's input (400, nothing stored: the intake is one transaction), never our 500.
-        raise PayloadError(BODY_WRONG_SHAPE, extra={"errors": _model_errors(exc)}) from None
-    return Status(
-        202,
-        {
-            "ticket_id": result.ticket_id,
-            "event_id": parsed.envelope.id,
-            "duplicate": result.duplicate,
-            "handled": result.handled,
-            "ignored_reason": result.ignored_reason,
-        },
-    )
-
-
-def _model_errors(exc: DjangoValidationError) -> list[dict[str, str]]:
-    if hasattr(exc, "error_dict"):
-        return [{"field": name, "message": " ".join(messages)} for name, messages in exc.message_dict.items()]
-    return [{"field": "", "message": message} for message in exc.messages]
+    accepted = zendesk_event_accept(parsed=parse_event(body))
+    return Status(202, {"event_id": accepted.event_id, "duplicate": accepted.duplicate})

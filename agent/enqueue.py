@@ -14,11 +14,17 @@ RUN_ADVANCE = "agent.tasks.agent_run_advance_task"
 ACTION_READ_CURRENT = "agent.tasks.proposed_action_read_current_task"
 APPROVAL_NOTIFY = "agent.tasks.approval_notify_task"
 TAKE_OVER_NOTE = "agent.tasks.agent_run_take_over_note_task"
+EVENT_PROCESS = "agent.tasks.zendesk_event_process_task"
 
 
 def run_advance_send(run_id: int, dispatch_token: str, *, priority: int | None = None) -> None:
     """Raises whatever the broker raised: the caller (agent_run_publish) decides what a failure means."""
     current_app.send_task(RUN_ADVANCE, args=(run_id, dispatch_token), priority=priority)
+
+
+def event_process_send(event_pk: int) -> None:
+    """The webhook's one message: apply the stored event. Raises whatever the broker raised."""
+    current_app.send_task(EVENT_PROCESS, args=(event_pk,))
 
 
 def action_read_current_send(action_id: int) -> None:

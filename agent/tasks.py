@@ -90,6 +90,30 @@ def _escalate(run_id: int, reason: str) -> str:
     return "done"
 
 
+@shared_task(bind=True, acks_late=True, max_retries=3)
+def zendesk_event_process_task(self, event_pk: int) -> str:  # noqa: ANN001 - Celery's bound task
+    """Apply a stored webhook event and start the run it calls for. Any copy of the message after the first finds
+    the event processed and does nothing; an event whose message is lost is sent again by the sweep."""
+    from agent.services.intake import zendesk_event_process
+
+    try:
+        result = zendesk_event_process(event_pk=event_pk)
+    except (OperationalError, InterfaceError) as exc:
+        _drop_broken_connections()
+        raise self.retry(countdown=_DATABASE_RETRY_SECONDS, exc=exc) from exc
+    if result is None:
+        return "already processed"
+    return "ignored" if result.ignored_reason else ("run started" if result.run_id else "applied")
+
+
+@shared_task(ignore_result=True)
+def zendesk_events_redispatch_task() -> str:
+    """The periodic sweep (celery beat): send again the events stored but never processed."""
+    from agent.services.intake import zendesk_events_redispatch
+
+    return f"sent {len(zendesk_events_redispatch())}"
+
+
 @shared_task(ignore_result=True)
 def agent_runs_reconcile_task() -> str:
     """The periodic sweep (celery beat): restart runs nothing is working on, escalate runs that keep failing."""

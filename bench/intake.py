@@ -4,8 +4,10 @@ Starts gunicorn on the product (plus the anchor view, bench/_bench_urls.py) with
 Redis broker of its own, then sends signed `ticket.created` events, each a new ticket, over 64 keep-alive
 connections, in rounds alternating with as many requests to the bare view. The load generator is an asyncio
 client in this process with every request prepared beforehand (it shares the machine with the server: so does the
-anchor's). Then a duplicate storm: every event sent 16 times at once; exactly one ticket, run, stored event and
-task message per event must result.
+anchor's). The webhook stores the event and sends one task message; no worker runs during the rounds. Then a
+duplicate storm: every event sent 16 times at once, then each of its messages applied twice in this process (as
+a worker would, a redelivery included); exactly one stored event, event message, ticket, run and run message per
+event must result.
 
     .venv/bin/python bench/intake.py [--rounds 5] [--requests 2000] [--connections 64]
 
@@ -209,6 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     from django.db import connection
 
     from agent.models import AgentRun
+    from agent.tasks import zendesk_event_process_task
     from tickets.models import Ticket, WebhookEvent
 
     with connection.cursor() as cursor:
@@ -253,14 +256,23 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+    # Be the worker for the storm's messages, each delivered twice (a redelivery): one ticket and run per event,
+    # and one message for each run's first turn.
+    broker.delete(*[key for key in broker.keys(f"{settings.CELERY_TASK_DEFAULT_QUEUE}*")])
+    storm_events = list(
+        WebhookEvent.objects.filter(event_id__in=[f"bench-storm-{i}" for i in storm_ids]).values_list("pk", flat=True)
+    )
+    for event_pk in storm_events:
+        for _ in range(2):
+            zendesk_event_process_task.apply(args=(event_pk,), throw=True)
     tickets = Ticket.objects.filter(external_id__in=storm_ids)
     storm = {
+        "stored events": len(storm_events),
+        "event messages": messages,
         "tickets": tickets.count(),
         "runs": AgentRun.objects.filter(ticket__in=tickets).count(),
-        "stored events": WebhookEvent.objects.filter(event_id__startswith="bench-storm-",
-                                                     event_id__in=[f"bench-storm-{i}" for i in storm_ids]).count(),
-        "task messages": messages,
-    }  # fmt: skip
+        "run messages": _queued(broker, settings.CELERY_TASK_DEFAULT_QUEUE),
+    }
     broker.flushdb()
 
     print(f"Webhook intake vs a bare one-INSERT view, same gunicorn (gunicorn.conf.py: "

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import json
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from agent import llm
 from agentconsole.roles import ADMINS, REVIEWERS
 from tests.factories import UserFactory
 from tests.http_standin import Scripted, StandIn, serve
-from tests.support import WEBHOOK_URL, client_for, signed_headers
+from tests.support import client_for, webhook_deliver
 from tests.zendesk_standin import ZendeskStandIn, serve_zendesk
 
 
@@ -32,7 +31,7 @@ def broker() -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def broker_unreachable() -> Iterator[str]:
+def broker_unreachable(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Point the Celery app at a port where nothing listens: a real broker outage, as the web process sees it."""
     from agentconsole.celery import app
 
@@ -41,6 +40,8 @@ def broker_unreachable() -> Iterator[str]:
     dead_url = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
     probe.close()
     saved = app.conf.broker_url
+    # Celery reads CELERY_BROKER_URL from the environment before its configuration (settings_test sets it).
+    monkeypatch.setenv("CELERY_BROKER_URL", dead_url)
     app.conf.broker_url = dead_url
     app._pool = None
     app.amqp._producer_pool = None
@@ -87,18 +88,9 @@ def admin(admin_user: object) -> Client:
 
 @pytest.fixture
 def post_webhook() -> Callable[..., object]:
-    """POST a body to the webhook, signed with the configured secret unless headers are given."""
-
-    def post(body: bytes | dict, *, headers: dict[str, str] | None = None, client: Client | None = None) -> object:
-        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        return (client or Client()).post(
-            WEBHOOK_URL,
-            data=raw,
-            content_type="application/json",
-            headers=signed_headers(raw) if headers is None else headers,
-        )
-
-    return post
+    """POST a body to the webhook (tests.support.webhook_deliver), signed unless headers are given, and apply the
+    event as a worker would unless process=False."""
+    return webhook_deliver
 
 
 @pytest.fixture
@@ -173,9 +165,9 @@ def bedrock(monkeypatch, settings):
         settings.AGENT_LLM_PROVIDER = "bedrock"
         settings.AGENT_ROLE_ARN = ""
         settings.BEDROCK_MAX_ATTEMPTS = 3
-        llm._bedrock.cache_clear()
+        llm.engine_forget()
         yield standin
-        llm._bedrock.cache_clear()
+        llm.engine_forget()
 
 
 @pytest.fixture

@@ -1,15 +1,19 @@
-"""Plain helpers the tests share (fixtures live in tests/conftest.py): signed Zendesk webhook events, the Celery
-messages waiting in the broker, a logged-in client."""
+"""Plain helpers the tests share (fixtures live in tests/conftest.py): signed Zendesk webhook events delivered and
+applied as a worker would, the Celery messages waiting in the broker, a logged-in client."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 
 import redis
 from django.conf import settings
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
+from agent.enqueue import EVENT_PROCESS
 from tickets.zendesk_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, compute_signature
 
 WEBHOOK_URL = "/api/webhooks/zendesk"
@@ -24,6 +28,66 @@ def queued_task_messages(connection: redis.Redis) -> list[dict]:
     queue = settings.CELERY_TASK_DEFAULT_QUEUE
     keys = [queue if step == 0 else f"{queue}\x06\x16{step}" for step in PRIORITY_STEPS]
     return [json.loads(raw) for key in keys for raw in connection.lrange(key, 0, -1)]
+
+
+def commit_callbacks_run() -> int:
+    """Run the on-commit callbacks waiting in the test's transaction, as the commit of the request or of the task
+    that registered them would, and drop them (a django_capture_on_commit_callbacks block around the caller must not
+    run them a second time). Returns how many ran."""
+    ran = 0
+    while connection.run_on_commit:
+        pending = list(connection.run_on_commit)
+        del connection.run_on_commit[:]
+        for _savepoints, callback, robust in pending:
+            ran += 1
+            if robust:
+                with contextlib.suppress(Exception):  # a robust callback's failure is logged by its own code
+                    callback()
+            else:
+                callback()
+    return ran
+
+
+def webhook_events_process() -> list[str]:
+    """Be the worker: take every webhook event message waiting in the broker off the queue, run its task (eagerly,
+    in this test's transaction), then commit what the task queued (a run's first message). Returns the tasks'
+    answers, one per message taken."""
+    from agent.tasks import zendesk_event_process_task
+
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    answers = []
+    try:
+        for key in [queue if step == 0 else f"{queue}\x06\x16{step}" for step in PRIORITY_STEPS]:
+            for raw in reversed(broker.lrange(key, 0, -1)):  # the oldest first
+                message = json.loads(raw)
+                if message["headers"]["task"] != EVENT_PROCESS:
+                    continue
+                broker.lrem(key, 1, raw)
+                args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+                answers.append(zendesk_event_process_task.apply(args=args, kwargs=kwargs, throw=True).get())
+                commit_callbacks_run()
+    finally:
+        broker.close()
+    return answers
+
+
+def webhook_deliver(
+    body: bytes | dict, *, headers: dict[str, str] | None = None, client: Client | None = None, process: bool = True
+) -> object:
+    """POST a body to the webhook, signed with the configured secret unless headers are given; then, unless
+    `process` is False, commit the request (its task message goes out) and apply the event as a worker would."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = (client or Client()).post(
+        WEBHOOK_URL,
+        data=raw,
+        content_type="application/json",
+        headers=signed_headers(raw) if headers is None else headers,
+    )
+    if process:
+        commit_callbacks_run()
+        webhook_events_process()
+    return response
 
 
 def client_for(user: object) -> Client:

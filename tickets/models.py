@@ -174,10 +174,21 @@ class WebhookEvent(models.Model):
         max_length=200, blank=True, help_text="Why a ticket event was stored but not applied (e.g. a closed ticket)."
     )
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The webhook only stores the event and sends a task message; a worker applies it (agent.services.intake).
+    # Unprocessed events are the outbox: the sweep sends again any whose message went missing.
+    processed_at = models.DateTimeField(null=True, blank=True, help_text="When a worker applied the event.")
+    dispatched_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the sweep last sent the event again (empty: only the webhook did)."
+    )
 
     class Meta:
         ordering = ["-received_at", "-id"]
         constraints = [models.UniqueConstraint(fields=["source", "event_id"], name="webhook_event_source_id_unique")]
+        indexes = [
+            models.Index(
+                fields=["received_at"], name="webhook_event_unprocessed", condition=models.Q(processed_at__isnull=True)
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.source}:{self.event_id} {self.event_type}"

@@ -12,11 +12,10 @@ __all__ = ["ErrorOut", "TicketDetailOut", "TicketFilterIn", "TicketOut", "Webhoo
 
 
 class WebhookAcceptedOut(Schema):
-    ticket_id: int | None
-    event_id: str
-    duplicate: bool
-    handled: bool
-    ignored_reason: str = Field("", description="Why a ticket event was stored but not applied; empty otherwise.")
+    """The event is stored; a worker applies it (creates or updates the ticket, starts its run) right after."""
+
+    event_id: str = Field(description="The event's id, as Zendesk sent it.")
+    duplicate: bool = Field(description="True when this event id was stored before: nothing was stored again.")
 
 
 # One enum per field: Django's choices classes are all called "Status", and the OpenAPI document would name them

@@ -212,7 +212,11 @@ def _errors(exc: ValidationError, prefix: str) -> list[dict[str, str]]:
 def parse_event(body: bytes) -> ParsedEvent:
     """Parse and validate everything up front, so nothing is stored for a payload we would reject: the JSON
     parser has limits (depth, numbers, NUL, lone surrogates), then each field its own."""
-    raw = jsonlimits.loads(body)
+    return parse_event_data(jsonlimits.loads(body))
+
+
+def parse_event_data(raw: Any) -> ParsedEvent:
+    """parse_event for a body already decoded (a stored event, read back by the worker that applies it)."""
     if not isinstance(raw, dict):
         raise PayloadError(BODY_WRONG_SHAPE, extra={"errors": [{"field": "", "message": "expected an object"}]})
     try:

@@ -1,23 +1,37 @@
-"""Runs start here: a new ticket, a customer's comment on a ticket whose run ended, or by hand."""
+"""Runs start here: a new ticket, a customer's comment on a ticket whose run ended, or by hand.
+
+A Zendesk delivery takes two steps: the webhook stores the event and sends a task message (zendesk_event_accept),
+and a worker applies it and starts its run (zendesk_event_process); the sweep sends again what went missing."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 
+from agent.enqueue import event_process_send
 from agent.lifecycle import RUN_CLOSABLE, RUN_FINAL
 from agent.models import AgentRun, Workflow
 from agent.selectors import WorkflowChoice, workflow_choice
 from agent.services.runs import agent_run_dispatch_prepare, agent_run_publish_on_commit
+from agentconsole.errors import ApplicationError
 from agentconsole.rows import row_insert_unless_taken
 from audit.models import AuditEvent
 from audit.services import audit_event_record
 from tickets.helpdesk import ticket_refresh_when_changed
-from tickets.models import Ticket, TicketComment
-from tickets.services.webhooks import IngestResult, zendesk_event_ingest
-from tickets.zendesk_webhook import ParsedEvent
+from tickets.models import Ticket, TicketComment, WebhookEvent
+from tickets.services.webhooks import IngestResult, webhook_event_store, zendesk_event_apply, zendesk_event_refuse
+from tickets.zendesk_webhook import ParsedEvent, parse_event_data
+
+logger = logging.getLogger(__name__)
 
 
 def _run_queue(
@@ -143,18 +157,110 @@ def agent_run_create_manual(*, ticket: Ticket) -> AgentRun:
     return run
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """What the webhook answers: the event's id, and whether it was a redelivery of an event stored before."""
+
+    event_id: str
+    duplicate: bool
+    event_pk: int | None = None
+
+
+def zendesk_event_accept(*, parsed: ParsedEvent) -> Accepted:
+    """The webhook's whole work once the event is verified and parsed: store it (one INSERT, a redelivery stores
+    nothing) and send the task message that applies it (zendesk_event_process). Nothing else happens in the request.
+
+    Outside a transaction the INSERT has committed when the message goes out; inside one (a caller's), the message
+    waits for the commit. If the broker is down, or the process dies between the INSERT and the message, the event
+    stays unprocessed and the sweep (zendesk_events_redispatch) sends it again."""
+    event_pk = webhook_event_store(
+        source=Ticket.Source.ZENDESK,
+        event_id=parsed.envelope.id,
+        event_type=parsed.envelope.type,
+        body=json.dumps(parsed.raw),
+    )
+    if event_pk is not None:
+        transaction.on_commit(lambda: _send(event_pk), robust=True)
+    return Accepted(event_id=parsed.envelope.id, duplicate=event_pk is None, event_pk=event_pk)
+
+
+def _send(event_pk: int) -> None:
+    try:
+        event_process_send(event_pk)
+    except Exception:  # any broker failure: the stored, unprocessed event is what makes this safe to swallow
+        logger.warning("webhook event %s: could not enqueue it; the sweep will", event_pk, exc_info=True)
+
+
 @transaction.atomic
-def zendesk_event_receive(*, parsed: ParsedEvent) -> IngestResult:
-    """A verified Zendesk event: tickets stores it and applies it to its ticket; the agent then starts the run it
-    calls for (a new ticket, or a customer's comment on a ticket whose runs have ended — a comment on a run still
-    in progress joins its context). One transaction: a refused run leaves no half-applied event behind."""
-    result = zendesk_event_ingest(parsed=parsed)
-    if result.ticket is None or result.duplicate or not result.handled:
-        return result
-    run = None
-    if result.customer_comment is not None:
-        run = agent_run_on_customer_comment(ticket=result.ticket, comment=result.customer_comment)
-    if result.ticket_created:
-        run = agent_run_create_for_new_ticket(ticket=result.ticket)
-    ticket_refresh_when_changed(ticket=result.ticket, new_run=run is not None)
+def zendesk_event_process(*, event_pk: int) -> IngestResult | None:
+    """Apply a stored Zendesk event (what the webhook's task message asks): tickets applies it to its ticket; the
+    agent then starts the run it calls for (a new ticket, or a customer's comment on a ticket whose runs have ended
+    — a comment on a run still in progress joins its context). One transaction, holding the event's row lock: a
+    second message for the same event (a redelivery, the sweep's) waits, then finds it processed and does nothing.
+    None when the event was processed already (or is gone)."""
+    event = WebhookEvent.objects.select_for_update().filter(pk=event_pk, processed_at__isnull=True).first()
+    if event is None:
+        return None
+    try:
+        parsed = parse_event_data(event.payload)
+    except ApplicationError as exc:
+        return zendesk_event_refuse(event=event, reason=exc.message)
+    try:
+        with transaction.atomic():
+            result = zendesk_event_apply(event=event, parsed=parsed)
+            if result.ticket is None or not result.handled:
+                return result
+            run = None
+            if result.customer_comment is not None:
+                run = agent_run_on_customer_comment(ticket=result.ticket, comment=result.customer_comment)
+            if result.ticket_created:
+                run = agent_run_create_for_new_ticket(ticket=result.ticket)
+            ticket_refresh_when_changed(ticket=result.ticket, new_run=run is not None)
+    except DjangoValidationError as exc:
+        # The webhook's parser should leave nothing for the models to refuse; if they ever do, the event is the
+        # sender's input and will not apply on any retry: kept, marked, nothing of it half-applied.
+        return zendesk_event_refuse(event=event, reason=" ".join(exc.messages))
     return replace(result, run_id=run.pk if run else None)
+
+
+def zendesk_event_receive(*, parsed: ParsedEvent) -> IngestResult | None:
+    """Store an event and apply it now, in this process, with no task message (the demo's seed: the same path as a
+    delivery, without a worker). None for an event stored before."""
+    event_pk = webhook_event_store(
+        source=Ticket.Source.ZENDESK,
+        event_id=parsed.envelope.id,
+        event_type=parsed.envelope.type,
+        body=json.dumps(parsed.raw),
+    )
+    return None if event_pk is None else zendesk_event_process(event_pk=event_pk)
+
+
+def zendesk_events_redispatch(
+    *, now: datetime | None = None, stale_seconds: int | None = None, limit: int = 500
+) -> list[int]:
+    """The sweep (celery beat): send again the task message of every event stored but not processed within
+    WEBHOOK_EVENT_STALE_SECONDS of its last dispatch — the broker was down when the webhook sent it, the web process
+    died between the INSERT and the message, or a worker lost it. Each event's dispatch time moves in one UPDATE, so
+    two sweeps never send the same event twice; a message that was only slow is applied once anyway."""
+    now = now or timezone.now()
+    stale = stale_seconds if stale_seconds is not None else settings.WEBHOOK_EVENT_STALE_SECONDS
+    cutoff = now - timedelta(seconds=stale)
+    candidates = (
+        WebhookEvent.objects.filter(processed_at__isnull=True, received_at__lt=cutoff)
+        .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=cutoff))
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    sent = []
+    for event_pk in candidates:
+        claimed = (
+            WebhookEvent.objects.filter(pk=event_pk, processed_at__isnull=True)
+            .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=cutoff))
+            .update(dispatched_at=now)
+        )
+        if claimed:
+            _send(event_pk)
+            sent.append(event_pk)
+    if sent:
+        logger.warning("webhook events sent again (unprocessed after %ss): %s", stale, sent)
+    return sent

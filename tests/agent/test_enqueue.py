@@ -13,6 +13,7 @@ SENT = {
     enqueue.ACTION_READ_CURRENT: (1,),
     enqueue.APPROVAL_NOTIFY: (1, "pending"),
     enqueue.TAKE_OVER_NOTE: (1, 2),
+    enqueue.EVENT_PROCESS: (1,),
     enqueue.REPLAY_EXECUTE: (1,),
     enqueue.SUITE_RERUN: (1,),
 }

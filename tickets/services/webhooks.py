@@ -1,11 +1,12 @@
-"""A verified helpdesk event, stored once and applied to its ticket and comments."""
+"""A verified helpdesk event: stored once by the webhook, then applied to its ticket and comments by a worker."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from agentconsole.rows import row_insert_unless_taken
 from audit.models import AuditEvent
@@ -24,11 +25,10 @@ EVENT_ON_CLOSED_TICKET = "The ticket is closed; closed tickets do not change, so
 class IngestResult:
     event_pk: int
     ticket_id: int | None
-    duplicate: bool
     handled: bool
     run_id: int | None = None
     ignored_reason: str = ""
-    # What may start a run, for the agent to decide (agent.services.intake.zendesk_event_receive).
+    # What may start a run, for the agent to decide (agent.services.intake.zendesk_event_process).
     ticket: Ticket | None = None
     ticket_created: bool = False
     customer_comment: TicketComment | None = None
@@ -145,36 +145,41 @@ def _comment_ingest(ticket: Ticket, comment: Comment) -> TicketComment | None:
     )
 
 
+def webhook_event_store(*, source: str, event_id: str, event_type: str, body: str) -> int | None:
+    """Store a verified, parsed delivery as it came: one INSERT ... ON CONFLICT DO NOTHING of the raw body (the
+    database parses it into jsonb). The id of the new row, or None for a redelivery: the unique (source, event_id)
+    constraint decides, and an insert of the same event still in flight elsewhere is waited for.
+
+    No transaction of its own: outside one the statement commits by itself, so the caller may send the event's task
+    message as soon as this returns. Nothing else is read or written; a worker applies the event
+    (zendesk_event_apply)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_STORE_SQL, [source, event_id, event_type, body])
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+_STORE_SQL = (
+    f"INSERT INTO {WebhookEvent._meta.db_table} "  # noqa: S608 - the model's own table name
+    "(source, event_id, event_type, payload, handled, ignored_reason, received_at) "
+    "VALUES (%s, %s, %s, %s::jsonb, false, '', now()) ON CONFLICT DO NOTHING RETURNING id"
+)
+
+
 @transaction.atomic(savepoint=False)  # inside the caller's transaction when there is one: no savepoint to pay for
-def zendesk_event_ingest(*, parsed: ParsedEvent) -> IngestResult:
-    """Store a verified Zendesk event once and apply it to its ticket and comments. Whether a run starts is the
+def zendesk_event_apply(*, event: WebhookEvent, parsed: ParsedEvent) -> IngestResult:
+    """Apply a stored Zendesk event to its ticket and comments, and mark it processed. Whether a run starts is the
     agent's to decide: the result names the new ticket or the customer's new public comment, and the caller
-    (agent.services.intake.zendesk_event_receive) runs in this same transaction, with the ticket row locked.
-
-    The unique (source, event_id) constraint makes redelivery, even concurrent redelivery, a no-op: the
-    second insert waits for the first transaction and then yields, and we answer with what the first stored.
-    """
+    (agent.services.intake.zendesk_event_process) runs in this same transaction, holding the event's row lock, so
+    an event is applied once however many of its messages are delivered."""
     envelope = parsed.envelope
-    stored = WebhookEvent(
-        source=Ticket.Source.ZENDESK, event_id=envelope.id, event_type=envelope.type, payload=parsed.raw
-    )
-    if not row_insert_unless_taken(stored):
-        stored = WebhookEvent.objects.get(source=Ticket.Source.ZENDESK, event_id=envelope.id)
-        return IngestResult(
-            event_pk=stored.pk,
-            ticket_id=stored.ticket_id,
-            duplicate=True,
-            handled=stored.handled,
-            ignored_reason=stored.ignored_reason,
-        )
     if not parsed.is_ticket_event:
-        return IngestResult(event_pk=stored.pk, ticket_id=None, duplicate=False, handled=False)
-
+        return _settled(event, None, handled=False)
     ticket, closed = _ticket_upsert(parsed=parsed)
     if closed:
         # Zendesk never changes a closed ticket (a reply makes a follow-up ticket): a late or replayed event for
         # one is kept for the record and changes nothing. Answering an error would only make the sender retry.
-        return _settled(stored, ticket, ignored_reason=EVENT_ON_CLOSED_TICKET)
+        return _settled(event, ticket, ignored_reason=EVENT_ON_CLOSED_TICKET)
     customer_comment = None
     if envelope.type == EVENT_COMMENT_ADDED and parsed.comment is not None:
         stored_comment = _comment_ingest(ticket, parsed.comment)
@@ -185,26 +190,36 @@ def zendesk_event_ingest(*, parsed: ParsedEvent) -> IngestResult:
         ):
             customer_comment = stored_comment
     return _settled(
-        stored,
+        event,
         ticket,
         ticket_created=envelope.type == EVENT_TICKET_CREATED,
         customer_comment=customer_comment,
     )
 
 
-def _settled(stored: WebhookEvent, ticket: Ticket, *, ignored_reason: str = "", **found: Any) -> IngestResult:
-    """Record what a new event did to its ticket: it was handled, or kept for the record with the reason it changed
-    nothing. A handled event carries its ticket and `found`, what may start a run (IngestResult's last fields)."""
+def zendesk_event_refuse(*, event: WebhookEvent, reason: str) -> IngestResult:
+    """Mark a stored event processed without applying it: what it says cannot be stored (the webhook's parser
+    should leave nothing for the models to refuse; an event stored by an older version might). Kept for the record
+    with the reason; sending it again would only fail again."""
+    return _settled(event, None, handled=False, ignored_reason=reason[:200])
+
+
+def _settled(
+    stored: WebhookEvent, ticket: Ticket | None, *, ignored_reason: str = "", handled: bool = True, **found: Any
+) -> IngestResult:
+    """Record what an event did to its ticket: it was handled, or kept for the record with the reason it changed
+    nothing; either way it is processed. A handled event carries its ticket and `found`, what may start a run
+    (IngestResult's last fields)."""
     stored.ticket = ticket
-    stored.handled = not ignored_reason
+    stored.handled = handled and not ignored_reason
     stored.ignored_reason = ignored_reason
-    stored.save(update_fields=["ticket", "handled", "ignored_reason"])
+    stored.processed_at = timezone.now()
+    stored.save(update_fields=["ticket", "handled", "ignored_reason", "processed_at"])
     return IngestResult(
         event_pk=stored.pk,
-        ticket_id=ticket.pk,
-        duplicate=False,
+        ticket_id=ticket.pk if ticket else None,
         handled=stored.handled,
         ignored_reason=ignored_reason,
-        ticket=None if ignored_reason else ticket,
+        ticket=ticket if stored.handled else None,
         **found,
     )

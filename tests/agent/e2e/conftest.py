@@ -91,8 +91,8 @@ def worker(company, broker, tmp_path) -> Iterator[Worker]:
 
 
 def deliver(ticket_id: int, organization_id: str, subject: str, description: str, tags: list[str]) -> Ticket:
-    """A signed ticket.created event through the real webhook; its run is enqueued when the request commits. The
-    requester is the organization's demo requester (the local helpdesk's directory gives their identity)."""
+    """A signed ticket.created event through the real webhook; the worker applies it (the ticket and its run) right
+    after. The requester is the organization's demo requester (the local helpdesk's directory gives their identity)."""
     body = json.dumps(
         zendesk_event(
             event_id=f"e2e-{ticket_id}",
@@ -107,7 +107,17 @@ def deliver(ticket_id: int, organization_id: str, subject: str, description: str
     ).encode()
     response = Client().post(WEBHOOK_URL, data=body, content_type="application/json", headers=signed_headers(body))
     assert response.status_code == 202, response.content
-    return Ticket.objects.get(pk=response.json()["ticket_id"])
+    return wait_for_ticket(str(ticket_id))
+
+
+def wait_for_ticket(external_id: str, timeout: float = 60) -> Ticket:
+    """The ticket a worker creates from a delivered event."""
+    deadline = time.monotonic() + timeout
+    while (ticket := Ticket.objects.filter(external_id=external_id).first()) is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no worker applied the event of ticket {external_id} within {timeout} s")
+        time.sleep(0.1)
+    return ticket
 
 
 def wait_for_run(ticket: Ticket, statuses: set[str], worker: Worker, timeout: float = 60) -> AgentRun:

@@ -4,12 +4,10 @@ customer's comment continues the conversation."""
 
 from __future__ import annotations
 
-import json
 import threading
 
 import pytest
 from django.db import connection
-from django.test import Client
 
 from agent.loop import Outcome, run_advance
 from agent.models import AgentRun, ProposedAction, Step
@@ -17,9 +15,9 @@ from agent.services.runs import agent_run_transition
 from audit.models import AuditEvent
 from tests.bedrock import converse_reply
 from tests.factories import ProposedActionFactory, StepFactory, TenantLinkFactory, WorkflowFactory
-from tests.support import WEBHOOK_URL, signed_headers, zendesk_event
+from tests.support import webhook_deliver, zendesk_event
 from tests.zendesk_standin import ZendeskStandIn
-from tickets.models import Ticket
+from tickets.models import Ticket, WebhookEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -51,11 +49,11 @@ def remote(zendesk_api: ZendeskStandIn) -> ZendeskStandIn:
     return zendesk_api
 
 
-def _deliver(event: dict) -> dict:
-    raw = json.dumps(event).encode()
-    response = Client().post(WEBHOOK_URL, data=raw, content_type="application/json", headers=signed_headers(raw))
+def _deliver(event: dict) -> WebhookEvent:
+    """Through the webhook, then applied as a worker would; the stored event."""
+    response = webhook_deliver(event)
     assert response.status_code == 202, response.content
-    return response.json()
+    return WebhookEvent.objects.get(event_id=event["id"])
 
 
 def _created() -> AgentRun:
@@ -148,7 +146,7 @@ def test_it_starts_a_follow_up_that_sees_the_earlier_runs(remote: ZendeskStandIn
 
     answer = _deliver(_comment(91, "Still locked out, sorry!", event_id="evt-c1"))
 
-    assert answer["ticket_id"] == first.ticket_id
+    assert (answer.ticket_id, answer.processed_at is not None) == (first.ticket_id, True)
     follow_up = AgentRun.objects.exclude(pk=first.pk).get()
     assert (follow_up.trigger, follow_up.phase, follow_up.status) == ("customer_comment", "triage", "queued")
     assert follow_up.trigger_comment.body == "Still locked out, sorry!"
@@ -190,7 +188,7 @@ def test_it_adds_a_comment_to_a_run_waiting_for_approval_instead_of_starting_one
 
     answer = _deliver(_comment(93, "Never mind, I got in.", event_id="evt-4"))
 
-    assert answer["handled"] is True
+    assert answer.handled is True
     assert AgentRun.objects.count() == 1
     joined = AuditEvent.objects.get(verb="run.comment_joined")
     assert joined.object_id == str(run.pk) and joined.payload["status"] == "awaiting_approval"

@@ -11,6 +11,7 @@ import pytest
 
 from agent.models import AgentRun
 from agent.telemetry import run_trace_ids
+from tests.agent.e2e.conftest import wait_for_ticket
 from tests.agentconsole.e2e.conftest import BEHIND_TLS, METRICS_TOKEN, exported_spans, metric_value, wait_ready
 from tests.bedrock import converse_reply, tool_use
 from tests.http_standin import serve
@@ -40,7 +41,8 @@ def _deliver(base_url: str, ticket_id: int) -> tuple[int, str]:
         timeout=10,
     )
     assert response.status_code == 202, response.text
-    return response.json()["ticket_id"], response.headers["X-Request-ID"]
+    assert response.json() == {"event_id": f"prod-{ticket_id}", "duplicate": False}
+    return wait_for_ticket(str(ticket_id)).pk, response.headers["X-Request-ID"]
 
 
 def test_it_serves_counts_logs_and_traces_a_run_in_production(

@@ -2,18 +2,28 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agent.api import BODY_TOO_LARGE
 from agent.models import AgentRun
+from agent.tasks import zendesk_event_process_task
 from audit.models import AuditEvent
 from tests.factories import TenantLinkFactory, WorkflowFactory
-from tests.support import WEBHOOK_URL, queued_task_messages, signed_headers, zendesk_event
+from tests.support import (
+    WEBHOOK_URL,
+    commit_callbacks_run,
+    queued_task_messages,
+    signed_headers,
+    webhook_events_process,
+    zendesk_event,
+)
 from tickets.models import Ticket, TicketComment, WebhookEvent
 from tickets.zendesk_webhook import (
     BODY_NOT_JSON,
@@ -31,21 +41,32 @@ def _nothing_stored() -> bool:
     return not WebhookEvent.objects.exists() and not Ticket.objects.exists() and not AgentRun.objects.exists()
 
 
-def test_it_creates_a_ticket_and_enqueues_one_run(post_webhook, broker, django_capture_on_commit_callbacks) -> None:
-    link = TenantLinkFactory(organization_id="360001", tenant_id="acme")
-    workflow = WorkflowFactory(match_tags=["stale_cache"], phase="autonomous")
-    with django_capture_on_commit_callbacks(execute=True):
-        response = post_webhook(zendesk_event())
+def test_it_stores_the_event_and_enqueues_one_message_and_nothing_else(post_webhook, broker) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        response = post_webhook(zendesk_event(), process=False)
 
     assert response.status_code == 202
+    assert response.json() == {"event_id": "evt-1", "duplicate": False}
+    assert len(queries) == 1  # one INSERT of the event: no ticket, run, audit entry or read in the request
+    stored = WebhookEvent.objects.get()
+    assert (stored.event_id, stored.payload["id"], stored.processed_at, stored.ticket) == ("evt-1", "evt-1", None, None)
+    assert not Ticket.objects.exists() and not AgentRun.objects.exists()
+    assert commit_callbacks_run() == 1  # the message goes out once the INSERT has committed
+    messages = queued_task_messages(broker)
+    assert [(m["headers"]["task"], m["headers"]["argsrepr"]) for m in messages] == [
+        ("agent.tasks.zendesk_event_process_task", f"({stored.pk},)")
+    ]
+
+
+def test_it_creates_a_ticket_and_enqueues_one_run_when_a_worker_applies_the_event(post_webhook, broker) -> None:
+    link = TenantLinkFactory(organization_id="360001", tenant_id="acme")
+    workflow = WorkflowFactory(match_tags=["stale_cache"], phase="autonomous")
+    post_webhook(zendesk_event(), process=False)
+    commit_callbacks_run()
+
+    assert webhook_events_process() == ["run started"]
+
     ticket = Ticket.objects.get()
-    assert response.json() == {
-        "ticket_id": ticket.pk,
-        "event_id": "evt-1",
-        "duplicate": False,
-        "handled": True,
-        "ignored_reason": "",
-    }
     assert ticket.external_id == "35436"
     assert ticket.requester_id == "9001"  # ids arrive as numbers or strings
     assert ticket.priority == "high"  # enums arrive in upper case
@@ -53,6 +74,8 @@ def test_it_creates_a_ticket_and_enqueues_one_run(post_webhook, broker, django_c
     assert ticket.tags == ["stale_cache"]
     assert ticket.tenant_link == link
     assert ticket.raw_payload["id"] == "evt-1"
+    stored = WebhookEvent.objects.get()
+    assert (stored.ticket, stored.handled, stored.processed_at is not None) == (ticket, True, True)
     run = AgentRun.objects.get()
     assert (run.ticket, run.workflow, run.phase, run.status) == (ticket, workflow, "autonomous", "queued")
     messages = queued_task_messages(broker)
@@ -62,68 +85,94 @@ def test_it_creates_a_ticket_and_enqueues_one_run(post_webhook, broker, django_c
     assert AuditEvent.objects.filter(verb="ticket.created", object_id=str(ticket.pk)).exists()
 
 
-def test_it_answers_a_redelivery_with_the_same_ticket_and_no_second_run(
-    post_webhook, broker, django_capture_on_commit_callbacks
-) -> None:
-    with django_capture_on_commit_callbacks(execute=True):
-        first = post_webhook(zendesk_event())
-    with django_capture_on_commit_callbacks(execute=True):
-        second = post_webhook(zendesk_event(subject="changed on redelivery"))
+def test_it_applies_an_event_once_however_often_its_message_is_delivered(post_webhook, broker) -> None:
+    post_webhook(zendesk_event())
+    stored = WebhookEvent.objects.get()
+
+    assert zendesk_event_process_task.apply(args=(stored.pk,), throw=True).get() == "already processed"
+    assert zendesk_event_process_task.apply(args=(stored.pk + 1000,), throw=True).get() == "already processed"
+    commit_callbacks_run()
+
+    assert Ticket.objects.count() == 1
+    assert AgentRun.objects.count() == 1
+    assert [m["headers"]["task"] for m in queued_task_messages(broker)] == ["agent.tasks.agent_run_advance_task"]
+
+
+def test_it_answers_a_redelivery_as_a_duplicate_and_stores_and_sends_nothing(post_webhook, broker) -> None:
+    first = post_webhook(zendesk_event())
+    with CaptureQueriesContext(connection) as queries:
+        second = post_webhook(zendesk_event(subject="changed on redelivery"), process=False)
 
     assert second.status_code == 202
-    assert second.json()["duplicate"] is True
-    assert second.json()["ticket_id"] == first.json()["ticket_id"]
+    assert (first.json()["duplicate"], second.json()) == (False, {"event_id": "evt-1", "duplicate": True})
+    assert len(queries) == 1
+    assert commit_callbacks_run() == 0
     assert Ticket.objects.get().subject == "Dashboard shows stale data"
     assert WebhookEvent.objects.count() == 1
     assert AgentRun.objects.count() == 1
-    assert len(queued_task_messages(broker)) == 1
+    assert [m["headers"]["task"] for m in queued_task_messages(broker)] == ["agent.tasks.agent_run_advance_task"]
 
 
-def test_it_starts_no_run_for_a_second_created_event_of_the_same_ticket(
-    post_webhook, broker, django_capture_on_commit_callbacks
-) -> None:
-    with django_capture_on_commit_callbacks(execute=True):
-        post_webhook(zendesk_event(event_id="evt-1"))
-        post_webhook(zendesk_event(event_id="evt-2"))
-    assert WebhookEvent.objects.count() == 2
+def test_it_starts_no_run_for_a_second_created_event_of_the_same_ticket(post_webhook, broker) -> None:
+    post_webhook(zendesk_event(event_id="evt-1"))
+    post_webhook(zendesk_event(event_id="evt-2"))
+    assert WebhookEvent.objects.filter(processed_at__isnull=False).count() == 2
     assert AgentRun.objects.count() == 1
     assert len(queued_task_messages(broker)) == 1
 
 
-@pytest.mark.django_db(transaction=True)
-def test_it_keeps_one_ticket_and_one_run_under_concurrent_redelivery(broker) -> None:
-    body = json.dumps(zendesk_event(event_id="evt-concurrent")).encode()
-    headers = signed_headers(body)
-    barrier = threading.Barrier(8)
-    statuses: list[int] = []
+def _at_once(count: int, work: Callable[[], object]) -> list[object]:
+    """Run `work` in `count` threads released together, each on its own database connection."""
+    barrier = threading.Barrier(count)
+    answers: list[object] = []
     errors: list[BaseException] = []
 
-    def deliver() -> None:
+    def one() -> None:
         try:
             barrier.wait()
-            response = Client().post(WEBHOOK_URL, data=body, content_type="application/json", headers=headers)
-            statuses.append(response.status_code)
+            answers.append(work())
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    threads = [threading.Thread(target=one) for _ in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
-
     assert errors == []
-    assert statuses == [202] * 8
-    assert Ticket.objects.count() == 1
+    return answers
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_keeps_one_event_ticket_run_and_message_each_under_concurrent_redelivery(broker) -> None:
+    body = json.dumps(zendesk_event(event_id="evt-concurrent")).encode()
+    headers = signed_headers(body)
+
+    responses = _at_once(
+        8, lambda: Client().post(WEBHOOK_URL, data=body, content_type="application/json", headers=headers)
+    )
+
+    assert [r.status_code for r in responses] == [202] * 8
+    assert sorted(r.json()["duplicate"] for r in responses) == [False] + [True] * 7
     assert WebhookEvent.objects.count() == 1
+    messages = queued_task_messages(broker)
+    assert [m["headers"]["task"] for m in messages] == ["agent.tasks.zendesk_event_process_task"]
+    # The one message, delivered to eight workers at once (a redelivery, the sweep's copy): applied once.
+    event_pk = WebhookEvent.objects.get().pk
+    broker.flushdb()
+    answers = _at_once(8, lambda: zendesk_event_process_task.apply(args=(event_pk,), throw=True).get())
+
+    assert sorted(answers) == ["already processed"] * 7 + ["run started"]
+    assert Ticket.objects.count() == 1
     assert AgentRun.objects.count() == 1
-    assert len(queued_task_messages(broker)) == 1
+    assert [m["headers"]["task"] for m in queued_task_messages(broker)] == ["agent.tasks.agent_run_advance_task"]
 
 
-def test_it_appends_comments_once_and_starts_no_run(post_webhook, broker, django_capture_on_commit_callbacks) -> None:
+def test_it_appends_comments_once_and_starts_no_run(post_webhook, broker) -> None:
     post_webhook(zendesk_event())
+    broker.flushdb()
     comment_event = zendesk_event(event_id="evt-c1", event_type="zen:event-type:ticket.comment_added")
     comment_event["event"] = {
         "comment": {"id": 777, "body": "Still broken.", "is_public": True, "author": {"id": "9001", "is_staff": False}}
@@ -132,15 +181,14 @@ def test_it_appends_comments_once_and_starts_no_run(post_webhook, broker, django
     staff_event["event"] = {
         "comment": {"id": "778", "body": "Looking.", "is_public": False, "author": {"id": 5, "is_staff": True}}
     }
-    with django_capture_on_commit_callbacks(execute=True):
-        assert post_webhook(comment_event).status_code == 202
-        assert post_webhook(staff_event).status_code == 202
-        assert post_webhook(comment_event).json()["duplicate"] is True
+    assert post_webhook(comment_event).status_code == 202
+    assert post_webhook(staff_event).status_code == 202
+    assert post_webhook(comment_event).json()["duplicate"] is True
 
     comments = list(TicketComment.objects.values_list("external_id", "body", "public", "author_kind"))
     assert comments == [("777", "Still broken.", True, "customer"), ("778", "Looking.", False, "human")]
     assert AgentRun.objects.count() == 1
-    assert queued_task_messages(broker) == []  # the created run was enqueued outside this capture block
+    assert queued_task_messages(broker) == []
 
 
 def test_it_creates_the_ticket_from_a_comment_that_arrives_first(post_webhook) -> None:
@@ -174,22 +222,14 @@ def test_it_applies_a_status_change_and_ignores_an_older_snapshot(post_webhook) 
     assert AuditEvent.objects.filter(verb="ticket.status_changed", actor_kind="webhook").count() == 1
 
 
-def test_it_stores_an_unknown_event_type_without_a_run(
-    post_webhook, broker, django_capture_on_commit_callbacks
-) -> None:
+def test_it_stores_an_unknown_event_type_without_a_run(post_webhook, broker) -> None:
     event = {"id": "evt-u", "type": "zen:event-type:user.active_changed", "detail": {"id": "6596848315901"}}
-    with django_capture_on_commit_callbacks(execute=True):
-        response = post_webhook(event)
+    response = post_webhook(event)
     assert response.status_code == 202
-    assert response.json() == {
-        "ticket_id": None,
-        "event_id": "evt-u",
-        "duplicate": False,
-        "handled": False,
-        "ignored_reason": "",
-    }
+    assert response.json() == {"event_id": "evt-u", "duplicate": False}
     stored = WebhookEvent.objects.get()
     assert (stored.event_type, stored.handled, stored.payload) == ("zen:event-type:user.active_changed", False, event)
+    assert stored.processed_at is not None
     assert not Ticket.objects.exists()
     assert queued_task_messages(broker) == []
 
@@ -214,12 +254,14 @@ def test_it_stores_an_unknown_event_type_without_a_run(
         (lambda body, headers: (body, signed_headers(body, timestamp="not-a-time")), TIMESTAMP_MALFORMED),
     ],
 )
-def test_it_answers_401_and_stores_nothing_when_the_signature_fails(post_webhook, tamper, message) -> None:
+def test_it_answers_401_and_stores_nothing_when_the_signature_fails(post_webhook, broker, tamper, message) -> None:
     body = json.dumps(zendesk_event()).encode()
     body, headers = tamper(body, signed_headers(body))
-    response = post_webhook(body, headers=headers)
+    response = post_webhook(body, headers=headers, process=False)
     assert response.status_code == 401
     assert response.json()["detail"] == message
+    assert commit_callbacks_run() == 0
+    assert queued_task_messages(broker) == []
     assert _nothing_stored()
 
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from django.test import Client
 
 from agent.catalogue import get_tool
 from agent.tools.base import ToolContext
 from tests.factories import TicketFactory
-from tests.support import signed_headers, zendesk_event
+from tests.support import webhook_deliver, zendesk_event
 from tests.zendesk_standin import API_USER, ZendeskStandIn
 from tickets.helpdesk import LocalHelpdesk, ZendeskHelpdesk, helpdesk_for
 from tickets.models import Ticket, TicketComment
@@ -45,10 +42,7 @@ def _echo(comment_id: int, body: str, *, author: int, staff: bool, event_id: str
 
 
 def _post(body: dict) -> None:
-    raw = json.dumps(body).encode()
-    response = Client().post(
-        "/api/webhooks/zendesk", data=raw, content_type="application/json", headers=signed_headers(raw)
-    )
+    response = webhook_deliver(body)  # applied as a worker would
     assert response.status_code == 202, response.content
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 
 from audit.models import AuditEvent
 from tests.factories import TenantLinkFactory, TicketFactory
-from tests.support import signed_headers, zendesk_event
+from tests.support import webhook_deliver, zendesk_event
 from tests.zendesk_standin import ZendeskStandIn
 from tickets.helpdesk import ticket_context_ensure
 from tickets.models import HelpdeskUser, TenantLink, Ticket
@@ -42,12 +41,8 @@ def remote(zendesk_api: ZendeskStandIn) -> ZendeskStandIn:
 
 
 def _post(body: dict) -> None:
-    import json
 
-    raw = json.dumps(body).encode()
-    response = Client().post(
-        "/api/webhooks/zendesk", data=raw, content_type="application/json", headers=signed_headers(raw)
-    )
+    response = webhook_deliver(body)  # applied as a worker would
     assert response.status_code == 202, response.content
 
 
