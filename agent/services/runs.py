@@ -203,6 +203,7 @@ def _transition_in_one(
     )  # fmt: skip
     if status in RUN_FINAL:
         telemetry.run_finished(status=status, phase=run.phase)
+        rollup_run_finished(run=run)  # the dashboard's weekly totals, in this transaction
     suite_rerun_later(rows[0][1])
     return True
 
