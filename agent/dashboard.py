@@ -1,8 +1,8 @@
 """Read-side aggregations for the workflows page and the dashboard, and the inline SVG charts they draw.
 
-Every function here runs a fixed number of queries whatever the number of workflows, runs or proposals:
-counts, sums and (in PostgreSQL) percentiles are aggregated in the database, so the work does not grow with the
-rows; on SQLite (the demo) percentiles are computed in Python from one values_list each.
+Every function here runs a fixed number of queries whatever the number of workflows, runs or proposals. The
+dashboard reads the weekly rollups the services keep (agent.models.rollups: sums, and histograms its percentiles
+come from) and only the runs still open, so its work does not grow with the runs of its weeks.
 """
 
 from __future__ import annotations
@@ -14,17 +14,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
-from django.db import connection
-from django.db.models import Count, Sum
-from django.db.models.functions import Coalesce, TruncWeek
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from agent.aggregates import Percentile, seconds_between
-from agent.models import AgentRun, ProposedAction, Workflow, WorkflowVersion
+from agent.models import AgentRun, LatencyWeek, UsageWeek, Workflow, WorkflowVersion
 from agent.pricing import Usage, cost_usd
 from agent.selectors.evidence import Evidence, version_evidence_many
+from agent.services.rollups import week_of
 from agent.suites import suite_unmet_many
 from agent.versions import next_phase, phase_unmet, versions_in_force
 
@@ -160,9 +158,28 @@ def percentile(values: Sequence[float], fraction: float) -> float | None:
     return statistics.quantiles(values, n=100, method="inclusive")[round(fraction * 100) - 1]
 
 
-def week_start(moment: datetime) -> date:
-    day = timezone.localtime(moment).date()
-    return day - timedelta(days=day.weekday())
+def histogram_percentile(buckets: Sequence[tuple[int, int, float]], fraction: float) -> float | None:
+    """`percentile` over a histogram of (bucket, count, sum of its values): each value is taken as its bucket's
+    mean, so the answer is exact while a bucket holds equal values and within half a bucket otherwise."""
+    ordered = [(count, total / count) for _, count, total in sorted(buckets) if count]
+    n = sum(count for count, _ in ordered)
+    if not n:
+        return None
+
+    def value_at(rank: int) -> float:
+        for count, mean in ordered:
+            if rank < count:
+                return mean
+            rank -= count
+        return ordered[-1][1]
+
+    position = (n - 1) * fraction
+    low = int(position)
+    value = value_at(low)
+    return value + (position - low) * (value_at(low + 1) - value) if position > low else value
+
+
+week_start = week_of  # the Monday of a moment's week, in the site's time zone
 
 
 @dataclass(frozen=True)
@@ -198,8 +215,8 @@ class Dashboard:
     approval_p50_minutes: float | None
     approval_p90_minutes: float | None
     minutes_saved: float
-    tickets: int
-    tokens_in: int
+    tickets: int  # tickets whose automatic run (the one their creation started) ended in the window, or is open
+    tokens_in: int  # of the runs that ended in the window, and of those still open that started in it
     tokens_out: int
     cost_usd: float
 
@@ -233,89 +250,63 @@ class Dashboard:
         )
 
 
-def _cost_by_engine(since: datetime) -> float:
-    """What Bedrock bills for the window's runs: token sums per engine in SQL, each priced by its model, cache
-    reads and writes at their own prices (agent.pricing)."""
-    rows = (
-        AgentRun.objects.filter(created_at__gte=since)
+def _usage_by_engine(first: date, since: datetime) -> dict[str, list[int]]:
+    """Token sums per engine: the weekly rollups of the runs that ended in the window, plus the runs still open
+    that started in it (read from the partial index on open runs). Also "tickets": how many of those runs a
+    ticket's creation started (one per ticket: follow-ups and runs started by hand count no new ticket)."""
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+    names = ("tickets", "tokens_in", "tokens_out", "cache_read_tokens", "cache_write_tokens")
+    ended = UsageWeek.objects.filter(week__gte=first).values("engine").annotate(**{n: Sum(n) for n in names})
+    created = Q(trigger=AgentRun.Trigger.TICKET_CREATED)
+    still_open = (
+        AgentRun.objects.filter(finished_at__isnull=True, created_at__gte=since)
         .values("engine")
-        .annotate(
-            tokens_in=Sum("tokens_in"),
-            tokens_out=Sum("tokens_out"),
-            cache_read=Sum("cache_read_tokens"),
-            cache_write=Sum("cache_write_tokens"),
-        )
-        .order_by()
+        .annotate(tickets=Count("pk", filter=created), **{n: Sum(n) for n in names[1:]})
     )
-    return sum(
-        cost_usd(
-            engine=row["engine"],
-            usage=Usage(row["tokens_in"] or 0, row["tokens_out"] or 0, row["cache_read"] or 0, row["cache_write"] or 0),
-        )
-        for row in rows
-    )
-
-
-def _resolution_rows(since: datetime) -> list[ResolutionRow]:
-    """Percentiles of the hours from a ticket's creation to its run's completion, by week, workflow and phase. In
-    PostgreSQL they are aggregated there (one row per group, whatever the number of runs); elsewhere (the demo's
-    SQLite) in Python. A shadow run completes by posting its drafts: it resolves nothing, so it is no resolution."""
-    runs = AgentRun.objects.filter(status=AgentRun.Status.COMPLETED, finished_at__gte=since).exclude(
-        phase=Workflow.Phase.SHADOW
-    )
-    if connection.vendor == "postgresql":
-        hours = seconds_between("ticket__created_at", "finished_at") / 3600
-        grouped = (
-            runs.annotate(week=TruncWeek("finished_at"))
-            .values("week", "workflow__name", "phase")
-            .annotate(n=Count("id"), p50=Percentile(hours, 0.5), p90=Percentile(hours, 0.9))
-            .order_by()
-        )
-        rows = [
-            ResolutionRow(week_start(g["week"]), g["workflow__name"] or "No workflow", g["phase"], g["n"], g["p50"],
-                          g["p90"])
-            for g in grouped
-        ]  # fmt: skip
-        return sorted(rows, key=lambda r: (r.week, r.workflow, r.phase))
-    groups: dict[tuple[date, str, str], list[float]] = defaultdict(list)
-    found = runs.values_list("workflow__name", "phase", "finished_at", "ticket__created_at")
-    for name, phase, finished, opened in found:
-        groups[(week_start(finished), name or "No workflow", phase)].append((finished - opened).total_seconds() / 3600)
-    return [
-        ResolutionRow(week, name, phase, len(hours), percentile(hours, 0.5), percentile(hours, 0.9))
-        for (week, name, phase), hours in sorted(groups.items())
-    ]
-
-
-def _approval_minutes(since: datetime) -> tuple[int, float | None, float | None]:
-    """How many proposals people decided in the window, and the p50 and p90 of the minutes each waited."""
-    decided = ProposedAction.objects.filter(decided_by__isnull=False, decided_at__gte=since)
-    if connection.vendor == "postgresql":
-        minutes = seconds_between("created_at", "decided_at") / 60
-        found = decided.aggregate(n=Count("id"), p50=Percentile(minutes, 0.5), p90=Percentile(minutes, 0.9))
-        return found["n"], found["p50"], found["p90"]
-    latencies = [(d - c).total_seconds() / 60 for c, d in decided.values_list("created_at", "decided_at")]
-    return len(latencies), percentile(latencies, 0.5), percentile(latencies, 0.9)
+    for row in [*ended.order_by(), *still_open.order_by()]:
+        for index, name in enumerate(names):
+            totals[row["engine"]][index] += row[name] or 0
+    return totals
 
 
 def dashboard_get(*, weeks: int = 12, now: datetime | None = None) -> Dashboard:
-    """The last `weeks` calendar weeks (Monday to Sunday, the current one included), in four queries."""
+    """The last `weeks` calendar weeks (Monday to Sunday, the current one included), from the weekly rollups
+    (agent.models.rollups) and the runs still open, in four queries whatever the number of runs."""
     now = now or timezone.now()
     first = week_start(now) - timedelta(weeks=weeks - 1)
     buckets = [first + timedelta(weeks=n) for n in range(weeks)]
-    since = timezone.make_aware(datetime.combine(first, datetime.min.time()))
-    rows = _resolution_rows(since)
+    since = timezone.make_aware(datetime.combine(first, datetime.min.time()), timezone.get_default_timezone())
+    resolution: dict[tuple[date, int, str], list[tuple[int, int, float]]] = defaultdict(list)
+    approval: list[tuple[int, int, float]] = []
+    found = LatencyWeek.objects.filter(week__gte=first).values_list(
+        "kind", "week", "workflow_id", "phase", "bucket", "count", "seconds"
+    )
+    for kind, week, workflow_id, phase, bucket, count, seconds in found:
+        if kind == LatencyWeek.Kind.APPROVAL:
+            approval.append((bucket, count, seconds / 60))
+        else:
+            resolution[(week, workflow_id, phase)].append((bucket, count, seconds / 3600))
+    names = dict(Workflow.objects.filter(pk__in={key[1] for key in resolution}).values_list("pk", "name"))
+    rows = sorted(
+        (
+            ResolutionRow(
+                week=week,
+                workflow=names.get(workflow_id) or "No workflow",
+                phase=phase,
+                tickets=sum(count for _, count, _ in histogram),
+                p50_hours=histogram_percentile(histogram, 0.5),
+                p90_hours=histogram_percentile(histogram, 0.9),
+            )
+            for (week, workflow_id, phase), histogram in resolution.items()
+        ),
+        key=lambda r: (r.week, r.workflow, r.phase),
+    )
     completed: dict[date, int] = defaultdict(int)
     autonomous: dict[date, int] = defaultdict(int)
     for row in rows:
         completed[row.week] += row.tickets
         autonomous[row.week] += row.tickets if row.phase == Workflow.Phase.AUTONOMOUS else 0
-    approvals, approval_p50, approval_p90 = _approval_minutes(since)
-    tokens = AgentRun.objects.filter(created_at__gte=since).aggregate(
-        tokens_in=Coalesce(Sum("tokens_in"), 0),
-        tokens_out=Coalesce(Sum("tokens_out"), 0),
-        tickets=Count("ticket", distinct=True),
-    )
+    usage = _usage_by_engine(first, since)
     resolved_alone = sum(autonomous.values())
     return Dashboard(
         weeks=buckets,
@@ -324,14 +315,14 @@ def dashboard_get(*, weeks: int = 12, now: datetime | None = None) -> Dashboard:
         share_rows=[ShareRow(week, completed[week], autonomous[week]) for week in buckets],
         completed=sum(completed.values()),
         autonomous=resolved_alone,
-        approvals=approvals,
-        approval_p50_minutes=approval_p50,
-        approval_p90_minutes=approval_p90,
+        approvals=sum(count for _, count, _ in approval),
+        approval_p50_minutes=histogram_percentile(approval, 0.5),
+        approval_p90_minutes=histogram_percentile(approval, 0.9),
         minutes_saved=resolved_alone * settings.REVIEWER_MINUTES_PER_TICKET,
-        tickets=tokens["tickets"],
-        tokens_in=tokens["tokens_in"],
-        tokens_out=tokens["tokens_out"],
-        cost_usd=_cost_by_engine(since),
+        tickets=sum(totals[0] for totals in usage.values()),
+        tokens_in=sum(totals[1] for totals in usage.values()),
+        tokens_out=sum(totals[2] for totals in usage.values()),
+        cost_usd=sum(cost_usd(engine=engine, usage=Usage(*totals[1:])) for engine, totals in usage.items()),
     )
 
 

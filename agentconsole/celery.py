@@ -6,6 +6,7 @@ the task id on every log line, traces, the worker's metrics exporter, and the he
 
 from __future__ import annotations
 
+import logging
 import os
 from contextvars import Token
 from typing import Any
@@ -13,6 +14,8 @@ from typing import Any
 from celery import Celery, bootsteps, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentconsole.settings")
+
+logger = logging.getLogger(__name__)
 
 app = Celery("agentconsole")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -71,6 +74,7 @@ def _worker_start(sender: Any = None, **kwargs: Any) -> None:
             f"--concurrency {concurrency} is more than WORKER_CONCURRENCY ({settings.WORKER_CONCURRENCY}), which "
             "sizes the Bedrock client's connection pool and the database connections: set WORKER_CONCURRENCY instead."
         )
+    database_connections_check()
 
     from agentconsole import metrics
     from agentconsole.tracing import tracing_configure
@@ -79,6 +83,48 @@ def _worker_start(sender: Any = None, **kwargs: Any) -> None:
     if settings.METRICS_WORKER_ADDRESS:
         metrics.exporter_start(
             settings.METRICS_WORKER_ADDRESS, liveness=lambda: _heartbeat is not None and _heartbeat.alive()
+        )
+
+
+def database_connections_check() -> None:
+    """Refuse to start a worker when PostgreSQL cannot hold the connections this machine's workers keep,
+    WORKER_PROCESSES x (WORKER_CONCURRENCY + 1): one per thread, kept across tasks, and the heartbeat's. Past
+    max_connections, turns fail with "too many clients" under load. Warn when the connections open now leave too
+    little room. Off with WORKER_CHECK_DB_CONNECTIONS=false (behind a transaction-mode pooler such as PgBouncer, whose
+    clients are not server connections)."""
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+    from django.db import DatabaseError, connection
+
+    if not settings.WORKER_CHECK_DB_CONNECTIONS or connection.vendor != "postgresql":
+        return
+    needed = settings.WORKER_PROCESSES * (settings.WORKER_CONCURRENCY + 1)  # + 1: the heartbeat's
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')"
+                "::int, (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
+            )
+            allowed, open_now = cursor.fetchone()
+    except DatabaseError:
+        logger.warning("could not read PostgreSQL's max_connections; the worker starts unchecked", exc_info=True)
+        return
+    finally:
+        if not connection.in_atomic_block:
+            connection.close()  # the worker's main thread runs no task: it keeps no connection
+    if needed > allowed:
+        raise ImproperlyConfigured(
+            f"WORKER_PROCESSES x (WORKER_CONCURRENCY + 1) = {settings.WORKER_PROCESSES} x "
+            f"({settings.WORKER_CONCURRENCY} + 1) = {needed} database connections, more than PostgreSQL allows "
+            f"({allowed}: max_connections less the superuser reserve): lower them, raise max_connections, or put a "
+            "pooler in front (WORKER_CHECK_DB_CONNECTIONS=false)."
+        )
+    if needed > allowed - open_now + 1:  # + 1: this check's own connection
+        logger.warning(
+            "this machine's workers may open %s database connections; PostgreSQL allows %s and %s are open now",
+            needed,
+            allowed,
+            open_now,
         )
 
 

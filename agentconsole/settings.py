@@ -252,6 +252,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # keeps (one per thread). A worker started with more threads than this refuses to start (agentconsole/celery.py).
 WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 32, minimum=1)
 CELERY_WORKER_CONCURRENCY = WORKER_CONCURRENCY
+# Worker processes per machine (`python -m agentconsole.worker` starts them): one process runs Python on one core at
+# a time, so about one per core. The machine's workers keep WORKER_PROCESSES x WORKER_CONCURRENCY database
+# connections; a worker refuses to start when PostgreSQL's max_connections cannot hold them.
+WORKER_PROCESSES = env_int("WORKER_PROCESSES", 2, minimum=1)
+WORKER_CHECK_DB_CONNECTIONS = env_bool("WORKER_CHECK_DB_CONNECTIONS", True)
 # Celery's Django fix-up closes a thread's database connection around every task, so each turn opened a new one.
 # It closes them only this rarely; agentconsole/celery.py closes old or broken ones around each task instead, as
 # Django does around a request (DATABASE_CONN_MAX_AGE, health checks).

@@ -7,16 +7,22 @@ each. Caching follows Bedrock's rules for Claude: the prompt is tools, then syst
 marks the end of a cacheable prefix of at least MIN_CACHE_TOKENS; a request reads the longest prefix cached before
 (5 minutes) that ends at a cache point or up to 20 blocks before one, writes the prefixes it marks that were
 not, and pays full price for the rest.
+
+It is one asyncio loop on a thread of its own: a call waiting out its latency costs a timer, not a thread, so
+the stand-in stays a small share of the CPU the bench measures (it shares the machine with the workers). It
+speaks HTTP/1.1 with keep-alive as Bedrock does and answers `POST /model/{modelId}/converse` only.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import re
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MIN_CACHE_TOKENS = 1024
@@ -24,6 +30,7 @@ CACHE_TTL_SECONDS = 300
 LOOKBACK_BLOCKS = 20  # Claude's cache checks this many blocks before each cache point
 # Claude Sonnet on Bedrock, USD per million tokens (the product's defaults).
 PRICES = {"input": 3.0, "output": 15.0, "cache_read": 0.3, "cache_write": 3.75}
+CONVERSE_PATH = re.compile(r"/model/[^/]+/converse")
 
 
 def tokens_of(value: Any) -> int:
@@ -52,32 +59,65 @@ class ConverseStandIn:
         self.latency, self.calls, self.tool, self.tool_args = latency, calls, tool, tool_args
         self.bill = Bill()
         self._cache: dict[str, float] = {}
-        standin = self
+        self._loop = asyncio.new_event_loop()
+        started = threading.Event()
+        self._server: asyncio.AbstractServer | None = None
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        async def serve() -> None:
+            self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0, backlog=1024)
+            started.set()
 
-            def do_POST(self) -> None:
-                request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                time.sleep(standin.latency)
-                body = json.dumps(standin.answer(request)).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        self._thread = threading.Thread(target=self._run, args=(serve,), name="converse-standin", daemon=True)
+        self._thread.start()
+        started.wait()
+        assert self._server is not None
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.request_queue_size = 256
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _run(self, serve: Any) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(serve())
+        self._loop.run_forever()
 
     def close(self) -> None:
-        self.server.shutdown()
+        def stop() -> None:
+            if self._server is not None:
+                self._server.close()
+            self._loop.stop()
+
+        self._loop.call_soon_threadsafe(stop)
+        self._thread.join(timeout=5)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One keep-alive connection of botocore's pool: requests one after another until the client closes it."""
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                fields = (line.partition(":") for line in lines[1:] if line)
+                headers = {name.strip().lower(): value.strip() for name, _, value in fields}
+                if headers.get("expect", "").lower() == "100-continue":
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                body = await reader.readexactly(int(headers.get("content-length") or 0))
+                if method == "POST" and CONVERSE_PATH.fullmatch(path):
+                    await asyncio.sleep(self.latency)
+                    status, payload = "200 OK", self.answer(json.loads(body))
+                else:
+                    status, payload = "404 Not Found", {"message": f"No route for {method} {path}"}
+                data = json.dumps(payload).encode()
+                writer.write(
+                    f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+                    f"x-amzn-RequestId: {uuid.uuid4()}\r\n\r\n".encode()
+                    + data
+                )
+                await writer.drain()
+                if headers.get("connection", "").lower() == "close":
+                    return
+        finally:
+            writer.close()
 
     def _segments(self, request: dict[str, Any]) -> list[Any]:
         """The prompt in cache order: tools, system, then each message's blocks (with its role)."""

@@ -176,6 +176,9 @@ def _seed(tickets: int, steps_per_run: int) -> None:
             "tool_output": "CASE WHEN s % 3 = 2 THEN '{\"ok\": true, \"data\": {}}'::jsonb END",
         }, "FROM generate_series(0, 489) s")  # fmt: skip
         c.execute("ANALYZE")
+    from agent.services.rollups import rollups_rebuild
+
+    rollups_rebuild()  # rows inserted by SQL, not by the services that keep the dashboard's rollups
     print(f"seeded in {time.perf_counter() - started:.0f} s", flush=True)
 
 

@@ -2,16 +2,18 @@
 
 A local Converse stand-in (bench/_converse_standin.py, through AWS_ENDPOINT_URL_BEDROCK_RUNTIME, so botocore and
 langchain-aws run as in production) answers every call after --latency seconds; each ticket takes --calls read
-tool calls (search_runbooks) and a final answer, so its model latency sums to (calls + 1) x latency. A Celery worker
-(the command README recommends, WORKER_CONCURRENCY set to --concurrency; or --worker) works the tickets. Two
-phases: every ticket at once (throughput), then the same number kept --in-flight at a time (time to resolution at
-that concurrency).
+tool calls (search_runbooks) and a final answer, so its model latency sums to (calls + 1) x latency. The workers
+README recommends (`python -m agentconsole.worker`: --processes processes of --concurrency threads) work the
+tickets. Two phases: every ticket at once (throughput), then the same number kept --in-flight at a time (time to
+resolution at that concurrency).
 
-    .venv/bin/python bench/throughput.py [--tickets 300] [--latency 1] [--in-flight 50] [--worker "..."]
+    .venv/bin/python bench/throughput.py [--tickets 300] [--latency 1] [--in-flight 50] [--processes 2]
+                                         [--concurrency 40] [--worker "more celery worker options"]
 
 BENCH_REDIS_URL (default redis://127.0.0.1:6379/4) is flushed. Prints tickets/h, p50/p90 time to resolution
-against the model's latency, runs failed or stuck, peak and distinct PostgreSQL backends, and the worker's
-"Connection pool is full" warnings.
+against the model's latency, runs failed or stuck, CPU per model call of the workers, of PostgreSQL's backends on
+the bench database and of this process (the stand-in and the driver), peak and distinct PostgreSQL backends, and
+the workers' "Connection pool is full" warnings.
 """
 
 from __future__ import annotations
@@ -35,7 +37,30 @@ configure(
     AWS_SECRET_ACCESS_KEY="bench",  # noqa: S106 - signs requests to the local stand-in
     AGENT_ROLE_ARN="",
 )
-DEFAULT_WORKER = "--pool threads"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
 
 
 def _seed() -> tuple[object, object]:
@@ -74,11 +99,16 @@ def _start(n: int, serial: list[int], link: object) -> list[int]:
 
 
 class Backends:
-    """PostgreSQL backends on the bench database, sampled: the peak at once and how many distinct ones opened."""
+    """PostgreSQL backends on the bench database, sampled: the peak at once, how many distinct ones opened, and the
+    CPU each used (its latest reading; the workers keep theirs, so few end between samples)."""
 
     def __init__(self) -> None:
         self.peak = 0
         self.seen: set[tuple[int, object]] = set()
+        self.cpu: dict[int, float] = {}
+
+    def cpu_total(self) -> float:
+        return sum(self.cpu.values())
 
     def sample(self) -> None:
         from django.db import connection
@@ -91,6 +121,8 @@ class Backends:
             rows = cursor.fetchall()
         self.peak = max(self.peak, len(rows))
         self.seen.update(rows)
+        for pid, _ in rows:
+            self.cpu[pid] = max(self.cpu.get(pid, 0.0), cpu_seconds(pid))
 
 
 def _wait(run_ids: list[int], backends: Backends, timeout: float, more: object = None) -> None:
@@ -107,7 +139,27 @@ def _wait(run_ids: list[int], backends: Backends, timeout: float, more: object =
         time.sleep(0.25)
 
 
-def _phase(name: str, runs: list[int], calls: int, latency: float) -> dict[str, float]:
+class Cpu:
+    """CPU seconds of the workers (every process the launcher started), of PostgreSQL's backends on the bench
+    database, and of this process (the Converse stand-in and the driver creating tickets and polling)."""
+
+    def __init__(self, launcher: int, backends: Backends) -> None:
+        self.launcher, self.backends = launcher, backends
+        self.workers: set[int] = set()
+        self.worker_cpu: dict[int, float] = {}
+
+    def read(self) -> dict[str, float]:
+        self.workers.update(children_of(self.launcher))
+        for pid in self.workers:
+            self.worker_cpu[pid] = max(self.worker_cpu.get(pid, 0.0), cpu_seconds(pid))
+        return {
+            "workers": sum(self.worker_cpu.values()) + cpu_seconds(self.launcher),
+            "postgres": self.backends.cpu_total(),
+            "bench": time.process_time(),
+        }
+
+
+def _phase(name: str, runs: list[int], calls: int, latency: float, cpu: dict[str, float]) -> dict[str, float]:
     from agent.models import AgentRun
 
     rows = list(AgentRun.objects.filter(pk__in=runs).values_list("status", "created_at", "finished_at", "turns"))
@@ -117,6 +169,7 @@ def _phase(name: str, runs: list[int], calls: int, latency: float) -> dict[str, 
     last = max((r[2] for r in rows if r[2]), default=first)
     span = (last - first).total_seconds() or 1
     floor = (calls + 1) * latency
+    model_calls = sum(r[3] for r in rows) or 1
     return {
         "name": name,
         "tickets": len(rows),
@@ -126,6 +179,8 @@ def _phase(name: str, runs: list[int], calls: int, latency: float) -> dict[str, 
         "floor": floor,
         "failed": sum(1 for r in rows if r[0] in ("failed", "escalated")),
         "stuck": sum(1 for r in rows if r[2] is None),
+        **{f"cpu_{k}": v / model_calls * 1000 for k, v in cpu.items()},
+        "cores": sum(cpu.values()) / span,
     }
 
 
@@ -135,8 +190,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=1.0)
     parser.add_argument("--calls", type=int, default=5, help="tool calls per ticket (model calls = calls + 1)")
     parser.add_argument("--in-flight", type=int, default=50)
-    parser.add_argument("--concurrency", type=int, default=50, help="the worker's WORKER_CONCURRENCY (threads)")
-    parser.add_argument("--worker", default=DEFAULT_WORKER, help="arguments of `celery worker` after -A and -Q")
+    parser.add_argument("--processes", type=int, default=2, help="worker processes (WORKER_PROCESSES)")
+    parser.add_argument("--concurrency", type=int, default=40, help="threads per worker (WORKER_CONCURRENCY)")
+    parser.add_argument("--worker", default="", help="more `celery worker` options")
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args(argv)
     setup()
@@ -150,22 +206,28 @@ def main(argv: list[str] | None = None) -> None:
     broker.flushdb()
     _, link = _seed()
     log = tempfile.NamedTemporaryFile("w+", prefix="bench-worker-", suffix=".log", delete=False)  # noqa: SIM115
-    command = [str(ROOT / ".venv" / "bin" / "celery"), "-A", "agentconsole", "worker", "-Q", "agentconsole",
-               "--without-gossip", "--without-mingle", "--loglevel", "WARNING", *shlex.split(args.worker)]  # fmt: skip
-    env = {**os.environ, "LOG_FORMAT": "plain", "WORKER_CONCURRENCY": str(args.concurrency)}
+    command = [str(ROOT / ".venv" / "bin" / "python"), "-m", "agentconsole.worker", "--loglevel", "WARNING",
+               *shlex.split(args.worker)]  # fmt: skip
+    env = {**os.environ, "LOG_FORMAT": "plain", "WORKER_PROCESSES": str(args.processes),
+           "WORKER_CONCURRENCY": str(args.concurrency)}  # fmt: skip
     worker = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
     backends = Backends()
+    cpu = Cpu(worker.pid, backends)
     serial = [int(time.time()) % 10**6 * 1000]
     results = []
     try:
         from agentconsole.celery import app
 
         deadline = time.monotonic() + 60
-        while not app.control.ping(timeout=0.5) and time.monotonic() < deadline:
+        while len(app.control.ping(timeout=0.5)) < args.processes and time.monotonic() < deadline:
             time.sleep(0.5)
+        backends.sample()
+        before = cpu.read()
         runs = _start(args.tickets, serial, link)
         _wait(runs, backends, args.timeout)
-        results.append(_phase(f"{args.tickets} at once", runs, args.calls, args.latency))
+        after = cpu.read()
+        results.append(_phase(f"{args.tickets} at once", runs, args.calls, args.latency,
+                              {k: after[k] - before[k] for k in after}))  # fmt: skip
         started: list[int] = []
 
         def top_up() -> None:
@@ -177,15 +239,18 @@ def main(argv: list[str] | None = None) -> None:
             if room > 0:
                 started.extend(_start(room, serial, link))
 
+        before = cpu.read()
         top_up()
         while len(started) < args.tickets:
             _wait(started, backends, 0.5, more=top_up)
         _wait(started, backends, args.timeout)
-        results.append(_phase(f"{args.in_flight} in flight", started, args.calls, args.latency))
+        after = cpu.read()
+        results.append(_phase(f"{args.in_flight} in flight", started, args.calls, args.latency,
+                              {k: after[k] - before[k] for k in after}))  # fmt: skip
     finally:
         worker.terminate()
         try:
-            worker.wait(timeout=60)
+            worker.wait(timeout=90)
         except subprocess.TimeoutExpired:
             worker.kill()
         standin.close()
@@ -193,13 +258,15 @@ def main(argv: list[str] | None = None) -> None:
     log.seek(0)
     text = log.read()
     print(f"Throughput: {args.tickets} tickets, {args.calls + 1} model calls each at {args.latency:g} s "
-          f"(Converse stand-in), Celery worker `{args.worker}` x {args.concurrency} on Redis, PostgreSQL. "
-          f"{machine_note()}")  # fmt: skip
+          f"(Converse stand-in), {args.processes} worker processes x {args.concurrency} threads "
+          f"(python -m agentconsole.worker {args.worker}) on Redis, PostgreSQL. {machine_note()}")  # fmt: skip
     print(f"{'phase':16} {'tickets/h':>10} {'p50 TTR s':>10} {'p90 TTR s':>10} {'model s':>8} {'p50/model':>10} "
-          f"{'failed':>7} {'stuck':>6}")  # fmt: skip
+          f"{'failed':>7} {'stuck':>6} | CPU ms per model call: {'workers':>8} {'postgres':>9} {'bench':>6} "
+          f"{'cores':>6}")  # fmt: skip
     for r in results:
         print(f"{r['name']:16} {r['per_hour']:10.0f} {r['p50']:10.1f} {r['p90']:10.1f} {r['floor']:8.1f} "
-              f"{r['p50'] / r['floor']:10.2f} {r['failed']:7d} {r['stuck']:6d}")  # fmt: skip
+              f"{r['p50'] / r['floor']:10.2f} {r['failed']:7d} {r['stuck']:6d} | {'':22} {r['cpu_workers']:8.1f} "
+              f"{r['cpu_postgres']:9.1f} {r['cpu_bench']:6.1f} {r['cores']:6.2f}")  # fmt: skip
     print(f"PostgreSQL backends on the bench database: peak {backends.peak} at once, {len(backends.seen)} distinct "
           f"seen (sampled every 0.25 s); model calls {standin.bill.requests}")  # fmt: skip
     print(

@@ -165,9 +165,9 @@ def bedrock(monkeypatch, settings):
         settings.AGENT_LLM_PROVIDER = "bedrock"
         settings.AGENT_ROLE_ARN = ""
         settings.BEDROCK_MAX_ATTEMPTS = 3
-        llm._bedrock.cache_clear()
+        llm.engine_forget()
         yield standin
-        llm._bedrock.cache_clear()
+        llm.engine_forget()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ conversation so far, what next? — in the terms of `conversation.py`."""
 
 from __future__ import annotations
 
-from functools import cache
+import threading
 
 from django.conf import settings
 
@@ -12,10 +12,27 @@ from agent.llm.bedrock import BedrockEngine
 from agent.llm.conversation import Engine
 from agent.llm.offline import OFFLINE_LABEL, OfflineEngine
 
+_bedrock_engine: BedrockEngine | None = None
+_bedrock_lock = threading.Lock()
 
-@cache
+
 def _bedrock() -> BedrockEngine:
-    return BedrockEngine()
+    """The process's one engine, and so its one boto3 client and connection pool (sized to WORKER_CONCURRENCY).
+    Built under a lock: a worker's threads all take their first task at once, and each built its own client
+    (~0.1 s of CPU apiece, loading botocore's service model) before one of them won."""
+    global _bedrock_engine
+    if _bedrock_engine is None:
+        with _bedrock_lock:
+            if _bedrock_engine is None:
+                _bedrock_engine = BedrockEngine()
+    return _bedrock_engine
+
+
+def engine_forget() -> None:
+    """Build the engine again on next use (after settings or the endpoint changed: tests, a stand-in)."""
+    global _bedrock_engine
+    with _bedrock_lock:
+        _bedrock_engine = None
 
 
 def engine_label() -> str:

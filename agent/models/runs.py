@@ -117,6 +117,8 @@ class AgentRun(models.Model):
                 condition=models.Q(status__in=["queued", "running"]),
                 name="agent_run_working",
             ),
+            # The dashboard's usage of runs still open (those that ended are in agent.models.rollups).
+            models.Index(fields=["created_at"], condition=models.Q(finished_at__isnull=True), name="agent_run_open"),
         ]
         constraints = [
             # One automatic run per ticket, however often the ticket.created event is delivered.

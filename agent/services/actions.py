@@ -18,6 +18,7 @@ from agent.lifecycle import ACTION_TRANSITIONS, action_initial_check, action_tra
 from agent.models import AgentRun, ProposedAction, Step, Workflow
 from agent.permissions import reviewer_required
 from agent.policy import Risk
+from agent.services.rollups import rollup_action_decided
 from agent.services.runs import (
     agent_run_dispatch,
     agent_run_transition_in,
@@ -290,6 +291,7 @@ def proposed_action_approve(
         user=user,
     )
     telemetry.approval_decided(action, decision=action.status)
+    rollup_action_decided(action=action)
     if action.original_args is not None:
         regression_case_capture(action=action)  # the reviewer's correction becomes a regression case
     _resume_if_decided(action)
@@ -323,6 +325,7 @@ def _decide_without_running(
         user=user,
     )
     telemetry.approval_decided(action, decision=action.status)
+    rollup_action_decided(action=action)
     regression_case_capture(action=action)  # a rejection becomes a regression case
     _resume_if_decided(action)
     return action

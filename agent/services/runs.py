@@ -26,6 +26,7 @@ from agent.lifecycle import (
 )
 from agent.models import AgentRun, ProposedAction, Step, Workflow
 from agent.permissions import reviewer_required
+from agent.services.rollups import rollup_run_finished
 from agent.services.transcript import step_append
 from agentconsole.errors import ApplicationError, ConflictError
 from audit.models import AuditEvent
@@ -140,6 +141,7 @@ def agent_run_transition_in(
     )
     if status in RUN_FINAL:
         telemetry.run_finished(status=status, phase=run.phase)
+        rollup_run_finished(run=run)  # the dashboard's weekly totals, in this transaction
     if status in RUN_STOPPED and previous not in RUN_STOPPED:
         from agent.suites import suite_rerun_on_stop
 

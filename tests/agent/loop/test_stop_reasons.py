@@ -105,7 +105,7 @@ def test_it_stores_the_whole_bedrock_model_id_as_the_engine(bedrock, settings) -
     )
     from agent import llm
 
-    llm._bedrock.cache_clear()
+    llm.engine_forget()
     run = _run()
     bedrock.answer(200, converse_reply({"text": "Nothing to do here."}, stop="end_turn"))
 
