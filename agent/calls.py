@@ -34,6 +34,7 @@ from agent.services.actions import (
     tenant_budget_lock,
 )
 from agent.services.leases import lease_hold
+from agent.services.transcript import action_held, run_actions, ticket_comments_forget
 from agent.tools.base import ErrorType, Observation, Reconciled, Tool, ToolContext
 from audit.models import AuditEvent
 from audit.services import audit_event_record
@@ -182,6 +183,12 @@ def _settle_reconciled(
                                   reconciliation=check)  # fmt: skip
 
 
+def _held(run: AgentRun, action: ProposedAction) -> ProposedAction:
+    """A call just settled, kept current among the run's held calls (run_actions)."""
+    action_held(run, action)
+    return action
+
+
 def _settled(action: ProposedAction) -> Observation:
     """The observation of a call that has just been settled (or was, long ago): never undecided."""
     observed = observation_of(action)
@@ -207,11 +214,12 @@ def _execute(run: AgentRun, action: ProposedAction) -> Observation:
         lease_hold(run)
         state, check = tool.invoke_reconcile(action.args, ctx, attempt, action.execution_started_at or timezone.now())
         if state == Reconciled.APPLIED or (state == Reconciled.UNKNOWN and not tool.idempotent_sends):
-            return _settled(_settle_reconciled(action, tool, attempt, state, check))
+            return _settled(_held(run, _settle_reconciled(action, tool, attempt, state, check)))
     lease_hold(run, always=True)  # a take-over, however recent, stops the call before it starts
     action = proposed_action_start_execution(action=action)  # the start time survives a crash and a replay
     result = tool.invoke(action.args, ctx)
-    return _settled(_settle(run, tool, action, result))
+    ticket_comments_forget(run.ticket)  # the call may have posted one: the next turn reads them again
+    return _settled(_held(run, _settle(run, tool, action, result)))
 
 
 def _same_intent(
@@ -239,7 +247,7 @@ def _reconcile_earlier(run: AgentRun, earlier: ProposedAction) -> ProposedAction
     state, check = tool.invoke_reconcile(earlier.args, tool_context(run, action=earlier), attempt, started)
     if state == Reconciled.UNKNOWN:
         return earlier
-    return _settle_reconciled(earlier, tool, attempt, state, check)
+    return _held(run, _settle_reconciled(earlier, tool, attempt, state, check))
 
 
 def _refused(run: AgentRun, name: str, args: dict[str, Any], decision: Decision) -> Observation:
@@ -274,7 +282,7 @@ def call_dispatch(run: AgentRun, step: Step, rationale: str, turn_writes: list[s
     """Decide one tool call through the gate and, if allowed, run it: its observation, or Undecided.REVIEWER
     when it waits for a reviewer. A call decided or run before (a resumed run) answers from what was recorded."""
     # The run's calls so far, read once: this call's own action (a resumed run) and the intent of earlier ones.
-    actions = list(run.actions.order_by("created_at", "id"))
+    actions = run_actions(run)
     action = next((a for a in actions if a.tool_call_id == step.tool_call_id), None)
     if action is not None:
         recorded = observation_of(action)
@@ -293,7 +301,8 @@ def call_dispatch(run: AgentRun, step: Step, rationale: str, turn_writes: list[s
     # Deciding and recording are one transaction, under the tenant's lock for writes: two runs of one tenant cannot
     # both spend the last of a per-tenant budget.
     with tenant_budget_lock(tenant_id=tenant_id) if write else nullcontext():
-        state = run_state(run=run, tenant_id=tenant_id, tool_name=step.tool_name, turn_writes=turn_writes, tool=tool)
+        state = run_state(run=run, tenant_id=tenant_id, tool_name=step.tool_name, turn_writes=turn_writes, tool=tool,
+                          actions=actions)  # fmt: skip
         decision = gate_decide(
             tool=tool,
             name=step.tool_name,
@@ -314,10 +323,11 @@ def call_dispatch(run: AgentRun, step: Step, rationale: str, turn_writes: list[s
                 run=run, step=step, tool=tool, args=args, rationale=rationale, status=status, reason=decision.reason,
                 retry_of=None if decision.fresh_key else root,
             )  # fmt: skip
+            action_held(run, action)
     if decision.verdict == Verdict.REFUSE:
         observation = _refused(run, step.tool_name, args, decision)
         if action is not None:  # an approved call that may no longer run: it is over, and says why
-            proposed_action_settle(action=action, status=ProposedAction.Status.FAILED, result=observation)
+            _held(run, proposed_action_settle(action=action, status=ProposedAction.Status.FAILED, result=observation))
         return observation
     if decision.verdict == Verdict.REPEAT:
         assert earlier is not None

@@ -148,11 +148,12 @@ def run_state(
     tool_name: str = "",
     turn_writes: list[str] | None = None,
     tool: Tool | None = None,
+    actions: list[ProposedAction] | None = None,
 ) -> RunState:
     """The run's writes as the gate sees them. `tool_name` (and `tool`, whose own limits count too): the call being
     decided, whose budget is summed; `turn_writes`: write tools called earlier in the current turn that have not
-    run yet."""
-    actions = list(run.actions.order_by("created_at", "id"))
+    run yet; `actions`: the run's calls in order, when the caller holds them."""
+    actions = list(run.actions.order_by("created_at", "id")) if actions is None else actions
     writes = [a for a in actions if a.risk == Risk.WRITE]
     holding = [reason for reason in map(_holding, writes) if reason]
     holding += [f"{name} (called in this turn, not run yet)" for name in turn_writes or []]

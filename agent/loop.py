@@ -29,11 +29,17 @@ from agent.services.actions import (
 )
 from agent.services.leases import LeaseLost, agent_run_claim, agent_run_release, lease_hold
 from agent.services.runs import agent_run_escalate, agent_run_finish, agent_run_transition
-from agent.services.transcript import agent_run_record_turn, run_steps, step_append
+from agent.services.transcript import (
+    agent_run_record_turn,
+    run_actions,
+    run_steps,
+    step_append,
+    ticket_comments_forget,
+)
 from agent.tools.base import ErrorType, Observation
 from agent.versions import agent_run_pin_version, workflow_version_to_pin
 from agentconsole.errors import InvalidTransition
-from tickets.helpdesk import HelpdeskError, ticket_context_ensure
+from tickets.helpdesk import HelpdeskError, LocalHelpdesk, helpdesk_for, ticket_context_ensure
 
 logger = logging.getLogger(__name__)
 FINISHED_WITH_UNKNOWN = (
@@ -68,8 +74,7 @@ def _pending_steps(run: AgentRun) -> tuple[list[Step], str]:
 
 def _writes_still_to_dispatch(run: AgentRun, steps: list[Step]) -> list[str]:
     """Write tools among these calls that have no action yet: they hold a reply of the same turn back."""
-    ids = [s.tool_call_id for s in steps]
-    started = set(run.actions.filter(tool_call_id__in=ids).values_list("tool_call_id", flat=True))
+    started = {a.tool_call_id for a in run_actions(run)}
     writes = []
     for step in steps:
         tool = get_tool(step.tool_name)
@@ -198,7 +203,11 @@ def _read_ticket(run: AgentRun) -> bool:
         logger.warning("run %s: the helpdesk could not be read (%s); working from version %s", run.pk, exc.message,
                        run.ticket.context_version)  # fmt: skip
         return True
-    return run.ticket is not held
+    if run.ticket is held:
+        return False
+    ticket_comments_forget(held)
+    # The console's own helpdesk is read from this database: not a slow call, no renewal after it.
+    return helpdesk_for(held).name != LocalHelpdesk.name
 
 
 def _unrecorded_stop(run: AgentRun) -> str:
@@ -212,7 +221,7 @@ def _unrecorded_stop(run: AgentRun) -> str:
 
 def _reviewer_answered_after_failure(run: AgentRun) -> bool:
     """A reviewer approved what the customer was told after the run's last failed write: they know it failed."""
-    actions = list(run.actions.order_by("created_at", "id"))
+    actions = run_actions(run)
     failed = [n for n, a in enumerate(actions) if a.risk == Risk.WRITE and a.status == ProposedAction.Status.FAILED]
     if not failed:
         return False
@@ -229,13 +238,12 @@ def _reviewer_answered_after_failure(run: AgentRun) -> bool:
 def _finish(run: AgentRun, answer: str) -> Outcome:
     """The model answered with text alone. A run with a write of unknown outcome, one that failed and was never
     done since, or one not proven, is not "completed" on the model's word: it goes to the humans, who are told."""
-    unknown = list(
-        run.actions.filter(status=ProposedAction.Status.UNCERTAIN).values_list("tool", flat=True).order_by("id")
-    )
+    uncertain = sorted((a for a in run_actions(run) if a.status == ProposedAction.Status.UNCERTAIN), key=lambda a: a.pk)
+    unknown = [a.tool for a in uncertain]
     if unknown:
         agent_run_escalate(run=run, reason=FINISHED_WITH_UNKNOWN.format(writes=", ".join(unknown)))
         return Outcome.DONE
-    state = run_state(run=run, tenant_id=run.ticket.tenant_id)
+    state = run_state(run=run, tenant_id=run.ticket.tenant_id, actions=run_actions(run))
     unproven = state.holding_writes + ([] if _reviewer_answered_after_failure(run) else
                                        [f"{tool} (failed)" for tool in state.failed_writes])  # fmt: skip
     if unproven:

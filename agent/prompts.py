@@ -279,8 +279,16 @@ def system_prompt(*, template: str, phase: str, tenant_id: str, workflow_name: s
     )
 
 
+def earlier_runs_none(run: AgentRun) -> None:
+    """The run's claim found no run on its ticket before it: earlier_runs reads nothing."""
+    run.__dict__["_earlier_runs"] = []
+
+
 def earlier_runs(run: AgentRun) -> list[AgentRun]:
     """The runs on the run's ticket before it, oldest first, with what a history of them needs."""
+    known = run.__dict__.get("_earlier_runs")
+    if known is not None:
+        return known
     return list(
         AgentRun.objects.filter(ticket=run.ticket_id, created_at__lt=run.created_at)
         .select_related("workflow")

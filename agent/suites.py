@@ -158,6 +158,24 @@ def suite_run_start(*, version: WorkflowVersion, user: Any) -> Replay | None:
 # --- A run a skipped case was waiting for stops: the suite runs again --------------------------------------------
 
 
+def suite_waiting_sql(run_table: str) -> str:
+    """suite_rerun_on_stop's query as one SQL expression on a row of `run_table` (the run's ticket and workflow),
+    for a statement that changes the run's status to return with it: the suite run to run again, or NULL."""
+    item, case, replay = (f'"{m._meta.db_table}"' for m in (ReplayItem, RegressionCase, Replay))
+    return (
+        f"(SELECT ri.replay_id FROM {item} ri JOIN {case} rc ON rc.id = ri.case_id "  # noqa: S608 - names from the models' meta
+        f"JOIN {replay} rp ON rp.id = ri.replay_id WHERE ri.ticket_id = {run_table}.ticket_id "
+        f"AND ri.case_result = '{ReplayItem.CaseResult.SKIPPED}' AND rc.workflow_id = {run_table}.workflow_id "
+        f"AND rp.kind = '{Replay.Kind.SUITE}' ORDER BY ri.replay_id DESC LIMIT 1)"
+    )
+
+
+def suite_rerun_later(replay_id: int | None) -> None:
+    """Send the suite run again once the caller's transaction commits (the id suite_waiting_sql found, if any)."""
+    if replay_id is not None:
+        transaction.on_commit(lambda: suite_rerun_send(replay_id), robust=True)
+
+
 def suite_rerun_on_stop(*, run: AgentRun) -> None:
     """A version's suite runs as soon as the version is made, often while a case's ticket is still being worked: the
     case is then skipped (no recorded run) and blocks promotion. When that run stops advancing, the suite is run

@@ -34,17 +34,15 @@ def agent_run_advance_task(self, run_id: int, dispatch_token: str = "") -> str: 
 
     One task per turn keeps no worker pinned while a run waits; acks_late means a worker killed mid-turn leaves
     the message to be delivered again, and the loop resumes from the persisted transcript. A message whose
-    dispatch token is no longer the run's was superseded (the reconciler sent a newer one) and does nothing.
+    dispatch token is no longer the run's was superseded (the reconciler sent a newer one) and does nothing:
+    run_task answers it from the read it makes anyway.
     """
     from agent.llm.conversation import EngineError
     from agent.loop import Outcome, run_advance
-    from agent.selectors import agent_run_superseded
     from agent.services.runs import agent_run_dispatch
     from tickets.helpdesk import HelpdeskError
 
     try:
-        if dispatch_token and agent_run_superseded(run_id=run_id, token=dispatch_token):
-            return "superseded"
         outcome = run_advance(run_id=run_id)
         if outcome == Outcome.CONTINUE:
             agent_run_dispatch(run_id=run_id)

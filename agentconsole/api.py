@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+from django.urls import path
 from django.utils.datastructures import MultiValueDict
 from ninja import NinjaAPI
 from ninja.errors import HttpError
 from ninja.parser import Parser
 
 from agent.api import router as agent_router
+from agent.api import zendesk_webhook
 from agentconsole import jsonlimits
 from agentconsole.errors import ApplicationError
 from console.auth import api_auth
@@ -48,6 +50,10 @@ api = NinjaAPI(
 # Both routers hold absolute paths (/tickets, /runs, /webhooks/zendesk): one mount point, no prefixes to combine.
 api.add_router("/", tickets_router)
 api.add_router("/", agent_router)
+
+
+# Served ahead of the API's own routes (agentconsole/urls.py): the webhook is a plain view, the API documents it.
+urlpatterns_ahead = [path("webhooks/zendesk", zendesk_webhook, name="zendesk-webhook")]
 
 
 @api.exception_handler(ApplicationError)

@@ -105,11 +105,33 @@ def loads(body: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UnsafeInput(BODY_NOT_JSON, field="", problem=str(exc)) from None
+    out_of_range: list[str] = []
+
+    def parse_int(number: str) -> int | _OutOfRange:
+        value = _parse_int(number)
+        if value is _OUT_OF_RANGE:
+            out_of_range.append(number)
+        return value
+
+    def parse_float(number: str) -> float | _OutOfRange:
+        value = _parse_float(number)
+        if value is _OUT_OF_RANGE:
+            out_of_range.append(number)
+        return value
+
+    def parse_constant(name: str) -> _OutOfRange:
+        out_of_range.append(name)
+        return _OUT_OF_RANGE
+
     try:
-        data = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+        data = json.loads(text, parse_int=parse_int, parse_float=parse_float, parse_constant=parse_constant)
     except RecursionError:
         raise UnsafeInput(BODY_UNSAFE, field="", problem=NESTED_TOO_DEEP.format(limit=max_depth)) from None
     except ValueError as exc:  # JSONDecodeError and anything int()/float() refuse
         raise UnsafeInput(BODY_NOT_JSON, field="", problem=str(exc)) from None
-    check_value(data, max_depth=max_depth)
+    # The walk (which names the field) only where something could be wrong. json refuses raw control characters
+    # in strings, and valid UTF-8 holds no surrogates: a NUL or a lone surrogate can only come from a \u escape.
+    # Nesting is at most the number of brackets.
+    if out_of_range or "\\u" in text or text.count("[") + text.count("{") > max_depth:
+        check_value(data, max_depth=max_depth)
     return data

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import models
+from django.db import connection, models, transaction
+from django.utils import timezone
 
 from audit.models import AuditEvent
 
@@ -41,3 +43,63 @@ def audit_event_record(
     event.full_clean(exclude=["actor"], validate_unique=False, validate_constraints=False)
     event.save()
     return event
+
+
+_AUDIT_INSERT = (
+    'INSERT INTO "audit_auditevent" ("actor_kind", "actor_id", "verb", "object_type", "payload", "payload_hash", '
+    '"created_at", "object_id")'
+)
+
+
+def _audit_params(
+    verb: str,
+    object_type: str,
+    payload: dict[str, Any],
+    user: AbstractBaseUser | AnonymousUser | None,
+    actor_kind: str | None,
+) -> list[Any]:
+    real_user = user if user is not None and user.is_authenticated else None
+    field = AuditEvent._meta.get_field
+    return [
+        actor_kind or (AuditEvent.ActorKind.USER if real_user else AuditEvent.ActorKind.SYSTEM),
+        real_user.pk if real_user is not None else None,
+        verb,
+        object_type,
+        field("payload").get_db_prep_save(payload, connection=connection),
+        canonical_hash(payload),
+        field("created_at").get_db_prep_save(timezone.now(), connection=connection),
+    ]
+
+
+def audited_change(
+    sql: str,
+    params: Sequence[Any],
+    *,
+    verb: str,
+    model: type[models.Model],
+    payload: dict[str, Any] | None = None,
+    user: AbstractBaseUser | AnonymousUser | None = None,
+    actor_kind: str | None = None,
+) -> list[tuple[Any, ...]]:
+    """Make one change to rows of `model` and append its audit event, in the same transaction: `sql` is an UPDATE
+    or INSERT ending in `RETURNING "id", ...`, and every row it returns gets one event (none when it changed
+    nothing, as a conditional UPDATE may). Returns the rows.
+
+    On PostgreSQL the change and its events are one statement (the change in a data-modifying WITH); elsewhere two,
+    in one transaction. The payload is the caller's, as audit_event_record's."""
+    payload = payload or {}
+    audit = _audit_params(verb, model._meta.label_lower, payload, user, actor_kind)
+    if connection.vendor == "postgresql":
+        statement = (
+            f"WITH change AS ({sql}), audit AS ({_AUDIT_INSERT} "  # noqa: S608 - the caller's statement, values as parameters
+            "SELECT %s, %s, %s, %s, %s, %s, %s, change.id::text FROM change) SELECT * FROM change"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(statement, [*params, *audit])
+            return cursor.fetchall()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+        for row in rows:
+            cursor.execute(f"{_AUDIT_INSERT} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", [*audit, str(row[0])])
+    return rows

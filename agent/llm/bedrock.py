@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 from django.conf import settings
@@ -12,6 +14,7 @@ from agent.llm.conversation import Conversation, EngineError, ModelTurn, ToolCal
 
 CACHE_CONTROL = {"type": "ephemeral"}  # Bedrock's default cache (5 minutes), renewed on every read
 CLAUDE_BASE_MODEL = "anthropic.claude"
+BOUND_CHATS_KEPT = 64  # (system prompt, tools) pairs: about one per workflow, phase and tenant at work
 
 
 class BedrockEngine:
@@ -35,6 +38,9 @@ class BedrockEngine:
             # One client serves every thread of the worker: a pool smaller than the threads makes them wait on it
             # ("Connection pool is full" in the log).
             max_pool_connections=settings.WORKER_CONCURRENCY,
+            # Bedrock validates every request itself (a ValidationException, which escalates the run); botocore's
+            # own check walked the whole conversation again on every turn, and called a bad request retryable.
+            parameter_validation=False,
         )
         if client is None:
             # boto3 honours AWS_ENDPOINT_URL_BEDROCK_RUNTIME (e.g. a VPC endpoint) on its own.
@@ -52,6 +58,8 @@ class BedrockEngine:
             # the control plane (bedrock:GetInferenceProfile, which the worker's role need not allow) for the model
             # behind it. This product runs Claude: say so.
             arn = {"provider": "anthropic", "base_model_id": CLAUDE_BASE_MODEL}
+        self._bound: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._bound_lock = threading.Lock()
         self._chat = ChatBedrockConverse(
             model=self.model_id,
             client=client,
@@ -62,6 +70,22 @@ class BedrockEngine:
             guardrail_config=guardrail,
             **arn,
         )
+
+    def _bound_chat(self, system: str, specs: list[dict[str, Any]]) -> Any:
+        """The chat model with this system prompt and these tools, kept for the next turns that use the same (a
+        workflow's runs share them): langchain serialises a new model for its callbacks on its first call."""
+        key = (system, json.dumps(specs, sort_keys=True))
+        with self._bound_lock:
+            chat = self._bound.get(key)
+            if chat is not None:
+                self._bound.move_to_end(key)
+                return chat
+        chat = self._chat.model_copy(update={"system": [system]}).bind_tools(specs)
+        with self._bound_lock:
+            self._bound[key] = chat
+            while len(self._bound) > BOUND_CHATS_KEPT:
+                self._bound.popitem(last=False)
+        return chat
 
     @staticmethod
     def _messages(conversation: Conversation) -> list[Any]:
@@ -95,7 +119,7 @@ class BedrockEngine:
             }
             for t in sorted(tools, key=lambda t: t["name"])
         ]
-        chat = self._chat.model_copy(update={"system": [conversation.system_prompt]}).bind_tools(specs)
+        chat = self._bound_chat(conversation.system_prompt, specs)
         started = time.monotonic()
         try:
             # langchain-aws places the cache points: after the tools, after the system prompt, and at the end of the

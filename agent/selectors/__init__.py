@@ -52,12 +52,6 @@ def run_transcript(*, run_id: int) -> list[Step]:
     return list(Step.objects.filter(run_id=run_id).order_by("index"))
 
 
-def agent_run_superseded(*, run_id: int, token: str) -> bool:
-    """True when a newer dispatch replaced the message carrying token (or the run is gone)."""
-    current = AgentRun.objects.filter(pk=run_id).values_list("dispatch_token", flat=True).first()
-    return current != token
-
-
 # --- Versions, suites and replays, for their pages --------------------------------------------------------------
 
 REPLAYS_SHOWN = 10

@@ -3,14 +3,68 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import cache
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 from agent.lifecycle import RUN_CLAIMABLE
-from agent.models import AgentRun
+from agent.models import AgentRun, ProposedAction, Step, Workflow
+from agentconsole import rawsql
+from tickets.models import TenantLink, Ticket, TicketComment
+
+
+@cache
+def _claim_sql() -> str:
+    run, ticket, link, workflow = (rawsql.table(m) for m in (AgentRun, Ticket, TenantLink, Workflow))
+    step, action, comment = (rawsql.table(m) for m in (Step, ProposedAction, TicketComment))
+    claimable = ", ".join(f"'{status}'" for status in sorted(RUN_CLAIMABLE))
+    return (
+        f"WITH c AS (UPDATE {run} SET lease_token = %s, lease_expires_at = %s "  # noqa: S608 - names from the models' meta
+        f"WHERE id = %s AND status IN ({claimable}) AND (lease_expires_at IS NULL OR lease_expires_at < %s) "
+        f"RETURNING {rawsql.columns(AgentRun)}) "
+        f"SELECT c.*, {rawsql.columns(Ticket, 't')}, {rawsql.columns(TenantLink, 'l')}, "
+        f"{rawsql.columns(Workflow, 'w')}, "
+        f"(SELECT json_agg(s.* ORDER BY s.index) FROM {step} s WHERE s.run_id = c.id), "
+        f"(SELECT json_agg(a.* ORDER BY a.created_at, a.id) FROM {action} a WHERE a.run_id = c.id), "
+        f"(SELECT json_agg(m.* ORDER BY m.created_at, m.id) FROM {comment} m WHERE m.ticket_id = c.ticket_id), "
+        f"EXISTS (SELECT 1 FROM {run} e WHERE e.ticket_id = c.ticket_id AND e.created_at < c.created_at) "
+        f"FROM c JOIN {ticket} t ON t.id = c.ticket_id LEFT JOIN {link} l ON l.id = t.tenant_link_id "
+        f"LEFT JOIN {workflow} w ON w.id = c.workflow_id"
+    )
+
+
+def _claim_in_one(*, run_id: int, token: str, expires: datetime, now: datetime) -> AgentRun | None:
+    """The claim, the run with its ticket, tenant link and workflow, its transcript, its calls, the ticket's
+    comments, and whether the ticket had runs before it: one statement, what the advance reads before its turn."""
+    from agent.prompts import earlier_runs_none
+    from agent.services.transcript import actions_hold, ticket_comments_hold, transcript_hold
+
+    rows = rawsql.execute(_claim_sql(), [token, expires, run_id, now])
+    if not rows:
+        return None
+    row = rows[0]
+    at = 0
+    run = rawsql.load(AgentRun, row, at)
+    at += rawsql.width(AgentRun)
+    ticket = rawsql.load(Ticket, row, at)
+    at += rawsql.width(Ticket)
+    link = rawsql.load(TenantLink, row, at) if ticket.tenant_link_id is not None else None
+    at += rawsql.width(TenantLink)
+    workflow = rawsql.load(Workflow, row, at) if run.workflow_id is not None else None
+    at += rawsql.width(Workflow)
+    steps, actions, comments, had_earlier = row[at : at + 4]
+    Ticket._meta.get_field("tenant_link").set_cached_value(ticket, link)
+    AgentRun._meta.get_field("ticket").set_cached_value(run, ticket)
+    AgentRun._meta.get_field("workflow").set_cached_value(run, workflow)
+    transcript_hold(run, rawsql.load_json(Step, steps))
+    actions_hold(run, rawsql.load_json(ProposedAction, actions))
+    ticket_comments_hold(ticket, rawsql.load_json(TicketComment, comments))
+    if not had_earlier:
+        earlier_runs_none(run)
+    return run
 
 
 def agent_run_claim(*, run_id: int, lease_seconds: int) -> AgentRun | None:
@@ -18,6 +72,11 @@ def agent_run_claim(*, run_id: int, lease_seconds: int) -> AgentRun | None:
     left by a crashed worker expires."""
     now = timezone.now()
     token = uuid.uuid4().hex
+    if rawsql.postgresql():
+        run = _claim_in_one(run_id=run_id, token=token, expires=now + timedelta(seconds=lease_seconds), now=now)
+        if run is not None:
+            run.__dict__[_FRESH] = True
+        return run
     claimed = (
         AgentRun.objects.filter(
             pk=run_id,

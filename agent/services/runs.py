@@ -28,9 +28,10 @@ from agent.models import AgentRun, ProposedAction, Step, Workflow
 from agent.permissions import reviewer_required
 from agent.services.rollups import rollup_run_finished
 from agent.services.transcript import step_append
+from agentconsole import rawsql
 from agentconsole.errors import ApplicationError, ConflictError
 from audit.models import AuditEvent
-from audit.services import audit_event_record
+from audit.services import audit_event_record, audited_change
 from tickets.models import Ticket
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,11 @@ def agent_run_transition_in(
     now = timezone.now()
     started_at = run.started_at or (now if status == AgentRun.Status.RUNNING else None)
     finished_at = now if status in RUN_FINAL else run.finished_at
-    if status in RUN_TRANSITIONS.get(run.status, frozenset()):
+    if status in RUN_TRANSITIONS.get(run.status, frozenset()) and rawsql.postgresql():
+        if _transition_in_one(run, status, reason, user, also, started_at, finished_at, now):
+            return run
+        moved = 0
+    elif status in RUN_TRANSITIONS.get(run.status, frozenset()):
         # Only fields change here and the database enforces the run's relations and constraints: no full_clean(),
         # which costs a query per loaded relation on every status change.
         moved = AgentRun.objects.filter(pk=run.pk, status=run.status).update(
@@ -154,6 +159,53 @@ def agent_run_transition_in(
         actor_kind=None if user is not None else AuditEvent.ActorKind.AGENT,
     )
     return run
+
+
+def _transition_in_one(
+    run: AgentRun,
+    status: str,
+    reason: str,
+    user: AbstractBaseUser | None,
+    also: dict[str, Any] | None,
+    started_at: Any,
+    finished_at: Any,
+    now: Any,
+) -> bool:
+    """agent_run_transition_in's common case on PostgreSQL: the conditional UPDATE, its audit entry and (for a run
+    that stops) the suite run waiting for it, one statement. False, nothing changed, when the row moved on."""
+    from agent.suites import suite_rerun_later, suite_waiting_sql
+
+    previous = run.status
+    values = {"status": status, "status_reason": reason, "started_at": started_at, "finished_at": finished_at,
+              "updated_at": now, **(also or {})}  # fmt: skip
+    sets, params = [], []
+    for name, value in values.items():
+        sets.append(f"{rawsql.column(AgentRun, name)} = %s")
+        params.append(rawsql.prep(AgentRun, name, value.pk if isinstance(value, models.Model) else value))
+    table = rawsql.table(AgentRun)
+    stopping = status in RUN_STOPPED and previous not in RUN_STOPPED
+    returning = f"id, {suite_waiting_sql(table)}" if stopping and run.workflow_id is not None else "id, NULL"
+    rows = audited_change(
+        f"UPDATE {table} SET {', '.join(sets)} WHERE id = %s AND status = %s RETURNING {returning}",  # noqa: S608 - names from the model's meta
+        [*params, run.pk, previous],
+        verb="run.status_changed",
+        model=AgentRun,
+        payload={"from": previous, "to": status, "reason": reason},
+        user=user,
+        actor_kind=None if user is not None else AuditEvent.ActorKind.AGENT,
+    )
+    if not rows:
+        return False
+    for field, value in (also or {}).items():
+        setattr(run, field, value)
+    run.status, run.status_reason, run.started_at, run.finished_at, run.updated_at = (
+        status, reason, started_at, finished_at, now,
+    )  # fmt: skip
+    if status in RUN_FINAL:
+        telemetry.run_finished(status=status, phase=run.phase)
+        rollup_run_finished(run=run)  # the dashboard's weekly totals, in this transaction
+    suite_rerun_later(rows[0][1])
+    return True
 
 
 CLAIMED_BY_ANOTHER = "{name} has claimed this ticket. Take the claim first if you mean to decide it."

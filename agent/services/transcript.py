@@ -8,7 +8,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from agent.models import AgentRun, Step
+from agent.models import AgentRun, ProposedAction, Step
+from agentconsole import rawsql
+from tickets.models import Ticket, TicketComment
 
 if TYPE_CHECKING:
     from agent.llm.conversation import ModelTurn
@@ -22,6 +24,53 @@ def run_steps(run: AgentRun) -> list[Step]:
         steps = list(Step.objects.filter(run=run).order_by("index"))
         run.__dict__["_transcript"] = steps
     return steps
+
+
+def transcript_hold(run: AgentRun, steps: list[Step]) -> None:
+    """The run's transcript, read with its claim: run_steps answers from it."""
+    run.__dict__["_transcript"] = steps
+
+
+def run_actions(run: AgentRun) -> list[ProposedAction]:
+    """The run's calls in order (created_at, id): read once for this loaded run (with its claim), then kept current
+    by this worker, the only one that creates or settles them while it holds the lease. A reviewer's decision made
+    meanwhile is seen by the next advance (their decision resumes the run)."""
+    actions = run.__dict__.get("_actions")
+    if actions is None:
+        actions = list(ProposedAction.objects.filter(run=run).order_by("created_at", "id"))
+        run.__dict__["_actions"] = actions
+    return actions
+
+
+def actions_hold(run: AgentRun, actions: list[ProposedAction]) -> None:
+    run.__dict__["_actions"] = actions
+
+
+def action_held(run: AgentRun, action: ProposedAction) -> None:
+    """Keep the run's held calls current with one created or settled (the same row replaced, or a new one last)."""
+    held = run.__dict__.get("_actions")
+    if held is None:
+        return
+    for position, known in enumerate(held):
+        if known.pk == action.pk:
+            held[position] = action
+            return
+    held.append(action)
+
+
+def ticket_comments_hold(ticket: Ticket, comments: list[TicketComment]) -> None:
+    """The ticket's comments, read with the claim: `ticket.comments.all()` answers from them (as after a
+    prefetch_related) until a call of the run may have posted one (ticket_comments_forget)."""
+    queryset = ticket.comments.all()
+    queryset._result_cache = comments
+    queryset._prefetch_done = True
+    ticket.__dict__.setdefault("_prefetched_objects_cache", {})["comments"] = queryset
+
+
+def ticket_comments_forget(ticket: Ticket) -> None:
+    cached = getattr(ticket, "_prefetched_objects_cache", None)
+    if cached:
+        cached.pop("comments", None)
 
 
 def _next_index(run: AgentRun) -> int:
@@ -54,32 +103,15 @@ def step_append(*, run: AgentRun, kind: str, content: str = "", **fields: Any) -
     return step
 
 
-@transaction.atomic
-def agent_run_record_turn(*, run: AgentRun, turn: ModelTurn, engine: str, abnormal: str = "") -> bool:
-    """Persist a model turn: its thought (with tokens and latency) and one action step per tool call. False, and
-    nothing recorded, when this worker's lease is gone (the turn outlived it; the worker holding the run asks
-    again): the check is the condition of the UPDATE that counts the turn, not one more statement.
+_RECORD_TURN = (
+    'UPDATE "agent_agentrun" SET turns = turns + 1, tokens_in = tokens_in + %s, tokens_out = tokens_out + %s, '
+    "cache_read_tokens = cache_read_tokens + %s, cache_write_tokens = cache_write_tokens + %s, engine = %s, "
+    "updated_at = %s WHERE id = %s AND lease_token = %s RETURNING id"
+)
 
-    A turn that ended abnormally (`abnormal` says why: a guardrail, a token limit, a filter) is kept as one final
-    step carrying the reason and none of its tool calls, so nothing it asked for can ever run."""
-    recorded = AgentRun.objects.filter(pk=run.pk, lease_token=run.lease_token).update(
-        turns=F("turns") + 1,
-        tokens_in=F("tokens_in") + turn.tokens_in,
-        tokens_out=F("tokens_out") + turn.tokens_out,
-        cache_read_tokens=F("cache_read_tokens") + turn.cache_read_tokens,
-        cache_write_tokens=F("cache_write_tokens") + turn.cache_write_tokens,
-        engine=engine,
-        updated_at=timezone.now(),
-    )
-    if not recorded:
-        return False
-    # The worker holding the lease is the only writer of these: the loaded run follows them without a read.
-    run.turns += 1
-    run.tokens_in += turn.tokens_in
-    run.tokens_out += turn.tokens_out
-    run.cache_read_tokens += turn.cache_read_tokens
-    run.cache_write_tokens += turn.cache_write_tokens
-    run.engine = engine
+
+def _turn_steps(run: AgentRun, turn: ModelTurn, abnormal: str) -> list[Step]:
+    """The steps of a model turn numbered `run.turns` (already counted)."""
     measured = {
         "latency_ms": turn.latency_ms,
         "tokens_in": turn.tokens_in,
@@ -89,7 +121,7 @@ def agent_run_record_turn(*, run: AgentRun, turn: ModelTurn, engine: str, abnorm
     index = _next_index(run)
     if abnormal:
         calls = [{"name": c.name, "args": c.args} for c in turn.tool_calls]
-        steps = [
+        return [
             _new_step(
                 run,
                 index,
@@ -99,7 +131,7 @@ def agent_run_record_turn(*, run: AgentRun, turn: ModelTurn, engine: str, abnorm
                 **measured,
             )
         ]
-    elif turn.tool_calls:
+    if turn.tool_calls:
         steps = [_new_step(run, index, Step.Kind.THOUGHT, turn.text, **measured)]
         for offset, call in enumerate(turn.tool_calls, start=1):
             steps.append(
@@ -112,8 +144,50 @@ def agent_run_record_turn(*, run: AgentRun, turn: ModelTurn, engine: str, abnorm
                     tool_input=call.args,
                 )
             )
+        return steps
+    return [_new_step(run, index, Step.Kind.FINAL, turn.text, **measured)]
+
+
+def agent_run_record_turn(*, run: AgentRun, turn: ModelTurn, engine: str, abnormal: str = "") -> bool:
+    """Persist a model turn: its thought (with tokens and latency) and one action step per tool call. False, and
+    nothing recorded, when this worker's lease is gone (the turn outlived it; the worker holding the run asks
+    again): the check is the condition of the UPDATE that counts the turn, not one more statement. On PostgreSQL
+    the count and the steps are one statement.
+
+    A turn that ended abnormally (`abnormal` says why: a guardrail, a token limit, a filter) is kept as one final
+    step carrying the reason and none of its tool calls, so nothing it asked for can ever run."""
+    counts = [turn.tokens_in, turn.tokens_out, turn.cache_read_tokens, turn.cache_write_tokens]
+    now = timezone.now()
+    run.turns += 1  # the steps carry the turn's number; put back when nothing was recorded
+    steps = _turn_steps(run, turn, abnormal)
+    if rawsql.postgresql():
+        recorded = rawsql.insert(
+            steps, guard=_RECORD_TURN, guard_params=[*counts, engine, now, run.pk, run.lease_token]
+        )
     else:
-        steps = [_new_step(run, index, Step.Kind.FINAL, turn.text, **measured)]
-    Step.objects.bulk_create(steps)  # one INSERT for the turn
+        with transaction.atomic():
+            recorded = bool(
+                AgentRun.objects.filter(pk=run.pk, lease_token=run.lease_token).update(
+                    turns=F("turns") + 1,
+                    tokens_in=F("tokens_in") + turn.tokens_in,
+                    tokens_out=F("tokens_out") + turn.tokens_out,
+                    cache_read_tokens=F("cache_read_tokens") + turn.cache_read_tokens,
+                    cache_write_tokens=F("cache_write_tokens") + turn.cache_write_tokens,
+                    engine=engine,
+                    updated_at=now,
+                )
+            )
+            if recorded:
+                Step.objects.bulk_create(steps)  # one INSERT for the turn
+    if not recorded:
+        run.turns -= 1
+        return False
+    # The worker holding the lease is the only writer of these: the loaded run follows them without a read.
+    run.tokens_in += turn.tokens_in
+    run.tokens_out += turn.tokens_out
+    run.cache_read_tokens += turn.cache_read_tokens
+    run.cache_write_tokens += turn.cache_write_tokens
+    run.engine = engine
+    run.updated_at = now
     _held(run, steps)
     return True

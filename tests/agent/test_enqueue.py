@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import inspect
+import os
 
 import pytest
 from celery import current_app
 
 from agent import enqueue, tasks
+from tests.support import queued_task_messages, webhook_events_process
 
 # Each message the agent sends by name, with arguments of the shape its sender passes.
 SENT = {
@@ -29,3 +31,39 @@ def test_it_names_a_task_the_worker_registers_with_arguments_that_fit(name: str)
 def test_it_covers_every_constant_the_module_declares() -> None:
     declared = {value for key, value in vars(enqueue).items() if key.isupper() and isinstance(value, str)}
     assert declared == set(SENT)
+
+
+def _waiting(broker) -> list[dict]:
+    messages = queued_task_messages(broker)
+    broker.flushdb()
+    return messages
+
+
+def test_it_pushes_the_webhook_message_as_send_task_would_and_a_worker_runs_it(broker, db) -> None:
+    current_app.send_task(enqueue.EVENT_PROCESS, args=(7,))
+    (celery_sent,) = _waiting(broker)
+    enqueue.event_process_send(7)
+    (pushed,) = _waiting(broker)
+
+    def shape(message: dict) -> dict:
+        """Everything but what differs from one message to the next (ids, the sender)."""
+        ids = {"id", "root_id", "origin", "correlation_id", "reply_to", "delivery_tag"}
+        return {
+            **message,
+            "headers": {k: v for k, v in message["headers"].items() if k not in ids},
+            "properties": {k: v for k, v in message["properties"].items() if k not in ids},
+        }
+
+    assert shape(pushed) == shape(celery_sent)
+    assert pushed["headers"]["id"] == pushed["headers"]["root_id"] == pushed["properties"]["correlation_id"]
+    assert pushed["headers"]["origin"].startswith(f"gen{os.getpid()}@")
+    enqueue.event_process_send(7)
+    assert webhook_events_process() == ["already processed"]  # decoded and run: no event 7 in this database
+
+
+def test_it_sends_through_celery_when_the_broker_is_not_redis(monkeypatch) -> None:
+    monkeypatch.setenv("CELERY_BROKER_URL", "memory://")  # Celery reads it before its configuration
+    sent = []  # what the fake send_task was given (no other broker runs here to read it back from)
+    monkeypatch.setattr(current_app, "send_task", lambda name, args: sent.append((name, args)))
+    enqueue.event_process_send(7)
+    assert sent == [(enqueue.EVENT_PROCESS, (7,))]

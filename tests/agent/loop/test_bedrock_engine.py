@@ -66,6 +66,22 @@ def test_it_caches_the_history_and_sends_the_tools_in_a_stable_order(bedrock) ->
     assert body["messages"][-1]["content"][0]["toolResult"]["toolUseId"] == "tu-1"
 
 
+def test_it_sends_each_turn_its_own_system_prompt_and_tools_with_one_engine(bedrock) -> None:
+    engine = BedrockEngine()  # one per worker process, serving every run
+    other_tools = [{**TOOLS[0], "name": "search_logs"}]
+    turns = [("You are an agent.", TOOLS), ("You are an agent for acme.", TOOLS), ("You are an agent.", other_tools),
+             ("You are an agent.", TOOLS)]  # fmt: skip
+    for system, tools in turns:
+        bedrock.answer(200, converse_reply({"text": "Done."}, stop="end_turn"))
+        engine.next_turn(Conversation(system_prompt=system, ticket_prompt="hi", exchanges=[]), tools)
+
+    sent = [
+        (r.json()["system"][0]["text"], r.json()["toolConfig"]["tools"][0]["toolSpec"]["name"])
+        for r in bedrock.requests
+    ]
+    assert sent == [(system, tools[0]["name"]) for system, tools in turns]
+
+
 def test_it_retries_throttling_inside_the_client(bedrock) -> None:
     bedrock.answer(*THROTTLED)
     bedrock.answer(*THROTTLED)

@@ -27,7 +27,7 @@ def test_it_reconnects_and_finishes_the_turn_when_the_connection_broke(settings,
 
     def cut_before_the_claim(execute, sql, params, many, context):
         # The connection dies mid-task (a failover, a network cut), just as the run is about to be claimed.
-        if armed[0] and sql.startswith("UPDATE") and "lease_token" in sql:
+        if armed[0] and "UPDATE" in sql and "lease_token" in sql:  # the claim (in a WITH on PostgreSQL)
             armed[0] = False
             context["connection"].connection.close()
         return execute(sql, params, many, context)
