@@ -24,6 +24,7 @@ from agent.llm import engine_get
 from agent.llm.conversation import ESCALATE_TOOL, ModelTurn
 from agent.models import AgentRun, ProposedAction, Step
 from agent.policy import Risk
+from agent.prompts import ticket_comments_forget
 from agent.services.actions import (
     agent_run_await_decisions,
 )
@@ -43,7 +44,6 @@ from agent.services.transcript import (
     run_actions,
     run_steps,
     step_append,
-    ticket_comments_forget,
 )
 from agent.tools.base import ErrorType, Observation
 from agent.versions import agent_run_pin_version, workflow_version_to_pin

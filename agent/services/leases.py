@@ -44,8 +44,8 @@ def _claim_sql() -> str:
 def _claim_in_one(*, run_id: int, token: str, expires: datetime, now: datetime) -> AgentRun | None:
     """The claim, the run with its ticket, tenant link and workflow, its transcript, its calls, the ticket's
     comments, and whether the ticket had runs before it: one statement, what the advance reads before its turn."""
-    from agent.prompts import earlier_runs_none
-    from agent.services.transcript import actions_hold, ticket_comments_hold, transcript_hold
+    from agent.prompts import earlier_runs_none, ticket_comments_hold
+    from agent.services.transcript import actions_hold, transcript_hold
     from agent.versions import workflow_version_latest_hold
 
     rows = rawsql.execute(_claim_sql(), [token, expires, run_id, now])
