@@ -34,17 +34,16 @@ def run_advance_send(run_id: int, dispatch_token: str, *, priority: int | None =
 def event_process_send(event_pk: int) -> None:
     """The webhook's one message: apply the stored event. Raises whatever the broker raised.
 
-    On a Redis broker the message is pushed onto the queue's list as it is, on a kept connection: one LPUSH of the
-    message Celery would have built (the format is kombu's Redis transport's; tests/agent/test_enqueue.py holds it
-    to what send_task sends, and the e2e tests' real workers take it). send_task costs about half a millisecond of
-    CPU per message — Celery's routing and argument reprs, and kombu building a Redis client for every publish —
-    which was as much as all the rest of the webhook's request. Other brokers go through send_task."""
+    On a Redis broker the message is pushed onto the queue's list as it is, on a connection each thread keeps: one
+    LPUSH of the message Celery would have built (the format is kombu's Redis transport's; tests/agent/test_enqueue.py
+    holds it to what send_task sends, and the e2e tests' real workers take it). send_task costs about half a
+    millisecond of CPU per message — Celery's routing and argument reprs, and kombu building a Redis client for every
+    publish — which was as much as all the rest of the webhook's request. Other brokers go through send_task."""
     target = _redis_target(current_app.conf.broker_url or "")
     if target is None:
         current_app.send_task(EVENT_PROCESS, args=(event_pk,))
         return
-    client, queue, origin = target
-    client.lpush(queue, _celery_message(EVENT_PROCESS, (event_pk,), queue=queue, origin=origin))
+    target.push(_celery_message(EVENT_PROCESS, (event_pk,), queue=target.queue, origin=target.origin))
 
 
 def action_read_current_send(action_id: int) -> None:
@@ -77,13 +76,43 @@ def suite_rerun_send(replay_id: int) -> None:
 
 # The message body's third part (Celery's protocol 2): no callbacks, errbacks, chain or chord.
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
-_redis_targets: dict[str, tuple[redis.Redis, str, str] | None] = {}
+
+
+class _RedisQueue:
+    """A Redis broker's queue list, pushed onto over a connection each thread keeps (a redis-py client's pool,
+    retries and instrumentation cost three times the LPUSH itself). A connection that failed is dropped; the
+    next push opens another."""
+
+    def __init__(self, url: str, queue: str) -> None:
+        self.pool = redis.ConnectionPool.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        self.queue = queue
+        self.origin = f"gen{os.getpid()}@{socket.gethostname()}"
+        self._local = threading.local()
+
+    def push(self, message: str) -> None:
+        for attempt in (1, 2):
+            connection = getattr(self._local, "connection", None)
+            if connection is None:
+                connection = self._local.connection = self.pool.make_connection()
+            try:
+                connection.send_command("LPUSH", self.queue, message)
+                connection.read_response()
+                return
+            except BaseException as exc:
+                connection.disconnect()
+                self._local.connection = None
+                # A kept connection the server closed (a restart, an idle timeout) gets one more try on a new one.
+                if attempt == 2 or not isinstance(exc, redis.ConnectionError):
+                    raise
+
+
+_redis_targets: dict[str, _RedisQueue | None] = {}
 _redis_targets_lock = threading.Lock()
 
 
-def _redis_target(broker_url: str) -> tuple[redis.Redis, str, str] | None:
-    """The kept client, the queue's list and the origin for a Redis broker URL; None for any other broker, or a
-    Redis broker with options kombu would apply to the keys or the connection (those go through send_task)."""
+def _redis_target(broker_url: str) -> _RedisQueue | None:
+    """The queue to push onto for a Redis broker URL; None for any other broker, or a Redis broker with options
+    kombu would apply to the keys or the connection (those go through send_task)."""
     if broker_url in _redis_targets:
         return _redis_targets[broker_url]
     with _redis_targets_lock:
@@ -92,9 +121,7 @@ def _redis_target(broker_url: str) -> tuple[redis.Redis, str, str] | None:
             options = current_app.conf.broker_transport_options or {}
             plain = not (set(options) & {"global_keyprefix", "sep"}) and not current_app.conf.broker_use_ssl
             if broker_url.startswith(("redis://", "rediss://")) and plain:
-                queue = current_app.amqp.router.route({}, EVENT_PROCESS)["queue"].name
-                client = redis.Redis.from_url(broker_url, socket_connect_timeout=2, socket_timeout=2)
-                target = (client, queue, f"gen{os.getpid()}@{socket.gethostname()}")
+                target = _RedisQueue(broker_url, current_app.amqp.router.route({}, EVENT_PROCESS)["queue"].name)
             _redis_targets[broker_url] = target
     return _redis_targets[broker_url]
 
