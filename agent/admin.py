@@ -7,6 +7,7 @@ from agent.models import (
     AgentRun,
     ApiOperation,
     ConfigPatch,
+    LatencyWeek,
     Notification,
     ProposedAction,
     Rating,
@@ -16,6 +17,7 @@ from agent.models import (
     Runbook,
     Step,
     ToolContract,
+    UsageWeek,
     Workflow,
     WorkflowVersion,
 )
@@ -199,3 +201,29 @@ class ToolContractAdmin(HistoryAdminMixin, admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
         return False
+
+
+class RollupAdmin(admin.ModelAdmin):
+    """The dashboard's weekly rollups, read only: the services keep them, `manage.py dashboard_rebuild` recomputes."""
+
+    def has_add_permission(self, request) -> bool:  # noqa: ANN001
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+
+@admin.register(UsageWeek)
+class UsageWeekAdmin(RollupAdmin):
+    list_display = ["week", "engine", "runs", "tickets", "tokens_in", "tokens_out", "cache_read_tokens",
+                    "cache_write_tokens"]  # fmt: skip
+    list_filter = ["week"]
+
+
+@admin.register(LatencyWeek)
+class LatencyWeekAdmin(RollupAdmin):
+    list_display = ["week", "kind", "workflow_id", "phase", "bucket", "count", "seconds"]
+    list_filter = ["kind", "week"]

@@ -9,6 +9,7 @@ its arguments fit; .importlinter keeps everything but the console from importing
 from __future__ import annotations
 
 import base64
+import bisect
 import functools
 import json
 import os
@@ -18,6 +19,7 @@ import uuid
 
 import redis
 from celery import current_app
+from kombu.transport.redis import PRIORITY_STEPS, Channel
 
 RUN_ADVANCE = "agent.tasks.agent_run_advance_task"
 ACTION_READ_CURRENT = "agent.tasks.proposed_action_read_current_task"
@@ -27,8 +29,18 @@ EVENT_PROCESS = "agent.tasks.zendesk_event_process_task"
 
 
 def run_advance_send(run_id: int, dispatch_token: str, *, priority: int | None = None) -> None:
-    """Raises whatever the broker raised: the caller (agent_run_publish) decides what a failure means."""
-    current_app.send_task(RUN_ADVANCE, args=(run_id, dispatch_token), priority=priority)
+    """Raises whatever the broker raised: the caller (agent_run_publish) decides what a failure means.
+
+    Every model turn ends with this message (the run's next turn), so on a Redis broker it is pushed as the
+    webhook's is (see event_process_send): one LPUSH onto the list of its priority step, where kombu would put it."""
+    target = _redis_target(current_app.conf.broker_url or "")
+    if target is None:
+        current_app.send_task(RUN_ADVANCE, args=(run_id, dispatch_token), priority=priority)
+        return
+    message = _celery_message(
+        RUN_ADVANCE, (run_id, dispatch_token), queue=target.queue, origin=target.origin, priority=priority
+    )
+    target.push(message, key=_priority_list(target.queue, priority))
 
 
 def event_process_send(event_pk: int) -> None:
@@ -89,13 +101,14 @@ class _RedisQueue:
         self.origin = f"gen{os.getpid()}@{socket.gethostname()}"
         self._local = threading.local()
 
-    def push(self, message: str) -> None:
+    def push(self, message: str, *, key: str | None = None) -> None:
+        """LPUSH onto the queue's list, or `key` (the list of another priority step)."""
         for attempt in (1, 2):
             connection = getattr(self._local, "connection", None)
             if connection is None:
                 connection = self._local.connection = self.pool.make_connection()
             try:
-                connection.send_command("LPUSH", self.queue, message)
+                connection.send_command("LPUSH", key or self.queue, message)
                 connection.read_response()
                 return
             except BaseException as exc:
@@ -120,16 +133,25 @@ def _redis_target(broker_url: str) -> _RedisQueue | None:
             target = None
             options = current_app.conf.broker_transport_options or {}
             plain = not (set(options) & {"global_keyprefix", "sep"}) and not current_app.conf.broker_use_ssl
+            plain = plain and not current_app.conf.task_routes  # every task in the default queue
             if broker_url.startswith(("redis://", "rediss://")) and plain:
                 target = _RedisQueue(broker_url, current_app.amqp.router.route({}, EVENT_PROCESS)["queue"].name)
             _redis_targets[broker_url] = target
     return _redis_targets[broker_url]
 
 
-def _celery_message(task: str, args: tuple, *, queue: str, origin: str) -> str:
+def _priority_list(queue: str, priority: int | None) -> str:
+    """The Redis list kombu keeps a queue's messages of this priority in: one per priority step, the queue's own
+    name for step 0."""
+    steps = (current_app.conf.broker_transport_options or {}).get("priority_steps", PRIORITY_STEPS)
+    step = steps[bisect.bisect(steps, max(0, min(9, priority or 0))) - 1]
+    return f"{queue}{Channel.sep}{step}" if step else queue
+
+
+def _celery_message(task: str, args: tuple, *, queue: str, origin: str, priority: int | None = None) -> str:
     """A task message as Celery's send_task and kombu's Redis transport write it: JSON, the body base64."""
     task_id = str(uuid.uuid4())
-    return _message_template(task, queue, origin) % {
+    return _message_template(task, queue, origin, priority or 0) % {
         "body": base64.b64encode(json.dumps([list(args), {}, _EMBED]).encode()).decode(),
         "id": task_id,
         "argsrepr": json.dumps(repr(args))[1:-1],
@@ -138,7 +160,7 @@ def _celery_message(task: str, args: tuple, *, queue: str, origin: str) -> str:
 
 
 @functools.cache
-def _message_template(task: str, queue: str, origin: str) -> str:
+def _message_template(task: str, queue: str, origin: str, priority: int) -> str:
     """The message with its four varying parts as %-placeholders: building the whole dict and encoding it for
     every message cost more than the rest of the send."""
     message = json.dumps(
@@ -172,7 +194,7 @@ def _message_template(task: str, queue: str, origin: str) -> str:
                 "reply_to": "",
                 "delivery_mode": 2,
                 "delivery_info": {"exchange": "", "routing_key": queue},
-                "priority": 0,
+                "priority": priority,
                 "body_encoding": "base64",
                 "delivery_tag": "@tag@",
             },

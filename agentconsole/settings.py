@@ -134,6 +134,13 @@ DATABASES = {
     )
 }
 
+# Server-side parameters, and a statement sent twice on a connection is prepared there: PostgreSQL then skips
+# parsing and planning it, a third of its CPU per model turn in bench/throughput.py. Off by default: RDS Proxy pins a
+# session that prepares statements, and PgBouncer in transaction mode needs 1.21+ with max_prepared_statements.
+DATABASE_SERVER_SIDE_BINDING = env_bool("DATABASE_SERVER_SIDE_BINDING", False)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_SERVER_SIDE_BINDING:
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"server_side_binding": True, "prepare_threshold": 2})
+
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded database serves the web server and the worker's threads at once. IMMEDIATE transactions take
     # the write lock up front (a deferred one that upgrades later fails at once with "database is locked"), WAL

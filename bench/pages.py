@@ -166,9 +166,10 @@ def _seed(tickets: int, steps_per_run: int) -> None:
                 "object_id": f"{object_id}::text", "payload": "'{\"to\": \"running\"}'::jsonb",
                 "payload_hash": "md5(r.id::text)", "created_at": f"r.created_at + interval '{n} minutes'",
             }, "FROM bench_r r JOIN agent_proposedaction a ON a.run_id = r.id")  # fmt: skip
-        # One long transcript: the ticket page and its poll at 500 steps.
+        # One long transcript: the ticket page and its poll at 500 steps (a run still working, so the page polls).
         c.execute("SELECT id FROM bench_r ORDER BY id DESC LIMIT 1")
         long_run = c.fetchone()[0]
+        c.execute("UPDATE agent_agentrun SET status = 'running', finished_at = NULL WHERE id = %s", [long_run])
         _insert(c, "agent_step", {
             "run_id": str(long_run), "index": f"{steps_per_run} + s", "turn": "2 + s / 3",
             "kind": "(ARRAY['thought','action','observation'])[1 + s % 3]",
@@ -182,8 +183,15 @@ def _seed(tickets: int, steps_per_run: int) -> None:
     print(f"seeded in {time.perf_counter() - started:.0f} s", flush=True)
 
 
-def _pages(tickets: int) -> dict[str, tuple[str, str]]:
-    """name -> (url, user)."""
+def _transcript_poll(url: str, client: object) -> str:
+    """The URL the ticket page polls every 2 seconds while a run works (what it holds of each run's timeline);
+    the page itself on a seed from before its long run was left working."""
+    found = re.search(r'id="live" hx-get="([^"]+)"', client.get(url).content.decode())
+    return found.group(1).replace("&amp;", "&") if found else url
+
+
+def _pages(tickets: int, clients: dict) -> dict[str, tuple[str, str]]:
+    """name -> (url, user); a name ending in "(htmx)" is requested as htmx."""
     from django.db.models import Count
 
     from agent.models import AgentRun, ProposedAction
@@ -193,7 +201,6 @@ def _pages(tickets: int) -> dict[str, tuple[str, str]]:
     some = AgentRun.objects.filter(ticket__external_id=f"pg-{tickets // 2}").values_list("ticket_id", flat=True)
     some = some.first()
     pending = ProposedAction.objects.filter(status="pending").order_by("-id").values_list("pk", flat=True).first()
-    last_step = AgentRun.objects.get(ticket_id=long_ticket).steps.order_by("-index").values_list("pk", flat=True)[0]
     r, a = "reviewer", "admin"
     return {
         "anchor /healthz/": ("/healthz/", r),
@@ -206,7 +213,8 @@ def _pages(tickets: int) -> dict[str, tuple[str, str]]:
         "tickets evidence filter": ("/tickets/?workflow=trials&evidence=approved_unedited", r),
         "ticket (10 steps)": (f"/tickets/{some}/", r),
         "ticket (500 steps)": (f"/tickets/{long_ticket}/", r),
-        "ticket poll (500 steps)": (f"/tickets/{long_ticket}/live/?after={last_step}", r),
+        "ticket comments poll": (f"/tickets/{long_ticket}/live/", r),
+        "ticket poll, 500 steps (htmx)": (_transcript_poll(f"/tickets/{long_ticket}/", clients[r]), r),
         "action": (f"/actions/{pending}/", r),
         "workflows": ("/workflows/", a),
         "dashboard": ("/workflows/dashboard/", a),
@@ -257,25 +265,26 @@ def main(argv: list[str] | None = None) -> None:
     for role in ("reviewer", "admin"):
         clients[role] = Client()
         clients[role].force_login(User.objects.get(username=f"bench-{role}"))
-    pages = {k: v for k, v in _pages(args.tickets).items() if re.search(args.only, k)}
+    pages = {k: v for k, v in _pages(args.tickets, clients).items() if re.search(args.only, k)}
+    headers = {name: {"HX-Request": "true"} if name.endswith("(htmx)") else {} for name in pages}
     times: dict[str, list[float]] = {name: [] for name in pages}
     queries: dict[str, set[int]] = {name: set() for name in pages}
     for name, (url, role) in pages.items():  # warm up, and check every page answers
-        response = clients[role].get(url)
+        response = clients[role].get(url, headers=headers[name])
         assert response.status_code == 200, (name, url, response.status_code)
     for _ in range(args.requests):  # rounds: every page once per round, so load spikes hit them all alike
         for name, (url, role) in pages.items():
             with CaptureQueriesContext(connection) as captured:
                 started = time.perf_counter()
-                clients[role].get(url)
+                clients[role].get(url, headers=headers[name])
                 times[name].append(1000 * (time.perf_counter() - started))
             queries[name].add(len(captured))
     print(f"Pages at {Ticket.objects.count()} tickets / {args.steps_per_run * args.tickets + 490} steps, "
           f"{args.requests} requests each in interleaved rounds. {machine_note()}")  # fmt: skip
-    print(f"{'page':28} {'p50 ms':>8} {'p95 ms':>8} {'queries':>8}")
+    print(f"{'page':32} {'p50 ms':>8} {'p95 ms':>8} {'queries':>8}")
     for name in pages:
         counts = "/".join(map(str, sorted(queries[name])))
-        print(f"{name:28} {median(times[name]):8.1f} {pct(times[name], 0.95):8.1f} {counts:>8}")
+        print(f"{name:32} {median(times[name]):8.1f} {pct(times[name], 0.95):8.1f} {counts:>8}")
 
 
 if __name__ == "__main__":

@@ -255,11 +255,14 @@ def main(argv: list[str] | None = None) -> None:
             worker.kill()
         standin.close()
         broker.flushdb()
+    from django.conf import settings
+
     log.seek(0)
     text = log.read()
     print(f"Throughput: {args.tickets} tickets, {args.calls + 1} model calls each at {args.latency:g} s "
           f"(Converse stand-in), {args.processes} worker processes x {args.concurrency} threads "
-          f"(python -m agentconsole.worker {args.worker}) on Redis, PostgreSQL. {machine_note()}")  # fmt: skip
+          f"(python -m agentconsole.worker {args.worker}) on Redis, PostgreSQL (server-side binding "
+          f"{'on' if settings.DATABASE_SERVER_SIDE_BINDING else 'off'}). {machine_note()}")  # fmt: skip
     print(f"{'phase':16} {'tickets/h':>10} {'p50 TTR s':>10} {'p90 TTR s':>10} {'model s':>8} {'p50/model':>10} "
           f"{'failed':>7} {'stuck':>6} | CPU ms per model call: {'workers':>8} {'postgres':>9} {'bench':>6} "
           f"{'cores':>6}")  # fmt: skip

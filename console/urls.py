@@ -13,6 +13,7 @@ urlpatterns = [
     path("tickets/", queue.ticket_list, name="ticket-list"),
     path("tickets/<int:pk>/", tickets.ticket_detail, name="ticket-detail"),
     path("tickets/<int:pk>/live/", tickets.ticket_live, name="ticket-live"),
+    path("tickets/<int:pk>/runs/<int:run_pk>/earlier/", tickets.run_steps_earlier, name="run-steps-earlier"),
     path("tickets/<int:pk>/presence/", tickets.ticket_presence, name="ticket-presence"),
     path("tickets/<int:pk>/claim/", tickets.ticket_claim, name="ticket-claim"),
     path("tickets/<int:pk>/release/", tickets.ticket_release, name="ticket-release"),

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Prefetch
+from django.db.models import F, Prefetch, Q, QuerySet, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from agent.lifecycle import RUN_CLOSABLE, RUN_FINAL
@@ -29,6 +30,9 @@ from tickets.models import Ticket, TicketComment
 
 # Someone whose page refreshed their presence this recently is "here" (the page beats every 10 seconds).
 PRESENCE_WINDOW = timedelta(seconds=35)
+# The ticket page shows each run's latest steps; "Show earlier steps" loads as many again before them. Laying out
+# hundreds of steps (their arguments, answers, ratings and proposals) cost more than the rest of the page.
+STEPS_SHOWN = 100
 
 
 @dataclass
@@ -125,6 +129,7 @@ class RunView:
     trigger_comment: TicketComment | None  # for a follow-up: what the customer wrote
     entries: list[Entry]
     timeline: Timeline | None = None  # rendered by the view
+    first_index: int = 0  # the index of the first step shown: the steps before it are behind "Show earlier steps"
 
     @property
     def can_take_over(self) -> bool:
@@ -159,21 +164,65 @@ def presence_info(*, ticket: Ticket, user: AbstractBaseUser, now: datetime | Non
     )
 
 
-def ticket_detail_get(*, ticket_id: int, user: AbstractBaseUser) -> TicketDetail | None:
-    """A ticket, its comments, each run's collapsed transcript with its proposals and this user's ratings, and a
-    decision context for every pending proposal."""
-    ticket = Ticket.objects.select_related("tenant_link", "assignee").filter(pk=ticket_id).first()
-    if ticket is None:
-        return None
+def _steps(user: AbstractBaseUser) -> QuerySet[Step]:
+    """Steps in order with this user's ratings, and their proposals with theirs and the notifications sent."""
     my_ratings = Rating.objects.filter(user=user)
     actions = ProposedAction.objects.select_related("decided_by").prefetch_related(
         Prefetch("ratings", queryset=my_ratings, to_attr="my_ratings"),
         Prefetch("notifications", queryset=Notification.objects.order_by("created_at"), to_attr="sent"),
     )
-    steps = Step.objects.order_by("index").prefetch_related(
+    return Step.objects.order_by("index").prefetch_related(
         Prefetch("ratings", queryset=my_ratings, to_attr="my_ratings"),
         Prefetch("actions", queryset=actions, to_attr="proposals"),
     )
+
+
+def _entries(run: AgentRun, steps: list[Step], comments: list[TicketComment], decisions: list[ActionCard]) -> list:
+    """The collapsed transcript of these steps of the run, with the cards of their proposals; a pending one also goes
+    into `decisions`, with its decision context (from the steps given)."""
+    cards: dict[int, list[ActionCard]] = {}
+    for step in steps:
+        for action in step.proposals:  # type: ignore[attr-defined]
+            action.run = run
+            action.step = step
+            pending = action.status == ProposedAction.Status.PENDING
+            card = action_card(
+                action,
+                rating=rating_mine(action.my_ratings),
+                comments_since=customer_comments_since(action, comments),
+                context=decision_context(action, steps, notifications=action.sent) if pending else None,
+            )
+            cards.setdefault(step.pk, []).append(card)
+            if pending:
+                decisions.append(card)
+    transcript = [step_card(step, rating=rating_mine(step.my_ratings)) for step in steps]  # type: ignore[attr-defined]
+    return transcript_entries(transcript, cards)
+
+
+def ticket_detail_get(
+    *, ticket_id: int, user: AbstractBaseUser, since: dict[int, int] | None = None, whole: bool = False
+) -> TicketDetail | None:
+    """A ticket, its comments, each run's collapsed transcript with its proposals and this user's ratings, and a
+    decision context for every pending proposal. Of each run, the latest STEPS_SHOWN steps (a run waits for a
+    decision on its latest turn, so its pending proposals are among them), or from the step index `since` gives for
+    it (what a polling page already shows), or all of them (`whole`)."""
+    ticket = Ticket.objects.select_related("tenant_link", "assignee").filter(pk=ticket_id).first()
+    if ticket is None:
+        return None
+    steps = _steps(user)
+    if not whole:
+        # The latest steps of each run: a window over the ticket's steps, in a subquery (Django filters on a window
+        # function only where it stands alone), or from where a polling page's steps start.
+        latest = (
+            Step.objects.filter(run__ticket_id=ticket_id)
+            .annotate(rank=Window(RowNumber(), partition_by=[F("run_id")], order_by=F("index").desc()))
+            .filter(rank__lte=STEPS_SHOWN)
+            .values("pk")
+        )
+        shown = Q(pk__in=latest)
+        for run_id, first in (since or {}).items():
+            shown |= Q(run_id=run_id, index__gte=first)
+        steps = steps.filter(shown)
     runs = list(
         AgentRun.objects.filter(ticket=ticket)
         .select_related("workflow", "closed_by")
@@ -185,29 +234,15 @@ def ticket_detail_get(*, ticket_id: int, user: AbstractBaseUser) -> TicketDetail
     views = []
     for run in runs:
         run.ticket = ticket  # the follow-up plan reads the ticket's tenant and text: no query per run
-        cards: dict[int, list[ActionCard]] = {}
-        for step in run.transcript:  # type: ignore[attr-defined]
-            for action in step.proposals:
-                action.run = run
-                action.step = step
-                pending = action.status == ProposedAction.Status.PENDING
-                card = action_card(
-                    action,
-                    rating=rating_mine(action.my_ratings),
-                    comments_since=customer_comments_since(action, comments),
-                    context=decision_context(action, run.transcript, notifications=action.sent) if pending else None,  # type: ignore[attr-defined]
-                )
-                cards.setdefault(step.pk, []).append(card)
-                if pending:
-                    decisions.append(card)
-        transcript = [step_card(step, rating=rating_mine(step.my_ratings)) for step in run.transcript]  # type: ignore[attr-defined]
+        transcript = run.transcript  # type: ignore[attr-defined]
         views.append(
             RunView(
                 run=run,
                 is_final=run.status in RUN_FINAL,
                 is_open_escalation=run.status in RUN_CLOSABLE and not run.outcome,
                 trigger_comment=next((c for c in comments if c.pk == run.trigger_comment_id), None),
-                entries=transcript_entries(transcript, cards),
+                entries=_entries(run, transcript, comments, decisions),
+                first_index=transcript[0].index if transcript else 0,
             )
         )
     return TicketDetail(
@@ -217,6 +252,23 @@ def ticket_detail_get(*, ticket_id: int, user: AbstractBaseUser) -> TicketDetail
         decisions=decisions,
         any_run_active=any(not view.is_final for view in views),
         presence=presence_info(ticket=ticket, user=user),
+    )
+
+
+def run_steps_before_get(*, ticket_id: int, run_id: int, before: int, user: AbstractBaseUser) -> RunView | None:
+    """The STEPS_SHOWN steps of a run before the step index `before`, collapsed as on the ticket page (its "Show
+    earlier steps"); None when the ticket has no such run."""
+    run = AgentRun.objects.select_related("ticket", "workflow").filter(pk=run_id, ticket_id=ticket_id).first()
+    if run is None:
+        return None
+    steps = list(_steps(user).filter(run=run, index__lt=before, index__gte=before - STEPS_SHOWN))
+    return RunView(
+        run=run,
+        is_final=run.status in RUN_FINAL,
+        is_open_escalation=run.status in RUN_CLOSABLE and not run.outcome,
+        trigger_comment=None,
+        entries=_entries(run, steps, [], []),
+        first_index=steps[0].index if steps else 0,
     )
 
 

@@ -32,9 +32,9 @@ def _require_reviewer(request: HttpRequest) -> None:
         raise PermissionDenied(NOT_A_MEMBER)
 
 
-def _get_ticket_for_user(request: HttpRequest, pk: int) -> TicketDetail:
+def _get_ticket_for_user(request: HttpRequest, pk: int, **options: Any) -> TicketDetail:
     _require_reviewer(request)
-    detail = ticket_detail_get(ticket_id=pk, user=request.user)
+    detail = ticket_detail_get(ticket_id=pk, user=request.user, **options)
     if detail is None:
         raise Http404("No such ticket.")
     return detail

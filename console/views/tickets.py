@@ -20,7 +20,13 @@ from agentconsole.errors import ApplicationError
 from console.forms import (
     ClaimForm,
 )
-from console.selectors.tickets import TicketDetail, Timeline, presence_info, ticket_live_get
+from console.selectors.tickets import (
+    TicketDetail,
+    Timeline,
+    presence_info,
+    run_steps_before_get,
+    ticket_live_get,
+)
 from console.services import presence_touch
 from console.views.common import (
     _CSRF_INPUT,
@@ -35,26 +41,27 @@ from tickets.services.tickets import ticket_assign
 
 ENTRY_END = "<!--/entry-->"
 NO_STEPS = '<li class="empty">No steps yet.</li>'
-_HAVE = re.compile(r"^(\d{1,19}):(\d{1,19}):([0-9a-f]{16})$")
+EARLIER_NOT_UNDERSTOOD = "`before` must be the index of a step (a whole number)."
+_HAVE = re.compile(r"^(\d{1,19}):(\d{1,9}):(\d{1,19}):([0-9a-f]{16})$")
 
 
 def _digest(html: str) -> str:
     return hashlib.sha256(_CSRF_INPUT.sub("", html).encode()).hexdigest()[:16]
 
 
-def _have(value: str) -> dict[int, tuple[int, str]]:
-    """What the polling page holds of each run's timeline: run id -> (last step id, digest of its entries).
-    Anything malformed is ignored: that run's timeline is then sent whole, as on the first load."""
+def _have(value: str) -> dict[int, tuple[int, int, str]]:
+    """What the polling page holds of each run's timeline: run id -> (index of its first step, last step id, digest
+    of its entries). Anything malformed is ignored: that run's timeline is then sent whole, as on the first load."""
     held = {}
     for token in value.split(",")[:100]:
         found = _HAVE.match(token)
         if found:
-            held[int(found.group(1))] = (int(found.group(2)), found.group(3))
+            held[int(found.group(1))] = (int(found.group(2)), int(found.group(3)), found.group(4))
     return held
 
 
 def _timelines(
-    request: HttpRequest, detail: TicketDetail, have: dict[int, tuple[int, str]]
+    request: HttpRequest, detail: TicketDetail, have: dict[int, tuple[int, int, str]]
 ) -> tuple[TicketDetail, str]:
     """Each run's timeline as HTML, and what the poll sends of it: when the page holds exactly the entries up to its
     last step as they render now, only the entries after them (appended by htmx); otherwise the whole timeline.
@@ -71,25 +78,47 @@ def _timelines(
         whole = "".join(pieces) or NO_STEPS
         last = max((step.pk for step in run.transcript), default=0)  # type: ignore[attr-defined]
         timeline = Timeline(html=mark_safe(whole))  # noqa: S308 -- the template's own output
-        if run.pk in have:
-            held_last, held_digest = have[run.pk]
+        if run.pk in have and have[run.pk][0] == view.first_index:
+            _, held_last, held_digest = have[run.pk]
             kept = sum(1 for entry in view.entries if entry.step.step.pk <= held_last)
             if pieces and kept and _digest("".join(pieces[:kept])) == held_digest:
                 timeline = replace(timeline, kept=True, new=mark_safe("".join(pieces[kept:])))  # noqa: S308
         views.append(replace(view, timeline=timeline))
-        tokens.append(f"{run.pk}:{last}:{_digest(whole)}")
+        tokens.append(f"{run.pk}:{view.first_index}:{last}:{_digest(whole)}")
     return replace(detail, runs=views), ",".join(tokens)
 
 
 @require_GET
 @login_required
 def ticket_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    detail = _get_ticket_for_user(request, pk)
-    detail, have = _timelines(request, detail, _have(request.GET.get("have", "")) if request.htmx else {})
+    """The ticket page; polled by htmx with `have` (what the page shows of each run), it sends only what is new.
+    `steps=all` shows every step of every run (the "Show earlier steps" link without JavaScript)."""
+    have = _have(request.GET.get("have", "")) if request.htmx else {}
+    since = {run_id: first for run_id, (first, _, _) in have.items()}
+    detail = _get_ticket_for_user(request, pk, since=since, whole=request.GET.get("steps") == "all")
+    detail, have = _timelines(request, detail, have)
     context = {"detail": detail, "have": have, "engine_label": engine_label(), "outcomes": AgentRun.Outcome.choices}
     if request.htmx:
         return _live(request, "console/ticket_detail.html#live", context)
     return render(request, "console/ticket_detail.html", context)
+
+
+@require_GET
+@login_required
+def run_steps_earlier(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
+    """The steps of a run before those the ticket page shows, for its "Show earlier steps" (htmx); without
+    JavaScript, the ticket page with every step."""
+    _require_reviewer(request)
+    before = request.GET.get("before", "")
+    if not before.isdigit() or not 0 < int(before) < 2**31:
+        return HttpResponse(EARLIER_NOT_UNDERSTOOD, status=400)
+    if not request.htmx:
+        return redirect(f"{_ticket_url(pk)}?steps=all#run-{run_pk}")
+    view = run_steps_before_get(ticket_id=pk, run_id=run_pk, before=int(before), user=request.user)
+    if view is None:
+        raise Http404("No such run on this ticket.")
+    context = {"view": view, "entries": view.entries, "outcomes": AgentRun.Outcome.choices, "ticket_pk": pk}
+    return render(request, "console/ticket_detail.html#timeline-earlier-page", context)
 
 
 @require_GET

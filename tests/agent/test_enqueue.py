@@ -61,6 +61,30 @@ def test_it_pushes_the_webhook_message_as_send_task_would_and_a_worker_runs_it(b
     assert webhook_events_process() == ["already processed"]  # decoded and run: no event 7 in this database
 
 
+@pytest.mark.parametrize("priority", [None, 9])
+def test_it_pushes_a_runs_next_turn_as_send_task_would_onto_its_prioritys_list(broker, priority) -> None:
+    current_app.send_task(enqueue.RUN_ADVANCE, args=(5, "token"), priority=priority)
+    celery_keys = {key for key in broker.scan_iter() if broker.type(key) == b"list"}
+    (celery_sent,) = _waiting(broker)
+    enqueue.run_advance_send(5, "token", priority=priority)
+    pushed_keys = {key for key in broker.scan_iter() if broker.type(key) == b"list"}
+    (pushed,) = _waiting(broker)
+
+    assert pushed_keys == celery_keys and len(pushed_keys) == 1
+    assert _shape(pushed) == _shape(celery_sent)
+    assert pushed["properties"]["priority"] == (priority or 0)
+
+
+def _shape(message: dict) -> dict:
+    """Everything but what differs from one message to the next (ids, the sender, the parent task)."""
+    ids = {"id", "root_id", "parent_id", "origin", "correlation_id", "reply_to", "delivery_tag"}
+    return {
+        **message,
+        "headers": {k: v for k, v in message["headers"].items() if k not in ids},
+        "properties": {k: v for k, v in message["properties"].items() if k not in ids},
+    }
+
+
 def test_it_sends_through_celery_when_the_broker_is_not_redis(monkeypatch) -> None:
     monkeypatch.setenv("CELERY_BROKER_URL", "memory://")  # Celery reads it before its configuration
     sent = []  # what the fake send_task was given (no other broker runs here to read it back from)

@@ -143,3 +143,27 @@ def test_it_derives_every_redis_redelivery_timing_from_the_visibility_timeout() 
     assert result.returncode == 0, result.stderr
     # kombu's own mutex default (300 s) delayed every redelivery after a crash by five minutes.
     assert result.stdout.strip().splitlines()[-1].split() == ["20", "5", "5"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("value", "prepared"), [("true", True), ("false", False)])
+def test_it_prepares_repeated_statements_on_the_server_when_asked(value, prepared) -> None:
+    from django.db import connection
+
+    db = connection.settings_dict
+    code = (
+        "from django.db import connection\n"
+        "with connection.cursor() as cursor:\n"
+        "    for _ in range(3):\n"
+        "        cursor.execute('SELECT %s::int', [1])\n"
+        "    cursor.execute('SELECT count(*) FROM pg_prepared_statements WHERE NOT from_sql')\n"
+        "    print('prepared', cursor.fetchone()[0])\n"
+    )
+    done = _manage(
+        "shell", "-c", code,
+        env={"DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+             "DATABASE_SERVER_SIDE_BINDING": value, "DJANGO_SECRET_KEY": "x" * 50},
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert ("prepared 0" not in done.stdout) is prepared, done.stdout

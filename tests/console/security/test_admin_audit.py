@@ -13,6 +13,7 @@ from agent.models import (
     AgentRun,
     ApiOperation,
     ConfigPatch,
+    LatencyWeek,
     Notification,
     ProposedAction,
     Rating,
@@ -22,6 +23,7 @@ from agent.models import (
     Runbook,
     Step,
     ToolContract,
+    UsageWeek,
     Workflow,
     WorkflowVersion,
 )
@@ -44,6 +46,7 @@ pytestmark = pytest.mark.django_db
 HISTORY = {
     Ticket, TicketComment, WebhookEvent, AgentRun, Step, ProposedAction, Rating, Notification, AuditEvent,
     ApiOperation, ToolContract, WorkflowVersion, Replay, ReplayItem,
+    UsageWeek, LatencyWeek,  # the dashboard's rollups: derived from history, rebuilt by a command, never deleted
 }  # fmt: skip
 # Regression cases are configuration: admins write their own or retire one, and each change is audited.
 CONFIGURATION = {Workflow, TenantLink, HelpdeskUser, Runbook, ConfigPatch, ApiToken, User, Group, RegressionCase}

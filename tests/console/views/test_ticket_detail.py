@@ -7,6 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from agent.models import AgentRun, ProposedAction, Step
+from console.selectors.tickets import STEPS_SHOWN
 from tests.factories import (
     AgentRunFactory,
     ProposedActionFactory,
@@ -110,7 +111,7 @@ def test_it_shows_unparseable_sql_as_written(reviewer) -> None:
 
 def test_it_polls_the_runs_while_one_works_and_stops_when_all_are_final(reviewer) -> None:
     run = AgentRunFactory(status=AgentRun.Status.RUNNING)
-    polling = re.compile(rf'hx-get="{_url(run.ticket)}\?have={run.pk}:0:[0-9a-f]{{16}}" hx-trigger="every 2s"')
+    polling = re.compile(rf'hx-get="{_url(run.ticket)}\?have={run.pk}:0:0:[0-9a-f]{{16}}" hx-trigger="every 2s"')
     assert polling.search(reviewer.get(_url(run.ticket)).content.decode())
     fragment = reviewer.get(_url(run.ticket), headers=HX).content.decode()
     assert polling.search(fragment)
@@ -342,3 +343,65 @@ def test_it_shows_a_notes_text_once_and_whether_it_was_posted(reviewer, output, 
     assert f'<p class="draft-label">{label}</p>' in page
     rated = reviewer.post(f"/steps/{note.pk}/rate/", {"value": "1"}, headers=HX).content.decode()
     assert f'<p class="draft-label">{label}</p>' in rated  # the card keeps what it says once rated
+
+
+def _thoughts(run: AgentRun, indexes: range) -> None:
+    Step.objects.bulk_create(Step(run=run, index=n, kind=Step.Kind.THOUGHT, content=f"Thought {n}.") for n in indexes)
+
+
+def _shown(body: str) -> list[int]:
+    return [int(n) for n in re.findall(r"Thought (\d+)\.", body)]
+
+
+def test_it_shows_a_long_runs_latest_steps_and_loads_the_earlier_ones_on_demand(reviewer, monkeypatch) -> None:
+    monkeypatch.setattr("console.selectors.tickets.STEPS_SHOWN", 5)
+    run = AgentRunFactory(status=AgentRun.Status.COMPLETED)
+    _thoughts(run, range(12))
+    page = reviewer.get(_url(run.ticket)).content.decode()
+    assert _shown(page) == [7, 8, 9, 10, 11]
+    earlier = f"/tickets/{run.ticket.pk}/runs/{run.pk}/earlier/?before=7"
+    assert f'hx-get="{earlier}"' in page and "(7 before these)" in page
+    fragment = reviewer.get(earlier, headers=HX).content.decode()
+    assert _shown(fragment) == [2, 3, 4, 5, 6] and "<html" not in fragment
+    last = reviewer.get(f"/tickets/{run.ticket.pk}/runs/{run.pk}/earlier/?before=2", headers=HX).content.decode()
+    assert _shown(last) == [0, 1] and "earlier-steps" not in last  # the start of the transcript
+    # Without JavaScript the link opens the page with every step.
+    response = reviewer.get(earlier)
+    assert response.status_code == 302 and response["Location"] == f"{_url(run.ticket)}?steps=all#run-{run.pk}"
+    assert _shown(reviewer.get(_url(run.ticket), {"steps": "all"}).content.decode()) == list(range(12))
+
+
+def test_it_refuses_an_earlier_steps_request_it_cannot_answer(reviewer, outsider) -> None:
+    run, other = AgentRunFactory(), AgentRunFactory()
+    base = f"/tickets/{run.ticket.pk}/runs/{run.pk}/earlier/"
+    for bad in ("", "x", "-1", "0", "99999999999"):
+        response = reviewer.get(base, {"before": bad}, headers=HX)
+        assert response.status_code == 400 and b"index of a step" in response.content
+    assert reviewer.get(f"/tickets/{run.ticket.pk}/runs/{other.pk}/earlier/?before=3", headers=HX).status_code == 404
+    assert outsider.get(f"{base}?before=3", headers=HX).status_code == 403
+    assert reviewer.post(f"{base}?before=3", headers=HX).status_code == 405
+
+
+def test_it_polls_a_long_run_for_its_new_steps_only_while_its_window_slides(reviewer, monkeypatch) -> None:
+    monkeypatch.setattr("console.selectors.tickets.STEPS_SHOWN", 5)
+    run = AgentRunFactory(status=AgentRun.Status.RUNNING)
+    _thoughts(run, range(8))
+    page = reviewer.get(_url(run.ticket)).content.decode()
+    assert _shown(page) == [3, 4, 5, 6, 7]
+    _thoughts(run, range(8, 15))  # more new steps than the page shows: it still gets only those
+    poll = _poll(reviewer, page)
+    assert _shown(poll) == list(range(8, 15))
+    assert f'<ol hx-swap-oob="beforeend:#timeline-{run.pk}">' in poll
+    assert _shown(_poll(reviewer, poll)) == []
+
+
+def test_it_renders_a_long_run_in_the_queries_of_a_short_one(reviewer, django_assert_max_num_queries) -> None:
+    short, long = AgentRunFactory(), AgentRunFactory()
+    _thoughts(short, range(3))
+    _thoughts(long, range(600))
+    with CaptureQueriesContext(connection) as few:
+        reviewer.get(_url(short.ticket))
+    with CaptureQueriesContext(connection) as many:
+        body = reviewer.get(_url(long.ticket)).content.decode()
+    assert len(many) == len(few)
+    assert len(_shown(body)) == STEPS_SHOWN
