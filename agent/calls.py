@@ -24,6 +24,7 @@ from agent.gate import (
     intent_hash,
     intent_hashes,
     run_state,
+    tenant_budget_counted,
 )
 from agent.models import AgentRun, ProposedAction, Step
 from agent.policy import Risk
@@ -215,8 +216,9 @@ def _execute(run: AgentRun, action: ProposedAction) -> Observation:
         state, check = tool.invoke_reconcile(action.args, ctx, attempt, action.execution_started_at or timezone.now())
         if state == Reconciled.APPLIED or (state == Reconciled.UNKNOWN and not tool.idempotent_sends):
             return _settled(_held(run, _settle_reconciled(action, tool, attempt, state, check)))
-    lease_hold(run, always=True)  # a take-over, however recent, stops the call before it starts
-    action = proposed_action_start_execution(action=action)  # the start time survives a crash and a replay
+    # A take-over, however recent, stops the call before it starts: the lease is renewed (always) with the start
+    # time, which survives a crash and a replay.
+    action = proposed_action_start_execution(action=action, lease_of=run)
     result = tool.invoke(action.args, ctx)
     ticket_comments_forget(run.ticket)  # the call may have posted one: the next turn reads them again
     return _settled(_held(run, _settle(run, tool, action, result)))
@@ -300,7 +302,11 @@ def call_dispatch(run: AgentRun, step: Step, rationale: str, turn_writes: list[s
     write = tool is not None and tool.risk == Risk.WRITE
     # Deciding and recording are one transaction, under the tenant's lock for writes: two runs of one tenant cannot
     # both spend the last of a per-tenant budget.
-    with tenant_budget_lock(tenant_id=tenant_id) if write else nullcontext():
+    with (
+        tenant_budget_lock(tenant_id=tenant_id, needed=tenant_budget_counted(run.workflow, step.tool_name, tool))
+        if write
+        else nullcontext()
+    ):
         state = run_state(run=run, tenant_id=tenant_id, tool_name=step.tool_name, turn_writes=turn_writes, tool=tool,
                           actions=actions)  # fmt: skip
         decision = gate_decide(

@@ -141,6 +141,13 @@ def call_limits(workflow: Workflow | None, tool_name: str, tool: Tool | None) ->
     return limits_with_own((workflow.tool_limits or {}) if workflow else {}, tool_name, own)
 
 
+def tenant_budget_counted(workflow: Workflow | None, tool_name: str, tool: Tool | None) -> bool:
+    """Whether a call of this tool counts against a budget per tenant (max_per_tenant_per_day): what run_state then
+    sums over every run of the tenant, under the tenant's lock (tenant_budget_lock)."""
+    limits = call_limits(workflow, tool_name, tool)
+    return any("max_per_tenant_per_day" in limits[tool_name][name] for name in summed_args(limits, tool_name))
+
+
 def run_state(
     *,
     run: AgentRun,

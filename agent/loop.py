@@ -27,7 +27,14 @@ from agent.policy import Risk
 from agent.services.actions import (
     agent_run_await_decisions,
 )
-from agent.services.leases import LeaseLost, agent_run_claim, agent_run_release, lease_hold
+from agent.services.leases import (
+    LeaseLost,
+    agent_run_claim,
+    agent_run_release,
+    lease_hold,
+    lease_renewal,
+    lease_renewed,
+)
 from agent.services.runs import agent_run_escalate, agent_run_finish, agent_run_transition
 from agent.services.transcript import (
     agent_run_record_turn,
@@ -38,6 +45,7 @@ from agent.services.transcript import (
 )
 from agent.tools.base import ErrorType, Observation
 from agent.versions import agent_run_pin_version, workflow_version_to_pin
+from agentconsole import rawsql
 from agentconsole.errors import InvalidTransition
 from tickets.helpdesk import HelpdeskError, LocalHelpdesk, helpdesk_for, ticket_context_ensure
 
@@ -110,14 +118,19 @@ def act(run: AgentRun, step: Step, thought: str, turn_writes: list[str]) -> Obse
 def observe(run: AgentRun, step: Step, observation: Observation) -> Outcome | None:
     """What the call returned, stored as the observation the model reads on its next turn. A write whose
     verification failed ends the run: the ticket goes to humans."""
-    lease_hold(run, slow_call_next=False)
-    step_append(
+    # After the slow call, the lease is renewed before what it returned is written: in the same statement on
+    # PostgreSQL, which writes nothing when another worker took the run.
+    renewal = lease_renewal(run, slow_call_next=False) if rawsql.postgresql() else lease_hold(run, slow_call_next=False)
+    written = step_append(
         run=run,
+        guard=renewal,
         kind=Step.Kind.OBSERVATION,
         tool_name=step.tool_name,
         tool_call_id=step.tool_call_id,
         tool_output=observation.to_dict(),
     )
+    if renewal is not None:
+        lease_renewed(run, written is not None)
     if observation.error_type == ErrorType.VERIFICATION_FAILED:
         agent_run_escalate(run=run, reason=f"Verification of {step.tool_name} failed: {observation.message}")
         return Outcome.DONE

@@ -115,10 +115,7 @@ def execute_count(sql: str, params: Sequence[Any] = ()) -> int:
         return cursor.rowcount
 
 
-def insert(objs: Sequence[models.Model], *, guard: str = "", guard_params: Sequence[Any] = ()) -> bool:
-    """INSERT these unsaved rows of one model in one statement, setting their primary keys. `guard`: a statement
-    (PostgreSQL only, e.g. a conditional UPDATE ... RETURNING id) run in the same statement first; the rows are
-    inserted only when it returned a row. False when nothing was inserted. No model validation, as bulk_create."""
+def _insert_parts(objs: Sequence[models.Model]) -> tuple[str, str, list[Any]]:
     model = type(objs[0])
     fields = [field for field in _fields(model) if not field.primary_key]
     # Every value cast to its column's type: a column that is NULL in every row still has one.
@@ -128,7 +125,29 @@ def insert(objs: Sequence[models.Model], *, guard: str = "", guard_params: Seque
     for obj in objs:
         params.extend(field.get_db_prep_save(field.pre_save(obj, True), connection=connection) for field in fields)
     names = ", ".join(quote(field.column) for field in fields)
-    values = ", ".join([row] * len(objs))
+    return names, ", ".join([row] * len(objs)), params
+
+
+def insert_sql(obj: models.Model) -> tuple[str, list[Any]]:
+    """The INSERT of one unsaved row, `RETURNING id`, and its parameters (for audited_change); then `inserted`."""
+    names, values, params = _insert_parts([obj])
+    model = type(obj)
+    pk = quote(model._meta.pk.column)
+    return f"INSERT INTO {table(model)} ({names}) VALUES {values} RETURNING {pk}", params  # noqa: S608 - names from the model's meta
+
+
+def inserted(obj: models.Model, pk_value: Any) -> None:
+    obj.pk = pk_value
+    obj._state.adding = False
+    obj._state.db = connection.alias
+
+
+def insert(objs: Sequence[models.Model], *, guard: str = "", guard_params: Sequence[Any] = ()) -> bool:
+    """INSERT these unsaved rows of one model in one statement, setting their primary keys. `guard`: a statement
+    (PostgreSQL only, e.g. a conditional UPDATE ... RETURNING id) run in the same statement first; the rows are
+    inserted only when it returned a row. False when nothing was inserted. No model validation, as bulk_create."""
+    model = type(objs[0])
+    names, values, params = _insert_parts(objs)
     pk = quote(model._meta.pk.column)
     if guard:
         sql = (
@@ -140,7 +159,5 @@ def insert(objs: Sequence[models.Model], *, guard: str = "", guard_params: Seque
         sql = f"INSERT INTO {table(model)} ({names}) VALUES {values} RETURNING {pk}"  # noqa: S608 - as above
     rows = execute(sql, params)
     for obj, (pk_value,) in zip(objs, rows, strict=False):
-        obj.pk = pk_value
-        obj._state.adding = False
-        obj._state.db = connection.alias
+        inserted(obj, pk_value)
     return bool(rows)

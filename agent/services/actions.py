@@ -18,17 +18,20 @@ from agent.lifecycle import ACTION_TRANSITIONS, action_initial_check, action_tra
 from agent.models import AgentRun, ProposedAction, Step, Workflow
 from agent.permissions import reviewer_required
 from agent.policy import Risk
+from agent.services.leases import lease_hold, lease_renewal, lease_renewed
 from agent.services.rollups import rollup_action_decided
 from agent.services.runs import (
     agent_run_dispatch,
+    agent_run_dispatch_if_waiting,
     agent_run_transition_in,
     require_not_claimed_by_another,
 )
 from agent.suites import regression_case_capture
 from agent.tools.base import Observation, Tool
+from agentconsole import rawsql
 from agentconsole.errors import ApplicationError, ConflictError
 from audit.models import AuditEvent
-from audit.services import audit_event_record, canonical_hash
+from audit.services import audit_event_record, audited_change, canonical_hash
 
 # Relations a decision sets from loaded rows: full_clean() skips them, each would be a query for a row we hold.
 ACTION_RELATIONS = ["run", "step", "retry_of", "decided_by"]
@@ -41,23 +44,56 @@ RESPOND_NEEDS_FEEDBACK = "Write the feedback the agent should continue from."
 
 
 @contextmanager
-def tenant_budget_lock(*, tenant_id: str) -> Iterator[None]:
+def tenant_budget_lock(*, tenant_id: str, needed: bool = True) -> Iterator[None]:
     """A transaction holding the tenant's budget lock: a pre-approval decision on a write and the action it creates
-    commit together, and two runs of one tenant decide one after the other."""
+    commit together, and two runs of one tenant decide one after the other. `needed`: False when the call counts
+    against no per-tenant budget (nothing another run of the tenant spends): the transaction without the lock."""
     with transaction.atomic():
-        if tenant_id and connection.vendor == "postgresql":
+        if needed and tenant_id and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"agent-console:budget:{tenant_id}"])
         yield
 
 
-@transaction.atomic
+class _NothingToAwait(Exception):
+    pass
+
+
+def _pending_exists(run_id: int) -> bool:
+    return bool(
+        rawsql.execute(
+            'SELECT 1 FROM "agent_proposedaction" WHERE run_id = %s AND status = %s LIMIT 1',
+            [run_id, ProposedAction.Status.PENDING],
+        )
+    )
+
+
 def agent_run_await_decisions(*, run: AgentRun) -> bool:
     """Mark the run as waiting for reviewers, unless every proposal was decided meanwhile (a reviewer can approve
     while the turn is still being dispatched). True: it waits, and the decision will resume it; False: go on now.
 
     The run's row is locked, as the approve and reject services lock it before looking at the run's status: either
-    the decision sees the run waiting and enqueues it, or this sees the decision."""
+    the decision sees the run waiting and enqueues it, or this sees the decision. On PostgreSQL a running run's
+    move to waiting is what locks it (one statement with its audit entry); the proposals are read after it, and
+    when none is pending any more the move is rolled back."""
+    if run.status == AgentRun.Status.RUNNING and rawsql.postgresql():
+        held = (run.status, run.status_reason, run.updated_at)
+        try:
+            with transaction.atomic():
+                agent_run_transition_in(
+                    run=run, status=AgentRun.Status.AWAITING_APPROVAL, reason="A proposed action awaits a reviewer."
+                )
+                if not _pending_exists(run.pk):
+                    raise _NothingToAwait
+        except _NothingToAwait:
+            run.status, run.status_reason, run.updated_at = held
+            return False
+        return True
+    return _await_decisions_locked(run=run)
+
+
+@transaction.atomic
+def _await_decisions_locked(*, run: AgentRun) -> bool:
     locked = AgentRun.objects.select_for_update().get(pk=run.pk)
     if not locked.actions.filter(status=ProposedAction.Status.PENDING).exists():
         if locked.status == AgentRun.Status.AWAITING_APPROVAL:
@@ -100,20 +136,20 @@ def proposed_action_create(
         decided_at=timezone.now() if status == ProposedAction.Status.APPROVED else None,
         sla_due_at=approval_sla_due(workflow=run.workflow) if status == ProposedAction.Status.PENDING else None,
     )
-    # As in step_append: loaded foreign keys, and uniqueness the database enforces.
-    action.full_clean(exclude=["run", "step", "retry_of"], validate_unique=False, validate_constraints=False)
-    action.save()
-    audit_event_record(
-        verb=f"action.{status}",
-        obj=action,
-        payload={
-            "tool": action.tool,
-            "args_hash": action.args_hash,
-            "reason": reason,
-            "retry_of": retry_of.pk if retry_of else None,
-        },
+    payload = {
+        "tool": action.tool,
+        "args_hash": action.args_hash,
+        "reason": reason,
+        "retry_of": retry_of.pk if retry_of else None,
+    }
+    # The row and its audit entry: one statement (audited_change). Its fields come from the tool's declaration and
+    # the gate's checked arguments; the database enforces lengths, keys and uniqueness: no full_clean().
+    sql, params = rawsql.insert_sql(action)
+    rows = audited_change(
+        sql, params, verb=f"action.{status}", model=ProposedAction, payload=payload,
         actor_kind=AuditEvent.ActorKind.AGENT,
-    )
+    )  # fmt: skip
+    rawsql.inserted(action, rows[0][0])
     if status == ProposedAction.Status.PENDING:
         # Both reach other systems (the Admin API, Slack, mail): never inside the loop's turn or a transaction.
         transaction.on_commit(lambda: action_read_current_send(action.pk), robust=True)
@@ -158,10 +194,27 @@ def approval_sla_due(*, workflow: Workflow | None, now: datetime | None = None) 
     return (now or timezone.now()) + timedelta(minutes=minutes)
 
 
-def proposed_action_start_execution(*, action: ProposedAction) -> ProposedAction:
+def proposed_action_start_execution(*, action: ProposedAction, lease_of: AgentRun | None = None) -> ProposedAction:
+    """Record that the call is being sent (its start time survives a crash). `lease_of`: the run whose lease is
+    renewed first, always (a take-over, however recent, stops the call before it starts); on PostgreSQL in the
+    same statement, which records nothing when the lease is gone (LeaseLost)."""
+    if lease_of is not None and (action.execution_started_at is not None or not rawsql.postgresql()):
+        lease_hold(lease_of, always=True)
+        lease_of = None
     if action.execution_started_at is None:
-        action.execution_started_at = timezone.now()
-        action.save(update_fields=["execution_started_at"])
+        now = timezone.now()
+        if lease_of is not None:
+            renewal = lease_renewal(lease_of, always=True)
+            assert renewal is not None
+            rows = rawsql.execute(
+                f'WITH guard AS ({renewal[0]}) UPDATE "agent_proposedaction" SET execution_started_at = %s '  # noqa: S608 - the lease's own statement
+                "FROM guard WHERE agent_proposedaction.id = %s RETURNING agent_proposedaction.id",
+                [*renewal[1], now, action.pk],
+            )
+            lease_renewed(lease_of, bool(rows))
+        else:
+            ProposedAction.objects.filter(pk=action.pk).update(execution_started_at=now)
+        action.execution_started_at = now
     return action
 
 
@@ -181,7 +234,20 @@ def proposed_action_settle(
     meanwhile, the move is decided again on the locked row."""
     previous = action.status
     moved = 0
-    if status in ACTION_TRANSITIONS.get(previous, frozenset()):
+    if status in ACTION_TRANSITIONS.get(previous, frozenset()) and rawsql.postgresql():
+        _settlement_apply(action, status, result, verification, reconciliation)
+        sets = ", ".join(f"{rawsql.column(ProposedAction, name)} = %s" for name in SETTLED_FIELDS)
+        params = [rawsql.prep(ProposedAction, name, getattr(action, name)) for name in SETTLED_FIELDS]
+        if audited_change(
+            f'UPDATE "agent_proposedaction" SET {sets} WHERE id = %s AND status = %s RETURNING id',  # noqa: S608 - names from the model's meta
+            [*params, action.pk, previous],
+            verb=f"action.{action.status}",
+            model=ProposedAction,
+            payload=_settled_payload(action, result, previous),
+            actor_kind=AuditEvent.ActorKind.AGENT,
+        ):
+            return action
+    elif status in ACTION_TRANSITIONS.get(previous, frozenset()):
         _settlement_apply(action, status, result, verification, reconciliation)
         moved = ProposedAction.objects.filter(pk=action.pk, status=previous).update(
             **{field: getattr(action, field) for field in SETTLED_FIELDS}
@@ -195,18 +261,22 @@ def proposed_action_settle(
     audit_event_record(
         verb=f"action.{action.status}",
         obj=action,
-        payload={
-            "tool": action.tool,
-            "args_hash": canonical_hash(action.args),
-            "ok": result.ok,
-            "error_type": result.error_type,
-            "uncertain": result.uncertain,
-            "verification": action.verification,
-            "from": previous,
-        },
+        payload=_settled_payload(action, result, previous),
         actor_kind=AuditEvent.ActorKind.AGENT,
     )
     return action
+
+
+def _settled_payload(action: ProposedAction, result: Observation, previous: str) -> dict[str, Any]:
+    return {
+        "tool": action.tool,
+        "args_hash": canonical_hash(action.args),
+        "ok": result.ok,
+        "error_type": result.error_type,
+        "uncertain": result.uncertain,
+        "verification": action.verification,
+        "from": previous,
+    }
 
 
 # What settling a call writes (proposed_action_settle).
@@ -240,10 +310,37 @@ def _enqueue_advance(run: AgentRun) -> None:
 
 def _resume_if_decided(action: ProposedAction) -> None:
     # The run's row is locked, as agent_run_await_decisions locks it: a decision made while the turn is still being
-    # dispatched is either seen there, or finds the run waiting here and resumes it.
+    # dispatched is either seen there, or finds the run waiting here and resumes it. On PostgreSQL the dispatch is
+    # an UPDATE conditional on the run waiting: it locks the row and reads its status as committed.
+    if rawsql.postgresql():
+        agent_run_dispatch_if_waiting(run_id=action.run_id)
+        return
     run = AgentRun.objects.select_for_update().get(pk=action.run_id)
     if run.status == AgentRun.Status.AWAITING_APPROVAL:
         _enqueue_advance(run)
+
+
+def _decision_save(
+    action: ProposedAction, fields: list[str], *, verb: str, payload: dict[str, Any], user: AbstractBaseUser
+) -> None:
+    """A reviewer's decision on the locked proposal, written with its audit entry (one statement on PostgreSQL)."""
+    if not rawsql.postgresql():
+        action.save(update_fields=fields)
+        audit_event_record(verb=verb, obj=action, payload=payload, user=user)
+        return
+    names = [ProposedAction._meta.get_field(name).attname for name in fields]
+    sets = ", ".join(f"{rawsql.column(ProposedAction, name)} = %s" for name in fields)
+    params = [
+        rawsql.prep(ProposedAction, name, getattr(action, attname)) for name, attname in zip(fields, names, strict=True)
+    ]
+    audited_change(
+        f'UPDATE "agent_proposedaction" SET {sets} WHERE id = %s RETURNING id',  # noqa: S608 - names from the model's meta
+        [*params, action.pk],
+        verb=verb,
+        model=ProposedAction,
+        payload=payload,
+        user=user,
+    )
 
 
 @transaction.atomic
@@ -283,10 +380,10 @@ def proposed_action_approve(
     action.decided_by = user
     action.decided_at = timezone.now()
     action.full_clean(exclude=ACTION_RELATIONS, validate_unique=False, validate_constraints=False)
-    action.save()
-    audit_event_record(
+    _decision_save(
+        action,
+        ["status", "args", "args_hash", "original_args", "approved_args_hash", "decided_by", "decided_at"],
         verb="action.approved",
-        obj=action,
         payload={"args": action.args, "args_hash": action.args_hash, "edited": action.original_args is not None},
         user=user,
     )
@@ -317,10 +414,10 @@ def _decide_without_running(
     action.decided_at = timezone.now()
     action.decision_reason = text.strip()
     action.full_clean(exclude=ACTION_RELATIONS, validate_unique=False, validate_constraints=False)
-    action.save()
-    audit_event_record(
+    _decision_save(
+        action,
+        ["status", "decided_by", "decided_at", "decision_reason"],
         verb=f"action.{status}",
-        obj=action,
         payload={"args_hash": action.args_hash, "reason": action.decision_reason},
         user=user,
     )

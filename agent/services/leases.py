@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 from functools import cache
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -127,3 +128,28 @@ def lease_hold(run: AgentRun, *, slow_call_next: bool = True, always: bool = Fal
     if not agent_run_renew_lease(run_id=run.pk, token=run.lease_token, lease_seconds=settings.AGENT_LEASE_SECONDS):
         raise LeaseLost
     run.__dict__[_FRESH] = not slow_call_next
+
+
+RENEW_SQL = 'UPDATE "agent_agentrun" SET lease_expires_at = %s WHERE id = %s AND lease_token = %s RETURNING id'
+
+
+def lease_renewal(run: AgentRun, *, slow_call_next: bool = True, always: bool = False) -> tuple[str, list[Any]] | None:
+    """lease_hold's renewal as a statement for the caller to make part of its own (PostgreSQL: a WITH before the
+    write it guards, which then changes nothing when the renewal found no lease): None when no renewal is due. Call
+    lease_renewed with whether it renewed."""
+    if run.__dict__.get(_FRESH) and not always:
+        run.__dict__[_FRESH] = not slow_call_next
+        return None
+    expires = timezone.now() + timedelta(seconds=settings.AGENT_LEASE_SECONDS)
+    run.__dict__[_PENDING] = not slow_call_next
+    return RENEW_SQL, [expires, run.pk, run.lease_token]
+
+
+def lease_renewed(run: AgentRun, renewed: bool) -> None:
+    """After a statement that carried lease_renewal's renewal: LeaseLost when it found no lease."""
+    if not renewed:
+        raise LeaseLost
+    run.__dict__[_FRESH] = run.__dict__.pop(_PENDING, False)
+
+
+_PENDING = "_lease_fresh_after"

@@ -64,6 +64,21 @@ def agent_run_dispatch(*, run_id: int, new: bool = False) -> str:
     return token
 
 
+def agent_run_dispatch_if_waiting(*, run_id: int) -> str:
+    """agent_run_dispatch for a run waiting for reviewers, else nothing: one UPDATE conditional on its status (it
+    locks the row and reads the status as committed). The token, or "" when the run was not waiting."""
+    token = uuid.uuid4().hex
+    moved = rawsql.execute(
+        'UPDATE "agent_agentrun" SET dispatch_token = %s, dispatched_at = %s WHERE id = %s AND status = %s '
+        "RETURNING id",
+        [token, timezone.now(), run_id, AgentRun.Status.AWAITING_APPROVAL],
+    )
+    if not moved:
+        return ""
+    transaction.on_commit(lambda: agent_run_publish(run_id=run_id, token=token, priority=None), robust=True)
+    return token
+
+
 def agent_run_dispatch_prepare(run: AgentRun) -> str:
     """agent_run_dispatch for a run not inserted yet: its dispatch goes into the INSERT (no UPDATE after it). Send
     the message with agent_run_publish_on_commit once the row is in."""

@@ -95,10 +95,17 @@ def _held(run: AgentRun, steps: list[Step]) -> None:
         held.extend(steps)
 
 
-def step_append(*, run: AgentRun, kind: str, content: str = "", **fields: Any) -> Step:
-    """Persist one transcript entry now, so anyone watching sees it appear."""
+def step_append(
+    *, run: AgentRun, kind: str, content: str = "", guard: tuple[str, list[Any]] | None = None, **fields: Any
+) -> Step | None:
+    """Persist one transcript entry now, so anyone watching sees it appear. `guard` (PostgreSQL): a statement made
+    part of the INSERT (the lease's renewal, leases.lease_renewal); None, nothing written, when it found no row."""
     step = _new_step(run, _next_index(run), kind, content, **fields)
-    step.save()
+    if guard is not None:
+        if not rawsql.insert([step], guard=guard[0], guard_params=guard[1]):
+            return None
+    else:
+        step.save()
     _held(run, [step])
     return step
 
