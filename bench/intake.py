@@ -261,7 +261,9 @@ def main(argv: list[str] | None = None) -> None:
         server.wait(timeout=30)
     # Be the worker for the storm's messages, each delivered twice (a redelivery): one ticket and run per event,
     # and one message for each run's first turn.
-    broker.delete(*[key for key in broker.keys(f"{settings.CELERY_TASK_DEFAULT_QUEUE}*")])
+    waiting = broker.keys(f"{settings.CELERY_TASK_DEFAULT_QUEUE}*")
+    if waiting:
+        broker.delete(*waiting)
     storm_events = list(
         WebhookEvent.objects.filter(event_id__in=[f"bench-storm-{i}" for i in storm_ids]).values_list("pk", flat=True)
     )
