@@ -10,7 +10,8 @@ not, and pays full price for the rest.
 
 It is one asyncio loop on a thread of its own: a call waiting out its latency costs a timer, not a thread, so
 the stand-in stays a small share of the CPU the bench measures (it shares the machine with the workers). It
-speaks HTTP/1.1 with keep-alive as Bedrock does and answers `POST /model/{modelId}/converse` only.
+speaks HTTP/1.1 with keep-alive as Bedrock does, answers `POST /model/{modelId}/converse` only, and refuses a
+malformed conversation with a 400 ValidationException as Bedrock does (the product leaves validation to Bedrock).
 """
 
 from __future__ import annotations
@@ -54,6 +55,29 @@ class Bill:
         return (self.uncached_input * PRICES["input"] + self.output * PRICES["output"]) / 1_000_000
 
 
+def invalid(body: bytes) -> str:
+    """What Bedrock's own validation would refuse in a Converse request, the way it says it; "" if nothing. The
+    product leaves request validation to Bedrock (botocore's is off), so the stand-in checks what a turn sends."""
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return "Malformed input request, please reformat your input and try again."
+    messages = request.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "1 validation error detected: Value at 'messages' failed to satisfy constraint: Member must not be null"
+    for n, message in enumerate(messages):
+        if message.get("role") not in ("user", "assistant") or not isinstance(message.get("content"), list):
+            return f"1 validation error detected: Value at 'messages.{n + 1}.member' failed to satisfy constraint"
+        if n and message["role"] == messages[n - 1]["role"]:
+            return "A conversation must alternate between user and assistant roles."
+    if messages[0]["role"] != "user":
+        return "A conversation must start with a user message."
+    for tool in (request.get("toolConfig") or {}).get("tools") or []:
+        if "toolSpec" not in tool and "cachePoint" not in tool:
+            return "The tool configuration is invalid: each tool needs a toolSpec."
+    return ""
+
+
 class ConverseStandIn:
     def __init__(self, *, latency: float, calls: int, tool: str, tool_args: dict[str, Any]) -> None:
         self.latency, self.calls, self.tool, self.tool_args = latency, calls, tool, tool_args
@@ -79,12 +103,16 @@ class ConverseStandIn:
         self._loop.run_forever()
 
     def close(self) -> None:
-        def stop() -> None:
+        async def shutdown() -> None:
             if self._server is not None:
                 self._server.close()
+            connections = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in connections:
+                task.cancel()
+            await asyncio.gather(*connections, return_exceptions=True)
             self._loop.stop()
 
-        self._loop.call_soon_threadsafe(stop)
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop)
         self._thread.join(timeout=5)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -102,20 +130,27 @@ class ConverseStandIn:
                 if headers.get("expect", "").lower() == "100-continue":
                     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 body = await reader.readexactly(int(headers.get("content-length") or 0))
-                if method == "POST" and CONVERSE_PATH.fullmatch(path):
+                error_type = ""
+                if method != "POST" or not CONVERSE_PATH.fullmatch(path):
+                    status, payload = "404 Not Found", {"message": f"No route for {method} {path}"}
+                    error_type = "UnknownOperationException"
+                elif problem := invalid(body):
+                    status, payload, error_type = "400 Bad Request", {"message": problem}, "ValidationException"
+                else:
                     await asyncio.sleep(self.latency)
                     status, payload = "200 OK", self.answer(json.loads(body))
-                else:
-                    status, payload = "404 Not Found", {"message": f"No route for {method} {path}"}
                 data = json.dumps(payload).encode()
+                error = f"x-amzn-ErrorType: {error_type}\r\n" if error_type else ""
                 writer.write(
                     f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
-                    f"x-amzn-RequestId: {uuid.uuid4()}\r\n\r\n".encode()
+                    f"x-amzn-RequestId: {uuid.uuid4()}\r\n{error}\r\n".encode()
                     + data
                 )
                 await writer.drain()
                 if headers.get("connection", "").lower() == "close":
                     return
+        except asyncio.CancelledError:
+            return  # closing the stand-in (a cancelled task would make asyncio's server callback log an error)
         finally:
             writer.close()
 
