@@ -11,8 +11,9 @@ event must result.
 
     .venv/bin/python bench/intake.py [--rounds 5] [--requests 2000] [--connections 64]
 
-BENCH_REDIS_URL (default redis://127.0.0.1:6379/4) is flushed. Prints req/s, server CPU per request (gunicorn's
-processes), p50/p99 latency, SQL statements per request, and the duplicate-storm counts.
+BENCH_REDIS_URL (default redis://127.0.0.1:6379/4) is flushed; BENCH_GUNICORN_LOG=path keeps gunicorn's log.
+Prints req/s, server CPU per request (gunicorn's processes), p50/p99 latency, SQL statements per request, and the
+duplicate-storm counts.
 """
 
 from __future__ import annotations
