@@ -28,6 +28,7 @@ from agent.gate import (
 )
 from agent.models import AgentRun, ProposedAction, Step
 from agent.policy import Risk
+from agent.prompts import ticket_comments_forget
 from agent.services.actions import (
     proposed_action_create,
     proposed_action_settle,
@@ -35,7 +36,7 @@ from agent.services.actions import (
     tenant_budget_lock,
 )
 from agent.services.leases import lease_hold
-from agent.services.transcript import action_held, run_actions, ticket_comments_forget
+from agent.services.transcript import action_held, run_actions
 from agent.tools.base import ErrorType, Observation, Reconciled, Tool, ToolContext
 from audit.models import AuditEvent
 from audit.services import audit_event_record
@@ -300,13 +301,11 @@ def call_dispatch(run: AgentRun, step: Step, rationale: str, turn_writes: list[s
         if earlier is not None:
             earlier = _reconcile_earlier(run, earlier)
     write = tool is not None and tool.risk == Risk.WRITE
-    # Deciding and recording are one transaction, under the tenant's lock for writes: two runs of one tenant cannot
-    # both spend the last of a per-tenant budget.
-    with (
-        tenant_budget_lock(tenant_id=tenant_id, needed=tenant_budget_counted(run.workflow, step.tool_name, tool))
-        if write
-        else nullcontext()
-    ):
+    # Deciding and recording are one transaction under the tenant's lock for a write counted against a per-tenant
+    # budget: two runs of one tenant cannot both spend the last of it. Other calls have nothing to lock, and their
+    # record (the action with its audit entry) is one statement, or one transaction (audited_change).
+    counted = write and tenant_budget_counted(run.workflow, step.tool_name, tool)
+    with tenant_budget_lock(tenant_id=tenant_id) if counted else nullcontext():
         state = run_state(run=run, tenant_id=tenant_id, tool_name=step.tool_name, turn_writes=turn_writes, tool=tool,
                           actions=actions)  # fmt: skip
         decision = gate_decide(

@@ -24,14 +24,17 @@ from agent.llm import engine_get
 from agent.llm.conversation import ESCALATE_TOOL, ModelTurn
 from agent.models import AgentRun, ProposedAction, Step
 from agent.policy import Risk
+from agent.prompts import ticket_comments_forget
 from agent.services.actions import (
     agent_run_await_decisions,
 )
 from agent.services.leases import (
+    ADVANCE_STARTED,
     LeaseLost,
     agent_run_claim,
     agent_run_release,
     lease_hold,
+    lease_released,
     lease_renewal,
     lease_renewed,
 )
@@ -41,7 +44,6 @@ from agent.services.transcript import (
     run_actions,
     run_steps,
     step_append,
-    ticket_comments_forget,
 )
 from agent.tools.base import ErrorType, Observation
 from agent.versions import agent_run_pin_version, workflow_version_to_pin
@@ -290,7 +292,7 @@ def run_advance(*, run_id: int) -> Outcome:
     if run is None:
         finished = not AgentRun.objects.filter(pk=run_id).exclude(status__in=RUN_FINAL).exists()
         return Outcome.DONE if finished else Outcome.BUSY
-    started = time.monotonic()
+    started = run.__dict__[ADVANCE_STARTED] = time.monotonic()
     try:
         run = _start(run)
         stopped = _unrecorded_stop(run)
@@ -316,4 +318,5 @@ def run_advance(*, run_id: int) -> Outcome:
         logger.warning("run %s: lease lost mid-turn; another worker carries on", run_id)
         return Outcome.LOST
     finally:
-        agent_run_release(run_id=run_id, token=run.lease_token, active_ms=int((time.monotonic() - started) * 1000))
+        if not lease_released(run):  # a status change that stopped the run released it already
+            agent_run_release(run_id=run_id, token=run.lease_token, active_ms=int((time.monotonic() - started) * 1000))

@@ -16,6 +16,7 @@ from agent.models import AgentRun, Step, Workflow
 from agent.policy import Risk, TicketRole
 from agent.tools._summary import clip, when
 from agent.tools.base import Tool
+from agentconsole import rawsql
 from tickets.models import Ticket, TicketComment
 
 ESCALATE_SPEC: dict[str, Any] = {
@@ -279,6 +280,36 @@ def system_prompt(*, template: str, phase: str, tenant_id: str, workflow_name: s
     )
 
 
+def ticket_comments_hold(ticket: Ticket, comments: list[TicketComment]) -> None:
+    """The ticket's comments, read with a run's claim: `ticket.comments.all()` answers from them (as after a
+    prefetch_related) until a call of the run may have posted one (ticket_comments_forget)."""
+    queryset = ticket.comments.all()
+    queryset._result_cache = comments
+    queryset._prefetch_done = True
+    ticket.__dict__.setdefault("_prefetched_objects_cache", {})["comments"] = queryset
+
+
+def ticket_comments_forget(ticket: Ticket) -> None:
+    cached = getattr(ticket, "_prefetched_objects_cache", None)
+    if cached:
+        cached.pop("comments", None)
+
+
+def ticket_comments(ticket: Ticket) -> list[TicketComment]:
+    """The ticket's comments in order: those held, else read (one hand-written statement) and held."""
+    cached = getattr(ticket, "_prefetched_objects_cache", {}).get("comments")
+    if cached is not None:
+        return list(cached)
+    rows = rawsql.execute(
+        f"SELECT {rawsql.columns(TicketComment)} FROM {rawsql.table(TicketComment)} "  # noqa: S608 - names from the model's meta
+        "WHERE ticket_id = %s ORDER BY created_at, id",
+        [ticket.pk],
+    )
+    comments = [rawsql.load(TicketComment, row) for row in rows]
+    ticket_comments_hold(ticket, comments)
+    return comments
+
+
 def earlier_runs_none(run: AgentRun) -> None:
     """The run's claim found no run on its ticket before it: earlier_runs reads nothing."""
     run.__dict__["_earlier_runs"] = []
@@ -309,7 +340,7 @@ def conversation_build(*, run: AgentRun, steps: list[Step] | None = None) -> Con
     workflow = run.workflow
     ticket = run.ticket
     steps = list(run.steps.all()) if steps is None else steps
-    comments = [c for c in ticket.comments.all() if c.delivery == TicketComment.Delivery.SENT]
+    comments = [c for c in ticket_comments(ticket) if c.delivery == TicketComment.Delivery.SENT]
     earlier = earlier_runs(run)
     playbook = run_playbook(run)
     latest = latest_customer_comment(run, comments)

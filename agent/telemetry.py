@@ -394,6 +394,26 @@ def _state_metrics() -> Iterator[Metric]:
         oldest.add_metric([workflow], (now - row["first"]).total_seconds())
     yield pending
     yield oldest
+    yield from _webhook_backlog_metrics(now)
+
+
+def _webhook_backlog_metrics(now: datetime) -> Iterator[Metric]:
+    """Webhook events stored but not applied yet (a partial index keeps this one small read): a backlog that grows,
+    or an oldest age past WEBHOOK_EVENT_STALE_SECONDS, means the workers are behind or not taking the messages."""
+    from tickets.models import WebhookEvent
+
+    backlog = WebhookEvent.objects.filter(processed_at__isnull=True).aggregate(
+        count=models.Count("id"), first=models.Min("received_at")
+    )
+    waiting = GaugeMetricFamily("agentconsole_webhook_events_unprocessed", "Webhook events no worker has applied yet.")
+    waiting.add_metric([], backlog["count"])
+    yield waiting
+    oldest = GaugeMetricFamily(
+        "agentconsole_webhook_event_oldest_unprocessed_age_seconds",
+        "Age of the oldest webhook event no worker has applied yet (0 when none waits).",
+    )
+    oldest.add_metric([], (now - backlog["first"]).total_seconds() if backlog["first"] else 0)
+    yield oldest
 
 
 def state_metrics_register() -> None:

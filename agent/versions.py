@@ -95,9 +95,21 @@ def workflow_version_latest(*, workflow: Workflow) -> WorkflowVersion | None:
     return WorkflowVersion.objects.filter(workflow=workflow).order_by("-number").first()
 
 
+_LATEST = "_latest_version"
+
+
+def workflow_version_latest_hold(workflow: Workflow, version: WorkflowVersion | None) -> None:
+    """The workflow's latest version, read with a run's claim: the next workflow_version_in_force answers from it
+    (once; workflow_version_ensure always reads under the workflow's lock)."""
+    workflow.__dict__[_LATEST] = version
+
+
 def workflow_version_in_force(*, workflow: Workflow) -> tuple[WorkflowVersion | None, bool]:
     """The latest version and whether it is what would run now (False: the next run makes a new version). A read."""
-    latest = workflow_version_latest(workflow=workflow)
+    if _LATEST in workflow.__dict__:
+        latest = workflow.__dict__.pop(_LATEST)
+    else:
+        latest = workflow_version_latest(workflow=workflow)
     return latest, latest is not None and latest.content_hash == version_content(workflow).content_hash
 
 

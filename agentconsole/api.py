@@ -52,8 +52,9 @@ api.add_router("/", tickets_router)
 api.add_router("/", agent_router)
 
 
-# Served ahead of the API's own routes (agentconsole/urls.py): the webhook is a plain view, the API documents it.
-urlpatterns_ahead = [path("webhooks/zendesk", zendesk_webhook, name="zendesk-webhook")]
+# The first of the project's URLs (agentconsole/urls.py), ahead of the API's own routes: the webhook is a plain
+# view, and the API documents it.
+urlpatterns_ahead = [path("api/webhooks/zendesk", zendesk_webhook, name="zendesk-webhook")]
 
 
 @api.exception_handler(ApplicationError)

@@ -53,23 +53,23 @@ def column(model: type[models.Model], name: str) -> str:
 
 
 @cache
-def _converters(model: type[models.Model], vendor: str) -> tuple[tuple[str, tuple[Callable[..., Any], ...], Any], ...]:
+def _converters(model: type[models.Model], vendor: str) -> tuple[tuple[int, tuple[Callable[..., Any], ...], Any], ...]:
+    """The columns that have converters (each field's own, then the backend's), by position."""
     loaded = []
-    for field in _fields(model):
+    for offset, field in enumerate(_fields(model)):
         col = field.get_col(model._meta.db_table)
         found = tuple(connection.ops.get_db_converters(col) + col.get_db_converters(connection))
-        loaded.append((field.attname, found, col))
+        if found:
+            loaded.append((offset, found, col))
     return tuple(loaded)
 
 
 def load(model: type[M], row: Sequence[Any], start: int = 0) -> M:
     """A model instance from `columns(model)` at `row[start:]`, converted as the ORM converts what it reads."""
-    values = []
-    for offset, (_attname, converters, col) in enumerate(_converters(model, connection.vendor)):
-        value = row[start + offset]
+    values = list(row[start : start + width(model)])
+    for offset, converters, col in _converters(model, connection.vendor):
         for convert in converters:
-            value = convert(value, col, connection)
-        values.append(value)
+            values[offset] = convert(values[offset], col, connection)
     return model.from_db(connection.alias, None, values)
 
 
@@ -101,30 +101,26 @@ def prep(model: type[models.Model], name: str, value: Any) -> Any:
 
 
 def execute(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    """Run one statement; its rows (none for a statement that returns nothing)."""
+    """Run one statement that returns rows (a SELECT, or a change with RETURNING); its rows."""
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        if cursor.description is None:
-            return []
         return cursor.fetchall()
 
 
-def execute_count(sql: str, params: Sequence[Any] = ()) -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
+@cache
+def _insertable(model: type[models.Model], vendor: str) -> tuple[tuple[models.Field, ...], str, str]:
+    fields = tuple(field for field in _fields(model) if not field.primary_key)
+    # Every value cast to its column's type: a column that is NULL in every row still has one.
+    casts = [f"%s::{field.db_type(connection)}" for field in fields] if vendor == "postgresql" else None
+    row = f"({', '.join(casts or ['%s'] * len(fields))})"
+    return fields, ", ".join(quote(field.column) for field in fields), row
 
 
 def _insert_parts(objs: Sequence[models.Model]) -> tuple[str, str, list[Any]]:
-    model = type(objs[0])
-    fields = [field for field in _fields(model) if not field.primary_key]
-    # Every value cast to its column's type: a column that is NULL in every row still has one.
-    casts = [f"%s::{field.db_type(connection)}" for field in fields] if connection.vendor == "postgresql" else None
-    row = f"({', '.join(casts or ['%s'] * len(fields))})"
+    fields, names, row = _insertable(type(objs[0]), connection.vendor)
     params: list[Any] = []
     for obj in objs:
         params.extend(field.get_db_prep_save(field.pre_save(obj, True), connection=connection) for field in fields)
-    names = ", ".join(quote(field.column) for field in fields)
     return names, ", ".join([row] * len(objs)), params
 
 

@@ -7,11 +7,11 @@ from django.urls import include, path
 from agentconsole.api import api, urlpatterns_ahead
 
 urlpatterns = [
+    # First: the webhook is a plain view (see agent.api.zendesk_webhook), ahead of the API, which documents it.
+    *urlpatterns_ahead,
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    # Ahead of the API: the webhook is a plain view (see agent.api.zendesk_webhook); the API documents it.
-    path("api/", include(urlpatterns_ahead)),
     path("api/", api.urls),
     path("workflows/", include("agent.urls")),
     path("audit/", include("console.audit_urls")),

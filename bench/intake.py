@@ -11,8 +11,9 @@ event must result.
 
     .venv/bin/python bench/intake.py [--rounds 5] [--requests 2000] [--connections 64]
 
-BENCH_REDIS_URL (default redis://127.0.0.1:6379/4) is flushed. Prints req/s, server CPU per request (gunicorn's
-processes), p50/p99 latency, SQL statements per request, and the duplicate-storm counts.
+BENCH_REDIS_URL (default redis://127.0.0.1:6379/4) is flushed; BENCH_GUNICORN_LOG=path keeps gunicorn's log.
+Prints req/s, server CPU per request (gunicorn's processes), p50/p99 latency, SQL statements per request, and the
+duplicate-storm counts.
 """
 
 from __future__ import annotations
@@ -151,12 +152,15 @@ def _start_gunicorn() -> subprocess.Popen:
         "PORT": str(PORT),
         "GUNICORN_CMD_ARGS": "--access-logfile /dev/null --max-requests 0",
     }
+    # BENCH_GUNICORN_LOG=path keeps gunicorn's log (a 500's traceback, e.g. PostgreSQL out of connections).
+    log_path = os.environ.get("BENCH_GUNICORN_LOG")
+    log = Path(log_path).open("w") if log_path else subprocess.DEVNULL  # noqa: SIM115 - the server's lifetime
     process = subprocess.Popen(
         [str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "agentconsole.wsgi"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -237,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
                 cpu = _cpu_seconds(server.pid)
                 wall, latencies, statuses = asyncio.run(_send_all(batch, args.connections))
                 cpu = _cpu_seconds(server.pid) - cpu
-                assert set(statuses) == {202}, statuses
+                assert set(statuses) == {202}, (name, statuses)
                 results[name]["rps"].append(args.requests / wall)
                 results[name]["cpu_ms"].append(1000 * cpu / args.requests)
                 results[name]["lat"].extend(latencies)
@@ -258,7 +262,9 @@ def main(argv: list[str] | None = None) -> None:
         server.wait(timeout=30)
     # Be the worker for the storm's messages, each delivered twice (a redelivery): one ticket and run per event,
     # and one message for each run's first turn.
-    broker.delete(*[key for key in broker.keys(f"{settings.CELERY_TASK_DEFAULT_QUEUE}*")])
+    waiting = broker.keys(f"{settings.CELERY_TASK_DEFAULT_QUEUE}*")
+    if waiting:
+        broker.delete(*waiting)
     storm_events = list(
         WebhookEvent.objects.filter(event_id__in=[f"bench-storm-{i}" for i in storm_ids]).values_list("pk", flat=True)
     )

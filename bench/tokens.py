@@ -48,10 +48,12 @@ def main(argv: list[str] | None = None) -> None:
     from agent.dashboard import dashboard_get
     from agent.loop import Outcome, run_advance
     from agent.models import AgentRun, Runbook, Workflow
+    from agent.services.rollups import rollups_rebuild
     from tickets.models import TenantLink, Ticket
 
     AgentRun.objects.all().delete()
     Ticket.objects.filter(external_id__startswith="bench-tok-").delete()
+    rollups_rebuild()  # the dashboard's weekly rollups keep what they counted: empty them with the runs
     for n in range(6):
         Runbook.objects.get_or_create(slug=f"bench-{n}", defaults={
             "title": f"Stale dashboard cache, case {n}", "tags": ["cache"],

@@ -101,7 +101,9 @@ def _unrated_shadow_drafts() -> QuerySet[AgentRun]:
     return (
         AgentRun.objects.filter(phase=Workflow.Phase.SHADOW, status=AgentRun.Status.COMPLETED)
         .exclude(Exists(Rating.objects.filter(action__run=OuterRef("pk"))))
-        .exclude(Exists(Rating.objects.filter(step__run=OuterRef("pk"))))
+        # The runs with a rated step, read once (a hashed NOT IN): step ratings are few, and looking for one run by
+        # run read every step of each (ten heap rows per run), most of the saved view's cost.
+        .exclude(pk__in=Rating.objects.filter(step__isnull=False).values("step__run_id"))
     )
 
 

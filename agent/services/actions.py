@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.utils import timezone
@@ -32,6 +33,7 @@ from agentconsole import rawsql
 from agentconsole.errors import ApplicationError, ConflictError
 from audit.models import AuditEvent
 from audit.services import audit_event_record, audited_change, canonical_hash
+from tickets.models import TenantLink, Ticket
 
 # Relations a decision sets from loaded rows: full_clean() skips them, each would be a query for a row we hold.
 ACTION_RELATIONS = ["run", "step", "retry_of", "decided_by"]
@@ -44,12 +46,11 @@ RESPOND_NEEDS_FEEDBACK = "Write the feedback the agent should continue from."
 
 
 @contextmanager
-def tenant_budget_lock(*, tenant_id: str, needed: bool = True) -> Iterator[None]:
+def tenant_budget_lock(*, tenant_id: str) -> Iterator[None]:
     """A transaction holding the tenant's budget lock: a pre-approval decision on a write and the action it creates
-    commit together, and two runs of one tenant decide one after the other. `needed`: False when the call counts
-    against no per-tenant budget (nothing another run of the tenant spends): the transaction without the lock."""
+    commit together, and two runs of one tenant decide one after the other."""
     with transaction.atomic():
-        if needed and tenant_id and connection.vendor == "postgresql":
+        if tenant_id and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"agent-console:budget:{tenant_id}"])
         yield
@@ -320,6 +321,40 @@ def _resume_if_decided(action: ProposedAction) -> None:
         _enqueue_advance(run)
 
 
+def _action_locked(pk: int) -> ProposedAction:
+    """The proposal a reviewer decides, its row locked, with its run, ticket, tenant link and assignee loaded (one
+    hand-written statement on PostgreSQL)."""
+    if not rawsql.postgresql():
+        return (
+            ProposedAction.objects.select_for_update(of=("self",))
+            .select_related("run__ticket__tenant_link", "run__ticket__assignee")
+            .get(pk=pk)
+        )
+    user_model = get_user_model()
+    models_ = (ProposedAction, AgentRun, Ticket, TenantLink, user_model)
+    rows = rawsql.execute(
+        f"SELECT {rawsql.columns(ProposedAction, 'a')}, {rawsql.columns(AgentRun, 'r')}, "  # noqa: S608 - names from the models' meta
+        f"{rawsql.columns(Ticket, 't')}, {rawsql.columns(TenantLink, 'l')}, {rawsql.columns(user_model, 'u')} "
+        f"FROM {rawsql.table(ProposedAction)} a JOIN {rawsql.table(AgentRun)} r ON r.id = a.run_id "
+        f"JOIN {rawsql.table(Ticket)} t ON t.id = r.ticket_id LEFT JOIN {rawsql.table(TenantLink)} l "
+        f"ON l.id = t.tenant_link_id LEFT JOIN {rawsql.table(user_model)} u ON u.id = t.assignee_id "
+        "WHERE a.id = %s FOR UPDATE OF a",
+        [pk],
+    )
+    if not rows:
+        raise ProposedAction.DoesNotExist("ProposedAction matching query does not exist.")
+    loaded, at = [], 0
+    for model in models_:
+        loaded.append(rawsql.load(model, rows[0], at))
+        at += rawsql.width(model)
+    action, run, ticket, link, assignee = loaded
+    Ticket._meta.get_field("tenant_link").set_cached_value(ticket, link if ticket.tenant_link_id else None)
+    Ticket._meta.get_field("assignee").set_cached_value(ticket, assignee if ticket.assignee_id else None)
+    AgentRun._meta.get_field("ticket").set_cached_value(run, ticket)
+    ProposedAction._meta.get_field("run").set_cached_value(action, run)
+    return action
+
+
 def _decision_save(
     action: ProposedAction, fields: list[str], *, verb: str, payload: dict[str, Any], user: AbstractBaseUser
 ) -> None:
@@ -352,11 +387,7 @@ def proposed_action_approve(
     from agent.catalogue import get_tool
 
     reviewer_required(user)
-    action = (
-        ProposedAction.objects.select_for_update(of=("self",))
-        .select_related("run__ticket__tenant_link", "run__ticket__assignee")
-        .get(pk=action.pk)
-    )
+    action = _action_locked(action.pk)
     if action.status == ProposedAction.Status.DRY_RUN:
         raise ConflictError(APPROVE_DRY_RUN)
     if action.status != ProposedAction.Status.PENDING:
@@ -402,9 +433,7 @@ def _decide_without_running(
     reviewer_required(user)
     if not text.strip():
         raise ApplicationError(empty_message)
-    action = (
-        ProposedAction.objects.select_for_update(of=("self",)).select_related("run__ticket__assignee").get(pk=action.pk)
-    )
+    action = _action_locked(action.pk)
     if action.status != ProposedAction.Status.PENDING:
         raise ConflictError(ACTION_ALREADY_DECIDED.format(status=action.get_status_display()))
     require_not_claimed_by_another(action.run.ticket, user)

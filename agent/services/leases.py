@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 from agent.lifecycle import RUN_CLAIMABLE
-from agent.models import AgentRun, ProposedAction, Step, Workflow
+from agent.models import AgentRun, ProposedAction, Step, Workflow, WorkflowVersion
 from agentconsole import rawsql
 from tickets.models import TenantLink, Ticket, TicketComment
 
@@ -21,6 +22,7 @@ from tickets.models import TenantLink, Ticket, TicketComment
 def _claim_sql() -> str:
     run, ticket, link, workflow = (rawsql.table(m) for m in (AgentRun, Ticket, TenantLink, Workflow))
     step, action, comment = (rawsql.table(m) for m in (Step, ProposedAction, TicketComment))
+    version = rawsql.table(WorkflowVersion)
     claimable = ", ".join(f"'{status}'" for status in sorted(RUN_CLAIMABLE))
     return (
         f"WITH c AS (UPDATE {run} SET lease_token = %s, lease_expires_at = %s "  # noqa: S608 - names from the models' meta
@@ -31,7 +33,9 @@ def _claim_sql() -> str:
         f"(SELECT json_agg(s.* ORDER BY s.index) FROM {step} s WHERE s.run_id = c.id), "
         f"(SELECT json_agg(a.* ORDER BY a.created_at, a.id) FROM {action} a WHERE a.run_id = c.id), "
         f"(SELECT json_agg(m.* ORDER BY m.created_at, m.id) FROM {comment} m WHERE m.ticket_id = c.ticket_id), "
-        f"EXISTS (SELECT 1 FROM {run} e WHERE e.ticket_id = c.ticket_id AND e.created_at < c.created_at) "
+        f"EXISTS (SELECT 1 FROM {run} e WHERE e.ticket_id = c.ticket_id AND e.created_at < c.created_at), "
+        f"CASE WHEN c.version_id IS NULL THEN (SELECT json_agg(v.*) FROM (SELECT * FROM {version} "
+        "WHERE workflow_id = c.workflow_id ORDER BY number DESC LIMIT 1) v) END "
         f"FROM c JOIN {ticket} t ON t.id = c.ticket_id LEFT JOIN {link} l ON l.id = t.tenant_link_id "
         f"LEFT JOIN {workflow} w ON w.id = c.workflow_id"
     )
@@ -40,8 +44,9 @@ def _claim_sql() -> str:
 def _claim_in_one(*, run_id: int, token: str, expires: datetime, now: datetime) -> AgentRun | None:
     """The claim, the run with its ticket, tenant link and workflow, its transcript, its calls, the ticket's
     comments, and whether the ticket had runs before it: one statement, what the advance reads before its turn."""
-    from agent.prompts import earlier_runs_none
-    from agent.services.transcript import actions_hold, ticket_comments_hold, transcript_hold
+    from agent.prompts import earlier_runs_none, ticket_comments_hold
+    from agent.services.transcript import actions_hold, transcript_hold
+    from agent.versions import workflow_version_latest_hold
 
     rows = rawsql.execute(_claim_sql(), [token, expires, run_id, now])
     if not rows:
@@ -56,7 +61,7 @@ def _claim_in_one(*, run_id: int, token: str, expires: datetime, now: datetime) 
     at += rawsql.width(TenantLink)
     workflow = rawsql.load(Workflow, row, at) if run.workflow_id is not None else None
     at += rawsql.width(Workflow)
-    steps, actions, comments, had_earlier = row[at : at + 4]
+    steps, actions, comments, had_earlier, latest = row[at : at + 5]
     Ticket._meta.get_field("tenant_link").set_cached_value(ticket, link)
     AgentRun._meta.get_field("ticket").set_cached_value(run, ticket)
     AgentRun._meta.get_field("workflow").set_cached_value(run, workflow)
@@ -65,6 +70,9 @@ def _claim_in_one(*, run_id: int, token: str, expires: datetime, now: datetime) 
     ticket_comments_hold(ticket, rawsql.load_json(TicketComment, comments))
     if not had_earlier:
         earlier_runs_none(run)
+    if workflow is not None and run.version_id is None:
+        versions = rawsql.load_json(WorkflowVersion, latest)
+        workflow_version_latest_hold(workflow, versions[0] if versions else None)
     return run
 
 
@@ -153,3 +161,36 @@ def lease_renewed(run: AgentRun, renewed: bool) -> None:
 
 
 _PENDING = "_lease_fresh_after"
+
+
+# Set by run_advance on the run it claimed: when it started (time.monotonic()). A status change that stops the run
+# (it ends, or waits for reviewers) then releases the lease in its own UPDATE (lease_release_sets), and the advance
+# has nothing left to release once that commits.
+ADVANCE_STARTED = "_advance_started"
+_RELEASED = "_lease_released"
+
+
+def lease_release_sets(run: AgentRun) -> tuple[list[str], list[Any]] | None:
+    """The SET clauses (and parameters) that release this worker's lease with the status change that stops the run,
+    counting the advance's time: only where the lease is still this worker's (CASE), so a run taken over meanwhile
+    keeps its new holder. None when the run was not claimed by an advance. Call lease_release_noted after."""
+    started = run.__dict__.get(ADVANCE_STARTED)
+    if started is None or run.__dict__.get(_RELEASED):
+        return None
+    mine = "lease_token = %s"
+    active_ms = int((time.monotonic() - started) * 1000)
+    sets = [
+        f"lease_expires_at = CASE WHEN {mine} THEN NULL ELSE lease_expires_at END",
+        f"active_ms = active_ms + CASE WHEN {mine} THEN %s ELSE 0 END",
+        f"lease_token = CASE WHEN {mine} THEN '' ELSE lease_token END",
+    ]
+    return sets, [run.lease_token, run.lease_token, active_ms, run.lease_token]
+
+
+def lease_release_noted(run: AgentRun) -> None:
+    """The lease went with the status change: once that commits, the advance releases nothing more."""
+    transaction.on_commit(lambda: run.__dict__.__setitem__(_RELEASED, True))
+
+
+def lease_released(run: AgentRun) -> bool:
+    return bool(run.__dict__.get(_RELEASED))

@@ -26,6 +26,7 @@ from agent.lifecycle import (
 )
 from agent.models import AgentRun, ProposedAction, Step, Workflow
 from agent.permissions import reviewer_required
+from agent.services.leases import lease_release_noted, lease_release_sets
 from agent.services.rollups import rollup_run_finished
 from agent.services.transcript import step_append
 from agentconsole import rawsql
@@ -197,6 +198,10 @@ def _transition_in_one(
     for name, value in values.items():
         sets.append(f"{rawsql.column(AgentRun, name)} = %s")
         params.append(rawsql.prep(AgentRun, name, value.pk if isinstance(value, models.Model) else value))
+    release = lease_release_sets(run) if status in RUN_STOPPED else None
+    if release is not None:
+        sets += release[0]
+        params += release[1]
     table = rawsql.table(AgentRun)
     stopping = status in RUN_STOPPED and previous not in RUN_STOPPED
     returning = f"id, {suite_waiting_sql(table)}" if stopping and run.workflow_id is not None else "id, NULL"
@@ -211,6 +216,8 @@ def _transition_in_one(
     )
     if not rows:
         return False
+    if release is not None:
+        lease_release_noted(run)
     for field, value in (also or {}).items():
         setattr(run, field, value)
     run.status, run.status_reason, run.started_at, run.finished_at, run.updated_at = (

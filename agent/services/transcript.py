@@ -10,7 +10,6 @@ from django.utils import timezone
 
 from agent.models import AgentRun, ProposedAction, Step
 from agentconsole import rawsql
-from tickets.models import Ticket, TicketComment
 
 if TYPE_CHECKING:
     from agent.llm.conversation import ModelTurn
@@ -58,21 +57,6 @@ def action_held(run: AgentRun, action: ProposedAction) -> None:
     held.append(action)
 
 
-def ticket_comments_hold(ticket: Ticket, comments: list[TicketComment]) -> None:
-    """The ticket's comments, read with the claim: `ticket.comments.all()` answers from them (as after a
-    prefetch_related) until a call of the run may have posted one (ticket_comments_forget)."""
-    queryset = ticket.comments.all()
-    queryset._result_cache = comments
-    queryset._prefetch_done = True
-    ticket.__dict__.setdefault("_prefetched_objects_cache", {})["comments"] = queryset
-
-
-def ticket_comments_forget(ticket: Ticket) -> None:
-    cached = getattr(ticket, "_prefetched_objects_cache", None)
-    if cached:
-        cached.pop("comments", None)
-
-
 def _next_index(run: AgentRun) -> int:
     steps = run.__dict__.get("_transcript")
     if steps is not None:
@@ -82,11 +66,9 @@ def _next_index(run: AgentRun) -> int:
 
 
 def _new_step(run: AgentRun, index: int, kind: str, content: str = "", **fields: Any) -> Step:
-    step = Step(run=run, index=index, turn=run.turns, kind=kind, content=content, **fields)
-    # The run is loaded and the database enforces the unique index: validating them here would cost a query
-    # each on the hottest path of the loop.
-    step.full_clean(exclude=["run"], validate_unique=False, validate_constraints=False)
-    return step
+    # No full_clean(): the loop writes these fields from its own constants and clipped values, and the database
+    # enforces the rest (lengths, positive counts, the run and the unique index) on the hottest path of the loop.
+    return Step(run=run, index=index, turn=run.turns, kind=kind, content=content, **fields)
 
 
 def _held(run: AgentRun, steps: list[Step]) -> None:

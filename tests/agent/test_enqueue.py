@@ -91,3 +91,16 @@ def test_it_sends_through_celery_when_the_broker_is_not_redis(monkeypatch) -> No
     monkeypatch.setattr(current_app, "send_task", lambda name, args: sent.append((name, args)))
     enqueue.event_process_send(7)
     assert sent == [(enqueue.EVENT_PROCESS, (7,))]
+
+
+def test_it_pushes_again_on_a_new_connection_when_the_broker_closed_the_kept_one(broker) -> None:
+    enqueue.event_process_send(1)
+    target = enqueue._redis_target(current_app.conf.broker_url)
+    kept = target._local.connection
+    kept.send_command("CLIENT", "ID")
+    broker.client_kill_filter(_id=kept.read_response())  # only this connection: the server is shared
+
+    enqueue.event_process_send(2)
+
+    assert target._local.connection is not kept
+    assert sorted(m["headers"]["argsrepr"] for m in queued_task_messages(broker)) == ["(1,)", "(2,)"]

@@ -14,6 +14,8 @@ from agentconsole import health
 from agentconsole.logs import JsonFormatter, PlainFormatter, log_context
 from agentconsole.models import WorkerHeartbeat
 from tests.factories import ProposedActionFactory, WorkflowFactory
+from tests.support import zendesk_event
+from tickets.models import WebhookEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -151,3 +153,17 @@ def test_it_gives_each_request_an_id(anonymous) -> None:
     response = anonymous.get("/accounts/login/", headers={"X-Request-ID": "lb-abc-123"})
     assert response["X-Request-ID"] == "lb-abc-123"
     assert len(anonymous.get("/accounts/login/", headers={"X-Request-ID": "bad id\n"})["X-Request-ID"]) == 32
+
+
+def test_it_reports_the_webhook_events_no_worker_has_applied_yet(anonymous, settings, post_webhook) -> None:
+    settings.METRICS_TOKEN = TOKEN
+    post_webhook(zendesk_event(event_id="applied"))  # applied by the worker (tests.support.webhook_deliver)
+    post_webhook(zendesk_event(event_id="waiting", ticket_id="2"), process=False)
+    WebhookEvent.objects.filter(event_id="waiting").update(received_at=timezone.now() - timedelta(minutes=5))
+
+    text = anonymous.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).content.decode()
+
+    assert "agentconsole_webhook_events_unprocessed 1.0" in text
+    (line,) = [x for x in text.splitlines() if x.startswith("agentconsole_webhook_event_oldest_unprocessed_age")]
+    age = float(line.split()[1])
+    assert 300 <= age < 400

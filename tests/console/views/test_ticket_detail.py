@@ -405,3 +405,18 @@ def test_it_renders_a_long_run_in_the_queries_of_a_short_one(reviewer, django_as
         body = reviewer.get(_url(long.ticket)).content.decode()
     assert len(many) == len(few)
     assert len(_shown(body)) == STEPS_SHOWN
+
+
+def test_it_loads_earlier_steps_in_a_fixed_number_of_queries(reviewer, monkeypatch) -> None:
+    monkeypatch.setattr("console.selectors.tickets.STEPS_SHOWN", 50)
+    short, long = AgentRunFactory(), AgentRunFactory()
+    _thoughts(short, range(13))
+    _thoughts(long, range(400))
+    counts = []
+    for run, before in ((short, 13), (long, 400)):
+        with CaptureQueriesContext(connection) as queries:
+            response = reviewer.get(f"/tickets/{run.ticket.pk}/runs/{run.pk}/earlier/?before={before}", headers=HX)
+        assert response.status_code == 200
+        counts.append(len(queries))
+    # session, user, groups; the run; its steps, their ratings and proposals (with theirs and notifications)
+    assert counts[0] == counts[1] <= 9
