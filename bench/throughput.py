@@ -8,7 +8,8 @@ tickets. Two phases: every ticket at once (throughput), then the same number kep
 resolution at that concurrency).
 
     .venv/bin/python bench/throughput.py [--tickets 300] [--latency 1] [--in-flight 50] [--processes 2]
-                                         [--concurrency 40] [--worker "more celery worker options"]
+                                         [--concurrency 40] [--server-side-binding on|off]
+                                         [--worker "more celery worker options"]
 
 BENCH_REDIS_URL (default redis://127.0.0.1:6379/4) is flushed. Prints tickets/h, p50/p90 time to resolution
 against the model's latency, runs failed or stuck, CPU per model call of the workers, of PostgreSQL's backends on
@@ -193,6 +194,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--processes", type=int, default=2, help="worker processes (WORKER_PROCESSES)")
     parser.add_argument("--concurrency", type=int, default=40, help="threads per worker (WORKER_CONCURRENCY)")
     parser.add_argument("--worker", default="", help="more `celery worker` options")
+    parser.add_argument("--server-side-binding", choices=["on", "off"], default="on",
+                        help="the workers' DATABASE_SERVER_SIDE_BINDING (README recommends it on)")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args(argv)
     setup()
@@ -209,7 +212,8 @@ def main(argv: list[str] | None = None) -> None:
     command = [str(ROOT / ".venv" / "bin" / "python"), "-m", "agentconsole.worker", "--loglevel", "WARNING",
                *shlex.split(args.worker)]  # fmt: skip
     env = {**os.environ, "LOG_FORMAT": "plain", "WORKER_PROCESSES": str(args.processes),
-           "WORKER_CONCURRENCY": str(args.concurrency)}  # fmt: skip
+           "WORKER_CONCURRENCY": str(args.concurrency),
+           "DATABASE_SERVER_SIDE_BINDING": "true" if args.server_side_binding == "on" else "false"}  # fmt: skip
     worker = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
     backends = Backends()
     cpu = Cpu(worker.pid, backends)
@@ -255,14 +259,12 @@ def main(argv: list[str] | None = None) -> None:
             worker.kill()
         standin.close()
         broker.flushdb()
-    from django.conf import settings
-
     log.seek(0)
     text = log.read()
     print(f"Throughput: {args.tickets} tickets, {args.calls + 1} model calls each at {args.latency:g} s "
           f"(Converse stand-in), {args.processes} worker processes x {args.concurrency} threads "
           f"(python -m agentconsole.worker {args.worker}) on Redis, PostgreSQL (server-side binding "
-          f"{'on' if settings.DATABASE_SERVER_SIDE_BINDING else 'off'}). {machine_note()}")  # fmt: skip
+          f"{args.server_side_binding}). {machine_note()}")  # fmt: skip
     print(f"{'phase':16} {'tickets/h':>10} {'p50 TTR s':>10} {'p90 TTR s':>10} {'model s':>8} {'p50/model':>10} "
           f"{'failed':>7} {'stuck':>6} | CPU ms per model call: {'workers':>8} {'postgres':>9} {'bench':>6} "
           f"{'cores':>6}")  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,6 +154,10 @@ def webhook_event_store(*, source: str, event_id: str, event_type: str, body: st
     No transaction of its own: outside one the statement commits by itself, so the caller may send the event's task
     message as soon as this returns. Nothing else is read or written; a worker applies the event
     (zendesk_event_apply)."""
+    if connection.vendor != "postgresql":
+        # The embedded database (the demo's SQLite) has no jsonb to parse the body into: the portable insert.
+        event = WebhookEvent(source=source, event_id=event_id, event_type=event_type, payload=json.loads(body))
+        return event.pk if row_insert_unless_taken(event) else None
     with connection.cursor() as cursor:
         cursor.execute(_STORE_SQL, [source, event_id, event_type, body])
         row = cursor.fetchone()
