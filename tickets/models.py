@@ -180,6 +180,14 @@ class WebhookEvent(models.Model):
     dispatched_at = models.DateTimeField(
         null=True, blank=True, help_text="When the sweep last sent the event again (empty: only the webhook did)."
     )
+    redispatches = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="How many times the sweep sent the event again."
+    )  # db_default: the webhook's INSERT names only the columns it sets
+    redispatch_after = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The sweep's next try, later after each one (an event that keeps failing is retried, never dropped).",
+    )
 
     class Meta:
         ordering = ["-received_at", "-id"]

@@ -235,32 +235,46 @@ def zendesk_event_receive(*, parsed: ParsedEvent) -> IngestResult | None:
     return None if event_pk is None else zendesk_event_process(event_pk=event_pk)
 
 
+REDISPATCH_BACKOFF_DOUBLINGS = 6  # the sweep's wait doubles after each try, up to 64 x WEBHOOK_EVENT_STALE_SECONDS
+REDISPATCH_LOUD_AFTER = 3  # tries after which an event that is still not applied is logged as an error
+
+
 def zendesk_events_redispatch(
     *, now: datetime | None = None, stale_seconds: int | None = None, limit: int = 500
 ) -> list[int]:
     """The sweep (celery beat): send again the task message of every event stored but not processed within
-    WEBHOOK_EVENT_STALE_SECONDS of its last dispatch — the broker was down when the webhook sent it, the web process
-    died between the INSERT and the message, or a worker lost it. Each event's dispatch time moves in one UPDATE, so
-    two sweeps never send the same event twice; a message that was only slow is applied once anyway."""
+    WEBHOOK_EVENT_STALE_SECONDS — the broker was down when the webhook sent it, the web process died between the
+    INSERT and the message, or a worker lost it. Each try moves the event's next one in one UPDATE, so two sweeps
+    never send the same event twice; a message that was only slow is applied once anyway.
+
+    An event whose processing keeps failing (a bug, a helpdesk down for hours) is never dropped: the wait before
+    its next try doubles each time (60 s, 120 s, … up to 64 x the stale time), and from the third try on it is
+    logged as an error; agentconsole_webhook_event_oldest_unprocessed_age_seconds shows it too."""
     now = now or timezone.now()
     stale = stale_seconds if stale_seconds is not None else settings.WEBHOOK_EVENT_STALE_SECONDS
     cutoff = now - timedelta(seconds=stale)
+    due = Q(redispatch_after__isnull=True) | Q(redispatch_after__lte=now)
     candidates = (
-        WebhookEvent.objects.filter(processed_at__isnull=True, received_at__lt=cutoff)
-        .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=cutoff))
+        WebhookEvent.objects.filter(due, processed_at__isnull=True, received_at__lt=cutoff)
         .order_by("received_at")
-        .values_list("pk", flat=True)[:limit]
+        .values_list("pk", "redispatches")[:limit]
     )
     sent = []
-    for event_pk in candidates:
-        claimed = (
-            WebhookEvent.objects.filter(pk=event_pk, processed_at__isnull=True)
-            .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=cutoff))
-            .update(dispatched_at=now)
+    for event_pk, tries in candidates:
+        wait = timedelta(seconds=stale * 2 ** min(tries, REDISPATCH_BACKOFF_DOUBLINGS))
+        claimed = WebhookEvent.objects.filter(due, pk=event_pk, processed_at__isnull=True, redispatches=tries).update(
+            dispatched_at=now, redispatches=tries + 1, redispatch_after=now + wait
         )
         if claimed:
             _send(event_pk)
             sent.append(event_pk)
+            if tries + 1 >= REDISPATCH_LOUD_AFTER:
+                logger.error(
+                    "webhook event %s sent %s times and still not applied; next try in %ss (see its task's errors)",
+                    event_pk,
+                    tries + 1,
+                    int(wait.total_seconds()),
+                )
     if sent:
         logger.warning("webhook events sent again (unprocessed after %ss): %s", stale, sent)
     return sent

@@ -68,3 +68,25 @@ def test_it_runs_as_the_scheduler_calls_it(post_webhook, broker, settings) -> No
     commit_callbacks_run()
     assert webhook_events_process() == ["run started"]
     assert settings.CELERY_BEAT_SCHEDULE["webhook-events-redispatch"]["task"] == zendesk_events_redispatch_task.name
+
+
+def test_it_keeps_trying_an_event_that_is_never_applied_waiting_longer_each_time(post_webhook, broker, caplog) -> None:
+    stored = _process_died_before_sending(post_webhook)
+    at = timezone.now() + timedelta(seconds=61)
+    for tries, wait in enumerate([60, 120, 240, 480], start=1):
+        assert zendesk_events_redispatch(now=at, stale_seconds=60) == [stored.pk]
+        broker.flushdb()  # each message is lost again (or its task fails): the event stays unprocessed
+        assert zendesk_events_redispatch(now=at + timedelta(seconds=wait - 1), stale_seconds=60) == []
+        at += timedelta(seconds=wait)
+        stored.refresh_from_db()
+        assert (stored.redispatches, stored.processed_at) == (tries, None)
+    loud = [r for r in caplog.records if r.levelname == "ERROR" and f"webhook event {stored.pk} sent" in r.message]
+    assert len(loud) == 2  # from the third try on
+
+    WebhookEvent.objects.filter(pk=stored.pk).update(redispatches=40)  # a day of failures: the wait stops growing
+    assert zendesk_events_redispatch(now=at, stale_seconds=60) == [stored.pk]
+    stored.refresh_from_db()
+    assert stored.redispatch_after == at + timedelta(seconds=60 * 64)
+
+    assert webhook_events_process() == ["run started"]  # whatever failed is fixed: applied once, never sent again
+    assert zendesk_events_redispatch(now=at + timedelta(days=1), stale_seconds=60) == []
