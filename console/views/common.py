@@ -27,6 +27,15 @@ DIGEST_PLACEHOLDER = "__LIVE_DIGEST__"
 _CSRF_INPUT = re.compile(r'<input type="hidden" name="csrfmiddlewaretoken" value="[^"]*">')
 
 
+def whole_number(value: str, *, below: int = 2**31) -> int | None:
+    """A positive whole number written in ASCII digits, below `below` (an id or index the database can hold); None
+    for anything else. str.isdigit() alone lets through digits int() refuses ("\u00b2") or reads ("\u0663")."""
+    if not (value.isascii() and value.isdigit()):
+        return None
+    number = int(value)
+    return number if 0 < number < below else None
+
+
 def _require_reviewer(request: HttpRequest) -> None:
     if not is_reviewer(request.user):
         raise PermissionDenied(NOT_A_MEMBER)

@@ -19,7 +19,7 @@ from console.forms import (
 )
 from console.selectors.queue import QUEUE_LISTS, QUEUE_PAGE, next_pending_get, queue_counts, queue_get, queue_page_get
 from console.ticket_search import CURSOR_NOT_UNDERSTOOD, OUTCOMES, SAVED_VIEWS, TicketQuery, ticket_page_get
-from console.views.common import _require_reviewer, _ticket_url
+from console.views.common import _require_reviewer, _ticket_url, whole_number
 from tickets.services.tickets import ticket_assign
 
 _LIST_FIELDS = {"pending": "actions", "escalations": "escalations", "working": "runs"}
@@ -83,7 +83,7 @@ def ticket_list(request: HttpRequest) -> HttpResponse:
 def next_pending(request: HttpRequest) -> HttpResponse:
     """GET shows whether anything waits; POST claims the proposal that waited longest and opens it."""
     _require_reviewer(request)
-    skip = [int(pk) for pk in request.POST.getlist("skip") if pk.isdigit()]
+    skip = [pk for value in request.POST.getlist("skip") if (pk := whole_number(value, below=2**63)) is not None]
     while request.method == "POST":
         action = next_pending_get(user=request.user, skip=skip)
         if action is None:

@@ -35,6 +35,7 @@ from console.views.common import (
     _live,
     _require_reviewer,
     _ticket_url,
+    whole_number,
 )
 from tickets.models import Ticket
 from tickets.services.tickets import ticket_assign
@@ -109,12 +110,12 @@ def run_steps_earlier(request: HttpRequest, pk: int, run_pk: int) -> HttpRespons
     """The steps of a run before those the ticket page shows, for its "Show earlier steps" (htmx); without
     JavaScript, the ticket page with every step."""
     _require_reviewer(request)
-    before = request.GET.get("before", "")
-    if not before.isdigit() or not 0 < int(before) < 2**31:
+    before = whole_number(request.GET.get("before", ""))
+    if before is None:
         return HttpResponse(EARLIER_NOT_UNDERSTOOD, status=400)
     if not request.htmx:
         return redirect(f"{_ticket_url(pk)}?steps=all#run-{run_pk}")
-    view = run_steps_before_get(ticket_id=pk, run_id=run_pk, before=int(before), user=request.user)
+    view = run_steps_before_get(ticket_id=pk, run_id=run_pk, before=before, user=request.user)
     if view is None:
         raise Http404("No such run on this ticket.")
     context = {"view": view, "entries": view.entries, "outcomes": AgentRun.Outcome.choices, "ticket_pk": pk}

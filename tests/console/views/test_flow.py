@@ -49,6 +49,14 @@ def test_it_serves_the_oldest_unclaimed_proposal_next_and_claims_it(reviewer, re
     assert b"Nothing pending" in reviewer.get("/next/").content
 
 
+def test_it_ignores_a_skip_that_is_no_proposal_id_and_honours_the_others(reviewer) -> None:
+    """Whatever else the form sends as `skip` (a digit Python's int() refuses, a number past any id) is ignored, as
+    words are: never a 500."""
+    first, second = _pending(), _pending()
+    response = reviewer.post("/next/", {"skip": ["\u00b2", "9" * 30, "x", str(first.pk)]})
+    assert response.status_code == 302 and response["Location"].endswith(f"#action-{second.pk}")
+
+
 def test_it_shows_the_claim_and_who_else_is_here(reviewer, reviewer_user) -> None:
     action = _pending()
     ticket = action.run.ticket

@@ -374,7 +374,7 @@ def test_it_shows_a_long_runs_latest_steps_and_loads_the_earlier_ones_on_demand(
 def test_it_refuses_an_earlier_steps_request_it_cannot_answer(reviewer, outsider) -> None:
     run, other = AgentRunFactory(), AgentRunFactory()
     base = f"/tickets/{run.ticket.pk}/runs/{run.pk}/earlier/"
-    for bad in ("", "x", "-1", "0", "99999999999"):
+    for bad in ("", "x", "-1", "0", "99999999999", "\u00b2", " 3"):
         response = reviewer.get(base, {"before": bad}, headers=HX)
         assert response.status_code == 400 and b"index of a step" in response.content
     assert reviewer.get(f"/tickets/{run.ticket.pk}/runs/{other.pk}/earlier/?before=3", headers=HX).status_code == 404
