@@ -221,7 +221,8 @@ def _execute(run: AgentRun, action: ProposedAction) -> Observation:
     # time, which survives a crash and a replay.
     action = proposed_action_start_execution(action=action, lease_of=run)
     result = tool.invoke(action.args, ctx)
-    ticket_comments_forget(run.ticket)  # the call may have posted one: the next turn reads them again
+    if tool.risk == Risk.HELPDESK:  # it may have posted a comment: the next turn reads them again
+        ticket_comments_forget(run.ticket)
     return _settled(_held(run, _settle(run, tool, action, result)))
 
 

@@ -24,7 +24,7 @@ from agent.llm import engine_get
 from agent.llm.conversation import ESCALATE_TOOL, ModelTurn
 from agent.models import AgentRun, ProposedAction, Step
 from agent.policy import Risk
-from agent.prompts import ticket_comments_forget
+from agent.prompts import ticket_comments_forget, ticket_comments_hold
 from agent.services.actions import (
     agent_run_await_decisions,
 )
@@ -220,9 +220,15 @@ def _read_ticket(run: AgentRun) -> bool:
         return True
     if run.ticket is held:
         return False
+    if helpdesk_for(held).name == LocalHelpdesk.name:
+        # The console's own helpdesk is read from this database: not a slow call, no renewal after it. Its comments
+        # are the ones stored here, which the read does not change: those read with the claim still hold.
+        cached = getattr(held, "_prefetched_objects_cache", {}).get("comments")
+        if cached is not None:
+            ticket_comments_hold(run.ticket, list(cached))
+        return False
     ticket_comments_forget(held)
-    # The console's own helpdesk is read from this database: not a slow call, no renewal after it.
-    return helpdesk_for(held).name != LocalHelpdesk.name
+    return True
 
 
 def _unrecorded_stop(run: AgentRun) -> str:

@@ -21,7 +21,7 @@ from django.test import Client
 
 from agent.models import AgentRun
 from console.demo import demo_requester_id
-from tests.support import WEBHOOK_URL, signed_headers, zendesk_event
+from tests.support import WEBHOOK_URL, signed_headers, webhook_events_process, zendesk_event
 from tickets.models import Ticket
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -90,9 +90,13 @@ def worker(company, broker, tmp_path) -> Iterator[Worker]:
     handle.stop()
 
 
-def deliver(ticket_id: int, organization_id: str, subject: str, description: str, tags: list[str]) -> Ticket:
+def deliver(
+    ticket_id: int, organization_id: str, subject: str, description: str, tags: list[str], *, no_worker: bool = False
+) -> Ticket:
     """A signed ticket.created event through the real webhook; the worker applies it (the ticket and its run) right
-    after. The requester is the organization's demo requester (the local helpdesk's directory gives their identity)."""
+    after. The requester is the organization's demo requester (the local helpdesk's directory gives their identity).
+    `no_worker`: no worker is up yet; this process takes the event's message and applies it as a worker would, so
+    the ticket and its queued run exist and the run's first message waits for the worker."""
     body = json.dumps(
         zendesk_event(
             event_id=f"e2e-{ticket_id}",
@@ -107,6 +111,8 @@ def deliver(ticket_id: int, organization_id: str, subject: str, description: str
     ).encode()
     response = Client().post(WEBHOOK_URL, data=body, content_type="application/json", headers=signed_headers(body))
     assert response.status_code == 202, response.content
+    if no_worker:
+        assert webhook_events_process() == ["run started"]
     return wait_for_ticket(str(ticket_id))
 
 
