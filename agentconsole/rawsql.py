@@ -38,6 +38,7 @@ def table(model: type[models.Model]) -> str:
     return quote(model._meta.db_table)
 
 
+@cache
 def columns(model: type[models.Model], alias: str = "") -> str:
     """Every concrete column of the model, in the order `load` reads them."""
     prefix = f"{alias}." if alias else ""

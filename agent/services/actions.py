@@ -410,7 +410,8 @@ def proposed_action_approve(
     action.approved_args_hash = action.args_hash
     action.decided_by = user
     action.decided_at = timezone.now()
-    action.full_clean(exclude=ACTION_RELATIONS, validate_unique=False, validate_constraints=False)
+    if action.original_args is not None:  # the reviewer's own arguments; otherwise every field set here is ours
+        action.full_clean(exclude=ACTION_RELATIONS, validate_unique=False, validate_constraints=False)
     _decision_save(
         action,
         ["status", "args", "args_hash", "original_args", "approved_args_hash", "decided_by", "decided_at"],

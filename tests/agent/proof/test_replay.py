@@ -47,7 +47,9 @@ def approved_trial(company, people) -> AgentRun:
     passed verification, replied and solved the ticket."""
     company()
     reviewer, _ = people
-    ticket = deliver(91001, "360002", "Can we extend our trial?", "One more week, please.", ["trial_extension"])
+    ticket = deliver(
+        91001, "360002", "Can we extend our trial?", "One more week, please.", ["trial_extension"], no_worker=True
+    )
     run = AgentRun.objects.get(ticket=ticket)
     assert drive(run.pk) == Outcome.PAUSED
     proposed_action_approve(action=run.actions.get(tool="extend_trial"), user=reviewer)

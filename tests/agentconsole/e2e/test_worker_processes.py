@@ -6,9 +6,11 @@ import os
 import signal
 import time
 
+import httpx
 import pytest
 
 from agentconsole.celery import app
+from tests.agentconsole.e2e.conftest import METRICS_TOKEN
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +38,7 @@ def _gone(pid: int, timeout: float = 30) -> bool:
 
 def test_it_starts_worker_processes_of_threads_and_stops_them_warm(production) -> None:
     workers = production.start("workers", ["python", "-m", "agentconsole.worker"], WORKER_PROCESSES="3",
-                               WORKER_CONCURRENCY="4")  # fmt: skip
+                               WORKER_CONCURRENCY="4", METRICS_WORKER_ADDRESS="127.0.0.1:0")  # fmt: skip
 
     stats = _nodes(3)
     assert sorted(name.split("@")[0] for name in stats) == ["worker1", "worker2", "worker3"], workers.text()
@@ -44,6 +46,13 @@ def test_it_starts_worker_processes_of_threads_and_stops_them_warm(production) -
     assert len({node["pid"] for node in stats.values()}) == 3
     queues = app.control.inspect(timeout=1).active_queues() or {}
     assert {name: [q["name"] for q in qs] for name, qs in queues.items()} == {name: ["agentconsole"] for name in stats}
+
+    # One exporter for the set (the first worker's), its /healthz answering: the others were given no address.
+    exporters = [line["metrics_address"] for line in workers.json_lines() if "metrics_address" in line]
+    assert len(exporters) == 1, workers.text()
+    assert httpx.get(f"http://{exporters[0]}/healthz").json() == {"status": "ok"}
+    own = httpx.get(f"http://{exporters[0]}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert own.status_code == 200
 
     workers.process.send_signal(signal.SIGTERM)
     assert workers.process.wait(timeout=60) == 0
