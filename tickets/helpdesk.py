@@ -190,6 +190,15 @@ def _posted_comment(data: dict) -> tuple[str, str]:
     return "", str(audit.get("author_id") or "")
 
 
+def _link_held(ticket: Ticket) -> TenantLink | None:
+    """The organization's tenant link as loaded with the ticket (the loop's claim loads it), when it is the
+    organization's: its name is all a local read takes from it, and ticket_snapshot_apply locks the link itself."""
+    if not Ticket._meta.get_field("tenant_link").is_cached(ticket):
+        return None
+    link = ticket.tenant_link
+    return link if link is not None and link.organization_id == ticket.organization_id else None
+
+
 class LocalHelpdesk:
     """The console's own tickets, for the demo and for tickets that did not come from Zendesk. Requesters come from
     the local directory (HelpdeskUser); posting is one database write, idempotent per marker."""
@@ -198,7 +207,9 @@ class LocalHelpdesk:
 
     def read_ticket(self, ticket: Ticket) -> TicketSnapshot:
         person = HelpdeskUser.objects.filter(external_id=ticket.requester_id).first() if ticket.requester_id else None
-        link = TenantLink.objects.filter(organization_id=ticket.organization_id).first()
+        link = _link_held(ticket)
+        if link is None and ticket.organization_id:
+            link = TenantLink.objects.filter(organization_id=ticket.organization_id).first()
         return TicketSnapshot(
             external_id=ticket.external_id,
             requester=RequesterSnapshot(

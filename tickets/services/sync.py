@@ -176,9 +176,16 @@ def ticket_snapshot_apply(*, ticket: Ticket, snapshot: TicketSnapshot) -> Ticket
     put("custom_fields", snapshot.custom_fields)
     ticket.context_version = snapshot.updated_at.isoformat() if snapshot.updated_at else "local"
     ticket.context_fetched_at = timezone.now()
-    # The ticket's row is locked and its tenant link was just read: the database enforces the rest.
-    ticket.full_clean(exclude=["tenant_link"], validate_unique=False, validate_constraints=False)
-    ticket.save()
+    # Only what changed is validated and written (a first read of a ticket whose fields already hold is an UPDATE
+    # of the version it was read at): the row is locked, its other fields are as stored, its tenant link was just
+    # read, and the database enforces the rest.
+    written = {*changed, "context_version", "context_fetched_at", "updated_at"}
+    ticket.full_clean(
+        exclude=[f.name for f in Ticket._meta.concrete_fields if f.name not in written or f.name == "tenant_link"],
+        validate_unique=False,
+        validate_constraints=False,
+    )
+    ticket.save(update_fields=sorted(written))
     added = _comments_sync(ticket, snapshot.comments) if snapshot.comments is not None else 0
     if changed or added:
         audit_event_record(

@@ -20,9 +20,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 # Statements per advance, as bench/episode.py counts them (bench/README.md "Episode" lists each one); a new one on
 # the loop's path shows up here first. The first advance: the claim (with the run's transcript, calls, comments and
-# workflow version), the start with its audit entry, the local ticket's first read (5: the tickets layer's), the
-# turn, the proposal with its entry, the wait with its entry (and the lease's release) and the check of the proposals.
-FIRST_ADVANCE = 11
+# workflow version), the start with its audit entry, the local ticket's first read (4: the tickets layer's; the
+# tenant link loaded with the claim is not read again), the turn, the proposal with its entry, the wait with its
+# entry (and the lease's release) and the check of the proposals.
+FIRST_ADVANCE = 10
 # The reviewer's group, the proposal locked, the decision with its entry, the wait's weekly count, the run resumed.
 APPROVAL = 5
 # The claim, the call's start with the lease's renewal, the reply posted by the local helpdesk (6: the tool's own),
