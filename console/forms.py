@@ -16,7 +16,7 @@ ARGS_NOT_OBJECT = 'The arguments must be a JSON object, like {"tenant_id": "acme
 
 
 class QueueFilterForm(forms.Form):
-    workflow = forms.IntegerField(required=False, min_value=1)
+    workflow = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1)  # a bigint id
     phase = forms.ChoiceField(required=False, choices=[("", "All phases"), *Workflow.Phase.choices])
 
 

@@ -137,6 +137,18 @@ def test_it_ignores_a_filter_it_does_not_understand(reviewer) -> None:
     assert b"were not understood" in response.content
 
 
+def test_it_ignores_a_workflow_id_past_any_id_on_the_queue_its_counts_and_its_next_rows(reviewer) -> None:
+    """A workflow id no database column holds (the embedded SQLite cannot even bind it) is a filter not
+    understood, as a word is: never a 500."""
+    ProposedActionFactory(run__ticket__subject="Still listed")
+    huge = "9" * 30
+    response = reviewer.get("/", {"workflow": huge})
+    assert response.status_code == 200 and b"Still listed" in response.content
+    assert b"were not understood" in response.content
+    assert reviewer.get("/queue/counts/", {"workflow": huge}, headers=HX).status_code == 200
+    assert reviewer.get("/", {"workflow": huge, "list": "pending", "after": "x"}, headers=HX).status_code in (200, 400)
+
+
 def test_it_counts_pending_running_and_escalated_live(reviewer) -> None:
     ProposedActionFactory.create_batch(3, run__status=AgentRun.Status.AWAITING_APPROVAL)
     ProposedActionFactory(run__status=AgentRun.Status.AWAITING_APPROVAL, sla_due_at=timezone.now())
