@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from typing import Any, TypeVar
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
 M = TypeVar("M", bound=models.Model)
 
@@ -68,10 +68,11 @@ def _converters(model: type[models.Model], vendor: str) -> tuple[tuple[int, tupl
 def load(model: type[M], row: Sequence[Any], start: int = 0) -> M:
     """A model instance from `columns(model)` at `row[start:]`, converted as the ORM converts what it reads."""
     values = list(row[start : start + width(model)])
-    for offset, converters, col in _converters(model, connection.vendor):
+    db = connections[DEFAULT_DB_ALIAS]  # the connection itself: each attribute read through the proxy costs a lookup
+    for offset, converters, col in _converters(model, db.vendor):
         for convert in converters:
-            values[offset] = convert(values[offset], col, connection)
-    return model.from_db(connection.alias, None, values)
+            values[offset] = convert(values[offset], col, db)
+    return model.from_db(DEFAULT_DB_ALIAS, None, values)
 
 
 @cache
@@ -98,7 +99,7 @@ def load_json(model: type[M], items: Iterable[dict[str, Any]] | str | None) -> l
 
 def prep(model: type[models.Model], name: str, value: Any) -> Any:
     """The parameter the ORM would send for this field's value."""
-    return model._meta.get_field(name).get_db_prep_save(value, connection=connection)
+    return model._meta.get_field(name).get_db_prep_save(value, connection=connections[DEFAULT_DB_ALIAS])
 
 
 def execute(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -118,10 +119,11 @@ def _insertable(model: type[models.Model], vendor: str) -> tuple[tuple[models.Fi
 
 
 def _insert_parts(objs: Sequence[models.Model]) -> tuple[str, str, list[Any]]:
-    fields, names, row = _insertable(type(objs[0]), connection.vendor)
+    db = connections[DEFAULT_DB_ALIAS]
+    fields, names, row = _insertable(type(objs[0]), db.vendor)
     params: list[Any] = []
     for obj in objs:
-        params.extend(field.get_db_prep_save(field.pre_save(obj, True), connection=connection) for field in fields)
+        params.extend(field.get_db_prep_save(field.pre_save(obj, True), connection=db) for field in fields)
     return names, ", ".join([row] * len(objs)), params
 
 
@@ -136,7 +138,7 @@ def insert_sql(obj: models.Model) -> tuple[str, list[Any]]:
 def inserted(obj: models.Model, pk_value: Any) -> None:
     obj.pk = pk_value
     obj._state.adding = False
-    obj._state.db = connection.alias
+    obj._state.db = DEFAULT_DB_ALIAS
 
 
 def insert(objs: Sequence[models.Model], *, guard: str = "", guard_params: Sequence[Any] = ()) -> bool:
