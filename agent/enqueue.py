@@ -59,11 +59,23 @@ def event_process_send(event_pk: int) -> None:
 
 
 def action_read_current_send(action_id: int) -> None:
-    current_app.send_task(ACTION_READ_CURRENT, args=(action_id,))
+    """Every proposal sends this and approval_notify_send on commit: pushed as the run's next turn is."""
+    _push_or_send(ACTION_READ_CURRENT, (action_id,))
 
 
 def approval_notify_send(action_id: int, kind: str) -> None:
-    current_app.send_task(APPROVAL_NOTIFY, args=(action_id, kind))
+    # A plain str: the message's argsrepr is repr(args), where Celery's saferepr shows an enum member's value.
+    _push_or_send(APPROVAL_NOTIFY, (action_id, str(kind)))
+
+
+def _push_or_send(task: str, args: tuple) -> None:
+    """One LPUSH of the message send_task would send, on a Redis broker (see event_process_send); send_task on any
+    other. Raises whatever the broker raised."""
+    target = _redis_target(current_app.conf.broker_url or "")
+    if target is None:
+        current_app.send_task(task, args=args)
+        return
+    target.push(_celery_message(task, args, queue=target.queue, origin=target.origin))
 
 
 def take_over_note_send(run_id: int, user_id: int) -> None:

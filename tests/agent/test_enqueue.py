@@ -75,6 +75,23 @@ def test_it_pushes_a_runs_next_turn_as_send_task_would_onto_its_prioritys_list(b
     assert pushed["properties"]["priority"] == (priority or 0)
 
 
+@pytest.mark.parametrize(
+    ("send", "name", "args"),
+    [
+        (enqueue.action_read_current_send, enqueue.ACTION_READ_CURRENT, (3,)),
+        (enqueue.approval_notify_send, enqueue.APPROVAL_NOTIFY, (3, "pending")),
+    ],
+)
+def test_it_pushes_a_proposals_messages_as_send_task_would(broker, send, name, args) -> None:
+    current_app.send_task(name, args=args)
+    (celery_sent,) = _waiting(broker)
+    send(*args)
+    (pushed,) = _waiting(broker)
+
+    assert _shape(pushed) == _shape(celery_sent)
+    assert pushed["headers"]["task"] == name and pushed["headers"]["argsrepr"] == repr(args)
+
+
 def _shape(message: dict) -> dict:
     """Everything but what differs from one message to the next (ids, the sender, the parent task)."""
     ids = {"id", "root_id", "parent_id", "origin", "correlation_id", "reply_to", "delivery_tag"}

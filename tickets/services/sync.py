@@ -8,9 +8,10 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
+from agentconsole import rawsql
 from audit.models import AuditEvent
 from audit.services import audit_event_record
 from tickets.models import TenantLink, Ticket, TicketComment
@@ -27,6 +28,59 @@ def tenant_link_for(organization_id: str) -> TenantLink | None:
     return TenantLink.objects.filter(organization_id=organization_id).first()
 
 
+def _link_locked(organization_id: str) -> TenantLink | None:
+    """The organization's tenant link (organization_id is unique), its row locked."""
+    if not rawsql.postgresql():
+        return TenantLink.objects.select_for_update().filter(organization_id=organization_id).first()
+    rows = rawsql.execute(
+        f"SELECT {rawsql.columns(TenantLink)} FROM {rawsql.table(TenantLink)} "  # noqa: S608 - names from the model's meta
+        f"WHERE {rawsql.column(TenantLink, 'organization_id')} = %s FOR UPDATE",
+        [organization_id],
+    )
+    return rawsql.load(TenantLink, rows[0]) if rows else None
+
+
+def _ticket_locked(pk: int) -> Ticket:
+    """The ticket, its row locked, with its tenant link (which whoever works the ticket next reads). On PostgreSQL
+    written by hand (agentconsole.rawsql: the ORM's columns and converters): every new ticket the agent works is
+    read here first, and building the queryset cost more CPU than the statement."""
+    if not rawsql.postgresql():
+        return Ticket.objects.select_for_update(of=("self",)).select_related("tenant_link").get(pk=pk)
+    link_pk = rawsql.column(TenantLink, "id")
+    rows = rawsql.execute(
+        f"SELECT {rawsql.columns(Ticket, 't')}, {rawsql.columns(TenantLink, 'l')} FROM {rawsql.table(Ticket)} t "  # noqa: S608 - names from the model's meta
+        f"LEFT JOIN {rawsql.table(TenantLink)} l ON l.{link_pk} = t.{rawsql.column(Ticket, 'tenant_link')} "
+        f"WHERE t.{rawsql.column(Ticket, 'id')} = %s FOR UPDATE OF t",
+        [pk],
+    )
+    if not rows:
+        raise Ticket.DoesNotExist(f"No ticket {pk}.")
+    ticket = rawsql.load(Ticket, rows[0])
+    start = rawsql.width(Ticket)
+    link_pk_at = start + [field.primary_key for field in TenantLink._meta.concrete_fields].index(True)
+    link = rawsql.load(TenantLink, rows[0], start) if rows[0][link_pk_at] is not None else None
+    Ticket._meta.get_field("tenant_link").set_cached_value(ticket, link)
+    return ticket
+
+
+def _ticket_update(ticket: Ticket, fields: list[str]) -> None:
+    """save(update_fields=fields), by hand on PostgreSQL: each field's own pre_save (updated_at's auto_now) and
+    parameter, one UPDATE of the locked row."""
+    if not rawsql.postgresql():
+        ticket.save(update_fields=fields)
+        return
+    sets, params = [], []
+    for name in fields:
+        field = Ticket._meta.get_field(name)
+        sets.append(f"{rawsql.quote(field.column)} = %s")
+        params.append(field.get_db_prep_save(field.pre_save(ticket, False), connection=connection))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {rawsql.table(Ticket)} SET {', '.join(sets)} WHERE {rawsql.column(Ticket, 'id')} = %s",  # noqa: S608 - names from the model's meta
+            [*params, ticket.pk],
+        )
+
+
 def _valid_email(value: str) -> str:
     try:
         validate_email(value)
@@ -39,7 +93,7 @@ def tenant_link_sync(*, organization: OrganizationSnapshot) -> TenantLink | None
     """The organization's tenant: an admin's manual link wins; otherwise the attribute ZENDESK_TENANT_FROM names
     (the external id or an organization field), kept as a synced link. An empty or malformed value links nothing:
     the ticket stays unlinked and the gate escalates it, as without a link."""
-    link = TenantLink.objects.select_for_update().filter(organization_id=organization.external_id).first()
+    link = _link_locked(organization.external_id)
     if link is not None and link.source == TenantLink.Source.MANUAL:
         return link
     source = settings.ZENDESK_TENANT_FROM
@@ -138,8 +192,7 @@ def _comments_sync(ticket: Ticket, comments: list[CommentSnapshot]) -> int:
 def ticket_snapshot_apply(*, ticket: Ticket, snapshot: TicketSnapshot) -> Ticket:
     """Store what the helpdesk said about a ticket at one version: its fields (unless the webhook already brought
     a newer version), requester, organization and tenant, custom fields and comments."""
-    # With its tenant link, which whoever works the ticket next reads.
-    ticket = Ticket.objects.select_for_update(of=("self",)).select_related("tenant_link").get(pk=ticket.pk)
+    ticket = _ticket_locked(ticket.pk)
     changed: list[str] = []
 
     def put(field: str, value: Any) -> None:
@@ -185,7 +238,7 @@ def ticket_snapshot_apply(*, ticket: Ticket, snapshot: TicketSnapshot) -> Ticket
         validate_unique=False,
         validate_constraints=False,
     )
-    ticket.save(update_fields=sorted(written))
+    _ticket_update(ticket, sorted(written))
     added = _comments_sync(ticket, snapshot.comments) if snapshot.comments is not None else 0
     if changed or added:
         audit_event_record(
