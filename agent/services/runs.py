@@ -66,15 +66,21 @@ def agent_run_dispatch(*, run_id: int, new: bool = False) -> str:
 
 
 def agent_run_dispatch_if_waiting(*, run_id: int) -> str:
-    """agent_run_dispatch for a run waiting for reviewers, else nothing: one UPDATE conditional on its status (it
-    locks the row and reads the status as committed). The token, or "" when the run was not waiting."""
+    """agent_run_dispatch for a run waiting for reviewers, else nothing: one UPDATE whose change depends on the
+    status, read as committed. The token, or "" when the run was not waiting.
+
+    The UPDATE locks the row whatever the status (as select_for_update did): a run still running stays locked until
+    the decision commits, so the worker's move to waiting (agent_run_await_decisions) waits for it and then sees the
+    decision. With the status in the WHERE clause a running run was not locked, and a worker could move it to
+    waiting, see the proposal still pending and commit: a run waiting for a decision already made."""
     token = uuid.uuid4().hex
+    waiting = AgentRun.Status.AWAITING_APPROVAL
     moved = rawsql.execute(
-        'UPDATE "agent_agentrun" SET dispatch_token = %s, dispatched_at = %s WHERE id = %s AND status = %s '
-        "RETURNING id",
-        [token, timezone.now(), run_id, AgentRun.Status.AWAITING_APPROVAL],
+        'UPDATE "agent_agentrun" SET dispatch_token = CASE WHEN status = %s THEN %s ELSE dispatch_token END, '
+        "dispatched_at = CASE WHEN status = %s THEN %s ELSE dispatched_at END WHERE id = %s RETURNING status",
+        [waiting, token, waiting, timezone.now(), run_id],
     )
-    if not moved:
+    if not moved or moved[0][0] != waiting:
         return ""
     transaction.on_commit(lambda: agent_run_publish(run_id=run_id, token=token, priority=None), robust=True)
     return token
