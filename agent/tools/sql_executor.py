@@ -4,6 +4,7 @@ binding, or SQLite with tenant copies and an authorizer (docs/sql-guard.md)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import itertools
@@ -392,17 +393,24 @@ def support_sql_executor() -> Executor:
     default = connections["default"]
     if default.vendor == "postgresql":
         db = default.settings_dict
-        dsn = make_conninfo(
-            host=db.get("HOST") or None,
-            port=str(db["PORT"]) if db.get("PORT") else None,
-            dbname=db["NAME"],
-            user=settings.SUPPORT_SQL_ROLE,
-            sslmode=db.get("OPTIONS", {}).get("sslmode"),
+        dsn = _support_dsn(
+            db.get("HOST") or None,
+            str(db["PORT"]) if db.get("PORT") else None,
+            db["NAME"],
+            settings.SUPPORT_SQL_ROLE,
+            db.get("OPTIONS", {}).get("sslmode"),
         )
         return _postgres_executor(dsn, common)
     if default.vendor == "sqlite":
         return SqliteExecutor(default.settings_dict["NAME"], **common)
     raise DatabaseMisconfigured(UNSUPPORTED_VENDOR.format(vendor=default.vendor))
+
+
+@functools.lru_cache(maxsize=16)
+def _support_dsn(host: str | None, port: str | None, dbname: str, user: str, sslmode: str | None) -> str:
+    """The support role's DSN on the default database's server. Cached: every model turn builds run_sql's spec,
+    and psycopg parses and quotes the parts each time (the same parts give the same DSN)."""
+    return make_conninfo(host=host, port=port, dbname=dbname, user=user, sslmode=sslmode)
 
 
 def _postgres_executor(dsn: str, common: dict[str, Any]) -> PostgresExecutor:
