@@ -164,7 +164,7 @@ class ZendeskHelpdesk:
         return self._post(ticket, body, public=True, marker=marker, operation="add_public_reply")
 
     def set_group(self, ticket: Ticket, group_id: str) -> HelpdeskResult:
-        value: int | str = int(group_id) if group_id.isdigit() else group_id
+        value: int | str = int(group_id) if group_id.isascii() and group_id.isdigit() else group_id
         self.client.update_ticket(ticket.external_id, {"group_id": value})
         return HelpdeskResult(self.name, "set_group", {"group_id": group_id})
 

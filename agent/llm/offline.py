@@ -135,7 +135,7 @@ def _path(value: Any, path: str) -> Any:
     for part in path.split(".") if path else []:
         if isinstance(value, dict):
             value = value.get(part)
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+        elif isinstance(value, list) and part.isascii() and part.isdigit() and int(part) < len(value):
             value = value[int(part)]
         else:
             return None

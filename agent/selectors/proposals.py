@@ -97,7 +97,7 @@ APPROVAL_RUNS = "Approving runs {tool} against the company's systems."
 def _call_position(call_id: str) -> int | None:
     """The runbook step of an offline-engine call id (rb-<step>-<attempt>-<variant>)."""
     parts = call_id.split("-")
-    if len(parts) == 4 and parts[0] == "rb" and parts[1].isdigit():
+    if len(parts) == 4 and parts[0] == "rb" and parts[1].isascii() and parts[1].isdigit():
         return int(parts[1])
     return None
 

@@ -96,7 +96,7 @@ def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> fl
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # isdigit alone passes "\u00b2", which float() refuses
         return float(value)
     try:
         when = parsedate_to_datetime(value)

@@ -312,6 +312,7 @@ def test_it_reads_retry_after_as_seconds_or_an_http_date() -> None:
     assert retry_after_seconds("7") == 7.0
     assert retry_after_seconds(format_datetime(now + timedelta(seconds=30), usegmt=True), now=now) == 30.0
     assert retry_after_seconds("soon") is None
+    assert retry_after_seconds("\u00b2") is None  # a digit to str.isdigit(), not a number to float()
     assert retry_after_seconds(None) is None
 
 
