@@ -33,14 +33,7 @@ def run_advance_send(run_id: int, dispatch_token: str, *, priority: int | None =
 
     Every model turn ends with this message (the run's next turn), so on a Redis broker it is pushed as the
     webhook's is (see event_process_send): one LPUSH onto the list of its priority step, where kombu would put it."""
-    target = _redis_target(current_app.conf.broker_url or "")
-    if target is None:
-        current_app.send_task(RUN_ADVANCE, args=(run_id, dispatch_token), priority=priority)
-        return
-    message = _celery_message(
-        RUN_ADVANCE, (run_id, dispatch_token), queue=target.queue, origin=target.origin, priority=priority
-    )
-    target.push(message, key=_priority_list(target.queue, priority))
+    _push_or_send(RUN_ADVANCE, (run_id, dispatch_token), priority=priority)
 
 
 def event_process_send(event_pk: int) -> None:
@@ -51,11 +44,7 @@ def event_process_send(event_pk: int) -> None:
     holds it to what send_task sends, and the e2e tests' real workers take it). send_task costs about half a
     millisecond of CPU per message — Celery's routing and argument reprs, and kombu building a Redis client for every
     publish — which was as much as all the rest of the webhook's request. Other brokers go through send_task."""
-    target = _redis_target(current_app.conf.broker_url or "")
-    if target is None:
-        current_app.send_task(EVENT_PROCESS, args=(event_pk,))
-        return
-    target.push(_celery_message(EVENT_PROCESS, (event_pk,), queue=target.queue, origin=target.origin))
+    _push_or_send(EVENT_PROCESS, (event_pk,))
 
 
 def action_read_current_send(action_id: int) -> None:
@@ -68,14 +57,15 @@ def approval_notify_send(action_id: int, kind: str) -> None:
     _push_or_send(APPROVAL_NOTIFY, (action_id, str(kind)))
 
 
-def _push_or_send(task: str, args: tuple) -> None:
-    """One LPUSH of the message send_task would send, on a Redis broker (see event_process_send); send_task on any
-    other. Raises whatever the broker raised."""
+def _push_or_send(task: str, args: tuple, *, priority: int | None = None) -> None:
+    """One LPUSH of the message send_task would send, onto the list of its priority step, on a Redis broker (see
+    event_process_send); send_task on any other. Raises whatever the broker raised."""
     target = _redis_target(current_app.conf.broker_url or "")
     if target is None:
-        current_app.send_task(task, args=args)
+        current_app.send_task(task, args=args, priority=priority)
         return
-    target.push(_celery_message(task, args, queue=target.queue, origin=target.origin))
+    message = _celery_message(task, args, queue=target.queue, origin=target.origin, priority=priority)
+    target.push(message, key=_priority_list(target.queue, priority))
 
 
 def take_over_note_send(run_id: int, user_id: int) -> None:

@@ -105,7 +105,7 @@ def _shape(message: dict) -> dict:
 def test_it_sends_through_celery_when_the_broker_is_not_redis(monkeypatch) -> None:
     monkeypatch.setenv("CELERY_BROKER_URL", "memory://")  # Celery reads it before its configuration
     sent = []  # what the fake send_task was given (no other broker runs here to read it back from)
-    monkeypatch.setattr(current_app, "send_task", lambda name, args: sent.append((name, args)))
+    monkeypatch.setattr(current_app, "send_task", lambda name, args, priority=None: sent.append((name, args)))
     enqueue.event_process_send(7)
     assert sent == [(enqueue.EVENT_PROCESS, (7,))]
 
