@@ -73,14 +73,23 @@ def agent_run_advance_task(self, run_id: int, dispatch_token: str = "") -> str: 
 
 
 def _escalate(run_id: int, reason: str) -> str:
-    from agent.lifecycle import RUN_FINAL
-    from agent.models import AgentRun
+    """Hand the run to humans after its turn failed, holding its lease while doing so. The failed advance released
+    its own lease (or had lost it): a run another worker claimed meanwhile is that worker's, and is left to it."""
+    from django.conf import settings
+
+    from agent.services.leases import agent_run_claim, agent_run_release
     from agent.services.runs import agent_run_escalate
 
     try:
-        run = AgentRun.objects.select_related("ticket").get(pk=run_id)
-        if run.status not in RUN_FINAL:
+        run = agent_run_claim(run_id=run_id, lease_seconds=settings.AGENT_LEASE_SECONDS)
+        if run is None:
+            # Over already, or held by a live lease: another worker took the run while this one failed.
+            logger.warning("run %s: not escalated (%s): it is over or another worker holds it", run_id, reason)
+            return "done"
+        try:
             agent_run_escalate(run=run, reason=reason)
+        finally:
+            agent_run_release(run_id=run_id, token=run.lease_token, active_ms=0)  # a no-op once escalated
     except (OperationalError, InterfaceError):
         # Escalating needs the database too: leave the run to the reconciler, which finds it once the lease ends.
         _drop_broken_connections()

@@ -3,6 +3,7 @@ the database again, and the turn is tried again on a fresh one."""
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from django.db import connection
 
@@ -41,3 +42,53 @@ def test_it_reconnects_and_finishes_the_turn_when_the_connection_broke(settings,
     run.refresh_from_db()
     assert run.status in {"completed", "escalated"}
     assert run.lease_token == ""
+
+
+def _fail_the_turn(run: AgentRun, *, taken_over: bool):
+    """A bug in the middle of the turn (just before its steps are written); with `taken_over`, another worker
+    claimed the run first, as after this worker's lease ran out during a slow call."""
+    armed = [True]
+
+    def wrapper(execute, sql, params, many, context):
+        if armed[0] and "agent_step" in sql and sql.lstrip().upper().startswith(("INSERT", "WITH")):
+            armed[0] = False
+            if taken_over:
+                db = connection.settings_dict
+                dsn = {"host": db["HOST"], "port": db["PORT"], "user": db["USER"], "dbname": db["NAME"]}
+                with psycopg.connect(**dsn, password=db["PASSWORD"] or None, autocommit=True) as other:
+                    other.execute(
+                        "UPDATE agent_agentrun SET lease_token = 'other-worker', "
+                        "lease_expires_at = now() + interval '1 hour' WHERE id = %s",
+                        [run.pk],
+                    )
+            raise RuntimeError("a bug in the turn")
+        return execute(sql, params, many, context)
+
+    return wrapper
+
+
+def test_it_escalates_a_run_whose_turn_hit_an_unexpected_error(settings, caplog) -> None:
+    settings.AGENT_LLM_PROVIDER = "offline"
+    run = _run()
+
+    with connection.execute_wrapper(_fail_the_turn(run, taken_over=False)):
+        result = agent_run_advance_task.apply(args=(run.pk, ""))
+
+    assert result.successful(), result.traceback
+    assert "a bug in the turn" in caplog.text  # the traceback is logged
+    run.refresh_from_db()
+    assert (run.status, run.lease_token) == ("escalated", "")
+
+
+def test_it_leaves_a_run_another_worker_took_over_when_its_turn_hit_an_unexpected_error(settings, caplog) -> None:
+    settings.AGENT_LLM_PROVIDER = "offline"
+    run = _run()
+
+    with connection.execute_wrapper(_fail_the_turn(run, taken_over=True)):
+        result = agent_run_advance_task.apply(args=(run.pk, ""))
+
+    assert result.successful(), result.traceback
+    assert "another worker holds it" in caplog.text
+    run.refresh_from_db()
+    assert run.status != "escalated"
+    assert run.lease_token == "other-worker"  # the other worker's lease is untouched
