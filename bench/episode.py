@@ -33,6 +33,7 @@ configure(
 )
 LANGGRAPH_PYTHON = ROOT / "bench" / ".venv-langgraph" / "bin" / "python"
 TURNS = 2
+PENDING_SQL = "SELECT id FROM agent_proposedaction WHERE run_id = %s AND status = 'pending'"
 
 
 def _bench_tool() -> None:
@@ -109,12 +110,14 @@ class Product:
 
     def episode(self, run_id: int) -> None:
         from agent.loop import Outcome, run_advance
-        from agent.models import ProposedAction
         from agent.services.actions import proposed_action_approve
+        from agentconsole import rawsql
 
         assert run_advance(run_id=run_id) == Outcome.PAUSED
-        action = ProposedAction.objects.get(run_id=run_id, status=ProposedAction.Status.PENDING)
-        proposed_action_approve(action=action, user=self.reviewer)
+        # The reviewer learns the proposal's id (the page they decide from shows it; their POST carries it): one
+        # statement. The approval locks and loads the proposal itself.
+        ((action_id,),) = rawsql.execute(PENDING_SQL, [run_id])
+        proposed_action_approve(action=action_id, user=self.reviewer)
         outcome = run_advance(run_id=run_id)
         while outcome == Outcome.CONTINUE:
             outcome = run_advance(run_id=run_id)

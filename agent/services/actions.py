@@ -28,6 +28,7 @@ from agent.services.runs import (
     agent_run_transition_in,
     require_not_claimed_by_another,
 )
+from agent.slack import slack_destination
 from agent.suites import regression_case_capture
 from agent.tools.base import Observation, Tool
 from agentconsole import rawsql
@@ -153,10 +154,20 @@ def proposed_action_create(
     )  # fmt: skip
     rawsql.inserted(action, rows[0][0])
     if status == ProposedAction.Status.PENDING:
-        # Both reach other systems (the Admin API, Slack, mail): never inside the loop's turn or a transaction.
-        transaction.on_commit(lambda: action_read_current_send(action.pk), robust=True)
-        transaction.on_commit(lambda: approval_notify_send(action.pk, "pending"), robust=True)
+        # Both reach other systems (the Admin API, Slack, mail): never inside the loop's turn or a transaction. Each
+        # is sent only when its task would do something: a tool that cannot read its state has no diff to show,
+        # and with neither Slack nor e-mail configured there is nobody to tell (the console lists the proposal).
+        if tool.can_read_current:
+            transaction.on_commit(lambda: action_read_current_send(action.pk), robust=True)
+        if approval_channels_configured(workflow=run.workflow):
+            transaction.on_commit(lambda: approval_notify_send(action.pk, "pending"), robust=True)
     return action
+
+
+def approval_channels_configured(*, workflow: Workflow | None) -> bool:
+    """Whether a proposal of this workflow has anyone to notify (agent.notifications.approval_notify): Slack for its
+    channel, or e-mail."""
+    return bool(slack_destination(channel=workflow.slack_channel if workflow else "") or settings.NOTIFY_EMAIL_FROM)
 
 
 def proposed_action_read_current(*, action_id: int) -> ProposedAction | None:
@@ -353,6 +364,10 @@ def _resume_if_decided(action: ProposedAction) -> None:
         _enqueue_advance(run)
 
 
+def _action_pk(action: ProposedAction | int) -> int:
+    return action if isinstance(action, int) else action.pk
+
+
 def _action_locked(pk: int) -> ProposedAction:
     """The proposal a reviewer decides, its row locked, with its run, ticket, tenant link and assignee loaded (one
     hand-written statement on PostgreSQL)."""
@@ -421,14 +436,15 @@ def _decision_save(
 
 @transaction.atomic
 def proposed_action_approve(
-    *, action: ProposedAction, user: AbstractBaseUser, args: dict[str, Any] | None = None
+    *, action: ProposedAction | int, user: AbstractBaseUser, args: dict[str, Any] | None = None
 ) -> ProposedAction:
     """Approve exactly these args (optionally edited, validated, the model's originals kept). The run resumes
-    in a worker; what executes must hash to what was approved."""
+    in a worker; what executes must hash to what was approved. `action` may be the proposal's id alone (what a
+    reviewer's POST carries): it is locked and loaded here either way."""
     from agent.catalogue import get_tool
 
     reviewer_required(user)
-    action = _action_locked(action.pk)
+    action = _action_locked(_action_pk(action))
     if action.status == ProposedAction.Status.DRY_RUN:
         raise ConflictError(APPROVE_DRY_RUN)
     if action.status != ProposedAction.Status.PENDING:
@@ -467,13 +483,13 @@ def proposed_action_approve(
 
 
 def _decide_without_running(
-    *, action: ProposedAction, user: AbstractBaseUser, status: str, text: str, empty_message: str
+    *, action: ProposedAction | int, user: AbstractBaseUser, status: str, text: str, empty_message: str
 ) -> ProposedAction:
     """Reject or respond: the call does not run, and `text` is what the model reads as its observation."""
     reviewer_required(user)
     if not text.strip():
         raise ApplicationError(empty_message)
-    action = _action_locked(action.pk)
+    action = _action_locked(_action_pk(action))
     if action.status != ProposedAction.Status.PENDING:
         raise ConflictError(ACTION_ALREADY_DECIDED.format(status=action.get_status_display()))
     require_not_claimed_by_another(action.run.ticket, user)
@@ -496,7 +512,7 @@ def _decide_without_running(
 
 
 @transaction.atomic
-def proposed_action_reject(*, action: ProposedAction, user: AbstractBaseUser, reason: str) -> ProposedAction:
+def proposed_action_reject(*, action: ProposedAction | int, user: AbstractBaseUser, reason: str) -> ProposedAction:
     """Reject with a reason; the reason is the observation the model sees next."""
     return _decide_without_running(
         action=action, user=user, status=ProposedAction.Status.REJECTED, text=reason, empty_message=REJECT_NEEDS_REASON
@@ -504,7 +520,7 @@ def proposed_action_reject(*, action: ProposedAction, user: AbstractBaseUser, re
 
 
 @transaction.atomic
-def proposed_action_respond(*, action: ProposedAction, user: AbstractBaseUser, feedback: str) -> ProposedAction:
+def proposed_action_respond(*, action: ProposedAction | int, user: AbstractBaseUser, feedback: str) -> ProposedAction:
     """Answer a proposal with feedback instead of a verdict (agent-inbox's "respond"): the call never runs, and
     the feedback is the observation the model continues from. Counted as reviewed, never as approved."""
     return _decide_without_running(

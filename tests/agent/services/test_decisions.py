@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from agent.models import ProposedAction
 from agent.permissions import NOT_A_REVIEWER
 from agent.services.actions import (
     ACTION_ALREADY_DECIDED,
@@ -84,3 +85,17 @@ def test_it_requires_a_reason_to_reject_and_a_reviewer_to_decide(action, reviewe
         proposed_action_approve(action=action, user=UserFactory())
     action.refresh_from_db()
     assert action.status == "pending"
+
+
+def test_it_decides_a_proposal_named_by_its_id_alone(action, reviewer_account, django_capture_on_commit_callbacks):
+    # What a reviewer's POST carries: the service locks and loads the proposal itself.
+    with django_capture_on_commit_callbacks() as callbacks:
+        approved = proposed_action_approve(action=action.pk, user=reviewer_account)
+    assert (approved.pk, approved.status, approved.decided_by) == (action.pk, "approved", reviewer_account)
+    assert approved.run.ticket.tenant_id == "acme"
+    assert AuditEvent.objects.get(verb="action.approved").object_id == str(action.pk)
+    assert len(callbacks) == 1  # the run resumes in a worker
+    with pytest.raises(ConflictError):
+        proposed_action_reject(action=action.pk, user=reviewer_account, reason="changed my mind")
+    with pytest.raises(ProposedAction.DoesNotExist):
+        proposed_action_approve(action=action.pk + 1000, user=reviewer_account)

@@ -138,8 +138,9 @@ def test_it_tells_nobody_about_a_decided_proposal(settings, slack, pending) -> N
 
 
 def test_it_enqueues_the_notification_and_the_state_read_when_a_proposal_starts_waiting(
-    broker, django_capture_on_commit_callbacks
+    settings, broker, django_capture_on_commit_callbacks
 ) -> None:
+    settings.NOTIFY_EMAIL_FROM = "agent-console@example.com"
     run = AgentRunFactory(status="running", workflow=WorkflowFactory(approval_sla_minutes=45))
     step = StepFactory(run=run, kind=Step.Kind.ACTION, tool_name="extend_trial", tool_call_id="c1")
     with django_capture_on_commit_callbacks(execute=True):
@@ -152,6 +153,30 @@ def test_it_enqueues_the_notification_and_the_state_read_when_a_proposal_starts_
     assert ("agent.tasks.proposed_action_read_current_task", f"({action.pk},)") in tasks
     waited = action.sla_due_at - action.created_at
     assert timedelta(minutes=44, seconds=59) < waited < timedelta(minutes=45, seconds=1)
+
+
+@pytest.mark.parametrize("configured", ["", "webhook", "channel", "email"])
+def test_it_enqueues_only_what_would_do_something_when_a_proposal_starts_waiting(
+    settings, broker, django_capture_on_commit_callbacks, configured
+) -> None:
+    # A tool that cannot read its state has no diff to show; with no Slack and no e-mail nobody is told.
+    settings.SLACK_WEBHOOK_URL = "http://127.0.0.1:9/hook" if configured == "webhook" else ""
+    settings.SLACK_BOT_TOKEN = "xoxb-test-token" if configured == "channel" else ""
+    settings.SLACK_CHANNEL = ""
+    settings.NOTIFY_EMAIL_FROM = "agent-console@example.com" if configured == "email" else ""
+    run = AgentRunFactory(status="running", workflow=WorkflowFactory(slack_channel="#trials"))
+    step = StepFactory(run=run, kind=Step.Kind.ACTION, tool_name="reply_to_customer", tool_call_id="c1")
+    tool = get_tool("reply_to_customer")
+    assert not tool.can_read_current
+    with django_capture_on_commit_callbacks(execute=True):
+        action = proposed_action_create(
+            run=run, step=step, tool=tool, args={"body": "Done."}, rationale="", status=ProposedAction.Status.PENDING,
+            reason="",
+        )  # fmt: skip
+    tasks = [m["headers"]["task"] for m in queued_task_messages(broker)]
+    assert tasks == (["agent.tasks.approval_notify_task"] if configured else [])
+    if configured:
+        assert queued_task_messages(broker)[0]["headers"]["argsrepr"] == f"({action.pk}, 'pending')"
 
 
 def test_it_takes_the_sla_from_the_workflow_then_the_setting_and_0_means_none(settings) -> None:
