@@ -3,7 +3,10 @@
 Building a statement with the ORM (a queryset, its compiler, its converters) costs far more CPU than sending it;
 on a model turn that writes a few rows it was most of the loop's own cost. These helpers give the column lists,
 the parameters (each field's own `get_db_prep_save`) and the loading (each field's own database converters, then
-`Model.from_db`) the ORM would, so a hand-written statement reads and writes exactly what the ORM would have.
+`Model.from_db`) the ORM would, so a hand-written statement reads and writes exactly what the ORM would have. Where
+those are known to change nothing (a str for a CharField, an aware datetime on PostgreSQL; a model whose fields are
+plain attributes and that no pre_init/post_init receiver watches) they are skipped: the same values, less CPU.
+tests/agentconsole/test_rawsql.py holds them to the ORM's.
 
 Statements that join several changes into one (data-modifying WITH) are PostgreSQL's; callers keep a plain
 form for SQLite (the embedded demo database), see `postgresql()`.
@@ -11,12 +14,17 @@ form for SQLite (the embedded demo database), see `postgresql()`.
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.db.backends.utils import CursorWrapper
+from django.db.models.base import ModelState
+from django.db.models.query_utils import DeferredAttribute
+from django.db.models.signals import post_init, pre_init
 
 M = TypeVar("M", bound=models.Model)
 
@@ -45,10 +53,12 @@ def columns(model: type[models.Model], alias: str = "") -> str:
     return ", ".join(prefix + quote(field.column) for field in _fields(model))
 
 
+@cache
 def width(model: type[models.Model]) -> int:
     return len(_fields(model))
 
 
+@cache
 def column(model: type[models.Model], name: str) -> str:
     return quote(model._meta.get_field(name).column)
 
@@ -65,6 +75,38 @@ def _converters(model: type[models.Model], vendor: str) -> tuple[tuple[int, tupl
     return tuple(loaded)
 
 
+@cache
+def _attnames(model: type[models.Model]) -> tuple[str, ...] | None:
+    """The attribute names `instance` sets straight into a new instance's __dict__, as Model.__init__ would have set
+    them: None when some attribute is not a plain field's (a descriptor of its own, e.g. a file), so it cannot."""
+    names = []
+    for field in _fields(model):
+        if getattr(type(getattr(model, field.attname, None)), "__set__", None) not in _PLAIN_SETS:
+            return None
+        names.append(field.attname)
+    return tuple(names)
+
+
+# What setting a plain field's attribute does on a new instance: DeferredAttribute has no __set__ (the value goes into
+# __dict__), and ForeignKeyDeferredAttribute's also clears a related object cached under it, which a new instance has
+# not.
+_PLAIN_SETS = (getattr(DeferredAttribute, "__set__", None), models.ForeignKey.descriptor_class.__set__)
+
+
+def instance(model: type[M], values: Sequence[Any], alias: str = DEFAULT_DB_ALIAS) -> M:
+    """`model.from_db(alias, None, values)` for a row of every concrete field in order: the same instance, built
+    without Model.__init__'s per-field setattr when the model allows it (no pre_init/post_init receivers, plain
+    field attributes)."""
+    names = _attnames(model)
+    if names is None or pre_init.has_listeners(model) or post_init.has_listeners(model):
+        return model.from_db(alias, None, values)
+    new = model.__new__(model)
+    state = new._state = ModelState()
+    state.adding, state.db = False, alias
+    new.__dict__.update(zip(names, values, strict=True))
+    return new
+
+
 def load(model: type[M], row: Sequence[Any], start: int = 0) -> M:
     """A model instance from `columns(model)` at `row[start:]`, converted as the ORM converts what it reads."""
     values = list(row[start : start + width(model)])
@@ -72,7 +114,7 @@ def load(model: type[M], row: Sequence[Any], start: int = 0) -> M:
     for offset, converters, col in _converters(model, db.vendor):
         for convert in converters:
             values[offset] = convert(values[offset], col, db)
-    return model.from_db(DEFAULT_DB_ALIAS, None, values)
+    return instance(model, values)
 
 
 @cache
@@ -93,29 +135,105 @@ def load_json(model: type[M], items: Iterable[dict[str, Any]] | str | None) -> l
             item[name] if is_json else field.to_python(item[name]) if item[name] is not None else None
             for name, _attname, field, is_json in fields
         ]
-        loaded.append(model.from_db(connection.alias, None, values))
+        loaded.append(instance(model, values))
     return loaded
+
+
+# The fields whose parameter, for a value of exactly this type, is the value itself on PostgreSQL: their
+# get_prep_value returns such a value unchanged (to_python) and the backend adapts nothing more (unlike IntegerField's,
+# which psycopg gets wrapped in Int4 and the like). NULL is sent as None by all of them, and by JSONField (mapped to
+# NoneType: only None goes as it is). Exact classes only: a subclass may prepare its values otherwise.
+_AS_IS: dict[type[models.Field], type] = {
+    **dict.fromkeys((models.CharField, models.TextField, models.SlugField, models.EmailField, models.URLField), str),
+    **dict.fromkeys((models.AutoField, models.BigAutoField, models.SmallAutoField), int),
+    models.BooleanField: bool,
+    models.JSONField: type(None),
+}
+
+
+@cache
+def _as_is(field: models.Field, vendor: str) -> type | None:
+    """The type of value `field` sends as it is (see _AS_IS), or None."""
+    if vendor != "postgresql":
+        return None
+    if type(field) is models.ForeignKey:
+        return _as_is(field.target_field, vendor)
+    if type(field) is models.DateTimeField:
+        return datetime.datetime  # an aware one (USE_TZ): psycopg sends it as it is; a naive one warns first
+    return _AS_IS.get(type(field))
+
+
+def _prepared(field: models.Field, value: Any, db: Any) -> Any:
+    """field.get_db_prep_save(value), skipped where it would return the value itself."""
+    kind = _as_is(field, db.vendor)
+    if kind is None or (value is not None and type(value) is not kind):
+        return field.get_db_prep_save(value, connection=db)
+    if kind is datetime.datetime and value is not None and value.tzinfo is None:
+        return field.get_db_prep_save(value, connection=db)  # naive: the ORM warns and makes it aware
+    return value
 
 
 def prep(model: type[models.Model], name: str, value: Any) -> Any:
     """The parameter the ORM would send for this field's value."""
-    return model._meta.get_field(name).get_db_prep_save(value, connection=connections[DEFAULT_DB_ALIAS])
+    return _prepared(model._meta.get_field(name), value, connections[DEFAULT_DB_ALIAS])
 
 
 def execute(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    """Run one statement that returns rows (a SELECT, or a change with RETURNING); its rows."""
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+    """Run one statement that returns rows (a SELECT, or a change with RETURNING); its rows. Through Django's cursor,
+    as any query: execute wrappers (the statement counters of tests and benches), debug cursors and error mapping
+    see it."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
+        with db.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    cursor = _kept_cursor(db)
+    cursor.execute(sql, params)
+    return cursor.fetchall()
+
+
+def run(sql: str, params: Sequence[Any] = ()) -> int:
+    """Run one statement that returns no rows (a change without RETURNING), as execute; the rows it changed."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
+        with db.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount
+    cursor = _kept_cursor(db)
+    cursor.execute(sql, params)
+    return cursor.rowcount
+
+
+_KEPT = "_rawsql_cursor"
+
+
+def _kept_cursor(db: Any) -> Any:
+    """A Django cursor of this PostgreSQL connection: the one the previous statement used while it is still one
+    Django would hand out — same connection, still open, no health check due, no debug cursor wanted — else a new
+    one, kept. Creating and closing a cursor for every statement cost a quarter of what sending a small one does."""
+    kept = db.__dict__.get(_KEPT)
+    if (
+        type(kept) is CursorWrapper
+        and db.connection is not None
+        and kept.cursor.connection is db.connection
+        and not kept.cursor.closed
+        and (db.health_check_done or not db.health_check_enabled)
+        and not db.queries_logged
+    ):
+        return kept
+    cursor = db.__dict__[_KEPT] = db.cursor()  # a debug cursor is never used again (type above)
+    return cursor
 
 
 @cache
-def _insertable(model: type[models.Model], vendor: str) -> tuple[tuple[models.Field, ...], str, str]:
+def _insertable(model: type[models.Model], vendor: str) -> tuple[tuple[tuple[models.Field, bool], ...], str, str]:
     fields = tuple(field for field in _fields(model) if not field.primary_key)
     # Every value cast to its column's type: a column that is NULL in every row still has one.
     casts = [f"%s::{field.db_type(connection)}" for field in fields] if vendor == "postgresql" else None
     row = f"({', '.join(casts or ['%s'] * len(fields))})"
-    return fields, ", ".join(quote(field.column) for field in fields), row
+    # Whose pre_save is more than reading the attribute (auto_now, auto_now_add, files).
+    plain = tuple((field, type(field).pre_save is models.Field.pre_save) for field in fields)
+    return plain, ", ".join(quote(field.column) for field in fields), row
 
 
 def _insert_parts(objs: Sequence[models.Model]) -> tuple[str, str, list[Any]]:
@@ -123,7 +241,10 @@ def _insert_parts(objs: Sequence[models.Model]) -> tuple[str, str, list[Any]]:
     fields, names, row = _insertable(type(objs[0]), db.vendor)
     params: list[Any] = []
     for obj in objs:
-        params.extend(field.get_db_prep_save(field.pre_save(obj, True), connection=db) for field in fields)
+        params.extend(
+            _prepared(field, getattr(obj, field.attname) if plain else field.pre_save(obj, True), db)
+            for field, plain in fields
+        )
     return names, ", ".join([row] * len(objs)), params
 
 

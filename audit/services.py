@@ -9,6 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from agentconsole import rawsql
 from audit.models import AuditEvent
 
 
@@ -59,15 +60,14 @@ def _audit_params(
     actor_kind: str | None,
 ) -> list[Any]:
     real_user = user if user is not None and user.is_authenticated else None
-    field = AuditEvent._meta.get_field
     return [
         actor_kind or (AuditEvent.ActorKind.USER if real_user else AuditEvent.ActorKind.SYSTEM),
         real_user.pk if real_user is not None else None,
         verb,
         object_type,
-        field("payload").get_db_prep_save(payload, connection=connection),
+        rawsql.prep(AuditEvent, "payload", payload),
         canonical_hash(payload),
-        field("created_at").get_db_prep_save(timezone.now(), connection=connection),
+        rawsql.prep(AuditEvent, "created_at", timezone.now()),
     ]
 
 
@@ -109,9 +109,7 @@ def audited_change(
             f"SELECT %s, %s, %s, %s, %s, %s, %s, change.id::text FROM change){ctes} "
             f"SELECT change.*{returned} FROM change"
         )
-        with connection.cursor() as cursor:
-            cursor.execute(statement, [*params, *audit, *(value for extra in also for value in extra.params)])
-            return cursor.fetchall()
+        return rawsql.execute(statement, [*params, *audit, *(value for extra in also for value in extra.params)])
     assert not also, "statements that go with a change are PostgreSQL's"
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -25,6 +25,7 @@ from agent.services.runs import (
     agent_run_dispatch,
     agent_run_dispatch_if_waiting_sql,
     agent_run_dispatched_if_waiting,
+    agent_run_transition_if,
     agent_run_transition_in,
     require_not_claimed_by_another,
 )
@@ -58,40 +59,33 @@ def tenant_budget_lock(*, tenant_id: str) -> Iterator[None]:
         yield
 
 
-class _NothingToAwait(Exception):
-    pass
-
-
-def _pending_exists(run_id: int) -> bool:
-    return bool(
-        rawsql.execute(
-            'SELECT 1 FROM "agent_proposedaction" WHERE run_id = %s AND status = %s LIMIT 1',
-            [run_id, ProposedAction.Status.PENDING],
-        )
-    )
+# A proposal of the run still pending, locked (FOR UPDATE in the condition of the run's move to waiting): a reviewer's
+# decision being made on it holds its lock, so the move waits for the decision to commit and then sees it decided; a
+# decision that comes after locks the proposal first (_action_locked), so it waits for the move and then finds the
+# run waiting, and resumes it. Either way one of them sees the other.
+_PENDING_LOCKED = (
+    'EXISTS (SELECT 1 FROM "agent_proposedaction" p WHERE p.run_id = "agent_agentrun".id AND p.status = %s FOR UPDATE)'
+)
 
 
 def agent_run_await_decisions(*, run: AgentRun) -> bool:
     """Mark the run as waiting for reviewers, unless every proposal was decided meanwhile (a reviewer can approve
     while the turn is still being dispatched). True: it waits, and the decision will resume it; False: go on now.
 
-    The run's row is locked, as the approve and reject services lock it before looking at the run's status: either
-    the decision sees the run waiting and enqueues it, or this sees the decision. On PostgreSQL a running run's
-    move to waiting is what locks it (one statement with its audit entry); the proposals are read after it, and
-    when none is pending any more the move is rolled back."""
+    Either the decision sees the run waiting and enqueues it, or this sees the decision. On PostgreSQL a running
+    run's move to waiting is one statement, with its audit entry, conditional on a proposal still pending, which it
+    locks (_PENDING_LOCKED says how that orders it with a decision). Elsewhere, or when the run moved on meanwhile,
+    the run's row is locked first, as the approve and reject services lock it before looking at its status."""
     if run.status == AgentRun.Status.RUNNING and rawsql.postgresql():
-        held = (run.status, run.status_reason, run.updated_at)
-        try:
-            with transaction.atomic():
-                agent_run_transition_in(
-                    run=run, status=AgentRun.Status.AWAITING_APPROVAL, reason="A proposed action awaits a reviewer."
-                )
-                if not _pending_exists(run.pk):
-                    raise _NothingToAwait
-        except _NothingToAwait:
-            run.status, run.status_reason, run.updated_at = held
-            return False
-        return True
+        reason = "A proposed action awaits a reviewer."
+        if agent_run_transition_if(
+            run=run,
+            status=AgentRun.Status.AWAITING_APPROVAL,
+            reason=reason,
+            condition=_PENDING_LOCKED,
+            params=[ProposedAction.Status.PENDING],
+        ):
+            return True
     return _await_decisions_locked(run=run)
 
 

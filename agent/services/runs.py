@@ -136,6 +136,13 @@ def agent_run_transition(
         return agent_run_transition_in(run=run, status=status, reason=reason, user=user, also=also, tried=True)
 
 
+def agent_run_transition_if(*, run: AgentRun, status: str, reason: str, condition: str, params: list[Any]) -> bool:
+    """agent_run_transition's one statement (PostgreSQL, a move the lifecycle allows from the status held), made also
+    conditional on `condition`, SQL on the run's row ("agent_agentrun") with its parameters. No transaction of its
+    own. False, nothing changed: the condition did not hold, or the row moved on."""
+    return _transition_in_one(run, status, reason, None, None, alone=True, condition=(condition, params))
+
+
 def agent_run_transition_in(
     *,
     run: AgentRun,
@@ -205,7 +212,14 @@ def agent_run_transition_in(
 
 
 def _transition_in_one(
-    run: AgentRun, status: str, reason: str, user: AbstractBaseUser | None, also: dict[str, Any] | None, *, alone: bool
+    run: AgentRun,
+    status: str,
+    reason: str,
+    user: AbstractBaseUser | None,
+    also: dict[str, Any] | None,
+    *,
+    alone: bool,
+    condition: tuple[str, list[Any]] = ("", []),
 ) -> bool:
     """agent_run_transition_in's common case on PostgreSQL, a move the lifecycle allows from the status held: the
     conditional UPDATE, its audit entry, the lease's release and (for a run that stops) the suite run waiting for it
@@ -238,9 +252,10 @@ def _transition_in_one(
     returning = f"id, {suite_waiting_sql(table)}" if stopping and run.workflow_id is not None else "id, NULL"
     if rollups is not None:
         returning += f", {RUN_RETURNING}"
+    where = f"id = %s AND status = %s AND {condition[0]}" if condition[0] else "id = %s AND status = %s"
     rows = audited_change(
-        f"UPDATE {table} SET {', '.join(sets)} WHERE id = %s AND status = %s RETURNING {returning}",  # noqa: S608 - names from the model's meta
-        [*params, run.pk, previous],
+        f"UPDATE {table} SET {', '.join(sets)} WHERE {where} RETURNING {returning}",  # noqa: S608 - names from the model's meta
+        [*params, run.pk, previous, *condition[1]],
         verb="run.status_changed",
         model=AgentRun,
         payload={"from": previous, "to": status, "reason": reason},

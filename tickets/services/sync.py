@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from agentconsole import rawsql
@@ -73,12 +73,11 @@ def _ticket_update(ticket: Ticket, fields: list[str]) -> None:
     for name in fields:
         field = Ticket._meta.get_field(name)
         sets.append(f"{rawsql.quote(field.column)} = %s")
-        params.append(field.get_db_prep_save(field.pre_save(ticket, False), connection=connection))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {rawsql.table(Ticket)} SET {', '.join(sets)} WHERE {rawsql.column(Ticket, 'id')} = %s",  # noqa: S608 - names from the model's meta
-            [*params, ticket.pk],
-        )
+        params.append(rawsql.prep(Ticket, name, field.pre_save(ticket, False)))
+    rawsql.run(
+        f"UPDATE {rawsql.table(Ticket)} SET {', '.join(sets)} WHERE {rawsql.column(Ticket, 'id')} = %s",  # noqa: S608 - names from the model's meta
+        [*params, ticket.pk],
+    )
 
 
 def _valid_email(value: str) -> str:
