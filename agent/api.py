@@ -3,15 +3,10 @@
 # No `from __future__ import annotations` here: @paginate wraps the handlers, and ninja then resolves their
 # string annotations in ninja's own module namespace, where the filter schemas do not exist.
 
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils import timezone
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.http import HttpRequest, HttpResponse
 from ninja import Field, Path, Query, Router, Schema
 from ninja.pagination import paginate
 
@@ -45,26 +40,18 @@ from agent.selectors import (
 from agent.selectors.evidence import autonomy_unmet_criteria
 from agent.services.actions import proposed_action_approve, proposed_action_reject, proposed_action_respond
 from agent.services.governance import autonomy_stop_all, rating_set, workflow_phase_change
-from agent.services.intake import zendesk_event_accept
 from agent.services.runs import agent_run_close, agent_run_take_over
 from agent.versions import next_phase
-from agentconsole.errors import ApplicationError, NotFoundError, PayloadTooLarge
+from agent.webhook import zendesk_webhook
+from agentconsole.errors import NotFoundError
 from agentconsole.pagination import KeysetPagination, keyset_response
 from agentconsole.schemas import ONE_ERRORS, READ_ERRORS, WRITE_ERRORS
 from tickets.schemas import ErrorOut, WebhookAcceptedOut
-from tickets.zendesk_webhook import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    parse_event,
-    verify_signature,
-)
 
 NOT_FOUND = "No {kind} {key}."
 PAGE_MAX = 100
 MAX_ID = 2**63 - 1  # ids are bigints
 SLUG_PATTERN = r"^[-a-zA-Z0-9_]{1,64}$"
-BODY_TOO_LARGE = "The body is larger than {limit} bytes."
-CONTENT_LENGTH_INVALID = "The Content-Length header is not a number."
 
 # Every route needs a reviewer or an admin (token or session): the API sets that for every router. The webhook
 # is the exception: it proves itself by its signature.
@@ -215,44 +202,7 @@ def autonomy_stop(request: HttpRequest, payload: AutonomyStopIn) -> dict[str, in
     return {"stopped_workflows": autonomy_stop_all(user=request.user, reason=payload.reason)}
 
 
-# --- Ticket intake: the helpdesk's webhook. Tickets stores the event; the agent decides whether a run starts.
-
-
-def _read_body(request: HttpRequest, limit: int) -> bytes:
-    """Refuse an oversize body before reading it, and again after in case Content-Length was absent or lied."""
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        raise ApplicationError(CONTENT_LENGTH_INVALID) from None
-    if declared > limit:
-        raise PayloadTooLarge(BODY_TOO_LARGE.format(limit=limit))
-    body = request.body
-    if len(body) > limit:
-        raise PayloadTooLarge(BODY_TOO_LARGE.format(limit=limit))
-    return body
-
-
-@csrf_exempt  # it proves itself by its signature
-@require_POST
-def zendesk_webhook(request: HttpRequest) -> JsonResponse:
-    """Verify, validate, store, send one task message (agent.services.intake.zendesk_event_accept); 202 with the
-    event's id. A plain Django view, routed ahead of the API (agentconsole/urls.py): django-ninja's per-request
-    work (operation lookup, response validation, rendering) cost more CPU than the rest of this request. The route
-    below documents it in the OpenAPI schema with the same answers."""
-    try:
-        body = _read_body(request, settings.ZENDESK_WEBHOOK_MAX_BODY_BYTES)
-        verify_signature(
-            secret=settings.ZENDESK_WEBHOOK_SECRET,
-            timestamp=request.headers.get(TIMESTAMP_HEADER),
-            signature=request.headers.get(SIGNATURE_HEADER),
-            body=body,
-            now=timezone.now(),
-            max_skew=timedelta(seconds=settings.ZENDESK_WEBHOOK_MAX_SKEW_SECONDS),
-        )
-        accepted = zendesk_event_accept(parsed=parse_event(body))
-    except ApplicationError as exc:  # the API's own answer to these (agentconsole/api.py)
-        return JsonResponse({"detail": exc.message, **exc.extra}, status=exc.status_code)
-    return JsonResponse({"event_id": accepted.event_id, "duplicate": accepted.duplicate}, status=202)
+# --- Ticket intake: the helpdesk's webhook, answered by agent.webhook's middleware ahead of the API; documented here.
 
 
 @router.post(
@@ -267,5 +217,6 @@ def zendesk_webhook(request: HttpRequest) -> JsonResponse:
     tags=["webhooks"],
 )
 def zendesk_webhook_documented(request: HttpRequest) -> HttpResponse:
-    # Requests reach the plain view above first; this route is what the OpenAPI schema shows, and answers the same.
+    # Requests are answered by agent.webhook's middleware before they get here; this route is what the OpenAPI
+    # schema shows, and answers the same should the middleware be left out of MIDDLEWARE.
     return zendesk_webhook(request)

@@ -5,14 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
-from django.urls import path
 from django.utils.datastructures import MultiValueDict
 from ninja import NinjaAPI
 from ninja.errors import HttpError
 from ninja.parser import Parser
 
 from agent.api import router as agent_router
-from agent.api import zendesk_webhook
 from agentconsole import jsonlimits
 from agentconsole.errors import ApplicationError
 from console.auth import api_auth
@@ -50,11 +48,6 @@ api = NinjaAPI(
 # Both routers hold absolute paths (/tickets, /runs, /webhooks/zendesk): one mount point, no prefixes to combine.
 api.add_router("/", tickets_router)
 api.add_router("/", agent_router)
-
-
-# The first of the project's URLs (agentconsole/urls.py), ahead of the API's own routes: the webhook is a plain
-# view, and the API documents it.
-urlpatterns_ahead = [path("api/webhooks/zendesk", zendesk_webhook, name="zendesk-webhook")]
 
 
 @api.exception_handler(ApplicationError)

@@ -100,12 +100,17 @@ class PlainFormatter(logging.Formatter):
         return first + " [" + " ".join(f"{k}={v}" for k, v in ids.items()) + "]" + newline + rest
 
 
+def request_id_for(request: HttpRequest) -> str:
+    """The load balancer's X-Request-ID when it sends a sane one, else a new id."""
+    given = request.META.get("HTTP_X_REQUEST_ID", "")
+    return given if 0 < len(given) <= 64 and given.replace("-", "").isalnum() else uuid.uuid4().hex
+
+
 def request_context_middleware(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable:
     """Give each request an id (the load balancer's X-Request-ID when it sends a sane one) for its log lines."""
 
     def middleware(request: HttpRequest) -> HttpResponse:
-        given = request.headers.get(REQUEST_ID_HEADER, "")
-        request_id = given if 0 < len(given) <= 64 and given.replace("-", "").isalnum() else uuid.uuid4().hex
+        request_id = request_id_for(request)
         with log_context(request_id=request_id):
             response = get_response(request)
         response[REQUEST_ID_HEADER] = request_id

@@ -56,6 +56,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # The Zendesk webhook, answered before everything else: it proves itself by its signature and needs none of
+    # the stack below; it keeps the request id, ALLOWED_HOSTS and the HTTPS redirect (see agent/webhook.py)
+    "agent.webhook.zendesk_webhook_middleware",
     # /healthz, /readyz and /metrics, answered before host checks and the HTTPS redirect (see agentconsole/health.py)
     "agentconsole.health.ops_endpoints_middleware",
     "django.middleware.security.SecurityMiddleware",

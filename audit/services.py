@@ -3,7 +3,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection, models, transaction
@@ -71,6 +71,16 @@ def _audit_params(
     ]
 
 
+class Also(NamedTuple):
+    """A statement that goes with an audited change (audited_change's `also`): a data-modifying statement that may
+    read the change's returned rows from `change`. `returns`: it ends in RETURNING one column, whose first value is
+    added to each row audited_change returns."""
+
+    sql: str
+    params: Sequence[Any] = ()
+    returns: bool = False
+
+
 def audited_change(
     sql: str,
     params: Sequence[Any],
@@ -80,23 +90,29 @@ def audited_change(
     payload: dict[str, Any] | None = None,
     user: AbstractBaseUser | AnonymousUser | None = None,
     actor_kind: str | None = None,
+    also: Sequence[Also] = (),
 ) -> list[tuple[Any, ...]]:
     """Make one change to rows of `model` and append its audit event, in the same transaction: `sql` is an UPDATE
     or INSERT ending in `RETURNING "id", ...`, and every row it returns gets one event (none when it changed
     nothing, as a conditional UPDATE may). Returns the rows.
 
     On PostgreSQL the change and its events are one statement (the change in a data-modifying WITH); elsewhere two,
-    in one transaction. The payload is the caller's, as audit_event_record's."""
+    in one transaction. The payload is the caller's, as audit_event_record's. `also` (PostgreSQL only): statements
+    made part of the same one (see Also). One statement needs no transaction of its own: in autocommit it is one."""
     payload = payload or {}
     audit = _audit_params(verb, model._meta.label_lower, payload, user, actor_kind)
     if connection.vendor == "postgresql":
+        ctes = "".join(f", also{n} AS ({extra.sql})" for n, extra in enumerate(also))
+        returned = "".join(f", (SELECT * FROM also{n} LIMIT 1)" for n, extra in enumerate(also) if extra.returns)  # noqa: S608 - names of ours
         statement = (
-            f"WITH change AS ({sql}), audit AS ({_AUDIT_INSERT} "  # noqa: S608 - the caller's statement, values as parameters
-            "SELECT %s, %s, %s, %s, %s, %s, %s, change.id::text FROM change) SELECT * FROM change"
+            f"WITH change AS ({sql}), audit AS ({_AUDIT_INSERT} "  # noqa: S608 - the caller's statements, values as parameters
+            f"SELECT %s, %s, %s, %s, %s, %s, %s, change.id::text FROM change){ctes} "
+            f"SELECT change.*{returned} FROM change"
         )
         with connection.cursor() as cursor:
-            cursor.execute(statement, [*params, *audit])
+            cursor.execute(statement, [*params, *audit, *(value for extra in also for value in extra.params)])
             return cursor.fetchall()
+    assert not also, "statements that go with a change are PostgreSQL's"
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()

@@ -23,7 +23,14 @@ from typing import Any
 
 from _common import ROOT, SqlCounter, configure, machine_note, median, setup, timed
 
-configure("agentconsole_bench_episode", AGENT_LLM_PROVIDER="offline", CELERY_BROKER_URL="memory://")
+# run_advance here is what a worker's task runs: with the workers' database settings as README recommends them
+# (`DATABASE_SERVER_SIDE_BINDING=true python -m agentconsole.worker`). LangGraph's side binds on the server too.
+configure(
+    "agentconsole_bench_episode",
+    AGENT_LLM_PROVIDER="offline",
+    CELERY_BROKER_URL="memory://",
+    DATABASE_SERVER_SIDE_BINDING="true",
+)
 LANGGRAPH_PYTHON = ROOT / "bench" / ".venv-langgraph" / "bin" / "python"
 TURNS = 2
 PENDING_SQL = "SELECT id FROM agent_proposedaction WHERE run_id = %s AND status = 'pending'"

@@ -20,10 +20,11 @@ from agent.models import AgentRun, ProposedAction, Step, Workflow
 from agent.permissions import reviewer_required
 from agent.policy import Risk
 from agent.services.leases import lease_hold, lease_renewal, lease_renewed
-from agent.services.rollups import rollup_action_decided
+from agent.services.rollups import rollup_action_decided, rollup_action_decided_also
 from agent.services.runs import (
     agent_run_dispatch,
-    agent_run_dispatch_if_waiting,
+    agent_run_dispatch_if_waiting_sql,
+    agent_run_dispatched_if_waiting,
     agent_run_transition_in,
     require_not_claimed_by_another,
 )
@@ -33,7 +34,7 @@ from agent.tools.base import Observation, Tool
 from agentconsole import rawsql
 from agentconsole.errors import ApplicationError, ConflictError
 from audit.models import AuditEvent
-from audit.services import audit_event_record, audited_change, canonical_hash
+from audit.services import Also, audit_event_record, audited_change, canonical_hash
 from tickets.models import TenantLink, Ticket
 
 # Relations a decision sets from loaded rows: full_clean() skips them, each would be a query for a row we hold.
@@ -230,7 +231,6 @@ def proposed_action_start_execution(*, action: ProposedAction, lease_of: AgentRu
     return action
 
 
-@transaction.atomic
 def proposed_action_settle(
     *,
     action: ProposedAction,
@@ -242,24 +242,59 @@ def proposed_action_settle(
     """Store how a call ended: executed (a write with its verifier's read-back), failed, or of unknown outcome
     (with what re-reading state said). A write that executed with no verification on record stays pending.
 
-    The status the caller holds is the condition of one UPDATE of the settled fields; when the row moved on
-    meanwhile, the move is decided again on the locked row."""
+    The status the caller holds is the condition of one UPDATE of the settled fields, with its audit entry: on
+    PostgreSQL one statement, which needs no transaction of its own (in autocommit it is one). When the row moved on
+    meanwhile, the move is decided again on the locked row, in a transaction."""
+    alone = not connection.in_atomic_block
+    if alone and _settled_in_one(action, status, result, verification, reconciliation):
+        return action
+    with transaction.atomic():
+        return _settle_locked(action, status, result, verification, reconciliation, tried=alone)
+
+
+def _settled_in_one(
+    action: ProposedAction,
+    status: str,
+    result: Observation,
+    verification: Observation | None,
+    reconciliation: Observation | None,
+) -> bool:
+    """proposed_action_settle's common case on PostgreSQL: the settlement and its audit entry, one statement. False,
+    nothing written, when the row moved on (the action is then to be read again) or this is not the common case."""
     previous = action.status
-    moved = 0
-    if status in ACTION_TRANSITIONS.get(previous, frozenset()) and rawsql.postgresql():
-        _settlement_apply(action, status, result, verification, reconciliation)
-        sets = ", ".join(f"{rawsql.column(ProposedAction, name)} = %s" for name in SETTLED_FIELDS)
-        params = [rawsql.prep(ProposedAction, name, getattr(action, name)) for name in SETTLED_FIELDS]
-        if audited_change(
+    if status not in ACTION_TRANSITIONS.get(previous, frozenset()) or not rawsql.postgresql():
+        return False
+    _settlement_apply(action, status, result, verification, reconciliation)
+    sets = ", ".join(f"{rawsql.column(ProposedAction, name)} = %s" for name in SETTLED_FIELDS)
+    params = [rawsql.prep(ProposedAction, name, getattr(action, name)) for name in SETTLED_FIELDS]
+    return bool(
+        audited_change(
             f'UPDATE "agent_proposedaction" SET {sets} WHERE id = %s AND status = %s RETURNING id',  # noqa: S608 - names from the model's meta
             [*params, action.pk, previous],
             verb=f"action.{action.status}",
             model=ProposedAction,
             payload=_settled_payload(action, result, previous),
             actor_kind=AuditEvent.ActorKind.AGENT,
-        ):
-            return action
-    elif status in ACTION_TRANSITIONS.get(previous, frozenset()):
+        )
+    )
+
+
+def _settle_locked(
+    action: ProposedAction,
+    status: str,
+    result: Observation,
+    verification: Observation | None,
+    reconciliation: Observation | None,
+    *,
+    tried: bool,
+) -> ProposedAction:
+    """proposed_action_settle in a transaction: the common case (unless `tried` already), else the row locked and
+    the move decided on it."""
+    if not tried and _settled_in_one(action, status, result, verification, reconciliation):
+        return action
+    previous = action.status
+    moved = 0
+    if status in ACTION_TRANSITIONS.get(previous, frozenset()) and not rawsql.postgresql():
         _settlement_apply(action, status, result, verification, reconciliation)
         moved = ProposedAction.objects.filter(pk=action.pk, status=previous).update(
             **{field: getattr(action, field) for field in SETTLED_FIELDS}
@@ -321,12 +356,9 @@ def _enqueue_advance(run: AgentRun) -> None:
 
 
 def _resume_if_decided(action: ProposedAction) -> None:
-    # The run's row is locked, as agent_run_await_decisions locks it: a decision made while the turn is still being
-    # dispatched is either seen there, or finds the run waiting here and resumes it. On PostgreSQL the dispatch is
-    # an UPDATE conditional on the run waiting: it locks the row and reads its status as committed.
-    if rawsql.postgresql():
-        agent_run_dispatch_if_waiting(run_id=action.run_id)
-        return
+    # SQLite (on PostgreSQL the decision's statement does this, see _decision_save). The run's row is locked, as
+    # agent_run_await_decisions locks it: a decision made while the turn is still being dispatched is either seen
+    # there, or finds the run waiting here and resumes it.
     run = AgentRun.objects.select_for_update().get(pk=action.run_id)
     if run.status == AgentRun.Status.AWAITING_APPROVAL:
         _enqueue_advance(run)
@@ -373,24 +405,33 @@ def _action_locked(pk: int) -> ProposedAction:
 def _decision_save(
     action: ProposedAction, fields: list[str], *, verb: str, payload: dict[str, Any], user: AbstractBaseUser
 ) -> None:
-    """A reviewer's decision on the locked proposal, written with its audit entry (one statement on PostgreSQL)."""
+    """A reviewer's decision on the locked proposal, written with its audit entry and the wait's weekly count, and
+    the run resumed if it waits for reviewers: one statement on PostgreSQL.
+
+    The run's dispatch there is an UPDATE conditional on the run waiting, in the same statement: it locks the run's
+    row and reads its status as committed (agent_run_dispatch_if_waiting says why that matters)."""
     if not rawsql.postgresql():
         action.save(update_fields=fields)
         audit_event_record(verb=verb, obj=action, payload=payload, user=user)
+        rollup_action_decided(action=action)
+        _resume_if_decided(action)
         return
     names = [ProposedAction._meta.get_field(name).attname for name in fields]
     sets = ", ".join(f"{rawsql.column(ProposedAction, name)} = %s" for name in fields)
     params = [
         rawsql.prep(ProposedAction, name, getattr(action, attname)) for name, attname in zip(fields, names, strict=True)
     ]
-    audited_change(
+    dispatch, dispatch_params, token = agent_run_dispatch_if_waiting_sql(run_id=action.run_id)
+    rows = audited_change(
         f'UPDATE "agent_proposedaction" SET {sets} WHERE id = %s RETURNING id',  # noqa: S608 - names from the model's meta
         [*params, action.pk],
         verb=verb,
         model=ProposedAction,
         payload=payload,
         user=user,
+        also=[rollup_action_decided_also(action=action), Also(dispatch, dispatch_params, returns=True)],
     )
+    agent_run_dispatched_if_waiting(run_id=action.run_id, token=token, status=rows[0][-1])
 
 
 @transaction.atomic
@@ -436,10 +477,8 @@ def proposed_action_approve(
         user=user,
     )
     telemetry.approval_decided(action, decision=action.status)
-    rollup_action_decided(action=action)
     if action.original_args is not None:
         regression_case_capture(action=action)  # the reviewer's correction becomes a regression case
-    _resume_if_decided(action)
     return action
 
 
@@ -468,9 +507,7 @@ def _decide_without_running(
         user=user,
     )
     telemetry.approval_decided(action, decision=action.status)
-    rollup_action_decided(action=action)
     regression_case_capture(action=action)  # a rejection becomes a regression case
-    _resume_if_decided(action)
     return action
 
 

@@ -104,11 +104,8 @@ def agent_run_claim(*, run_id: int, lease_seconds: int) -> AgentRun | None:
 def agent_run_renew_lease(*, run_id: int, token: str, lease_seconds: int) -> bool:
     """Extend this worker's lease before the next slow call. False: the lease expired and another worker took the
     run, so this one must stop without touching it."""
-    return bool(
-        AgentRun.objects.filter(pk=run_id, lease_token=token).update(
-            lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds)
-        )
-    )
+    expires = rawsql.prep(AgentRun, "lease_expires_at", timezone.now() + timedelta(seconds=lease_seconds))
+    return bool(rawsql.execute(RENEW_SQL, [expires, run_id, token]))
 
 
 def agent_run_release(*, run_id: int, token: str, active_ms: int) -> None:

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from agent.models import AgentRun, ProposedAction, Workflow
 from agent.models.rollups import LatencyWeek, UsageWeek
+from audit.services import Also
 
 BUCKETS_PER_OCTAVE = 16
 USAGE_FIELDS = ("runs", "tickets", "tokens_in", "tokens_out", "cache_read_tokens", "cache_write_tokens")
@@ -42,6 +43,30 @@ _ADD_USAGE = (
     "tokens_out = agent_usageweek.tokens_out + excluded.tokens_out, "
     "cache_read_tokens = agent_usageweek.cache_read_tokens + excluded.cache_read_tokens, "
     "cache_write_tokens = agent_usageweek.cache_write_tokens + excluded.cache_write_tokens"
+)
+
+
+# rollup_run_finished_also's forms, in the statement of the UPDATE that ended the run: the run's usage as that
+# UPDATE returns it (RUN_RETURNING) — a read of the table there would see the row as of the statement's start, not
+# as locked — and the durations from `change`, so nothing is counted when the UPDATE changed nothing.
+RUN_RETURNING = "engine, trigger, tokens_in, tokens_out, cache_read_tokens, cache_write_tokens"
+_ADD_USAGE_FROM_CHANGE = (
+    "INSERT INTO agent_usageweek (week, engine, runs, tickets, tokens_in, tokens_out, cache_read_tokens, "
+    "cache_write_tokens) "
+    "SELECT %s, change.engine, 1, CASE WHEN change.trigger = 'ticket_created' THEN 1 ELSE 0 END, "
+    "change.tokens_in, change.tokens_out, change.cache_read_tokens, change.cache_write_tokens FROM change "
+    "ON CONFLICT (week, engine) DO UPDATE SET runs = agent_usageweek.runs + excluded.runs, "
+    "tickets = agent_usageweek.tickets + excluded.tickets, "
+    "tokens_in = agent_usageweek.tokens_in + excluded.tokens_in, "
+    "tokens_out = agent_usageweek.tokens_out + excluded.tokens_out, "
+    "cache_read_tokens = agent_usageweek.cache_read_tokens + excluded.cache_read_tokens, "
+    "cache_write_tokens = agent_usageweek.cache_write_tokens + excluded.cache_write_tokens"
+)
+_ADD_LATENCY_FROM_CHANGE = (
+    "INSERT INTO agent_latencyweek (kind, week, workflow_id, phase, bucket, count, seconds) "
+    "SELECT %s, %s, %s, %s, %s, 1, %s FROM change "
+    "ON CONFLICT (kind, week, workflow_id, phase, bucket) DO UPDATE SET "
+    "count = agent_latencyweek.count + 1, seconds = agent_latencyweek.seconds + excluded.seconds"
 )
 
 
@@ -79,6 +104,34 @@ def rollup_run_finished(*, run: AgentRun) -> None:
         workflow_id=run.workflow_id,
         phase=run.phase,
         seconds=(run.finished_at - opened).total_seconds(),
+    )
+
+
+def rollup_run_finished_also(*, run: AgentRun, status: str, finished_at: datetime) -> list[Also] | None:
+    """rollup_run_finished as statements that go with the UPDATE that ends the run with this status at this time
+    (audit.services.Also: PostgreSQL), which returns RUN_RETURNING: counted only if that UPDATE changed the row.
+    None when the run's ticket is not loaded (then rollup_run_finished, after the UPDATE)."""
+    if not AgentRun.ticket.is_cached(run):
+        return None
+    week = week_of(finished_at)
+    also = [Also(_ADD_USAGE_FROM_CHANGE, [week])]
+    if status == AgentRun.Status.COMPLETED and run.phase != Workflow.Phase.SHADOW:
+        seconds = max((finished_at - run.ticket.created_at).total_seconds(), 0.0)
+        kind = LatencyWeek.Kind.RESOLUTION
+        also.append(
+            Also(_ADD_LATENCY_FROM_CHANGE, [kind, week, run.workflow_id or 0, run.phase, bucket_of(seconds), seconds])
+        )
+    return also
+
+
+def rollup_action_decided_also(*, action: ProposedAction) -> Also:
+    """rollup_action_decided as a statement that goes with the decision's UPDATE (audit.services.Also: PostgreSQL),
+    counted only if that changed the proposal."""
+    seconds = max((action.decided_at - action.created_at).total_seconds(), 0.0)
+    week, kind = week_of(action.decided_at), LatencyWeek.Kind.APPROVAL
+    return Also(
+        _ADD_LATENCY_FROM_CHANGE,
+        [kind, week, action.run.workflow_id or 0, action.run.phase, bucket_of(seconds), seconds],
     )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from agent import telemetry
@@ -27,7 +27,7 @@ from agent.lifecycle import (
 from agent.models import AgentRun, ProposedAction, Step, Workflow
 from agent.permissions import reviewer_required
 from agent.services.leases import lease_release_noted, lease_release_sets
-from agent.services.rollups import rollup_run_finished
+from agent.services.rollups import RUN_RETURNING, rollup_run_finished, rollup_run_finished_also
 from agent.services.transcript import step_append
 from agentconsole import rawsql
 from agentconsole.errors import ApplicationError, ConflictError
@@ -65,6 +65,12 @@ def agent_run_dispatch(*, run_id: int, new: bool = False) -> str:
     return token
 
 
+_DISPATCH_IF_WAITING = (
+    'UPDATE "agent_agentrun" SET dispatch_token = CASE WHEN status = %s THEN %s ELSE dispatch_token END, '
+    "dispatched_at = CASE WHEN status = %s THEN %s ELSE dispatched_at END WHERE id = %s RETURNING status"
+)
+
+
 def agent_run_dispatch_if_waiting(*, run_id: int) -> str:
     """agent_run_dispatch for a run waiting for reviewers, else nothing: one UPDATE whose change depends on the
     status, read as committed. The token, or "" when the run was not waiting.
@@ -73,14 +79,24 @@ def agent_run_dispatch_if_waiting(*, run_id: int) -> str:
     the decision commits, so the worker's move to waiting (agent_run_await_decisions) waits for it and then sees the
     decision. With the status in the WHERE clause a running run was not locked, and a worker could move it to
     waiting, see the proposal still pending and commit: a run waiting for a decision already made."""
+    sql, params, token = agent_run_dispatch_if_waiting_sql(run_id=run_id)
+    moved = rawsql.execute(sql, params)
+    return agent_run_dispatched_if_waiting(run_id=run_id, token=token, status=moved[0][0] if moved else "")
+
+
+def agent_run_dispatch_if_waiting_sql(*, run_id: int) -> tuple[str, list[Any], str]:
+    """agent_run_dispatch_if_waiting's UPDATE, for a caller to make part of a statement of its own (PostgreSQL: a
+    data-modifying WITH): the statement, which returns the run's status, its parameters and the token. Then call
+    agent_run_dispatched_if_waiting with the status it returned."""
     token = uuid.uuid4().hex
     waiting = AgentRun.Status.AWAITING_APPROVAL
-    moved = rawsql.execute(
-        'UPDATE "agent_agentrun" SET dispatch_token = CASE WHEN status = %s THEN %s ELSE dispatch_token END, '
-        "dispatched_at = CASE WHEN status = %s THEN %s ELSE dispatched_at END WHERE id = %s RETURNING status",
-        [waiting, token, waiting, timezone.now(), run_id],
-    )
-    if not moved or moved[0][0] != waiting:
+    return _DISPATCH_IF_WAITING, [waiting, token, waiting, timezone.now(), run_id], token
+
+
+def agent_run_dispatched_if_waiting(*, run_id: int, token: str, status: str | None) -> str:
+    """After agent_run_dispatch_if_waiting_sql's UPDATE returned the run's status: the message is sent once the
+    transaction commits if the run was waiting. The token, or "" when it was not."""
+    if status != AgentRun.Status.AWAITING_APPROVAL:
         return ""
     transaction.on_commit(lambda: agent_run_publish(run_id=run_id, token=token, priority=None), robust=True)
     return token
@@ -100,7 +116,6 @@ def agent_run_publish_on_commit(*, run: AgentRun, token: str, new: bool = False)
     transaction.on_commit(lambda: agent_run_publish(run_id=run_id, token=token, priority=priority), robust=True)
 
 
-@transaction.atomic
 def agent_run_transition(
     *,
     run: AgentRun,
@@ -110,8 +125,15 @@ def agent_run_transition(
     also: dict[str, Any] | None = None,
 ) -> AgentRun:
     """Move a run along its lifecycle, audited; anything the lifecycle does not allow raises. `also`: fields the
-    same UPDATE records (the version a starting run pins), set on the run passed in too."""
-    return agent_run_transition_in(run=run, status=status, reason=reason, user=user, also=also)
+    same UPDATE records (the version a starting run pins), set on the run passed in too.
+
+    On PostgreSQL the common case is one statement (the move, its audit entry, the lease's release and the dashboard's
+    counts, see agent_run_transition_in), which needs no transaction of its own: in autocommit it is one, and what
+    waits for its commit (transaction.on_commit) runs after it. Anything more takes a transaction."""
+    if not connection.in_atomic_block and _transition_in_one(run, status, reason, user, also, alone=True):
+        return run
+    with transaction.atomic():
+        return agent_run_transition_in(run=run, status=status, reason=reason, user=user, also=also, tried=True)
 
 
 def agent_run_transition_in(
@@ -121,6 +143,7 @@ def agent_run_transition_in(
     reason: str = "",
     user: AbstractBaseUser | None = None,
     also: dict[str, Any] | None = None,
+    tried: bool = False,
 ) -> AgentRun:
     """agent_run_transition for a caller already inside a transaction of its own (no savepoint): if the move
     raises, the caller's transaction rolls back with it.
@@ -128,15 +151,13 @@ def agent_run_transition_in(
     The status the caller holds is checked against the lifecycle and then made the condition of one UPDATE: the
     run (with its ticket and workflow) stays loaded, and nothing is read again. When the row has moved on meanwhile
     (another worker, a reviewer), the move is decided again on the locked row, as it always was. Either way the run
-    passed in is the one returned, its status fields as stored."""
+    passed in is the one returned, its status fields as stored. `tried`: _transition_in_one found the row moved."""
+    if not tried and _transition_in_one(run, status, reason, user, also, alone=False):
+        return run
     now = timezone.now()
     started_at = run.started_at or (now if status == AgentRun.Status.RUNNING else None)
     finished_at = now if status in RUN_FINAL else run.finished_at
-    if status in RUN_TRANSITIONS.get(run.status, frozenset()) and rawsql.postgresql():
-        if _transition_in_one(run, status, reason, user, also, started_at, finished_at, now):
-            return run
-        moved = 0
-    elif status in RUN_TRANSITIONS.get(run.status, frozenset()):
+    if status in RUN_TRANSITIONS.get(run.status, frozenset()) and not rawsql.postgresql():
         # Only fields change here and the database enforces the run's relations and constraints: no full_clean(),
         # which costs a query per loaded relation on every status change.
         moved = AgentRun.objects.filter(pk=run.pk, status=run.status).update(
@@ -184,20 +205,24 @@ def agent_run_transition_in(
 
 
 def _transition_in_one(
-    run: AgentRun,
-    status: str,
-    reason: str,
-    user: AbstractBaseUser | None,
-    also: dict[str, Any] | None,
-    started_at: Any,
-    finished_at: Any,
-    now: Any,
+    run: AgentRun, status: str, reason: str, user: AbstractBaseUser | None, also: dict[str, Any] | None, *, alone: bool
 ) -> bool:
-    """agent_run_transition_in's common case on PostgreSQL: the conditional UPDATE, its audit entry and (for a run
-    that stops) the suite run waiting for it, one statement. False, nothing changed, when the row moved on."""
+    """agent_run_transition_in's common case on PostgreSQL, a move the lifecycle allows from the status held: the
+    conditional UPDATE, its audit entry, the lease's release and (for a run that stops) the suite run waiting for it
+    and the dashboard's counts of a run that ends, one statement. False, nothing changed, when the row moved on or
+    this is not the common case. `alone`: outside any transaction, so it must be one statement (the counts of a run
+    whose ticket is not loaded are statements of their own: False)."""
     from agent.suites import suite_rerun_later, suite_waiting_sql
 
     previous = run.status
+    if status not in RUN_TRANSITIONS.get(previous, frozenset()) or not rawsql.postgresql():
+        return False
+    now = timezone.now()
+    rollups = rollup_run_finished_also(run=run, status=status, finished_at=now) if status in RUN_FINAL else None
+    if status in RUN_FINAL and rollups is None and alone:
+        return False
+    started_at = run.started_at or (now if status == AgentRun.Status.RUNNING else None)
+    finished_at = now if status in RUN_FINAL else run.finished_at
     values = {"status": status, "status_reason": reason, "started_at": started_at, "finished_at": finished_at,
               "updated_at": now, **(also or {})}  # fmt: skip
     sets, params = [], []
@@ -211,6 +236,8 @@ def _transition_in_one(
     table = rawsql.table(AgentRun)
     stopping = status in RUN_STOPPED and previous not in RUN_STOPPED
     returning = f"id, {suite_waiting_sql(table)}" if stopping and run.workflow_id is not None else "id, NULL"
+    if rollups is not None:
+        returning += f", {RUN_RETURNING}"
     rows = audited_change(
         f"UPDATE {table} SET {', '.join(sets)} WHERE id = %s AND status = %s RETURNING {returning}",  # noqa: S608 - names from the model's meta
         [*params, run.pk, previous],
@@ -219,6 +246,7 @@ def _transition_in_one(
         payload={"from": previous, "to": status, "reason": reason},
         user=user,
         actor_kind=None if user is not None else AuditEvent.ActorKind.AGENT,
+        also=rollups or (),
     )
     if not rows:
         return False
@@ -231,7 +259,8 @@ def _transition_in_one(
     )  # fmt: skip
     if status in RUN_FINAL:
         telemetry.run_finished(status=status, phase=run.phase)
-        rollup_run_finished(run=run)  # the dashboard's weekly totals, in this transaction
+        if rollups is None:
+            rollup_run_finished(run=run)  # the dashboard's weekly totals, in this transaction
     suite_rerun_later(rows[0][1])
     return True
 

@@ -24,13 +24,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # tenant link loaded with the claim is not read again), the turn, the proposal with its entry, the wait with its
 # entry (and the lease's release) and the check of the proposals.
 FIRST_ADVANCE = 10
-# The reviewer's group, the proposal locked, the decision with its entry, the wait's weekly count, the run resumed.
-APPROVAL = 5
+# The reviewer's group, the proposal locked, the decision with its entry, the wait's weekly count and the run resumed.
+APPROVAL = 3
 # The claim, the call's start with the lease's renewal, the reply posted by the local helpdesk (6: the tool's own),
 # the settlement with its entry, the observation with the lease's renewal, running again with its entry, the
-# comments after the call, the turn, completed with its entry and the lease's release, the week's usage and
+# comments after the call, the turn, completed with its entry, the lease's release and the week's usage and
 # resolution time.
-SECOND_ADVANCE = 16
+SECOND_ADVANCE = 14
 
 
 def _statements(captured: CaptureQueriesContext) -> int:

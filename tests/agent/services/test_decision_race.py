@@ -36,9 +36,10 @@ def test_it_never_leaves_a_run_waiting_for_a_decision_made_while_it_moved_to_wai
 
     def worker_between_resume_and_commit(execute, sql, params, many, context):
         result = execute(sql, params, many, context)
-        if sql.startswith('UPDATE "agent_agentrun" SET dispatch_token') and not thread.ident:
-            # The decision looked for a waiting run (and did not commit yet): the worker moves the run now. Given a
-            # moment to finish, unless it waits for the decision's transaction.
+        if 'UPDATE "agent_agentrun" SET dispatch_token' in sql and not thread.ident:
+            # The decision looked for a waiting run (and did not commit yet; on PostgreSQL in the statement of the
+            # decision itself): the worker moves the run now. Given a moment to finish, unless it waits for the
+            # decision's transaction.
             thread.start()
             thread.join(timeout=2)
         return result

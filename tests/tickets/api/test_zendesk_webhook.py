@@ -11,9 +11,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from agent.api import BODY_TOO_LARGE
 from agent.models import AgentRun
 from agent.tasks import zendesk_event_process_task
+from agent.webhook import BODY_TOO_LARGE
 from audit.models import AuditEvent
 from tests.factories import TenantLinkFactory, WorkflowFactory
 from tests.support import (
