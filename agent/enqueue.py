@@ -65,7 +65,7 @@ def _push_or_send(task: str, args: tuple, *, priority: int | None = None) -> Non
         current_app.send_task(task, args=args, priority=priority)
         return
     message = _celery_message(task, args, queue=target.queue, origin=target.origin, priority=priority)
-    target.push(message, key=_priority_list(target.queue, priority))
+    target.push(message, key=target.list_for(priority))
 
 
 def take_over_note_send(run_id: int, user_id: int) -> None:
@@ -97,11 +97,24 @@ class _RedisQueue:
     retries and instrumentation cost three times the LPUSH itself). A connection that failed is dropped; the
     next push opens another."""
 
-    def __init__(self, url: str, queue: str) -> None:
+    def __init__(self, url: str, queue: str, priority_steps: list[int]) -> None:
         self.pool = redis.ConnectionPool.from_url(url, socket_connect_timeout=2, socket_timeout=2)
         self.queue = queue
         self.origin = f"gen{os.getpid()}@{socket.gethostname()}"
+        self.priority_steps = priority_steps
+        self._lists: dict[int | None, str] = {}
         self._local = threading.local()
+
+    def list_for(self, priority: int | None) -> str:
+        """The Redis list kombu keeps the queue's messages of this priority in: one per priority step, the queue's
+        own name for step 0. Worked out once per priority (reading Celery's configuration every time cost half as
+        much as the LPUSH)."""
+        key = self._lists.get(priority)
+        if key is None:
+            steps = self.priority_steps
+            step = steps[bisect.bisect(steps, max(0, min(9, priority or 0))) - 1]
+            key = self._lists[priority] = f"{self.queue}{Channel.sep}{step}" if step else self.queue
+        return key
 
     def push(self, message: str, *, key: str | None = None) -> None:
         """LPUSH onto the queue's list, or `key` (the list of another priority step)."""
@@ -137,17 +150,10 @@ def _redis_target(broker_url: str) -> _RedisQueue | None:
             plain = not (set(options) & {"global_keyprefix", "sep"}) and not current_app.conf.broker_use_ssl
             plain = plain and not current_app.conf.task_routes  # every task in the default queue
             if broker_url.startswith(("redis://", "rediss://")) and plain:
-                target = _RedisQueue(broker_url, current_app.amqp.router.route({}, EVENT_PROCESS)["queue"].name)
+                queue = current_app.amqp.router.route({}, EVENT_PROCESS)["queue"].name
+                target = _RedisQueue(broker_url, queue, list(options.get("priority_steps", PRIORITY_STEPS)))
             _redis_targets[broker_url] = target
     return _redis_targets[broker_url]
-
-
-def _priority_list(queue: str, priority: int | None) -> str:
-    """The Redis list kombu keeps a queue's messages of this priority in: one per priority step, the queue's own
-    name for step 0."""
-    steps = (current_app.conf.broker_transport_options or {}).get("priority_steps", PRIORITY_STEPS)
-    step = steps[bisect.bisect(steps, max(0, min(9, priority or 0))) - 1]
-    return f"{queue}{Channel.sep}{step}" if step else queue
 
 
 def _celery_message(task: str, args: tuple, *, queue: str, origin: str, priority: int | None = None) -> str:

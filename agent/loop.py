@@ -24,7 +24,7 @@ from agent.llm import engine_get
 from agent.llm.conversation import ESCALATE_TOOL, ModelTurn
 from agent.models import AgentRun, ProposedAction, Step
 from agent.policy import Risk
-from agent.prompts import ticket_comments_forget, ticket_comments_hold
+from agent.prompts import ticket_comments_forget, ticket_comments_held, ticket_comments_hold
 from agent.services.actions import (
     agent_run_await_decisions,
 )
@@ -223,7 +223,7 @@ def _read_ticket(run: AgentRun) -> bool:
     if helpdesk_for(held).name == LocalHelpdesk.name:
         # The console's own helpdesk is read from this database: not a slow call, no renewal after it. Its comments
         # are the ones stored here, which the read does not change: those read with the claim still hold.
-        cached = getattr(held, "_prefetched_objects_cache", {}).get("comments")
+        cached = ticket_comments_held(held)
         if cached is not None:
             ticket_comments_hold(run.ticket, list(cached))
         return False

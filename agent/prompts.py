@@ -280,24 +280,29 @@ def system_prompt(*, template: str, phase: str, tenant_id: str, workflow_name: s
     )
 
 
+# The ticket's comments as this worker holds them (on the loaded ticket). Kept apart from Django's prefetch cache:
+# a prefetched queryset answers `ticket.comments.all()` too, and building one (its related manager, its filter)
+# cost more than the claim's read of the comments.
+_HELD_COMMENTS = "_held_comments"
+
+
 def ticket_comments_hold(ticket: Ticket, comments: list[TicketComment]) -> None:
-    """The ticket's comments, read with a run's claim: `ticket.comments.all()` answers from them (as after a
-    prefetch_related) until a call of the run may have posted one (ticket_comments_forget)."""
-    queryset = ticket.comments.all()
-    queryset._result_cache = comments
-    queryset._prefetch_done = True
-    ticket.__dict__.setdefault("_prefetched_objects_cache", {})["comments"] = queryset
+    """The ticket's comments, read with a run's claim: ticket_comments answers from them until a call of the run
+    may have posted one (ticket_comments_forget)."""
+    ticket.__dict__[_HELD_COMMENTS] = comments
+
+
+def ticket_comments_held(ticket: Ticket) -> list[TicketComment] | None:
+    return ticket.__dict__.get(_HELD_COMMENTS)
 
 
 def ticket_comments_forget(ticket: Ticket) -> None:
-    cached = getattr(ticket, "_prefetched_objects_cache", None)
-    if cached:
-        cached.pop("comments", None)
+    ticket.__dict__.pop(_HELD_COMMENTS, None)
 
 
 def ticket_comments(ticket: Ticket) -> list[TicketComment]:
     """The ticket's comments in order: those held, else read (one hand-written statement) and held."""
-    cached = getattr(ticket, "_prefetched_objects_cache", {}).get("comments")
+    cached = ticket.__dict__.get(_HELD_COMMENTS)
     if cached is not None:
         return list(cached)
     rows = rawsql.execute(

@@ -47,6 +47,22 @@ def _sha(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
+# A tool's spec is the same dict while it stays the same (Tool.spec): its hash is kept with it (the dict held too, so
+# its id is not reused), and a run that starts hashes no spec again.
+_spec_shas: dict[int, tuple[dict[str, Any], str]] = {}
+
+
+def _spec_sha(spec: dict[str, Any]) -> str:
+    held = _spec_shas.get(id(spec))
+    if held is not None and held[0] is spec:
+        return held[1]
+    sha = _sha(spec)
+    if len(_spec_shas) >= 1024:  # specs rebuilt each time (none of ours) would otherwise pile up
+        _spec_shas.clear()
+    _spec_shas[id(spec)] = (spec, sha)
+    return sha
+
+
 def engine_name() -> str:
     """The engine in force, named as AgentRun.engine names it (without building a Bedrock client)."""
     if settings.AGENT_LLM_PROVIDER == "bedrock":
@@ -58,10 +74,10 @@ def tool_set(workflow: Workflow) -> list[dict[str, Any]]:
     """The tools a run of this workflow is offered (its own tool list, or every tool when it names none), each
     identified by the hash of the spec the model sees."""
     tools = [
-        {"name": name, "risk": str(tool.risk), "spec_sha256": _sha(tool.spec())}
+        {"name": name, "risk": str(tool.risk), "spec_sha256": _spec_sha(tool.spec())}
         for name, tool in sorted(workflow_tools(workflow).items())
     ]
-    return [*tools, {"name": ESCALATE_SPEC["name"], "risk": "escalation", "spec_sha256": _sha(ESCALATE_SPEC)}]
+    return [*tools, {"name": ESCALATE_SPEC["name"], "risk": "escalation", "spec_sha256": _spec_sha(ESCALATE_SPEC)}]
 
 
 def contracts_in_use(workflow: Workflow) -> dict[str, Any]:

@@ -82,7 +82,7 @@ def zendesk_webhook(request: HttpRequest) -> HttpResponse:
             now=timezone.now(),
             max_skew=timedelta(seconds=settings.ZENDESK_WEBHOOK_MAX_SKEW_SECONDS),
         )
-        accepted = zendesk_event_accept(parsed=parse_event(body))
+        accepted = zendesk_event_accept(parsed=parse_event(body), body=body)
     except ApplicationError as exc:  # the API's own answer to these (agentconsole/api.py)
         return _answer({"detail": exc.message, **exc.extra}, exc.status_code)
     return _answer({"event_id": accepted.event_id, "duplicate": accepted.duplicate}, 202)

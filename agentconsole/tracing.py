@@ -101,6 +101,11 @@ def span(
     start_time: int | None = None,
 ) -> Iterator[trace.Span]:
     """A current span; an exception escaping the block marks it as an error and is recorded on it."""
+    if context is None and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        # No tracer provider was set in this process (no endpoint): the API's no-op tracer would hand back the
+        # current span and make it current again, which changes nothing. The loop opens a few spans a turn.
+        yield trace.get_current_span()
+        return
     clean = {k: v for k, v in (attributes or {}).items() if v is not None}
     with tracer().start_as_current_span(
         name, kind=kind, attributes=clean, context=context, start_time=start_time

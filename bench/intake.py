@@ -9,11 +9,22 @@ duplicate storm: every event sent 16 times at once, then each of its messages ap
 a worker would, a redelivery included); exactly one stored event, event message, ticket, run and run message per
 event must result.
 
+Two measurements of latency, because they answer different questions:
+
+- closed loop (saturation): each connection sends its next request as soon as the last is answered, so 64 are
+  always in flight. It measures throughput; its latency is mostly queueing behind the other 63 (the mean is
+  64 / throughput), so its p99 says how long a request waits when the server is flat out;
+- open loop (a fixed offered rate): requests are due at fixed times (rate r: one every 1/r s) and go out over the
+  same 64 connections; each one's latency runs from the time it was due, not from when a connection was free to
+  send it, so time spent queued in the client is counted (no coordinated omission). Both sides get the same rate,
+  a stated fraction of the bare view's saturation throughput measured in the closed-loop rounds just before.
+
     .venv/bin/python bench/intake.py [--rounds 5] [--requests 2000] [--connections 64]
+        [--open-fractions 0.25,0.5] [--open-seconds 2] [--open-rounds 6]
 
 BENCH_REDIS_URL (default redis://127.0.0.1:6379/4) is flushed; BENCH_GUNICORN_LOG=path keeps gunicorn's log.
-Prints req/s, server CPU per request (gunicorn's processes), p50/p99 latency, SQL statements per request, and the
-duplicate-storm counts.
+Prints req/s, server CPU per request (gunicorn's processes), p50/p99 latency of both measurements, SQL statements
+per request, and the duplicate-storm counts.
 """
 
 from __future__ import annotations
@@ -121,6 +132,50 @@ async def _send_all(requests: list[bytes], connections: int) -> tuple[float, lis
     return time.perf_counter() - started, latencies, statuses
 
 
+async def _send_at_rate(
+    requests: list[bytes], connections: int, rate: float
+) -> tuple[float, list[float], dict[int, int]]:
+    """Open loop: request i is due at start + i / rate; `connections` keep-alive connections take the requests in
+    order, each waiting for its request's due time if it is early. A request's latency is measured from its due
+    time, so one that waited for a free connection counts that wait. Returns the seconds from the first due time
+    to the last answer, the latencies and the status counts."""
+    loop = asyncio.get_running_loop()
+    opened = await asyncio.gather(*(asyncio.open_connection("127.0.0.1", PORT) for _ in range(connections)))
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    next_index = 0
+    start = loop.time() + 0.05
+
+    async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal next_index
+        try:
+            while next_index < len(requests):
+                index = next_index
+                next_index += 1
+                due = start + index / rate
+                wait = due - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                writer.write(requests[index])
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                await reader.readexactly(length)
+                latencies.append(loop.time() - due)
+                status = int(head.split(b" ", 2)[1])
+                statuses[status] = statuses.get(status, 0) + 1
+                if b"connection: close" in head.lower():
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", PORT)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker(reader, writer) for reader, writer in opened))
+    return loop.time() - start, latencies, statuses
+
+
 def _queued(broker: object, queue: str) -> int:
     """Task messages waiting, at every priority (kombu's Redis transport keeps one list per priority step)."""
     return sum(broker.llen(queue if step == 0 else f"{queue}\x06\x16{step}") for step in (0, 3, 6, 9))
@@ -204,6 +259,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=2000, help="requests per side per round")
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument(
+        "--open-fractions",
+        default="0.25,0.5",
+        help="open-loop offered rates, as fractions of the bare view's closed-loop req/s (comma-separated)",
+    )
+    parser.add_argument("--open-seconds", type=float, default=2.0, help="seconds per side per open-loop round")
+    parser.add_argument("--open-rounds", type=int, default=6, help="interleaved open-loop rounds per side and rate")
     parser.add_argument("--storm-events", type=int, default=200)
     parser.add_argument("--storm-copies", type=int, default=16)
     args = parser.parse_args(argv)
@@ -245,6 +307,29 @@ def main(argv: list[str] | None = None) -> None:
                 results[name]["rps"].append(args.requests / wall)
                 results[name]["cpu_ms"].append(1000 * cpu / args.requests)
                 results[name]["lat"].extend(latencies)
+        # Open loop, at fixed fractions of the bare view's saturation throughput just measured; both sides alike.
+        bare_rps = median(results["bare"]["rps"])
+        fractions = [float(f) for f in args.open_fractions.split(",") if f.strip()]
+        opened: dict[float, dict[str, dict[str, list[float]]]] = {}
+        for fraction in fractions:
+            rate = fraction * bare_rps
+            count = max(1, round(rate * args.open_seconds))
+            opened[fraction] = {name: {"lat": [], "rate": [], "cpu_ms": [], "p99": []} for name in ("bare", "intake")}
+            for _ in range(args.open_rounds):
+                for name in ("bare", "intake"):
+                    batch = []
+                    for _ in range(count):
+                        serial += 1
+                        body = _event(f"bench-{serial}", str(serial))
+                        batch.append(_request(WEBHOOK if name == "intake" else BARE, body, name == "intake"))
+                    cpu = _cpu_seconds(server.pid)
+                    wall, latencies, statuses = asyncio.run(_send_at_rate(batch, args.connections, rate))
+                    cpu = _cpu_seconds(server.pid) - cpu
+                    assert set(statuses) == {202}, (name, statuses)
+                    opened[fraction][name]["lat"].extend(latencies)
+                    opened[fraction][name]["p99"].append(pct(latencies, 0.99))
+                    opened[fraction][name]["rate"].append(count / wall)
+                    opened[fraction][name]["cpu_ms"].append(1000 * cpu / count)
         # The duplicate storm: each event's copies go out back to back, so they are in flight together.
         before = _queued(broker, settings.CELERY_TASK_DEFAULT_QUEUE)
         storm_ids = []
@@ -285,6 +370,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{os.environ.get('WEB_CONCURRENCY', '2')} workers x {os.environ.get('WEB_THREADS', '4')} threads), "
           f"{args.connections} connections")  # fmt: skip
     print(f"{args.rounds} interleaved rounds of {args.requests} requests per side; medians. {machine_note()}")
+    print(f"closed loop (saturation: {args.connections} requests always in flight, the mean latency is "
+          f"{args.connections} / req/s)")  # fmt: skip
     print(f"{'':18} {'req/s':>8} {'CPU ms/req':>11} {'p50 ms':>8} {'p99 ms':>8} {'SQL/req':>8}")
     for name, label, sql in (
         ("bare", "bare INSERT view", "bare INSERT view"),
@@ -296,6 +383,25 @@ def main(argv: list[str] | None = None) -> None:
             f"{1000 * pct(r['lat'], 0.99):8.1f} {statements[sql]:8d}"
         )
     print(f"ratio intake / bare: {median(results['intake']['rps']) / median(results['bare']['rps']):.2f}x req/s")
+    print(
+        f"open loop: requests due at a fixed rate over {args.connections} connections, latency from the due time "
+        f"(queueing counted); {args.open_rounds} interleaved rounds of {args.open_seconds:g} s per side; p99 of all "
+        "the requests, and the median of the rounds' p99 (a burst of other work on the machine spoils one round)"
+    )
+    print(
+        f"{'':18} {'offered':>8} {'answered':>9} {'CPU ms/req':>11} {'p50 ms':>8} {'p99 ms':>8} {'round p99':>10}"
+        f" {'max ms':>8}  p99 < 50 ms"
+    )
+    for fraction, sides in opened.items():
+        for name, label in (("bare", "bare INSERT view"), ("intake", "webhook intake")):
+            r = sides[name]
+            p99 = 1000 * pct(r["lat"], 0.99)
+            print(
+                f"{label:18} {fraction * bare_rps:8.0f} {median(r['rate']):9.0f} {median(r['cpu_ms']):11.2f} "
+                f"{1000 * pct(r['lat'], 0.5):8.1f} {p99:8.1f} {1000 * median(r['p99']):10.1f} "
+                f"{1000 * max(r['lat']):8.1f}  "
+                f"{'yes' if p99 < 50 else 'no'} ({fraction:g}x the bare view's saturation req/s)"
+            )
     print(f"duplicate storm: {args.storm_events} events x {args.storm_copies} copies, answers {storm_statuses}; "
           + ", ".join(f"{v} {k}" for k, v in storm.items())
           + (" — exactly one each" if set(storm.values()) == {args.storm_events} else " — NOT one each"))  # fmt: skip

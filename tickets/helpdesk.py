@@ -18,9 +18,13 @@ from typing import Protocol
 import httpx
 from celery import current_app
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import transaction
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from agentconsole import rawsql
 from audit.models import AuditEvent
 from tickets.models import HelpdeskUser, TenantLink, Ticket, TicketComment
 from tickets.services.comments import ticket_comment_confirm, ticket_comment_intent
@@ -309,4 +313,66 @@ def ticket_context_ensure(*, ticket: Ticket, force: bool = False) -> Ticket:
     if not force and not helpdesk.context_stale(ticket):
         return ticket
     snapshot = helpdesk.read_ticket(ticket)
+    if isinstance(helpdesk, LocalHelpdesk) and _local_read_changes_nothing(ticket, snapshot):
+        _context_read_at(ticket, "local")
+        return ticket
     return ticket_snapshot_apply(ticket=ticket, snapshot=snapshot)
+
+
+def _local_read_changes_nothing(ticket: Ticket, snapshot: TicketSnapshot) -> bool:
+    """Whether ticket_snapshot_apply would change nothing but the version read: the local helpdesk says only who the
+    requester and the organization are (from this database), and the loaded ticket holds exactly that, linked to the
+    organization's link as an admin made it (a manual link, which a sync keeps as it is).
+
+    Then the read is recorded with one UPDATE of the version and its time, with no lock: the ticket's fields were
+    compared as loaded moments ago (by the run's claim), and a change made since then is one made after this read
+    (apply, which locks, would write the same and audit nothing)."""
+    if any(
+        value is not None
+        for value in (snapshot.updated_at, snapshot.subject, snapshot.description, snapshot.priority, snapshot.tags,
+                      snapshot.group_id, snapshot.custom_fields, snapshot.comments)
+    ):  # fmt: skip
+        return False
+    requester, organization = snapshot.requester, snapshot.organization
+    if requester is not None and (
+        ticket.requester_id != requester.external_id[:64]
+        or ticket.requester_name != requester.name[:200]
+        or ticket.requester_email != _valid_email(requester.email)
+        or ticket.requester_locale != requester.locale[:32]
+        or ticket.requester_fields != requester.fields
+    ):
+        return False
+    if organization is None:
+        return True
+    link = _link_held(ticket)
+    return (
+        link is not None
+        and link.source == TenantLink.Source.MANUAL
+        and link.organization_id == organization.external_id
+        and ticket.organization_id == organization.external_id[:64]
+        and ticket.organization_name == organization.name[:200]
+        and ticket.organization_external_id == organization.org_external_id[:200]
+        and ticket.organization_fields == organization.fields
+    )
+
+
+def _valid_email(value: str) -> str:
+    """The requester's e-mail as ticket_snapshot_apply stores it: "" when it is not an address."""
+    try:
+        validate_email(value)
+    except ValidationError:
+        return ""
+    return value
+
+
+def _context_read_at(ticket: Ticket, version: str) -> None:
+    now = timezone.now()
+    if rawsql.postgresql():
+        rawsql.execute(
+            'UPDATE "tickets_ticket" SET context_version = %s, context_fetched_at = %s, updated_at = %s '
+            "WHERE id = %s RETURNING id",
+            [version, now, now, ticket.pk],
+        )
+    else:
+        Ticket.objects.filter(pk=ticket.pk).update(context_version=version, context_fetched_at=now, updated_at=now)
+    ticket.context_version, ticket.context_fetched_at, ticket.updated_at = version, now, now

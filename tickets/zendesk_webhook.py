@@ -225,7 +225,7 @@ def parse_event_data(raw: Any) -> ParsedEvent:
         raise PayloadError(BODY_WRONG_SHAPE, extra={"errors": _errors(exc, "")}) from None
     handled = envelope.type in TICKET_UPDATE_EVENTS or envelope.type in (EVENT_TICKET_CREATED, EVENT_COMMENT_ADDED)
     if not handled:
-        return ParsedEvent(envelope=envelope, raw=raw)
+        return ParsedEvent.model_construct(envelope=envelope, raw=raw)
     try:
         ticket = TicketDetail.model_validate(envelope.detail)
     except ValidationError as exc:
@@ -236,4 +236,5 @@ def parse_event_data(raw: Any) -> ParsedEvent:
             comment = CommentEvent.model_validate(envelope.event).comment
         except ValidationError as exc:
             raise PayloadError(BODY_WRONG_SHAPE, extra={"errors": _errors(exc, "event")}) from None
-    return ParsedEvent(envelope=envelope, ticket=ticket, comment=comment, raw=raw)
+    # Its parts are validated above: constructing it validated them again (and copied raw).
+    return ParsedEvent.model_construct(envelope=envelope, ticket=ticket, comment=comment, raw=raw)

@@ -118,7 +118,13 @@ class ContractTool(Tool):
         return bool(self.reads.get("verification") or self.reads.get("precondition"))
 
     def spec(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "input_schema": self.args_json_schema}
+        # Built once: a contract version's tool never changes (Tool.spec: never change it, copy it).
+        held = self.__dict__.get("_spec")
+        if held is None:
+            held = self.__dict__["_spec"] = {
+                "name": self.name, "description": self.description, "input_schema": self.args_json_schema,
+            }  # fmt: skip
+        return held
 
     def parse_args(self, raw: dict[str, Any]) -> ContractArgs | Observation:
         if not isinstance(raw, dict):

@@ -166,9 +166,11 @@ class Accepted:
     event_pk: int | None = None
 
 
-def zendesk_event_accept(*, parsed: ParsedEvent) -> Accepted:
+def zendesk_event_accept(*, parsed: ParsedEvent, body: bytes | None = None) -> Accepted:
     """The webhook's whole work once the event is verified and parsed: store it (one INSERT, a redelivery stores
     nothing) and send the task message that applies it (zendesk_event_process). Nothing else happens in the request.
+    `body`, the JSON text the event was parsed from by parse_event (whose limits refuse whatever jsonb would), is
+    stored as it came rather than serialised again from the parsed event.
 
     Outside a transaction the INSERT has committed when the message goes out; inside one (a caller's), the message
     waits for the commit. If the broker is down, or the process dies between the INSERT and the message, the event
@@ -177,7 +179,7 @@ def zendesk_event_accept(*, parsed: ParsedEvent) -> Accepted:
         source=Ticket.Source.ZENDESK,
         event_id=parsed.envelope.id,
         event_type=parsed.envelope.type,
-        body=json.dumps(parsed.raw),
+        body=body.decode() if body is not None else json.dumps(parsed.raw),
     )
     if event_pk is not None:
         transaction.on_commit(lambda: _send(event_pk), robust=True)

@@ -34,6 +34,11 @@ def _json_schema(schema: type[BaseModel]) -> dict[str, Any]:
     return schema.model_json_schema()
 
 
+@cache
+def _spec(name: str, description: str, schema: type[BaseModel]) -> dict[str, Any]:
+    return {"name": name, "description": description, "input_schema": _json_schema(schema)}
+
+
 class ErrorType(StrEnum):
     INVALID_ARGUMENTS = "invalid_arguments"
     TENANT_MISMATCH = "tenant_mismatch"
@@ -92,7 +97,30 @@ class Observation:
         return replace(self, meta={**self.meta, **meta})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # What dataclasses.asdict gives (containers copied, dataclasses in them converted), without its generic
+        # recursion and a deepcopy of every leaf: each call's observation is stored, and most hold a few plain values.
+        return {
+            "ok": self.ok,
+            "data": _plain(self.data),
+            "error_type": self.error_type,
+            "message": self.message,
+            "retryable": self.retryable,
+            "meta": _plain(self.meta),
+            "uncertain": self.uncertain,
+        }
+
+
+_ATOMS = (str, int, float, bool, type(None))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, _ATOMS):
+        return value
+    if type(value) is dict:
+        return {key: _plain(item) for key, item in value.items()}
+    if type(value) is list:
+        return [_plain(item) for item in value]
+    return asdict(Observation(ok=True, data=value))["data"]  # anything else exactly as asdict converts it
 
 
 class Reconciled(StrEnum):
@@ -303,9 +331,7 @@ class Tool:
             return Observation.failure(ErrorType.INTERNAL, INTERNAL_ERROR.format(error=type(exc).__name__))
 
     def spec(self) -> dict[str, Any]:
-        """The tool as the model sees it (name, description, JSON schema of its arguments)."""
-        return {
-            "name": self.name,
-            "description": self.description,
-            "input_schema": _json_schema(self.args_schema),
-        }
+        """The tool as the model sees it (name, description, JSON schema of its arguments). The same dict on every
+        call while those stay the same (every model turn sends every spec, and versions hash them): never change
+        it, copy it."""
+        return _spec(self.name, self.description, self.args_schema)

@@ -57,6 +57,7 @@ class RunSql(Tool):
     tenant_arg = ""  # bound by the connection (docs/sql-guard.md): the query names no tenant
     query_arg = "query"
     query_language = "sql"
+    _held_spec: tuple[list[View] | None, dict[str, Any]] | None = None
 
     def spec(self) -> dict[str, Any]:
         """As the model sees it: the configured views with the columns and comments the database holds now (cached
@@ -65,7 +66,13 @@ class RunSql(Tool):
             views: list[View] | None = view_catalogue(support_sql_executor())
         except SqlExecutionError:  # misconfigured: the views by name, and run() says what is wrong
             views = None
-        return {**super().spec(), "description": run_sql_description(views)}
+        # The catalogue hands out the same list until it reads the views again: so does this, the same spec.
+        held = self._held_spec
+        if held is not None and views is not None and held[0] is views:
+            return held[1]
+        spec = {**super().spec(), "description": run_sql_description(views)}
+        self._held_spec = (views, spec)
+        return spec
 
     def template_quote(self, arg: str, text: str) -> str:
         """A runbook's query holds filled-in values inside SQL string literals ('{requester_email}')."""

@@ -147,7 +147,13 @@ class QueryResult:
 
 def tenant_binding_key() -> bytes:
     """The HMAC key of the tenant binding, derived from DJANGO_SECRET_KEY (rotating that key rotates this one)."""
-    return salted_hmac(_BINDING_KEY_SALT, "v1", algorithm="sha256").digest()
+    return _binding_key(settings.SECRET_KEY)
+
+
+@functools.lru_cache(maxsize=4)
+def _binding_key(secret: str) -> bytes:
+    # Every model turn builds run_sql's spec through support_sql_executor, which takes this key.
+    return salted_hmac(_BINDING_KEY_SALT, "v1", secret=secret, algorithm="sha256").digest()
 
 
 def tenant_binding_pads(key: bytes) -> tuple[bytes, bytes]:

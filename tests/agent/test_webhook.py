@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import logging
 
+import psycopg
 import pytest
+from django.db import connection
 from django.test import Client
 
 from agent.webhook import BODY_TOO_LARGE, ONLY_POST
@@ -195,3 +197,26 @@ def test_it_leaves_other_urls_to_the_stack() -> None:
     response = Client().post(WEBHOOK_URL + "s", data=b"{}", content_type="application/json")
 
     assert response.status_code == 404
+
+
+def _terminate_this_connections_backend() -> None:
+    """The database ends this thread's kept connection (a failover, an idle timeout), from another connection."""
+    db = connection.settings_dict
+    dsn = {"host": db["HOST"], "port": db["PORT"], "user": db["USER"], "dbname": db["NAME"]}
+    pid = connection.connection.info.backend_pid
+    with psycopg.connect(**dsn, password=db["PASSWORD"] or None, autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+@pytest.mark.django_db(transaction=True)  # outside a transaction, as a request is
+def test_it_stores_the_event_on_a_new_connection_when_the_kept_one_died(broker) -> None:
+    connection.ensure_connection()
+    _terminate_this_connections_backend()
+    body = json.dumps(zendesk_event()).encode()
+
+    response = _post(WEBHOOK_URL, body)
+
+    assert response.status_code == 202
+    assert response.json() == {"event_id": "evt-1", "duplicate": False}
+    assert WebhookEvent.objects.get().event_id == "evt-1"
+    assert [m["headers"]["task"] for m in queued_task_messages(broker)] == ["agent.tasks.zendesk_event_process_task"]

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from agentconsole.rows import row_insert_unless_taken
@@ -158,8 +158,29 @@ def webhook_event_store(*, source: str, event_id: str, event_type: str, body: st
         # The embedded database (the demo's SQLite) has no jsonb to parse the body into: the portable insert.
         event = WebhookEvent(source=source, event_id=event_id, event_type=event_type, payload=json.loads(body))
         return event.pk if row_insert_unless_taken(event) else None
+    params = [source, event_id, event_type, body]
+    if connection.in_atomic_block:
+        return _store(params)
+    # With CONN_HEALTH_CHECKS Django checks a kept connection with a SELECT 1 before a request's first statement: a
+    # round trip as dear as this INSERT, which is its own check instead. It may be sent twice (ON CONFLICT DO
+    # NOTHING), so on a connection found dead it is sent once more on a new one. Had the first one committed before
+    # the connection died, the second finds the event and says "stored before": no message is sent for it then,
+    # and the sweep sends it (zendesk_events_redispatch) — late, never twice.
+    kept = connection.connection is not None
+    connection.health_check_done = True
+    try:
+        return _store(params)
+    except (OperationalError, InterfaceError):
+        raw = connection.connection
+        if not kept or (raw is not None and not raw.closed and not raw.broken):
+            raise  # a new connection that failed, or a statement that failed on a live one: nothing to retry
+        connection.close()
+        return _store(params)
+
+
+def _store(params: list[str]) -> int | None:
     with connection.cursor() as cursor:
-        cursor.execute(_STORE_SQL, [source, event_id, event_type, body])
+        cursor.execute(_STORE_SQL, params)
         row = cursor.fetchone()
     return row[0] if row else None
 

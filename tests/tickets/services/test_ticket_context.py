@@ -165,6 +165,46 @@ def test_it_reads_the_requester_from_the_local_directory_without_zendesk(db: Non
     assert ticket.context_version == "local"
 
 
+def _local_ticket(**fields) -> Ticket:
+    HelpdeskUser.objects.create(external_id="3600031", name="Olivia Park", email="ops@initech.example", locale="en")
+    link = TenantLinkFactory(organization_name="Initech")
+    held = {
+        "requester_name": "Olivia Park", "requester_email": "ops@initech.example", "requester_locale": "en",
+        "organization_name": "Initech",
+    }  # fmt: skip
+    return TicketFactory(source=Ticket.Source.LOCAL, requester_id="3600031", tenant_link=link, **{**held, **fields})
+
+
+def test_it_records_a_local_read_that_changes_nothing_in_one_update(django_assert_num_queries) -> None:
+    ticket = _local_ticket()
+    with django_assert_num_queries(2):  # the directory's requester, then the version read
+        read = ticket_context_ensure(ticket=ticket)
+    assert read is ticket and ticket.context_version == "local" and ticket.context_fetched_at is not None
+    stored = Ticket.objects.get(pk=ticket.pk)
+    assert (stored.context_version, stored.context_fetched_at) == ("local", ticket.context_fetched_at)
+    assert not AuditEvent.objects.filter(verb="ticket.context_synced").exists()
+    with django_assert_num_queries(0):  # read once
+        ticket_context_ensure(ticket=ticket)
+
+
+@pytest.mark.parametrize(
+    "fields", [{"requester_email": "old@initech.example"}, {"organization_name": "Initech Old"}, {"synced": True}]
+)
+def test_it_applies_a_local_read_that_changes_something_under_the_tickets_lock(fields, settings) -> None:
+    settings.ZENDESK_TENANT_FROM = ""
+    ticket = _local_ticket(**{name: value for name, value in fields.items() if name != "synced"})
+    if "synced" in fields:  # a synced link is the sync's to keep or drop: never the shortcut's
+        TenantLink.objects.filter(pk=ticket.tenant_link_id).update(source=TenantLink.Source.SYNCED)
+        ticket = Ticket.objects.select_related("tenant_link").get(pk=ticket.pk)
+    read = ticket_context_ensure(ticket=ticket)
+    assert read is not ticket and read.context_version == "local"
+    assert (read.requester_email, read.organization_name) == ("ops@initech.example", "Initech")
+    if "synced" in fields:
+        assert read.tenant_link is None  # no tenant source is configured: a synced link no longer holds
+    else:
+        assert AuditEvent.objects.get(verb="ticket.context_synced").payload["fields"] == sorted(fields)
+
+
 def test_it_reads_a_changed_ticket_in_the_background_when_the_webhook_says_so(
     remote: ZendeskStandIn, broker, django_capture_on_commit_callbacks
 ) -> None:
