@@ -103,7 +103,7 @@ class PlainFormatter(logging.Formatter):
 def request_id_for(request: HttpRequest) -> str:
     """The load balancer's X-Request-ID when it sends a sane one, else a new id."""
     given = request.META.get("HTTP_X_REQUEST_ID", "")
-    return given if 0 < len(given) <= 64 and given.replace("-", "").isalnum() else uuid.uuid4().hex
+    return given if 0 < len(given) <= 64 and given.isascii() and given.replace("-", "").isalnum() else uuid.uuid4().hex
 
 
 def request_context_middleware(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable:

@@ -99,6 +99,17 @@ def _request(path: str, body: bytes, signed: bool) -> bytes:
     return ("\r\n".join(headers) + "\r\n\r\n").encode() + body
 
 
+async def _answer_read(reader: asyncio.StreamReader) -> bytes:
+    """Read one answer (its head and its Content-Length of body); its head."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    await reader.readexactly(length)
+    return head
+
+
 async def _send_all(requests: list[bytes], connections: int) -> tuple[float, list[float], dict[int, int]]:
     """Send every request over `connections` keep-alive connections; wall seconds, latencies, status counts."""
     queue = list(reversed(requests))
@@ -112,12 +123,7 @@ async def _send_all(requests: list[bytes], connections: int) -> tuple[float, lis
                 request = queue.pop()
                 started = time.perf_counter()
                 writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                await reader.readexactly(length)
+                head = await _answer_read(reader)
                 latencies.append(time.perf_counter() - started)
                 status = int(head.split(b" ", 2)[1])
                 statuses[status] = statuses.get(status, 0) + 1
@@ -157,12 +163,7 @@ async def _send_at_rate(
                 if wait > 0:
                     await asyncio.sleep(wait)
                 writer.write(requests[index])
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                await reader.readexactly(length)
+                head = await _answer_read(reader)
                 latencies.append(loop.time() - due)
                 status = int(head.split(b" ", 2)[1])
                 statuses[status] = statuses.get(status, 0) + 1

@@ -18,8 +18,6 @@ from typing import Protocol
 import httpx
 from celery import current_app
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -28,7 +26,7 @@ from agentconsole import rawsql
 from audit.models import AuditEvent
 from tickets.models import HelpdeskUser, TenantLink, Ticket, TicketComment
 from tickets.services.comments import ticket_comment_confirm, ticket_comment_intent
-from tickets.services.sync import ticket_snapshot_apply
+from tickets.services.sync import email_or_blank, ticket_snapshot_apply
 from tickets.services.tickets import ticket_add_tags, ticket_set_group, ticket_set_status
 from tickets.snapshot import (
     CommentSnapshot,
@@ -337,7 +335,7 @@ def _local_read_changes_nothing(ticket: Ticket, snapshot: TicketSnapshot) -> boo
     if requester is not None and (
         ticket.requester_id != requester.external_id[:64]
         or ticket.requester_name != requester.name[:200]
-        or ticket.requester_email != _valid_email(requester.email)
+        or ticket.requester_email != email_or_blank(requester.email)
         or ticket.requester_locale != requester.locale[:32]
         or ticket.requester_fields != requester.fields
     ):
@@ -354,15 +352,6 @@ def _local_read_changes_nothing(ticket: Ticket, snapshot: TicketSnapshot) -> boo
         and ticket.organization_external_id == organization.org_external_id[:200]
         and ticket.organization_fields == organization.fields
     )
-
-
-def _valid_email(value: str) -> str:
-    """The requester's e-mail as ticket_snapshot_apply stores it: "" when it is not an address."""
-    try:
-        validate_email(value)
-    except ValidationError:
-        return ""
-    return value
 
 
 def _context_read_at(ticket: Ticket, version: str) -> None:

@@ -22,6 +22,19 @@ from audit.services import Also
 BUCKETS_PER_OCTAVE = 16
 USAGE_FIELDS = ("runs", "tickets", "tokens_in", "tokens_out", "cache_read_tokens", "cache_write_tokens")
 
+# The week's usage row, and what a second run in the same week adds to it.
+_USAGE_INSERT = (
+    "INSERT INTO agent_usageweek (week, engine, runs, tickets, tokens_in, tokens_out, cache_read_tokens, "
+    "cache_write_tokens) "
+)
+_USAGE_ADD = (
+    "ON CONFLICT (week, engine) DO UPDATE SET runs = agent_usageweek.runs + excluded.runs, "
+    "tickets = agent_usageweek.tickets + excluded.tickets, "
+    "tokens_in = agent_usageweek.tokens_in + excluded.tokens_in, "
+    "tokens_out = agent_usageweek.tokens_out + excluded.tokens_out, "
+    "cache_read_tokens = agent_usageweek.cache_read_tokens + excluded.cache_read_tokens, "
+    "cache_write_tokens = agent_usageweek.cache_write_tokens + excluded.cache_write_tokens"
+)
 _ADD_LATENCY = (
     "INSERT INTO agent_latencyweek (kind, week, workflow_id, phase, bucket, count, seconds) "
     "VALUES (%s, %s, %s, %s, %s, 1, %s) "
@@ -32,17 +45,9 @@ _ADD_LATENCY = (
 # ticket is counted by the run its creation started (at most one per ticket, by constraint): so the weeks add up
 # without counting a ticket twice, and follow-ups and runs started by hand add usage to tickets already counted.
 _ADD_USAGE = (
-    "INSERT INTO agent_usageweek (week, engine, runs, tickets, tokens_in, tokens_out, cache_read_tokens, "
-    "cache_write_tokens) "
-    "SELECT %s, r.engine, 1, CASE WHEN r.trigger = 'ticket_created' THEN 1 ELSE 0 END, "
+    _USAGE_INSERT + "SELECT %s, r.engine, 1, CASE WHEN r.trigger = 'ticket_created' THEN 1 ELSE 0 END, "
     "r.tokens_in, r.tokens_out, r.cache_read_tokens, r.cache_write_tokens "
-    "FROM agent_agentrun r WHERE r.id = %s "
-    "ON CONFLICT (week, engine) DO UPDATE SET runs = agent_usageweek.runs + excluded.runs, "
-    "tickets = agent_usageweek.tickets + excluded.tickets, "
-    "tokens_in = agent_usageweek.tokens_in + excluded.tokens_in, "
-    "tokens_out = agent_usageweek.tokens_out + excluded.tokens_out, "
-    "cache_read_tokens = agent_usageweek.cache_read_tokens + excluded.cache_read_tokens, "
-    "cache_write_tokens = agent_usageweek.cache_write_tokens + excluded.cache_write_tokens"
+    "FROM agent_agentrun r WHERE r.id = %s " + _USAGE_ADD
 )
 
 
@@ -50,17 +55,13 @@ _ADD_USAGE = (
 # UPDATE returns it (RUN_RETURNING) — a read of the table there would see the row as of the statement's start, not
 # as locked — and the durations from `change`, so nothing is counted when the UPDATE changed nothing.
 RUN_RETURNING = "engine, trigger, tokens_in, tokens_out, cache_read_tokens, cache_write_tokens"
-_ADD_USAGE_FROM_CHANGE = (
-    "INSERT INTO agent_usageweek (week, engine, runs, tickets, tokens_in, tokens_out, cache_read_tokens, "
-    "cache_write_tokens) "
-    "SELECT %s, change.engine, 1, CASE WHEN change.trigger = 'ticket_created' THEN 1 ELSE 0 END, "
-    "change.tokens_in, change.tokens_out, change.cache_read_tokens, change.cache_write_tokens FROM change "
-    "ON CONFLICT (week, engine) DO UPDATE SET runs = agent_usageweek.runs + excluded.runs, "
-    "tickets = agent_usageweek.tickets + excluded.tickets, "
-    "tokens_in = agent_usageweek.tokens_in + excluded.tokens_in, "
-    "tokens_out = agent_usageweek.tokens_out + excluded.tokens_out, "
-    "cache_read_tokens = agent_usageweek.cache_read_tokens + excluded.cache_read_tokens, "
-    "cache_write_tokens = agent_usageweek.cache_write_tokens + excluded.cache_write_tokens"
+_ADD_USAGE_FROM_CHANGE = "".join(
+    (
+        _USAGE_INSERT,
+        "SELECT %s, change.engine, 1, CASE WHEN change.trigger = 'ticket_created' THEN 1 ELSE 0 END, ",
+        "change.tokens_in, change.tokens_out, change.cache_read_tokens, change.cache_write_tokens FROM change ",
+        _USAGE_ADD,
+    )
 )
 _ADD_LATENCY_FROM_CHANGE = (
     "INSERT INTO agent_latencyweek (kind, week, workflow_id, phase, bucket, count, seconds) "

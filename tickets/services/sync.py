@@ -80,7 +80,8 @@ def _ticket_update(ticket: Ticket, fields: list[str]) -> None:
     )
 
 
-def _valid_email(value: str) -> str:
+def email_or_blank(value: str) -> str:
+    """The requester's e-mail as the ticket stores it: "" when it is not an address."""
     try:
         validate_email(value)
     except ValidationError:
@@ -212,7 +213,7 @@ def ticket_snapshot_apply(*, ticket: Ticket, snapshot: TicketSnapshot) -> Ticket
     if requester is not None:
         put("requester_id", requester.external_id[:64])
         put("requester_name", requester.name[:200])
-        put("requester_email", _valid_email(requester.email))
+        put("requester_email", email_or_blank(requester.email))
         put("requester_locale", requester.locale[:32])
         put("requester_fields", requester.fields)
     organization = snapshot.organization
