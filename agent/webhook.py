@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from agent.services.intake import zendesk_event_accept
 from agentconsole.errors import ApplicationError, PayloadTooLarge
-from agentconsole.logs import REQUEST_ID_HEADER, log_context, request_id_for
+from agentconsole.logs import respond_with_request_id
 from tickets.zendesk_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, parse_event, verify_signature
 
 WEBHOOK_PATH = "/api/webhooks/zendesk"
@@ -97,10 +97,6 @@ def zendesk_webhook_middleware(get_response: Callable[[HttpRequest], HttpRespons
         if settings.SECURE_SSL_REDIRECT and not request.is_secure():
             return get_response(request)  # SecurityMiddleware redirects it, as any other plain-HTTP request
         request.get_host()  # DisallowedHost for a Host not in ALLOWED_HOSTS: Django's 400, as down the stack
-        request_id = request_id_for(request)
-        with log_context(request_id=request_id):
-            response = zendesk_webhook(request)
-        response[REQUEST_ID_HEADER] = request_id
-        return response
+        return respond_with_request_id(request, zendesk_webhook)
 
     return middleware

@@ -110,10 +110,15 @@ def request_context_middleware(get_response: Callable[[HttpRequest], HttpRespons
     """Give each request an id (the load balancer's X-Request-ID when it sends a sane one) for its log lines."""
 
     def middleware(request: HttpRequest) -> HttpResponse:
-        request_id = request_id_for(request)
-        with log_context(request_id=request_id):
-            response = get_response(request)
-        response[REQUEST_ID_HEADER] = request_id
-        return response
+        return respond_with_request_id(request, get_response)
 
     return middleware
+
+
+def respond_with_request_id(request: HttpRequest, handler: Callable[[HttpRequest], HttpResponse]) -> HttpResponse:
+    """The handler's answer to the request, its log lines and its X-Request-ID header carrying the request's id."""
+    request_id = request_id_for(request)
+    with log_context(request_id=request_id):
+        response = handler(request)
+    response[REQUEST_ID_HEADER] = request_id
+    return response

@@ -110,6 +110,18 @@ async def _answer_read(reader: asyncio.StreamReader) -> bytes:
     return head
 
 
+async def _answer_count(
+    head: bytes, statuses: dict[int, int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Count the answer's status; the connection to go on with (a new one when the server closed this one)."""
+    status = int(head.split(b" ", 2)[1])
+    statuses[status] = statuses.get(status, 0) + 1
+    if b"connection: close" in head.lower():
+        writer.close()
+        return await asyncio.open_connection("127.0.0.1", PORT)
+    return reader, writer
+
+
 async def _send_all(requests: list[bytes], connections: int) -> tuple[float, list[float], dict[int, int]]:
     """Send every request over `connections` keep-alive connections; wall seconds, latencies, status counts."""
     queue = list(reversed(requests))
@@ -125,11 +137,7 @@ async def _send_all(requests: list[bytes], connections: int) -> tuple[float, lis
                 writer.write(request)
                 head = await _answer_read(reader)
                 latencies.append(time.perf_counter() - started)
-                status = int(head.split(b" ", 2)[1])
-                statuses[status] = statuses.get(status, 0) + 1
-                if b"connection: close" in head.lower():
-                    writer.close()
-                    reader, writer = await asyncio.open_connection("127.0.0.1", PORT)
+                reader, writer = await _answer_count(head, statuses, reader, writer)
         finally:
             writer.close()
 
@@ -165,11 +173,7 @@ async def _send_at_rate(
                 writer.write(requests[index])
                 head = await _answer_read(reader)
                 latencies.append(loop.time() - due)
-                status = int(head.split(b" ", 2)[1])
-                statuses[status] = statuses.get(status, 0) + 1
-                if b"connection: close" in head.lower():
-                    writer.close()
-                    reader, writer = await asyncio.open_connection("127.0.0.1", PORT)
+                reader, writer = await _answer_count(head, statuses, reader, writer)
         finally:
             writer.close()
 
