@@ -54,12 +54,15 @@ def agent_run_publish(*, run_id: int, token: str, priority: int | None = None) -
     return True
 
 
+_DISPATCH = 'UPDATE "agent_agentrun" SET dispatch_token = %s, dispatched_at = %s WHERE id = %s'
+
+
 def agent_run_dispatch(*, run_id: int, new: bool = False) -> str:
     """Record that the run needs an advance (a new dispatch token supersedes any older message) and send the
     message once the surrounding transaction commits, or now outside one. A new run's message waits behind the
     next turns of runs in progress."""
     token = uuid.uuid4().hex
-    AgentRun.objects.filter(pk=run_id).update(dispatch_token=token, dispatched_at=timezone.now())
+    rawsql.run(_DISPATCH, [token, rawsql.prep(AgentRun, "dispatched_at", timezone.now()), run_id])
     priority = NEW_RUN_PRIORITY if new else None
     transaction.on_commit(lambda: agent_run_publish(run_id=run_id, token=token, priority=priority), robust=True)
     return token
