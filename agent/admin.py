@@ -21,7 +21,7 @@ from agent.models import (
     Workflow,
     WorkflowVersion,
 )
-from agent.services.governance import POLICY_FIELDS, workflow_save
+from agent.services.governance import POLICY_FIELDS, rating_run_mark, workflow_save
 from audit.admin import AuditedModelAdmin, HistoryAdminMixin
 
 
@@ -95,6 +95,15 @@ class RatingAdmin(HistoryAdminMixin, AuditedModelAdmin):
     list_display = ["user", "value", "action", "step", "created_at"]
     list_filter = ["value"]
     list_select_related = ["user", "action", "step"]
+
+    def get_readonly_fields(self, request, obj=None) -> list[str]:  # noqa: ANN001
+        # What a rating is of stays put: its run's `rated` mark (rating_run_mark) would otherwise go stale.
+        return ["action", "step"] if obj is not None else []
+
+    def save_model(self, request, obj, form, change) -> None:  # noqa: ANN001
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            rating_run_mark(rating=obj)
 
 
 @admin.register(Runbook)

@@ -32,6 +32,7 @@ from agent.prompts import ticket_comments_forget
 from agent.services.actions import (
     proposed_action_create,
     proposed_action_settle,
+    proposed_action_settle_later,
     proposed_action_start_execution,
     tenant_budget_lock,
 )
@@ -153,18 +154,21 @@ def observation_of(action: ProposedAction) -> Observation | Undecided:
 
 def _settle(run: AgentRun, tool: Tool, action: ProposedAction, result: Observation) -> ProposedAction:
     """Record what a call did. A success of a write is verified by re-reading state; an outcome that is not known
-    is reconciled the same way before anything else may happen."""
+    is reconciled the same way before anything else may happen. A call whose outcome is known is settled with its
+    observation, in the loop's next statement (proposed_action_settle_later; the loop observes every call it ran)."""
     ctx = tool_context(run, action=action)
     started = action.execution_started_at or timezone.now()
     if result.ok and tool.has_verifier:
         lease_hold(run)
         verification = tool.invoke_verify(action.args, ctx, result, started)
-        return proposed_action_settle(action=action, status=ProposedAction.Status.EXECUTED, result=result,
-                                      verification=verification)  # fmt: skip
+        return proposed_action_settle_later(run=run, action=action, status=ProposedAction.Status.EXECUTED,
+                                            result=result, verification=verification)  # fmt: skip
     if result.ok:
-        return proposed_action_settle(action=action, status=ProposedAction.Status.EXECUTED, result=result)
+        return proposed_action_settle_later(run=run, action=action, status=ProposedAction.Status.EXECUTED,
+                                            result=result)  # fmt: skip
     if not result.uncertain:
-        return proposed_action_settle(action=action, status=ProposedAction.Status.FAILED, result=result)
+        return proposed_action_settle_later(run=run, action=action, status=ProposedAction.Status.FAILED,
+                                            result=result)  # fmt: skip
     lease_hold(run)
     state, check = tool.invoke_reconcile(action.args, ctx, result, started)
     return _settle_reconciled(action, tool, result, state, check)

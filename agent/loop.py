@@ -25,9 +25,7 @@ from agent.llm.conversation import ESCALATE_TOOL, ModelTurn
 from agent.models import AgentRun, ProposedAction, Step
 from agent.policy import Risk
 from agent.prompts import ticket_comments_forget, ticket_comments_held, ticket_comments_hold
-from agent.services.actions import (
-    agent_run_await_decisions,
-)
+from agent.services.actions import agent_run_await_decisions, settlement_take
 from agent.services.leases import (
     ADVANCE_STARTED,
     LeaseLost,
@@ -38,6 +36,7 @@ from agent.services.leases import (
     lease_renewal,
     lease_renewed,
 )
+from agent.services.observations import observation_record
 from agent.services.runs import agent_run_escalate, agent_run_finish, agent_run_transition
 from agent.services.transcript import (
     agent_run_record_turn,
@@ -59,6 +58,7 @@ FINISHED_WITH_UNPROVEN = (
     "The agent finished while nothing proves these writes of the run took effect: {writes}. A human must check "
     "the company's systems and decide what the customer is told."
 )
+RESUMED = "Every proposal of the turn is decided."
 ABNORMAL_STOP = "The model's turn ended with stopReason {stop!r}: {why}. Its output was not used{calls}."
 
 
@@ -117,23 +117,31 @@ def act(run: AgentRun, step: Step, thought: str, turn_writes: list[str]) -> Obse
     return observation
 
 
-def observe(run: AgentRun, step: Step, observation: Observation) -> Outcome | None:
+def observe(run: AgentRun, step: Step, observation: Observation, *, last: bool = False) -> Outcome | None:
     """What the call returned, stored as the observation the model reads on its next turn. A write whose
-    verification failed ends the run: the ticket goes to humans."""
-    # After the slow call, the lease is renewed before what it returned is written: in the same statement on
-    # PostgreSQL, which writes nothing when another worker took the run.
-    renewal = lease_renewal(run, slow_call_next=False) if rawsql.postgresql() else lease_hold(run, slow_call_next=False)
-    written = step_append(
-        run=run,
-        guard=renewal,
-        kind=Step.Kind.OBSERVATION,
-        tool_name=step.tool_name,
-        tool_call_id=step.tool_call_id,
-        tool_output=observation.to_dict(),
-    )
-    if renewal is not None:
-        lease_renewed(run, written is not None)
-    if observation.error_type == ErrorType.VERIFICATION_FAILED:
+    verification failed ends the run: the ticket goes to humans. `last`: the turn's last call, after which the
+    run goes on (persist)."""
+    failed = observation.error_type == ErrorType.VERIFICATION_FAILED
+    output = {"tool_name": step.tool_name, "tool_call_id": step.tool_call_id, "tool_output": observation.to_dict()}
+    written = None
+    if rawsql.postgresql():
+        # The call's settlement (held since it ran), this observation, the lease's renewal after the slow call and,
+        # after the turn's last call, the move back to running: one statement, which writes nothing when another
+        # worker took the run. Then the calls are decided again one by one, as below and in persist.
+        resume = last and not failed and run.status == AgentRun.Status.AWAITING_APPROVAL
+        written = observation_record(
+            run=run, settlement=settlement_take(run), resume_reason=RESUMED if resume else "", **output
+        )
+    if written is None:
+        # After the slow call, the lease is renewed before what it returned is written: in the same statement on
+        # PostgreSQL, which writes nothing when another worker took the run.
+        renewal = (
+            lease_renewal(run, slow_call_next=False) if rawsql.postgresql() else lease_hold(run, slow_call_next=False)
+        )
+        written = step_append(run=run, guard=renewal, kind=Step.Kind.OBSERVATION, **output)
+        if renewal is not None:
+            lease_renewed(run, written is not None)
+    if failed:
         agent_run_escalate(run=run, reason=f"Verification of {step.tool_name} failed: {observation.message}")
         return Outcome.DONE
     return None
@@ -147,9 +155,7 @@ def persist(run: AgentRun, *, waiting: bool) -> Outcome | None:
         return Outcome.PAUSED if agent_run_await_decisions(run=run) else Outcome.CONTINUE
     if run.status == AgentRun.Status.AWAITING_APPROVAL:
         try:
-            agent_run_transition(
-                run=run, status=AgentRun.Status.RUNNING, reason="Every proposal of the turn is decided."
-            )
+            agent_run_transition(run=run, status=AgentRun.Status.RUNNING, reason=RESUMED)
         except InvalidTransition:
             # The run moved on during the calls (a reviewer took it over): its lease is gone, this worker stops.
             raise LeaseLost from None
@@ -177,7 +183,7 @@ def _calls(run: AgentRun) -> Outcome | None:
             waiting = True
             continue
         assert isinstance(observation, Observation), f"call {step.tool_call_id} was left {observation}"
-        stop = observe(run, step, observation)
+        stop = observe(run, step, observation, last=not waiting and position == len(pending) - 1)
         if stop is not None:
             return stop
     return persist(run, waiting=waiting)

@@ -145,9 +145,12 @@ def ops_endpoints_middleware(get_response: Callable[[HttpRequest], HttpResponse]
         if request.method not in ("GET", "HEAD"):
             response = HttpResponse("Only GET and HEAD.", status=405, content_type="text/plain")
             response["Allow"] = "GET, HEAD"
+            response["Content-Length"] = str(len(response.content))
             return response
         response = endpoint(request)
         response["Cache-Control"] = "no-store"
+        # As CommonMiddleware would set it, which these answers skip: without it gunicorn sends them chunked.
+        response["Content-Length"] = str(len(response.content))
         return response
 
     return middleware

@@ -248,6 +248,12 @@ def _insert_parts(objs: Sequence[models.Model]) -> tuple[str, str, list[Any]]:
     return names, ", ".join([row] * len(objs)), params
 
 
+def insert_parts(objs: Sequence[models.Model]) -> tuple[str, str, list[Any]]:
+    """The column list, the VALUES rows and the parameters of these unsaved rows of one model, for an INSERT the
+    caller writes (then `inserted` for each row)."""
+    return _insert_parts(objs)
+
+
 def insert_sql(obj: models.Model) -> tuple[str, list[Any]]:
     """The INSERT of one unsaved row, `RETURNING id`, and its parameters (for audited_change); then `inserted`."""
     names, values, params = _insert_parts([obj])

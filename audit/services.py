@@ -81,6 +81,22 @@ class Also(NamedTuple):
     returns: bool = False
 
 
+def audit_insert_sql(
+    source: str,
+    *,
+    verb: str,
+    model: type[models.Model],
+    payload: dict[str, Any],
+    user: AbstractBaseUser | AnonymousUser | None = None,
+    actor_kind: str | None = None,
+) -> tuple[str, list[Any]]:
+    """The audit INSERT for each row of `source`, a data-modifying WITH of the caller's statement (PostgreSQL) that
+    returns the changed rows' `id`: one event per row, none when it changed nothing. Its parameters, to place where
+    the caller places the INSERT; the entry is audit_event_record's."""
+    params = _audit_params(verb, model._meta.label_lower, payload, user, actor_kind)
+    return f"{_AUDIT_INSERT} SELECT %s, %s, %s, %s, %s, %s, %s, {source}.id::text FROM {source}", params  # noqa: S608 - names of ours
+
+
 def audited_change(
     sql: str,
     params: Sequence[Any],

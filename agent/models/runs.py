@@ -94,6 +94,11 @@ class AgentRun(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     closed_at = models.DateTimeField(null=True, blank=True)
+    # Kept by agent.services.governance.rating_set (the only way a rating is made): the tickets view's "Shadow drafts
+    # to rate" reads a partial index on it instead of looking for a rating of each run's proposals and steps.
+    rated = models.BooleanField(
+        default=False, db_default=False, help_text="Someone rated one of its proposals or drafted notes or replies."
+    )  # db_default: hand-written INSERTs of runs name only the columns they set
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -119,6 +124,12 @@ class AgentRun(models.Model):
             ),
             # The dashboard's usage of runs still open (those that ended are in agent.models.rollups).
             models.Index(fields=["created_at"], condition=models.Q(finished_at__isnull=True), name="agent_run_open"),
+            # The tickets view's "Shadow drafts to rate" and its count: shadow runs that drafted and nobody rated.
+            models.Index(
+                fields=["ticket"],
+                condition=models.Q(phase="shadow", status="completed", rated=False),
+                name="agent_run_unrated_drafts",
+            ),
         ]
         constraints = [
             # One automatic run per ticket, however often the ticket.created event is delivered.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -35,7 +35,7 @@ from agent.tools.base import Observation, Tool
 from agentconsole import rawsql
 from agentconsole.errors import ApplicationError, ConflictError
 from audit.models import AuditEvent
-from audit.services import Also, audit_event_record, audited_change, canonical_hash
+from audit.services import Also, audit_event_record, audit_insert_sql, audited_change, canonical_hash
 from tickets.models import TenantLink, Ticket
 
 # Relations a decision sets from loaded rows: full_clean() skips them, each would be a query for a row we hold.
@@ -246,6 +246,84 @@ def proposed_action_settle(
         return _settle_locked(action, status, result, verification, reconciliation, tried=alone)
 
 
+class Settlement(NamedTuple):
+    """A call's settlement held for the run's next statement (proposed_action_settle_later)."""
+
+    action: ProposedAction
+    previous: str
+    status: str
+    result: Observation
+    verification: Observation | None
+    reconciliation: Observation | None
+
+
+_SETTLEMENT = "_settlement_held"
+
+
+def proposed_action_settle_later(
+    *,
+    run: AgentRun,
+    action: ProposedAction,
+    status: str,
+    result: Observation,
+    verification: Observation | None = None,
+) -> ProposedAction:
+    """proposed_action_settle, written with the call's observation instead of before it (PostgreSQL, outside a
+    transaction, a move the lifecycle allows): the action is settled as loaded here, and the loop's next statement,
+    observation_record, writes the settlement and its audit entry, conditional on the lease. A worker that dies
+    before that leaves the call started with no outcome, which the next advance reconciles, as any call interrupted
+    after it was sent. Elsewhere it is written now."""
+    if (
+        connection.in_atomic_block
+        or not rawsql.postgresql()
+        or status not in ACTION_TRANSITIONS.get(action.status, frozenset())
+        or _SETTLEMENT in run.__dict__
+    ):
+        return proposed_action_settle(action=action, status=status, result=result, verification=verification)
+    previous = action.status
+    _settlement_apply(action, status, result, verification, None)
+    run.__dict__[_SETTLEMENT] = Settlement(action, previous, status, result, verification, None)
+    return action
+
+
+def settlement_take(run: AgentRun) -> Settlement | None:
+    """The settlement proposed_action_settle_later left for the run's next statement, if any (taken: written once)."""
+    return run.__dict__.pop(_SETTLEMENT, None)
+
+
+def settlement_sql(settlement: Settlement, *, guard: str) -> tuple[str, list[Any], str, list[Any]]:
+    """The settlement's UPDATE, conditional on a row of the WITH `guard` and on the status it was settled from
+    (RETURNING the action's id), and its audit INSERT reading the WITH named "settled": each with its parameters."""
+    action = settlement.action
+    sets = ", ".join(f"{rawsql.column(ProposedAction, name)} = %s" for name in SETTLED_FIELDS)
+    params = [rawsql.prep(ProposedAction, name, getattr(action, name)) for name in SETTLED_FIELDS]
+    update = (
+        f'UPDATE "agent_proposedaction" SET {sets} FROM {guard} WHERE agent_proposedaction.id = %s '  # noqa: S608 - names from the model's meta
+        "AND agent_proposedaction.status = %s RETURNING agent_proposedaction.id"
+    )
+    audit, audit_params = audit_insert_sql(
+        "settled",
+        verb=f"action.{action.status}",
+        model=ProposedAction,
+        payload=_settled_payload(action, settlement.result, settlement.previous),
+        actor_kind=AuditEvent.ActorKind.AGENT,
+    )
+    return update, [*params, action.pk, settlement.previous], audit, audit_params
+
+
+def settlement_write(settlement: Settlement) -> ProposedAction:
+    """A held settlement written on its own, as proposed_action_settle writes one (its statement did not write it)."""
+    action = settlement.action
+    action.status = settlement.previous
+    return proposed_action_settle(
+        action=action,
+        status=settlement.status,
+        result=settlement.result,
+        verification=settlement.verification,
+        reconciliation=settlement.reconciliation,
+    )
+
+
 def _settled_in_one(
     action: ProposedAction,
     status: str,
@@ -362,9 +440,10 @@ def _action_pk(action: ProposedAction | int) -> int:
     return action if isinstance(action, int) else action.pk
 
 
-def _action_locked(pk: int) -> ProposedAction:
+def _action_locked(pk: int, *, lock: bool = True) -> ProposedAction:
     """The proposal a reviewer decides, its row locked, with its run, ticket, tenant link and assignee loaded (one
-    hand-written statement on PostgreSQL)."""
+    hand-written statement on PostgreSQL). `lock=False` (PostgreSQL): read as committed, for a decision made
+    conditional on the status read (proposed_action_approve)."""
     if not rawsql.postgresql():
         return (
             ProposedAction.objects.select_for_update(of=("self",))
@@ -379,7 +458,7 @@ def _action_locked(pk: int) -> ProposedAction:
         f"FROM {rawsql.table(ProposedAction)} a JOIN {rawsql.table(AgentRun)} r ON r.id = a.run_id "
         f"JOIN {rawsql.table(Ticket)} t ON t.id = r.ticket_id LEFT JOIN {rawsql.table(TenantLink)} l "
         f"ON l.id = t.tenant_link_id LEFT JOIN {rawsql.table(user_model)} u ON u.id = t.assignee_id "
-        "WHERE a.id = %s FOR UPDATE OF a",
+        f"WHERE a.id = %s{' FOR UPDATE OF a' if lock else ''}",
         [pk],
     )
     if not rows:
@@ -397,48 +476,83 @@ def _action_locked(pk: int) -> ProposedAction:
 
 
 def _decision_save(
-    action: ProposedAction, fields: list[str], *, verb: str, payload: dict[str, Any], user: AbstractBaseUser
-) -> None:
+    action: ProposedAction,
+    fields: list[str],
+    *,
+    verb: str,
+    payload: dict[str, Any],
+    user: AbstractBaseUser,
+    pending_only: bool = False,
+) -> bool:
     """A reviewer's decision on the locked proposal, written with its audit entry and the wait's weekly count, and
     the run resumed if it waits for reviewers: one statement on PostgreSQL.
 
     The run's dispatch there is an UPDATE conditional on the run waiting, in the same statement: it locks the run's
-    row and reads its status as committed (agent_run_dispatch_if_waiting says why that matters)."""
+    row and reads its status as committed (agent_run_dispatch_if_waiting says why that matters). `pending_only`
+    (PostgreSQL, a proposal read without its lock): the decision, and with it everything else, only if the proposal
+    is still pending; False when it was not (nothing written)."""
     if not rawsql.postgresql():
         action.save(update_fields=fields)
         audit_event_record(verb=verb, obj=action, payload=payload, user=user)
         rollup_action_decided(action=action)
         _resume_if_decided(action)
-        return
+        return True
     names = [ProposedAction._meta.get_field(name).attname for name in fields]
     sets = ", ".join(f"{rawsql.column(ProposedAction, name)} = %s" for name in fields)
     params = [
         rawsql.prep(ProposedAction, name, getattr(action, attname)) for name, attname in zip(fields, names, strict=True)
     ]
-    dispatch, dispatch_params, token = agent_run_dispatch_if_waiting_sql(run_id=action.run_id)
+    dispatch, dispatch_params, token = agent_run_dispatch_if_waiting_sql(
+        run_id=action.run_id, changed="change" if pending_only else ""
+    )
+    pending = " AND status = %s" if pending_only else ""
     rows = audited_change(
-        f'UPDATE "agent_proposedaction" SET {sets} WHERE id = %s RETURNING id',  # noqa: S608 - names from the model's meta
-        [*params, action.pk],
+        f'UPDATE "agent_proposedaction" SET {sets} WHERE id = %s{pending} RETURNING id',  # noqa: S608 - names from the model's meta
+        [*params, action.pk, *([ProposedAction.Status.PENDING] if pending_only else [])],
         verb=verb,
         model=ProposedAction,
         payload=payload,
         user=user,
         also=[rollup_action_decided_also(action=action), Also(dispatch, dispatch_params, returns=True)],
     )
+    if not rows:
+        return False
     agent_run_dispatched_if_waiting(run_id=action.run_id, token=token, status=rows[0][-1])
+    return True
 
 
-@transaction.atomic
 def proposed_action_approve(
     *, action: ProposedAction | int, user: AbstractBaseUser, args: dict[str, Any] | None = None
 ) -> ProposedAction:
     """Approve exactly these args (optionally edited, validated, the model's originals kept). The run resumes
     in a worker; what executes must hash to what was approved. `action` may be the proposal's id alone (what a
-    reviewer's POST carries): it is locked and loaded here either way."""
+    reviewer's POST carries): it is loaded here either way.
+
+    On PostgreSQL outside a transaction, a proposal approved as the model proposed it is read without its lock and
+    decided by one statement conditional on its still being pending: no transaction (BEGIN and COMMIT are round
+    trips of their own). When it was decided meanwhile, that statement changes nothing, and the approval is made
+    again on the locked row, which says why it cannot be; an edit is always made on the locked row."""
+    reviewer_required(user)
+    pk = _action_pk(action)
+    if rawsql.postgresql() and not connection.in_atomic_block:
+        approved = _approve(_action_locked(pk, lock=False), user, args, pending_only=True)
+        if approved is not None:
+            return approved
+    with transaction.atomic():
+        approved = _approve(_action_locked(pk), user, args)
+    assert approved is not None
+    return approved
+
+
+def _approve(
+    action: ProposedAction, user: AbstractBaseUser, args: dict[str, Any] | None, *, pending_only: bool = False
+) -> ProposedAction | None:
+    """proposed_action_approve on the loaded proposal. `pending_only` (read without its lock): None, nothing
+    written, unless it is pending, approved as proposed, and still pending when the decision is written."""
     from agent.catalogue import get_tool
 
-    reviewer_required(user)
-    action = _action_locked(_action_pk(action))
+    if pending_only and (action.status != ProposedAction.Status.PENDING or (args is not None and args != action.args)):
+        return None
     if action.status == ProposedAction.Status.DRY_RUN:
         raise ConflictError(APPROVE_DRY_RUN)
     if action.status != ProposedAction.Status.PENDING:
@@ -463,13 +577,15 @@ def proposed_action_approve(
     action.decided_at = timezone.now()
     if action.original_args is not None:  # the reviewer's own arguments; otherwise every field set here is ours
         action.full_clean(exclude=ACTION_RELATIONS, validate_unique=False, validate_constraints=False)
-    _decision_save(
+    if not _decision_save(
         action,
         ["status", "args", "args_hash", "original_args", "approved_args_hash", "decided_by", "decided_at"],
         verb="action.approved",
         payload={"args": action.args, "args_hash": action.args_hash, "edited": action.original_args is not None},
         user=user,
-    )
+        pending_only=pending_only,
+    ):
+        return None
     telemetry.approval_decided(action, decision=action.status)
     if action.original_args is not None:
         regression_case_capture(action=action)  # the reviewer's correction becomes a regression case

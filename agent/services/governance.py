@@ -113,6 +113,7 @@ def rating_set(
     rating, _ = Rating.objects.update_or_create(
         user=user, action=action, step=step, defaults={"value": value, "comment": comment.strip()}
     )
+    rating_run_mark(rating=rating)
     audit_event_record(
         verb="rating.set",
         obj=rating,
@@ -121,6 +122,13 @@ def rating_set(
     )
     regression_case_from_rating(rating=rating)  # a thumbs-down becomes a regression case
     return rating
+
+
+def rating_run_mark(*, rating: Rating) -> None:
+    """Mark the run of what was rated as rated (AgentRun.rated, which the tickets view's "Shadow drafts to rate"
+    reads): one UPDATE, none when it is marked already. A rating never leaves its run, nor is it deleted but with it."""
+    run_id = rating.action.run_id if rating.action_id else rating.step.run_id
+    AgentRun.objects.filter(pk=run_id, rated=False).update(rated=True)
 
 
 POLICY_FIELDS = ("tools", "preapproved_tools", "tool_limits", "enabled", "playbook", "runbook")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -54,12 +54,15 @@ def agent_run_publish(*, run_id: int, token: str, priority: int | None = None) -
     return True
 
 
+_DISPATCH = 'UPDATE "agent_agentrun" SET dispatch_token = %s, dispatched_at = %s WHERE id = %s'
+
+
 def agent_run_dispatch(*, run_id: int, new: bool = False) -> str:
     """Record that the run needs an advance (a new dispatch token supersedes any older message) and send the
     message once the surrounding transaction commits, or now outside one. A new run's message waits behind the
     next turns of runs in progress."""
     token = uuid.uuid4().hex
-    AgentRun.objects.filter(pk=run_id).update(dispatch_token=token, dispatched_at=timezone.now())
+    rawsql.run(_DISPATCH, [token, rawsql.prep(AgentRun, "dispatched_at", timezone.now()), run_id])
     priority = NEW_RUN_PRIORITY if new else None
     transaction.on_commit(lambda: agent_run_publish(run_id=run_id, token=token, priority=priority), robust=True)
     return token
@@ -67,7 +70,7 @@ def agent_run_dispatch(*, run_id: int, new: bool = False) -> str:
 
 _DISPATCH_IF_WAITING = (
     'UPDATE "agent_agentrun" SET dispatch_token = CASE WHEN status = %s THEN %s ELSE dispatch_token END, '
-    "dispatched_at = CASE WHEN status = %s THEN %s ELSE dispatched_at END WHERE id = %s RETURNING status"
+    "dispatched_at = CASE WHEN status = %s THEN %s ELSE dispatched_at END WHERE id = %s{changed} RETURNING status"
 )
 
 
@@ -84,13 +87,16 @@ def agent_run_dispatch_if_waiting(*, run_id: int) -> str:
     return agent_run_dispatched_if_waiting(run_id=run_id, token=token, status=moved[0][0] if moved else "")
 
 
-def agent_run_dispatch_if_waiting_sql(*, run_id: int) -> tuple[str, list[Any], str]:
+def agent_run_dispatch_if_waiting_sql(*, run_id: int, changed: str = "") -> tuple[str, list[Any], str]:
     """agent_run_dispatch_if_waiting's UPDATE, for a caller to make part of a statement of its own (PostgreSQL: a
     data-modifying WITH): the statement, which returns the run's status, its parameters and the token. Then call
-    agent_run_dispatched_if_waiting with the status it returned."""
+    agent_run_dispatched_if_waiting with the status it returned. `changed`: the name of a WITH of that statement;
+    the run is dispatched (and its row locked) only when that returned a row."""
     token = uuid.uuid4().hex
     waiting = AgentRun.Status.AWAITING_APPROVAL
-    return _DISPATCH_IF_WAITING, [waiting, token, waiting, timezone.now(), run_id], token
+    condition = f" AND EXISTS (SELECT 1 FROM {changed})" if changed else ""  # noqa: S608 - the name of a WITH of ours
+    sql = _DISPATCH_IF_WAITING.format(changed=condition)
+    return sql, [waiting, token, waiting, timezone.now(), run_id], token
 
 
 def agent_run_dispatched_if_waiting(*, run_id: int, token: str, status: str | None) -> str:
@@ -141,6 +147,39 @@ def agent_run_transition_if(*, run: AgentRun, status: str, reason: str, conditio
     conditional on `condition`, SQL on the run's row ("agent_agentrun") with its parameters. No transaction of its
     own. False, nothing changed: the condition did not hold, or the row moved on."""
     return _transition_in_one(run, status, reason, None, None, alone=True, condition=(condition, params))
+
+
+class TransitionParts(NamedTuple):
+    """A move of a run as SET clauses for an UPDATE of its row the caller writes (agent_run_transition_parts)."""
+
+    sets: list[str]
+    params: list[Any]
+    previous: str
+    payload: dict[str, Any]
+    values: dict[str, Any]
+
+
+def agent_run_transition_parts(*, run: AgentRun, status: str, reason: str) -> TransitionParts | None:
+    """agent_run_transition's UPDATE as SET clauses, for a caller that makes the move part of a statement of its
+    own (PostgreSQL), conditional on the run's status as held (`previous`) and with the audit entry of `payload`
+    (run.status_changed, by the agent): only a move the lifecycle allows from the status held that neither stops
+    nor ends the run (no lease to release, no counts, no suite waiting). None otherwise: agent_run_transition.
+    Once the statement changed the row, call agent_run_transition_applied."""
+    previous = run.status
+    if status not in RUN_TRANSITIONS.get(previous, frozenset()) or status in RUN_STOPPED or not rawsql.postgresql():
+        return None
+    now = timezone.now()
+    started_at = run.started_at or (now if status == AgentRun.Status.RUNNING else None)
+    values = {"status": status, "status_reason": reason, "started_at": started_at, "updated_at": now}
+    sets = [f"{rawsql.column(AgentRun, name)} = %s" for name in values]
+    params = [rawsql.prep(AgentRun, name, value) for name, value in values.items()]
+    payload = {"from": previous, "to": status, "reason": reason}
+    return TransitionParts(sets, params, previous, payload, values)
+
+
+def agent_run_transition_applied(*, run: AgentRun, parts: TransitionParts) -> None:
+    for name, value in parts.values.items():
+        setattr(run, name, value)
 
 
 def agent_run_transition_in(

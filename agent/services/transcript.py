@@ -77,6 +77,16 @@ def _held(run: AgentRun, steps: list[Step]) -> None:
         held.extend(steps)
 
 
+def step_new(run: AgentRun, kind: str, content: str = "", **fields: Any) -> Step:
+    """The run's next transcript entry, unsaved (for a statement of the caller's; then step_held)."""
+    return _new_step(run, _next_index(run), kind, content, **fields)
+
+
+def step_held(run: AgentRun, step: Step) -> None:
+    """A step just written, kept in the run's held transcript (run_steps)."""
+    _held(run, [step])
+
+
 def step_append(
     *, run: AgentRun, kind: str, content: str = "", guard: tuple[str, list[Any]] | None = None, **fields: Any
 ) -> Step | None:

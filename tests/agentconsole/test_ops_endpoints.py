@@ -39,12 +39,14 @@ def test_it_answers_healthz_to_anyone_on_any_host() -> None:
     response = Client(HTTP_HOST="10.0.3.17:8000").get("/healthz")
     assert (response.status_code, response.json()) == (200, {"status": "ok"})
     assert response["Cache-Control"] == "no-store"
+    assert response["Content-Length"] == str(len(response.content))
 
 
 def test_it_refuses_other_methods(anonymous) -> None:
     for path in ("/healthz", "/readyz", "/metrics"):
         response = anonymous.post(path)
         assert (response.status_code, response["Allow"]) == (405, "GET, HEAD")
+        assert response["Content-Length"] == str(len(response.content))
 
 
 def test_it_is_unready_without_a_recent_heartbeat_of_a_worker_on_the_queue(anonymous) -> None:

@@ -167,3 +167,15 @@ def test_it_prepares_repeated_statements_on_the_server_when_asked(value, prepare
 
     assert done.returncode == 0, done.stderr
     assert ("prepared 0" not in done.stdout) is prepared, done.stdout
+
+
+def test_it_gives_celery_the_django_settings_as_a_dict() -> None:
+    from django.conf import settings
+
+    from agentconsole.celery import app
+
+    assert app.conf.task_default_queue == settings.CELERY_TASK_DEFAULT_QUEUE  # loaded, from the CELERY_ namespace
+    assert app.conf.broker_transport_options == settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    assert app.conf.task_acks_late == settings.CELERY_TASK_ACKS_LATE
+    # Read from a plain dict (each lookup a dict's, not an attribute of Django's settings object per spelling).
+    assert [type(source) for source in app.conf.maps] == [dict, dict, dict]

@@ -35,3 +35,52 @@ def test_it_drops_a_turn_when_another_worker_took_the_run_meanwhile(bedrock, set
     run.refresh_from_db()
     assert (run.status, run.turns, run.steps.count()) == ("running", 0, 0)
     assert run.lease_token == taken[0].lease_token  # the new holder keeps the run
+
+
+def _other_connection():
+    import psycopg
+
+    db = connection.settings_dict
+    dsn = {"host": db["HOST"], "port": db["PORT"], "user": db["USER"], "dbname": db["NAME"]}
+    return psycopg.connect(**dsn, password=db["PASSWORD"] or None, autocommit=True)
+
+
+def test_it_writes_no_observation_and_no_resume_once_another_worker_took_the_run_after_the_call(settings) -> None:
+    """The observation of an approved call, the lease's renewal and the run's move back to running are one
+    statement, conditional on the lease: taken by another worker while the call ran, none of it is written. What
+    the call did is still recorded on its action (the worker knows it; the new holder reads it)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement observation is PostgreSQL's")
+    from agent.models import ProposedAction
+    from agent.services.actions import proposed_action_approve
+    from audit.models import AuditEvent
+    from tests.factories import UserFactory, WorkflowFactory
+
+    settings.AGENT_LLM_PROVIDER = "offline"
+    workflow = WorkflowFactory(phase="triage", playbook=[{"tool": "reply_to_customer", "args": {"body": "Done."}}])
+    ticket = TicketFactory(source="local", tenant_link__tenant_id="acme", tags=["episode"])
+    run = AgentRunFactory(ticket=ticket, workflow=workflow, phase="triage", trigger="manual")
+    assert run_advance(run_id=run.pk) == Outcome.PAUSED
+    proposed_action_approve(action=ProposedAction.objects.get(run=run), user=UserFactory(groups=["reviewers"]))
+    taken: list[bool] = []
+
+    def take_over_before_the_observation(execute, sql, params, many, context):
+        if 'INSERT INTO "agent_step"' in sql and "guard AS" in sql and not taken:
+            with _other_connection() as other:
+                other.execute(
+                    "UPDATE agent_agentrun SET lease_token = 'another-worker', "
+                    "lease_expires_at = now() + interval '1 hour' WHERE id = %s",
+                    [run.pk],
+                )
+            taken.append(True)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(take_over_before_the_observation):
+        assert run_advance(run_id=run.pk) == Outcome.LOST
+
+    run.refresh_from_db()
+    assert taken and (run.status, run.lease_token) == ("awaiting_approval", "another-worker")
+    assert not run.steps.filter(kind="observation").exists()
+    moves = AuditEvent.objects.filter(object_type="agent.agentrun", object_id=str(run.pk), verb="run.status_changed")
+    assert [e.payload["to"] for e in moves.order_by("id")] == ["running", "awaiting_approval"]
+    assert ProposedAction.objects.get(run=run).status == "executed"

@@ -27,10 +27,10 @@ FIRST_ADVANCE = 9
 # The reviewer's group, the proposal locked, the decision with its entry, the wait's weekly count and the run resumed.
 APPROVAL = 3
 # The claim, the call's start with the lease's renewal, the reply posted by the local helpdesk (6: the tool's own),
-# the settlement with its entry, the observation with the lease's renewal, running again with its entry, the
-# comments after the call, the turn, completed with its entry, the lease's release and the week's usage and
-# resolution time.
-SECOND_ADVANCE = 14
+# the settlement with its entry, the observation and running again with its entry (these three one statement,
+# conditional on the lease), the comments after the call, the turn, completed with its entry, the lease's release
+# and the week's usage and resolution time.
+SECOND_ADVANCE = 12
 
 
 def _statements(captured: CaptureQueriesContext) -> int:

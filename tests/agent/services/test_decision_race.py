@@ -56,3 +56,41 @@ def test_it_never_leaves_a_run_waiting_for_a_decision_made_while_it_moved_to_wai
         assert run.dispatch_token != token_before, "the run waits, and nothing resumes it: the decision was made"
     else:
         assert (run.status, waited) == (AgentRun.Status.RUNNING, [False])
+
+
+def test_it_tells_a_reviewer_a_proposal_decided_after_they_read_it_was_already_decided() -> None:
+    """An approval reads the proposal without its lock and decides it in one statement conditional on its still
+    being pending: another reviewer's rejection committed in between wins, and this approval changes nothing (no
+    approval, no audit entry, no dispatch) and says the proposal was decided."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the optimistic approval is PostgreSQL's")
+    import psycopg
+
+    from agentconsole.errors import ConflictError
+    from audit.models import AuditEvent
+
+    reviewer = UserFactory(groups=["reviewers"])
+    run = AgentRunFactory(status=AgentRun.Status.AWAITING_APPROVAL, ticket__tenant_link__tenant_id="acme")
+    action = ProposedActionFactory(run=run, status=ProposedAction.Status.PENDING)
+    token_before = AgentRun.objects.get(pk=run.pk).dispatch_token
+    rejected: list[bool] = []
+
+    def reject_before_the_decision(execute, sql, params, many, context):
+        if 'UPDATE "agent_proposedaction" SET' in sql and not rejected:
+            db = connection.settings_dict
+            dsn = {"host": db["HOST"], "port": db["PORT"], "user": db["USER"], "dbname": db["NAME"]}
+            with psycopg.connect(**dsn, password=db["PASSWORD"] or None, autocommit=True) as other:
+                other.execute(
+                    "UPDATE agent_proposedaction SET status = 'rejected', decision_reason = 'No.' WHERE id = %s",
+                    [action.pk],
+                )
+            rejected.append(True)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(reject_before_the_decision), pytest.raises(ConflictError, match="already decided"):
+        proposed_action_approve(action=action.pk, user=reviewer)
+
+    assert rejected
+    assert ProposedAction.objects.get(pk=action.pk).status == ProposedAction.Status.REJECTED
+    assert not AuditEvent.objects.filter(verb="action.approved", object_id=str(action.pk)).exists()
+    assert AgentRun.objects.get(pk=run.pk).dispatch_token == token_before

@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from agent.models import AgentRun, Rating, Workflow
@@ -159,3 +160,29 @@ def test_it_refuses_a_bad_rating(reviewer_account, value, targets, message) -> N
     with pytest.raises(ApplicationError, match=message.replace("(", r"\(").replace(")", r"\)")):
         rating_set(user=reviewer_account, value=value, **kwargs)
     assert not Rating.objects.exists()
+
+
+def _rated_recomputed() -> dict[int, bool]:
+    """Each run's `rated` as the ratings say it: a rating of one of its proposals or of one of its steps."""
+    by_action = Rating.objects.filter(action__run=OuterRef("pk"))
+    by_step = Rating.objects.filter(step__run=OuterRef("pk"))
+    found = AgentRun.objects.annotate(recomputed=Exists(by_action) | Exists(by_step))
+    return dict(found.values_list("pk", "recomputed"))
+
+
+def test_it_keeps_each_runs_rated_mark_equal_to_its_ratings_after_every_kind_of_rating(reviewer_account) -> None:
+    action = ProposedActionFactory(status="dry_run")
+    note = StepFactory(kind="action", tool_name="add_private_note")
+    untouched = AgentRunFactory()
+    marks = lambda: dict(AgentRun.objects.values_list("pk", "rated"))  # noqa: E731
+    assert marks() == _rated_recomputed() == {action.run_id: False, note.run_id: False, untouched.pk: False}
+    with pytest.raises(ApplicationError):
+        rating_set(user=reviewer_account, value=0, action=action)  # refused: nothing rated
+    assert marks() == _rated_recomputed()
+    rating_set(user=reviewer_account, value=1, action=action)  # a proposal
+    assert marks() == _rated_recomputed() == {action.run_id: True, note.run_id: False, untouched.pk: False}
+    rating_set(user=reviewer_account, value=-1, comment="Wrong tool", action=action)  # changed
+    rating_set(user=UserFactory(groups=["reviewers"]), value=1, action=action)  # a second person
+    assert marks() == _rated_recomputed()
+    rating_set(user=reviewer_account, value=1, step=note)  # a drafted note
+    assert marks() == _rated_recomputed() == {action.run_id: True, note.run_id: True, untouched.pk: False}

@@ -82,7 +82,12 @@ def test_it_serves_counts_logs_and_traces_a_run_in_production(
     production.run("manage.py", "collectstatic", "--no-input")
 
     web, base_url = production.web()
-    assert httpx.get(f"{base_url}/healthz").json() == {"status": "ok"}
+    # The first request loads the application in gunicorn's worker: seconds on a loaded machine.
+    healthz = httpx.get(f"{base_url}/healthz", timeout=60)
+    assert healthz.json() == {"status": "ok"}
+    # Sent whole with its length, not chunked: load balancers' health checks read one short answer.
+    assert healthz.headers["Content-Length"] == str(len(healthz.content))
+    assert "Transfer-Encoding" not in healthz.headers
     unready = httpx.get(f"{base_url}/readyz").json()
     assert unready["checks"]["worker"] == "no recent heartbeat"  # no worker yet
 

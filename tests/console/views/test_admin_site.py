@@ -140,3 +140,20 @@ def test_it_changes_a_phase_only_through_the_gated_service() -> None:
         workflow_save(workflow=workflow, changed_fields=["phase"], user=admin_user)
     workflow.refresh_from_db()
     assert workflow.phase == "triage"
+
+
+def test_it_marks_the_run_of_a_rating_added_in_the_admin_rated_and_keeps_what_a_rating_is_of() -> None:
+    from agent.models import AgentRun, Rating
+
+    superuser = UserFactory(username="root3", is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(superuser)
+    action = ProposedActionFactory(status="dry_run")
+    response = client.post(
+        "/admin/agent/rating/add/", {"user": superuser.pk, "action": action.pk, "value": 1, "comment": ""}
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert AgentRun.objects.get(pk=action.run_id).rated
+    rating = Rating.objects.get()
+    page = client.get(f"/admin/agent/rating/{rating.pk}/change/").content.decode()
+    assert 'name="value"' in page and 'name="action"' not in page and 'name="step"' not in page

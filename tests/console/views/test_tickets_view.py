@@ -10,7 +10,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from agent.models import AgentRun, Rating, Step
+from agent.models import AgentRun, Step
+from agent.services.governance import rating_set
 from console.ticket_search import CURSOR_NOT_UNDERSTOOD, PAGE_SIZE
 from tests.factories import (
     AgentRunFactory,
@@ -88,7 +89,7 @@ def test_it_keeps_shadow_drafts_in_the_saved_view_until_someone_rates_them(revie
     draft = StepFactory(run=rated, kind=Step.Kind.ACTION, tool_name="add_private_note", tool_input={"body": "Hi"})
     ProposedActionFactory(run=unrated, status="dry_run")
     assert sorted(_rows(reviewer.get("/tickets/", {"view": "needs_rating"}).content.decode())) == ["7", "8"]
-    Rating.objects.create(user=reviewer_user, step=draft, value=1)
+    rating_set(user=reviewer_user, step=draft, value=1)  # the service marks the run rated
     assert _rows(reviewer.get("/tickets/", {"view": "needs_rating"}).content.decode()) == ["8"]
 
 
