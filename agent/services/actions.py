@@ -61,8 +61,9 @@ def tenant_budget_lock(*, tenant_id: str) -> Iterator[None]:
 
 # A proposal of the run still pending, locked (FOR UPDATE in the condition of the run's move to waiting): a reviewer's
 # decision being made on it holds its lock, so the move waits for the decision to commit and then sees it decided; a
-# decision that comes after locks the proposal first (_action_locked), so it waits for the move and then finds the
-# run waiting, and resumes it. Either way one of them sees the other.
+# decision that comes after locks the proposal first (its conditional UPDATE, or _action_locked), so it waits for the
+# move and then finds the run waiting (its dispatch UPDATE reads the run as committed), and resumes it. Either way one
+# of them sees the other.
 _PENDING_LOCKED = (
     'EXISTS (SELECT 1 FROM "agent_proposedaction" p WHERE p.run_id = "agent_agentrun".id AND p.status = %s FOR UPDATE)'
 )
