@@ -15,6 +15,7 @@ Prints p50 and p95 milliseconds and the SQL queries of each page (the same for e
 from __future__ import annotations
 
 import argparse
+import gc
 import re
 import time
 
@@ -276,6 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     headers = {name: {"HX-Request": "true"} if name.endswith("(htmx)") else {} for name in pages}
     times: dict[str, list[float]] = {name: [] for name in pages}
     queries: dict[str, set[int]] = {name: set() for name in pages}
+    gc.freeze()  # as agentconsole/wsgi.py does once the application is loaded, before its first request
     for name, (url, role) in pages.items():  # warm up, and check every page answers
         response = clients[role].get(url, headers=headers[name])
         assert response.status_code == 200, (name, url, response.status_code)
