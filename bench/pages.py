@@ -222,6 +222,7 @@ def _pages(tickets: int, clients: dict) -> dict[str, tuple[str, str]]:
         "action": (f"/actions/{pending}/", r),
         "workflows": ("/workflows/", a),
         "dashboard": ("/workflows/dashboard/", a),
+        "knowledge gaps": ("/workflows/gaps/", a),
         "audit first page": ("/audit/", a),
         "audit oldest page": ("/audit/?oldest=1", a),
         "audit verb filter": ("/audit/?verb=action.pending", a),
