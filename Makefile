@@ -39,6 +39,10 @@ chromium:
 
 # pytest runs twice, no test twice: the product alone, without the sandbox app (the proof that it is optional), then
 # the tests that need the stand-in company (marked `company` by tests/conftest.py). Exit status 5: none selected.
+# Compiled modules are cached (in __pycache__, which git ignores) even where the environment sets PYTHONDONTWRITEBYTECODE,
+# as ours does: the second pass and every worker, server and manage.py process a test starts then load the modules
+# (and pytest's rewritten test modules) the first compiled, instead of compiling them again (~14 s of CPU a pass).
+test: export PYTHONDONTWRITEBYTECODE :=
 test: $(VENV)/.dev chromium
 	bash scripts/ensure_services.sh
 	DJANGO_SETTINGS_MODULE=agentconsole.settings_test $(VENV)/bin/ruff check .

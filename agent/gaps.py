@@ -56,20 +56,20 @@ def _missing_tools(run_ids: list[int]) -> dict[int, str]:
     return missing
 
 
-def _escalation(run: AgentRun, missing: dict[int, str]) -> tuple[str, str]:
-    reason = run.status_reason or ""
-    if run.workflow is None:
+def _escalation(run_id: int, workflow: str | None, reason: str, missing: dict[int, str]) -> tuple[str, str]:
+    """A run's cause and label, from its workflow's name (None without a workflow) and its status reason."""
+    if workflow is None:
         return "no_workflow", "no workflow matched"
-    if run.pk in missing:
-        return "missing_tool", missing[run.pk]
+    if run_id in missing:
+        return "missing_tool", missing[run_id]
     if reason.startswith("Verification of "):
-        return "verification_failed", f"{run.workflow.name}: {reason.split()[2]}"
+        return "verification_failed", f"{workflow}: {reason.split()[2]}"
     step = _STEP.match(reason)
     if step:
-        return "step_failed", f"{run.workflow.name}: step {step.group(1)} ({step.group(2)})"
+        return "step_failed", f"{workflow}: step {step.group(1)} ({step.group(2)})"
     if reason.startswith("There is no runbook playbook"):
-        return "step_failed", f"{run.workflow.name}: no playbook"
-    return "other", run.workflow.name
+        return "step_failed", f"{workflow}: no playbook"
+    return "other", workflow
 
 
 def knowledge_gaps(*, days: int = 90) -> list[GapGroup]:
@@ -83,43 +83,50 @@ def knowledge_gaps(*, days: int = 90) -> list[GapGroup]:
         if len(group.examples) < EXAMPLES_SHOWN:
             group.examples.append(Example(ticket_id, external_id, text))
 
+    # Rows as tuples, not models: at 100k tickets 90 days hold ~17,000 escalated runs, and building their models and
+    # their tickets' was most of the page's 12 s (bench/pages.py's seed, load ~7).
+    run_columns = ("pk", "workflow_id", "workflow__name", "status_reason", "ticket_id", "ticket__external_id")
     runs = list(
         AgentRun.objects.filter(created_at__gte=since)
         .filter(status=AgentRun.Status.ESCALATED)
-        .select_related("workflow", "ticket")
         .order_by("-created_at", "-id")
+        .values_list(*run_columns, "ticket__subject")
     )
     unmatched = AgentRun.objects.filter(created_at__gte=since, workflow__isnull=True).exclude(
         status=AgentRun.Status.ESCALATED
     )
-    runs += list(unmatched.select_related("ticket").order_by("-created_at", "-id"))
-    missing = _missing_tools([run.pk for run in runs])
-    for run in runs:
-        cause, label = _escalation(run, missing)
-        add(cause, label, run.ticket_id, run.ticket.external_id, run.status_reason or run.ticket.subject)
+    runs += list(unmatched.order_by("-created_at", "-id").values_list(*run_columns, "ticket__subject"))
+    missing = _missing_tools([run[0] for run in runs])
+    for run_id, _, workflow, reason, ticket_id, external_id, subject in runs:
+        cause, label = _escalation(run_id, workflow, reason or "", missing)  # no workflow: None (a LEFT JOIN)
+        add(cause, label, ticket_id, external_id, reason or subject)
     decided = (
         ProposedAction.objects.filter(
             decided_at__gte=since,
             status__in=[ProposedAction.Status.REJECTED, ProposedAction.Status.RESPONDED],
         )
-        .select_related("run__ticket", "run__workflow")
         .order_by("-decided_at", "-id")
-    )
-    for action in decided:
-        workflow = action.run.workflow.name if action.run.workflow else "no workflow"
-        verb = "rejected" if action.status == ProposedAction.Status.REJECTED else "answered"
-        add("reviewer_feedback", f"{workflow}: {action.tool} {verb}", action.run.ticket_id,
-            action.run.ticket.external_id, action.decision_reason)  # fmt: skip
-    for rating in (
+        .values_list("run__workflow_id", "run__workflow__name", "tool", "status", "run__ticket_id",
+                     "run__ticket__external_id", "decision_reason")
+    )  # fmt: skip
+    for workflow_id, workflow, tool, status, ticket_id, external_id, decision_reason in decided:
+        workflow = "no workflow" if workflow_id is None else workflow
+        verb = "rejected" if status == ProposedAction.Status.REJECTED else "answered"
+        add("reviewer_feedback", f"{workflow}: {tool} {verb}", ticket_id, external_id, decision_reason)
+    for row in (
         Rating.objects.filter(created_at__gte=since, value=Rating.Value.DOWN)
-        .select_related("action__run__ticket", "action__run__workflow", "step__run__ticket", "step__run__workflow")
         .order_by("-created_at", "-id")
-    ):
-        run = rating.action.run if rating.action_id else rating.step.run
-        tool = rating.action.tool if rating.action_id else rating.step.tool_name or "a draft"
-        workflow = run.workflow.name if run.workflow else "no workflow"
-        add("reviewer_feedback", f"{workflow}: {tool} thumbs-down", run.ticket_id, run.ticket.external_id,
-            rating.comment or "(no comment)")  # fmt: skip
+        .values_list("action_id", "action__tool", "action__run__workflow_id", "action__run__workflow__name",
+                     "action__run__ticket_id", "action__run__ticket__external_id", "step__tool_name",
+                     "step__run__workflow_id", "step__run__workflow__name", "step__run__ticket_id",
+                     "step__run__ticket__external_id", "comment")
+    ):  # fmt: skip
+        if row[0] is not None:
+            tool, workflow_id, workflow, ticket_id, external_id = row[1:6]
+        else:
+            tool, workflow_id, workflow, ticket_id, external_id = (row[6] or "a draft"), *row[7:11]
+        workflow = "no workflow" if workflow_id is None else workflow
+        add("reviewer_feedback", f"{workflow}: {tool} thumbs-down", ticket_id, external_id, row[11] or "(no comment)")
     order = list(CAUSES)
     return sorted(groups.values(), key=lambda g: (order.index(g.cause), -g.count, g.label))
 

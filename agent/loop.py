@@ -48,7 +48,15 @@ from agent.tools.base import ErrorType, Observation
 from agent.versions import agent_run_pin_version, workflow_version_to_pin
 from agentconsole import rawsql
 from agentconsole.errors import InvalidTransition
-from tickets.helpdesk import HelpdeskError, LocalHelpdesk, helpdesk_for, ticket_context_ensure
+from audit.services import Also
+from tickets.helpdesk import (
+    HelpdeskError,
+    LocalHelpdesk,
+    helpdesk_for,
+    ticket_context_ensure,
+    ticket_context_local_record,
+    ticket_context_local_recorded,
+)
 
 logger = logging.getLogger(__name__)
 FINISHED_WITH_UNKNOWN = (
@@ -286,7 +294,13 @@ def _start(run: AgentRun) -> AgentRun:
     if run.status == AgentRun.Status.QUEUED:
         version = workflow_version_to_pin(run=run)
         also = {"version": version} if version is not None else None
-        run = agent_run_transition(run=run, status=AgentRun.Status.RUNNING, also=also)
+        # A ticket of the console's own helpdesk read for the first time, when the read changes nothing but the
+        # version read (no network): recorded in the start's own statement.
+        read = ticket_context_local_record(ticket=run.ticket)
+        together = [Also(*read)] if read is not None else []
+        run = agent_run_transition(run=run, status=AgentRun.Status.RUNNING, also=also, together=together)
+        if read is not None:
+            ticket_context_local_recorded(ticket=run.ticket, params=read[1])
     run = agent_run_pin_version(run=run)  # a no-op once pinned
     if _read_ticket(run):
         lease_hold(run, slow_call_next=False, always=True)  # the helpdesk was asked, a slow call: renew

@@ -13,7 +13,7 @@ Both implement the same operations, so the demo and the tests run the same code 
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 from celery import current_app
@@ -310,11 +310,39 @@ def ticket_context_ensure(*, ticket: Ticket, force: bool = False) -> Ticket:
     helpdesk = helpdesk_for(ticket)
     if not force and not helpdesk.context_stale(ticket):
         return ticket
-    snapshot = helpdesk.read_ticket(ticket)
+    snapshot = ticket.__dict__.pop(_LOCAL_READ, None) or helpdesk.read_ticket(ticket)
     if isinstance(helpdesk, LocalHelpdesk) and _local_read_changes_nothing(ticket, snapshot):
         _context_read_at(ticket, "local")
         return ticket
     return ticket_snapshot_apply(ticket=ticket, snapshot=snapshot)
+
+
+# A local ticket's snapshot read by ticket_context_local_record and not recorded there: ticket_context_ensure's.
+_LOCAL_READ = "_local_read"
+_CONTEXT_READ = (
+    'UPDATE "tickets_ticket" SET context_version = %s, context_fetched_at = %s, updated_at = %s WHERE id = %s'
+)
+
+
+def ticket_context_local_record(*, ticket: Ticket) -> tuple[str, list[Any]] | None:
+    """ticket_context_ensure's read of a ticket of the console's own helpdesk when it changes nothing but the version
+    read (_local_read_changes_nothing), as the UPDATE that records it (PostgreSQL), for a caller to make part of a
+    statement of its own; call ticket_context_local_recorded once that is written. None in every other case: then
+    ticket_context_ensure reads it (a snapshot read here is kept for it, not read twice)."""
+    helpdesk = helpdesk_for(ticket)
+    if not rawsql.postgresql() or not isinstance(helpdesk, LocalHelpdesk) or not helpdesk.context_stale(ticket):
+        return None
+    snapshot = helpdesk.read_ticket(ticket)
+    if not _local_read_changes_nothing(ticket, snapshot):
+        ticket.__dict__[_LOCAL_READ] = snapshot
+        return None
+    now = timezone.now()
+    return _CONTEXT_READ, ["local", now, now, ticket.pk]
+
+
+def ticket_context_local_recorded(*, ticket: Ticket, params: list[Any]) -> None:
+    """ticket_context_local_record's UPDATE was written: the loaded ticket holds what it wrote."""
+    ticket.context_version, ticket.context_fetched_at, ticket.updated_at = params[0], params[1], params[2]
 
 
 def _local_read_changes_nothing(ticket: Ticket, snapshot: TicketSnapshot) -> bool:

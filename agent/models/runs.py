@@ -124,6 +124,9 @@ class AgentRun(models.Model):
             ),
             # The dashboard's usage of runs still open (those that ended are in agent.models.rollups).
             models.Index(fields=["created_at"], condition=models.Q(finished_at__isnull=True), name="agent_run_open"),
+            # The tickets view's evidence filter of one workflow and its capped count: the workflow's runs in ticket
+            # order, each with its id for its proposals, read from the index alone.
+            models.Index(fields=["workflow", "ticket"], include=["id"], name="agent_run_workflow_ticket"),
             # The tickets view's "Shadow drafts to rate" and its count: shadow runs that drafted and nobody rated.
             models.Index(
                 fields=["ticket"],

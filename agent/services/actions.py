@@ -19,7 +19,7 @@ from agent.lifecycle import ACTION_TRANSITIONS, action_initial_check, action_tra
 from agent.models import AgentRun, ProposedAction, Step, Workflow
 from agent.permissions import reviewer_required
 from agent.policy import Risk
-from agent.services.leases import lease_hold, lease_renewal, lease_renewed
+from agent.services.leases import ADVANCE_STARTED, LeaseLost, lease_hold, lease_renewal, lease_renewed
 from agent.services.rollups import rollup_action_decided, rollup_action_decided_also
 from agent.services.runs import (
     agent_run_dispatch,
@@ -61,8 +61,9 @@ def tenant_budget_lock(*, tenant_id: str) -> Iterator[None]:
 
 # A proposal of the run still pending, locked (FOR UPDATE in the condition of the run's move to waiting): a reviewer's
 # decision being made on it holds its lock, so the move waits for the decision to commit and then sees it decided; a
-# decision that comes after locks the proposal first (_action_locked), so it waits for the move and then finds the
-# run waiting, and resumes it. Either way one of them sees the other.
+# decision that comes after locks the proposal first (its conditional UPDATE, or _action_locked), so it waits for the
+# move and then finds the run waiting (its dispatch UPDATE reads the run as committed), and resumes it. Either way one
+# of them sees the other.
 _PENDING_LOCKED = (
     'EXISTS (SELECT 1 FROM "agent_proposedaction" p WHERE p.run_id = "agent_agentrun".id AND p.status = %s FOR UPDATE)'
 )
@@ -140,12 +141,24 @@ def proposed_action_create(
         "retry_of": retry_of.pk if retry_of else None,
     }
     # The row and its audit entry: one statement (audited_change). Its fields come from the tool's declaration and
-    # the gate's checked arguments; the database enforces lengths, keys and uniqueness: no full_clean().
-    sql, params = rawsql.insert_sql(action)
+    # the gate's checked arguments; the database enforces lengths, keys and uniqueness: no full_clean(). Proposed by
+    # an advance (PostgreSQL), it is inserted only while that advance's worker holds the run's lease: a worker whose
+    # lease another took since its last renewal proposes nothing (LeaseLost), in the same statement.
+    if ADVANCE_STARTED in run.__dict__ and rawsql.postgresql():
+        names, values, params = rawsql.insert_parts([action])
+        sql = (
+            f'INSERT INTO "agent_proposedaction" ({names}) SELECT v.* FROM (VALUES {values}) v '  # noqa: S608 - names from the model's meta
+            'WHERE EXISTS (SELECT 1 FROM "agent_agentrun" WHERE id = %s AND lease_token = %s) RETURNING id'
+        )
+        params = [*params, run.pk, run.lease_token]
+    else:
+        sql, params = rawsql.insert_sql(action)
     rows = audited_change(
         sql, params, verb=f"action.{status}", model=ProposedAction, payload=payload,
         actor_kind=AuditEvent.ActorKind.AGENT,
     )  # fmt: skip
+    if not rows:
+        raise LeaseLost
     rawsql.inserted(action, rows[0][0])
     if status == ProposedAction.Status.PENDING:
         # Both reach other systems (the Admin API, Slack, mail): never inside the loop's turn or a transaction. Each

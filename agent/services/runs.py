@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from django.conf import settings
@@ -32,7 +33,7 @@ from agent.services.transcript import step_append
 from agentconsole import rawsql
 from agentconsole.errors import ApplicationError, ConflictError
 from audit.models import AuditEvent
-from audit.services import audit_event_record, audited_change
+from audit.services import Also, audit_event_record, audited_change
 from tickets.models import Ticket
 
 logger = logging.getLogger(__name__)
@@ -129,17 +130,25 @@ def agent_run_transition(
     reason: str = "",
     user: AbstractBaseUser | None = None,
     also: dict[str, Any] | None = None,
+    together: Sequence[Also] = (),
 ) -> AgentRun:
     """Move a run along its lifecycle, audited; anything the lifecycle does not allow raises. `also`: fields the
-    same UPDATE records (the version a starting run pins), set on the run passed in too.
+    same UPDATE records (the version a starting run pins), set on the run passed in too. `together`: changes of
+    other rows written with the move (audit.services.Also, PostgreSQL), in the same statement in the common case,
+    else right after it in its transaction.
 
     On PostgreSQL the common case is one statement (the move, its audit entry, the lease's release and the dashboard's
     counts, see agent_run_transition_in), which needs no transaction of its own: in autocommit it is one, and what
     waits for its commit (transaction.on_commit) runs after it. Anything more takes a transaction."""
-    if not connection.in_atomic_block and _transition_in_one(run, status, reason, user, also, alone=True):
+    if not connection.in_atomic_block and _transition_in_one(
+        run, status, reason, user, also, alone=True, together=together
+    ):
         return run
     with transaction.atomic():
-        return agent_run_transition_in(run=run, status=status, reason=reason, user=user, also=also, tried=True)
+        moved = agent_run_transition_in(run=run, status=status, reason=reason, user=user, also=also, tried=True)
+        for statement in together:
+            rawsql.run(statement.sql, statement.params)
+        return moved
 
 
 def agent_run_transition_if(*, run: AgentRun, status: str, reason: str, condition: str, params: list[Any]) -> bool:
@@ -259,6 +268,7 @@ def _transition_in_one(
     *,
     alone: bool,
     condition: tuple[str, list[Any]] = ("", []),
+    together: Sequence[Also] = (),
 ) -> bool:
     """agent_run_transition_in's common case on PostgreSQL, a move the lifecycle allows from the status held: the
     conditional UPDATE, its audit entry, the lease's release and (for a run that stops) the suite run waiting for it
@@ -300,7 +310,7 @@ def _transition_in_one(
         payload={"from": previous, "to": status, "reason": reason},
         user=user,
         actor_kind=None if user is not None else AuditEvent.ActorKind.AGENT,
-        also=rollups or (),
+        also=[*(rollups or ()), *together],
     )
     if not rows:
         return False

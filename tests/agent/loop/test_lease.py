@@ -84,3 +84,36 @@ def test_it_writes_no_observation_and_no_resume_once_another_worker_took_the_run
     moves = AuditEvent.objects.filter(object_type="agent.agentrun", object_id=str(run.pk), verb="run.status_changed")
     assert [e.payload["to"] for e in moves.order_by("id")] == ["running", "awaiting_approval"]
     assert ProposedAction.objects.get(run=run).status == "executed"
+
+
+def test_it_proposes_nothing_once_another_worker_took_the_run_after_the_turn(settings) -> None:
+    """A proposal is inserted only while the advance's worker holds the lease (the same statement): taken by
+    another worker between the turn and the proposal, the run gets no proposal and does not move to waiting."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the proposal's lease condition is PostgreSQL's")
+    from agent.models import ProposedAction
+    from tests.factories import WorkflowFactory
+
+    settings.AGENT_LLM_PROVIDER = "offline"
+    workflow = WorkflowFactory(phase="triage", playbook=[{"tool": "reply_to_customer", "args": {"body": "Done."}}])
+    ticket = TicketFactory(source="local", tenant_link__tenant_id="acme", tags=["episode"])
+    run = AgentRunFactory(ticket=ticket, workflow=workflow, phase="triage", trigger="manual")
+    taken: list[bool] = []
+
+    def take_over_before_the_proposal(execute, sql, params, many, context):
+        if 'INSERT INTO "agent_proposedaction"' in sql and not taken:
+            with _other_connection() as other:
+                other.execute(
+                    "UPDATE agent_agentrun SET lease_token = 'another-worker', "
+                    "lease_expires_at = now() + interval '1 hour' WHERE id = %s",
+                    [run.pk],
+                )
+            taken.append(True)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(take_over_before_the_proposal):
+        assert run_advance(run_id=run.pk) == Outcome.LOST
+
+    run.refresh_from_db()
+    assert taken and (run.status, run.lease_token) == ("running", "another-worker")
+    assert not ProposedAction.objects.filter(run=run).exists()

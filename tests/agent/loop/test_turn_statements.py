@@ -13,7 +13,7 @@ from agent.loop import Outcome, run_advance
 from agent.models import AgentRun, ProposedAction
 from agent.services.actions import proposed_action_approve
 from audit.models import AuditEvent
-from tests.factories import AgentRunFactory, TicketFactory, UserFactory, WorkflowFactory
+from tests.factories import AgentRunFactory, TenantLinkFactory, TicketFactory, UserFactory, WorkflowFactory
 from tickets.models import TicketComment
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -24,6 +24,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # tenant link loaded with the claim is not read again), the turn, the proposal with its entry, the wait with its
 # entry and the lease's release, conditional on a proposal still pending.
 FIRST_ADVANCE = 9
+# The same, for a local ticket that already holds what the console's helpdesk says (no requester; its organization
+# as its manual link has it): its first read changes nothing but the version read, recorded in the start's own
+# statement.
+FIRST_ADVANCE_READ_UNCHANGED = 5
 # The reviewer's group, the proposal locked, the decision with its entry, the wait's weekly count and the run resumed.
 APPROVAL = 3
 # The claim, the call's start with the lease's renewal, the reply posted by the local helpdesk (6: the tool's own),
@@ -109,3 +113,21 @@ def test_it_keeps_the_run_going_when_a_reviewer_decided_while_the_turn_was_dispa
     assert ProposedAction.objects.get(run=run).status == "approved"
     changes = AuditEvent.objects.filter(object_type="agent.agentrun", object_id=str(run.pk), verb="run.status_changed")
     assert [e.payload["to"] for e in changes.order_by("id")] == ["running"]
+
+
+def test_it_records_a_first_read_that_changes_nothing_in_the_start_of_the_run(settings) -> None:
+    settings.AGENT_LLM_PROVIDER = "offline"
+    workflow = WorkflowFactory(phase="triage", playbook=[{"tool": "reply_to_customer", "args": {"body": "Done."}}])
+    link = TenantLinkFactory(tenant_id="acme")
+    ticket = TicketFactory(source="local", tenant_link=link, organization_name=link.organization_name, tags=["e"])
+    run = AgentRunFactory(ticket=ticket, workflow=workflow, phase="triage", trigger="manual")
+
+    with CaptureQueriesContext(connection) as first:
+        assert run_advance(run_id=run.pk) == Outcome.PAUSED
+
+    ticket.refresh_from_db()
+    assert ticket.context_version == "local" and ticket.context_fetched_at is not None
+    assert not AuditEvent.objects.filter(object_type="tickets.ticket", object_id=str(ticket.pk)).exists()
+    run_changes = AuditEvent.objects.filter(object_type="agent.agentrun", object_id=str(run.pk)).order_by("id")
+    assert [e.payload["to"] for e in run_changes] == ["running", "awaiting_approval"]
+    assert _statements(first) == FIRST_ADVANCE_READ_UNCHANGED

@@ -158,6 +158,20 @@ def test_it_groups_escalations_and_feedback_by_cause(reviewer, workflow) -> None
     assert all(not cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row)
 
 
+def test_it_counts_unmatched_runs_and_thumbs_down_on_drafts_with_their_workflow_or_none(reviewer, workflow) -> None:
+    AgentRunFactory(status="completed", workflow=None, status_reason="", ticket__subject="Where is my invoice?")
+    note = StepFactory(run=AgentRunFactory(workflow=workflow), kind=Step.Kind.ACTION, tool_name="add_private_note")
+    untitled = StepFactory(run=AgentRunFactory(workflow=None), kind=Step.Kind.ACTION, tool_name="")
+    Rating.objects.create(user=UserFactory(), step=note, value=-1, comment="Too long")
+    Rating.objects.create(user=UserFactory(), step=untitled, value=-1)
+    rows = list(csv.reader(io.StringIO(reviewer.get("/workflows/gaps.csv?days=30").content.decode())))
+    found = {row[1]: (row[0], row[2], row[4]) for row in rows[1:]}
+    cause, count, reasons = found["no workflow matched"]  # the unmatched run, and the one of the untitled draft
+    assert (cause, count) == ("No matching workflow", "2") and "Where is my invoice?" in reasons.split(" | ")
+    assert found["Trials: add_private_note thumbs-down"] == ("Reviewer feedback", "1", "Too long")
+    assert found["no workflow: a draft thumbs-down"] == ("Reviewer feedback", "1", "(no comment)")
+
+
 @pytest.mark.parametrize("days", ["0", "x", "99999", "-1"])
 def test_it_answers_bad_windows_without_a_500(reviewer, days) -> None:
     assert reviewer.get(f"/workflows/gaps/?days={days}").status_code == 200
