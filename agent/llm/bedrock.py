@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
+import platform
 import threading
 import time
 from collections import OrderedDict
 from typing import Any
 
+import boto3
+import botocore
 from django.conf import settings
 
 from agent.llm.conversation import Conversation, EngineError, ModelTurn, ToolCall
 
 CACHE_CONTROL = {"type": "ephemeral"}  # Bedrock's default cache (5 minutes), renewed on every read
 CLAUDE_BASE_MODEL = "anthropic.claude"
+USER_AGENT = (
+    f"agent-console Boto3/{boto3.__version__} md/Botocore#{botocore.__version__} "
+    f"lang/python#{platform.python_version()}"
+)
 BOUND_CHATS_KEPT = 64  # (system prompt, tools) pairs: about one per workflow, phase and tenant at work
 
 
@@ -41,6 +48,9 @@ class BedrockEngine:
             # Bedrock validates every request itself (a ValidationException, which escalates the run); botocore's
             # own check walked the whole conversation again on every turn, and called a bad request retryable.
             parameter_validation=False,
+            # A fixed User-Agent: botocore otherwise rebuilds its own (sanitising each of ~40 parts, twice a request),
+            # ~0.5 ms of CPU a call (a tenth of the client's). langchain-aws still appends its user_agent_extra.
+            user_agent=USER_AGENT,
         )
         if client is None:
             # boto3 honours AWS_ENDPOINT_URL_BEDROCK_RUNTIME (e.g. a VPC endpoint) on its own.

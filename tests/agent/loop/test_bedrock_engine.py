@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agent.aws import clear_credentials_cache
-from agent.llm.bedrock import BedrockEngine
+from agent.llm.bedrock import USER_AGENT, BedrockEngine
 from agent.llm.conversation import Conversation, EngineError, Exchange, ToolCall, ToolResult
 from agent.loop import Outcome, run_advance
 from agent.models import AgentRun, ProposedAction
@@ -188,3 +188,16 @@ def test_it_assumes_the_role_again_before_its_credentials_expire(bedrock, sts) -
     assert [r.body.decode().split("Action=")[1].split("&")[0] for r in sts.requests] == ["AssumeRole"] * 2
     assert "RoleArn=arn%3Aaws%3Aiam%3A%3A111111111111%3Arole%2Fagent-console" in sts.requests[0].body.decode()
     assert bedrock.requests[1].headers["x-amz-security-token"] == "token-ASIASECOND"
+
+
+def test_it_sends_a_fixed_user_agent_that_botocore_does_not_rebuild_per_call(bedrock) -> None:
+    bedrock.answer(200, converse_reply({"text": "Done."}, stop="end_turn"))
+    bedrock.answer(200, converse_reply({"text": "Done."}, stop="end_turn"))
+    engine = BedrockEngine()
+    engine.next_turn(_conversation(), TOOLS)
+    engine.next_turn(_conversation(), TOOLS)
+
+    agents = [request.headers["user-agent"] for request in bedrock.requests]
+    assert agents[0] == agents[1]
+    assert agents[0].startswith(USER_AGENT)
+    assert "ua/2.1" not in agents[0]  # botocore's own per-request string (its parts sanitised on every call)
