@@ -210,7 +210,7 @@ def run_task(task: Callable[..., str]) -> Callable[..., str]:
                 TURNS.labels(outcome).inc()
                 TURN_SECONDS.labels(outcome).observe(elapsed)
                 logger.info("turn %s", outcome, extra={"outcome": outcome, "duration_ms": int(elapsed * 1000)})
-                if outcome == "done":
+                if outcome == "done" and tracing.exporting():  # the root span's read, only when it is exported
                     _root_span_if_ended_here(run_id, started_at)
 
     return wrapper

@@ -87,6 +87,12 @@ def tracing_configure(*, process: str) -> bool:
     return True
 
 
+def exporting() -> bool:
+    """Whether this process has a tracer provider (tracing_configure found an endpoint): without one every span is
+    a no-op, and what is read only to fill one in need not be read."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
 def tracer() -> trace.Tracer:
     return trace.get_tracer(TRACER_NAME)
 
@@ -101,7 +107,7 @@ def span(
     start_time: int | None = None,
 ) -> Iterator[trace.Span]:
     """A current span; an exception escaping the block marks it as an error and is recorded on it."""
-    if context is None and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+    if context is None and not exporting():
         # No tracer provider was set in this process (no endpoint): the API's no-op tracer would hand back the
         # current span and make it current again, which changes nothing. The loop opens a few spans a turn.
         yield trace.get_current_span()

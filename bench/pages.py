@@ -2,10 +2,11 @@
 
 The seed is generated inside PostgreSQL (INSERT ... SELECT over generate_series: a minute or two, not hours) and
 kept for the next run: 100k tickets with a customer comment, a run and a proposed action each (statuses, phases,
-verifications, edits and ratings mixed as in real use), 10 steps per run, 3 audit events per run, and one
-ticket with a 500-step transcript. Pages are served through the real views by Django's test client as a reviewer
-(or an admin for admin pages), each --requests times; anchor: `SELECT 1` through the same client stack
-(/healthz/), measured in the same rounds.
+verifications, edits and ratings mixed as in real use), 10 steps per run, 3 audit events per run, and one ticket
+with a 500-step transcript. Each run first VACUUMs (ANALYZE) the database, as autovacuum keeps a live one, and
+freezes the garbage collector's start-up heap, as agentconsole/wsgi.py does. Pages are served through the real views
+by Django's test client as a reviewer (or an admin for admin pages), each --requests times; anchor: `SELECT 1`
+through the same client stack (/healthz/), measured in the same rounds.
 
     .venv/bin/python bench/pages.py [--tickets 100000] [--steps-per-run 10] [--requests 20] [--reseed]
 

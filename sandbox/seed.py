@@ -2,9 +2,10 @@
 
 Deterministic: every random choice comes from a generator seeded with the tenant id, and every time is relative
 to `now`. Idempotent: rows with a natural key (tenant id, (tenant, email), (tenant, key), invoice number, the
-tenant's subscription) are update_or_create'd, which also puts the demo scenarios back after a demo changed them.
-Rows that are a time series with no natural key (login attempts, log events, cache resets) are regenerated for
-the seeded tenants, relative to the new `now`; running twice leaves every count unchanged.
+tenant's subscription) are update_or_create'd, which also puts the demo scenarios back after a demo changed them
+(on a database without the seeded tenants they are inserted in bulk instead). Rows that are a time series with no
+natural key (login attempts, log events, cache resets) are regenerated for the seeded tenants, relative to the new
+`now`; running twice leaves every count unchanged.
 """
 
 from __future__ import annotations

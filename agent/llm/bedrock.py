@@ -71,15 +71,26 @@ class BedrockEngine:
             **arn,
         )
 
-    def _bound_chat(self, system: str, specs: list[dict[str, Any]]) -> Any:
+    def _bound_chat(self, system: str, tools: list[dict[str, Any]]) -> Any:
         """The chat model with this system prompt and these tools, kept for the next turns that use the same (a
         workflow's runs share them): langchain serialises a new model for its callbacks on its first call."""
-        key = (system, json.dumps(specs, sort_keys=True))
+        key = (system, frozenset(_spec_json(t) for t in tools))
         with self._bound_lock:
             chat = self._bound.get(key)
             if chat is not None:
                 self._bound.move_to_end(key)
                 return chat
+        # Sorted, so the tools (the first part of the prompt Bedrock caches) are the same bytes on every turn.
+        specs: list[dict[str, Any]] = [
+            {
+                "toolSpec": {
+                    "name": t["name"],
+                    "description": t["description"],
+                    "inputSchema": {"json": t["input_schema"]},
+                }
+            }
+            for t in sorted(tools, key=lambda t: t["name"])
+        ]
         chat = self._chat.model_copy(update={"system": [system]}).bind_tools(specs)
         with self._bound_lock:
             self._bound[key] = chat
@@ -108,18 +119,7 @@ class BedrockEngine:
     def next_turn(self, conversation: Conversation, tools: list[dict[str, Any]]) -> ModelTurn:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        # Sorted, so the tools (the first part of the prompt Bedrock caches) are the same bytes on every turn.
-        specs: list[dict[str, Any]] = [
-            {
-                "toolSpec": {
-                    "name": t["name"],
-                    "description": t["description"],
-                    "inputSchema": {"json": t["input_schema"]},
-                }
-            }
-            for t in sorted(tools, key=lambda t: t["name"])
-        ]
-        chat = self._bound_chat(conversation.system_prompt, specs)
+        chat = self._bound_chat(conversation.system_prompt, tools)
         started = time.monotonic()
         try:
             # langchain-aws places the cache points: after the tools, after the system prompt, and at the end of the
@@ -146,6 +146,22 @@ class BedrockEngine:
             cache_read_tokens=int(cached.get("cache_read", 0)),
             cache_write_tokens=int(cached.get("cache_creation", 0)),
         )
+
+
+# A tool's spec is the same dict while the tool stays the same (Tool.spec): its JSON is kept with it (the dict held
+# too, so its id is not reused), and a turn encodes no spec to find its bound chat.
+_spec_jsons: dict[int, tuple[dict[str, Any], str]] = {}
+
+
+def _spec_json(spec: dict[str, Any]) -> str:
+    held = _spec_jsons.get(id(spec))
+    if held is not None and held[0] is spec:
+        return held[1]
+    encoded = json.dumps(spec, sort_keys=True)
+    if len(_spec_jsons) >= 1024:  # specs rebuilt on every call would otherwise pile up
+        _spec_jsons.clear()
+    _spec_jsons[id(spec)] = (spec, encoded)
+    return encoded
 
 
 def _text_of(content: Any) -> str:
