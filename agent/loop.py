@@ -37,7 +37,7 @@ from agent.services.leases import (
     lease_renewed,
 )
 from agent.services.observations import observation_record
-from agent.services.runs import agent_run_escalate, agent_run_finish, agent_run_transition
+from agent.services.runs import agent_run_escalate, agent_run_finish, agent_run_finish_with_turn, agent_run_transition
 from agent.services.transcript import (
     agent_run_record_turn,
     run_actions,
@@ -111,10 +111,31 @@ def think(run: AgentRun) -> ModelTurn:
     engine = engine_get()
     conversation = prompts.conversation_build(run=run, steps=run_steps(run))
     turn = telemetry.model_call(engine, conversation, _tool_specs(run))
-    # A turn that outlived the lease is dropped: the worker now holding the run asks again.
-    if not agent_run_record_turn(run=run, turn=turn, engine=engine.name, abnormal=_abnormal_reason(turn)):
-        raise LeaseLost
+    abnormal = _abnormal_reason(turn)
+    if not turn.tool_calls and not abnormal and rawsql.postgresql():
+        # A final answer is recorded by the statement that ends the run (_finish), a moment later, with nothing but
+        # this process's own checks in between: a worker that dies meanwhile leaves the turn to be asked again.
+        run.__dict__[_FINAL_HELD] = engine.name
+        return turn
+    _turn_record(run, turn, engine.name, abnormal)
     return turn
+
+
+# Set on the run while its final turn (text alone) waits for the statement that ends the run: the engine's name.
+_FINAL_HELD = "_final_turn_held"
+
+
+def _turn_record(run: AgentRun, turn: ModelTurn, engine: str, abnormal: str = "") -> None:
+    # A turn that outlived the lease is dropped: the worker now holding the run asks again.
+    if not agent_run_record_turn(run=run, turn=turn, engine=engine, abnormal=abnormal):
+        raise LeaseLost
+
+
+def _final_turn_record(run: AgentRun, turn: ModelTurn) -> None:
+    """The final turn think held, recorded now on its own (the run does not end by the statement that records it)."""
+    engine = run.__dict__.pop(_FINAL_HELD, None)
+    if engine is not None:
+        _turn_record(run, turn, engine)
 
 
 def act(run: AgentRun, step: Step, thought: str, turn_writes: list[str]) -> Observation | Undecided:
@@ -270,21 +291,30 @@ def _reviewer_answered_after_failure(run: AgentRun) -> bool:
     )
 
 
-def _finish(run: AgentRun, answer: str) -> Outcome:
+def _finish(run: AgentRun, turn: ModelTurn) -> Outcome:
     """The model answered with text alone. A run with a write of unknown outcome, one that failed and was never
-    done since, or one not proven, is not "completed" on the model's word: it goes to the humans, who are told."""
+    done since, or one not proven, is not "completed" on the model's word: it goes to the humans, who are told.
+    A run that completes records the answer's turn in the same statement (PostgreSQL, outside shadow)."""
+    answer = turn.text
     uncertain = sorted((a for a in run_actions(run) if a.status == ProposedAction.Status.UNCERTAIN), key=lambda a: a.pk)
     unknown = [a.tool for a in uncertain]
     if unknown:
+        _final_turn_record(run, turn)
         agent_run_escalate(run=run, reason=FINISHED_WITH_UNKNOWN.format(writes=", ".join(unknown)))
         return Outcome.DONE
     state = run_state(run=run, tenant_id=run.ticket.tenant_id, actions=run_actions(run))
     unproven = state.holding_writes + ([] if _reviewer_answered_after_failure(run) else
                                        [f"{tool} (failed)" for tool in state.failed_writes])  # fmt: skip
     if unproven:
+        _final_turn_record(run, turn)
         agent_run_escalate(run=run, reason=FINISHED_WITH_UNPROVEN.format(writes=", ".join(unproven)))
-    else:
-        agent_run_finish(run=run, answer=answer)
+        return Outcome.DONE
+    engine = run.__dict__.get(_FINAL_HELD)
+    if engine is not None and agent_run_finish_with_turn(run=run, answer=answer, turn=turn, engine=engine):
+        run.__dict__.pop(_FINAL_HELD)
+        return Outcome.DONE
+    _final_turn_record(run, turn)  # the lease is gone (LeaseLost), or the run ends otherwise
+    agent_run_finish(run=run, answer=answer)
     return Outcome.DONE
 
 
@@ -338,7 +368,7 @@ def run_advance(*, run_id: int) -> Outcome:
             agent_run_escalate(run=run, reason=abnormal)
             return Outcome.DONE
         if not turn.tool_calls:
-            return _finish(run, turn.text)
+            return _finish(run, turn)
         return _calls(run) or Outcome.CONTINUE  # act -> observe for each call of this turn, then persist
     except LeaseLost:
         logger.warning("run %s: lease lost mid-turn; another worker carries on", run_id)

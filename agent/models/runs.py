@@ -180,6 +180,15 @@ class Step(models.Model):
     class Meta:
         ordering = ["run_id", "index"]
         constraints = [models.UniqueConstraint(fields=["run", "index"], name="step_run_index_unique")]
+        indexes = [
+            # The knowledge gaps page's "missing tool": the few answers saying a tool the model asked for does not
+            # exist (agent.catalogue.UNKNOWN_TOOL), without reading every observation of the window.
+            models.Index(
+                fields=["run"],
+                condition=models.Q(kind="observation", tool_output__message__startswith="There is no tool named"),
+                name="step_unknown_tool",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"run {self.run_id} step {self.index} {self.kind}"

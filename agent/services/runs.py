@@ -7,7 +7,7 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -29,12 +29,20 @@ from agent.models import AgentRun, ProposedAction, Step, Workflow
 from agent.permissions import reviewer_required
 from agent.services.leases import lease_release_noted, lease_release_sets
 from agent.services.rollups import RUN_RETURNING, rollup_run_finished, rollup_run_finished_also
-from agent.services.transcript import step_append
+from agent.services.transcript import (
+    agent_run_final_turn_dropped,
+    agent_run_final_turn_parts,
+    agent_run_final_turn_recorded,
+    step_append,
+)
 from agentconsole import rawsql
 from agentconsole.errors import ApplicationError, ConflictError
 from audit.models import AuditEvent
 from audit.services import Also, audit_event_record, audited_change
 from tickets.models import Ticket
+
+if TYPE_CHECKING:
+    from agent.llm.conversation import ModelTurn
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +163,7 @@ def agent_run_transition_if(*, run: AgentRun, status: str, reason: str, conditio
     """agent_run_transition's one statement (PostgreSQL, a move the lifecycle allows from the status held), made also
     conditional on `condition`, SQL on the run's row ("agent_agentrun") with its parameters. No transaction of its
     own. False, nothing changed: the condition did not hold, or the row moved on."""
-    return _transition_in_one(run, status, reason, None, None, alone=True, condition=(condition, params))
+    return bool(_transition_in_one(run, status, reason, None, None, alone=True, condition=(condition, params)))
 
 
 class TransitionParts(NamedTuple):
@@ -269,21 +277,23 @@ def _transition_in_one(
     alone: bool,
     condition: tuple[str, list[Any]] = ("", []),
     together: Sequence[Also] = (),
-) -> bool:
+    more_sets: tuple[list[str], list[Any]] = ([], []),
+) -> list[tuple[Any, ...]]:
     """agent_run_transition_in's common case on PostgreSQL, a move the lifecycle allows from the status held: the
     conditional UPDATE, its audit entry, the lease's release and (for a run that stops) the suite run waiting for it
     and the dashboard's counts of a run that ends, one statement. False, nothing changed, when the row moved on or
     this is not the common case. `alone`: outside any transaction, so it must be one statement (the counts of a run
-    whose ticket is not loaded are statements of their own: False)."""
+    whose ticket is not loaded are statements of their own: False). `more_sets`: SET clauses of the same UPDATE (with
+    their parameters). The rows it returned, as the change returns them: empty (false) when nothing changed."""
     from agent.suites import suite_rerun_later, suite_waiting_sql
 
     previous = run.status
     if status not in RUN_TRANSITIONS.get(previous, frozenset()) or not rawsql.postgresql():
-        return False
+        return []
     now = timezone.now()
     rollups = rollup_run_finished_also(run=run, status=status, finished_at=now) if status in RUN_FINAL else None
     if status in RUN_FINAL and rollups is None and alone:
-        return False
+        return []
     started_at = run.started_at or (now if status == AgentRun.Status.RUNNING else None)
     finished_at = now if status in RUN_FINAL else run.finished_at
     values = {"status": status, "status_reason": reason, "started_at": started_at, "finished_at": finished_at,
@@ -292,6 +302,8 @@ def _transition_in_one(
     for name, value in values.items():
         sets.append(f"{rawsql.column(AgentRun, name)} = %s")
         params.append(rawsql.prep(AgentRun, name, value.pk if isinstance(value, models.Model) else value))
+    sets += more_sets[0]
+    params += more_sets[1]
     release = lease_release_sets(run) if status in RUN_STOPPED else None
     if release is not None:
         sets += release[0]
@@ -313,7 +325,7 @@ def _transition_in_one(
         also=[*(rollups or ()), *together],
     )
     if not rows:
-        return False
+        return []
     if release is not None:
         lease_release_noted(run)
     for field, value in (also or {}).items():
@@ -326,7 +338,7 @@ def _transition_in_one(
         if rollups is None:
             rollup_run_finished(run=run)  # the dashboard's weekly totals, in this transaction
     suite_rerun_later(rows[0][1])
-    return True
+    return rows
 
 
 CLAIMED_BY_ANOTHER = "{name} has claimed this ticket. Take the claim first if you mean to decide it."
@@ -373,6 +385,32 @@ def _dry_run_note(run: AgentRun, answer: str) -> str:
             lines.append(f"   why: {action.rationale}")
     lines.append(f"Summary: {answer}")
     return "\n".join(lines)
+
+
+def agent_run_finish_with_turn(*, run: AgentRun, answer: str, turn: ModelTurn, engine: str) -> bool:
+    """agent_run_finish with the final turn that gave `answer` recorded by the same statement (PostgreSQL, a run
+    outside shadow, which posts nothing): the turn counted, its step, the move to completed with its audit entry,
+    the lease's release and the dashboard's counts, conditional on this worker's lease. False, nothing written: the
+    lease is gone or the run moved on, or this is not that case (record the turn, then agent_run_finish)."""
+    if run.phase == Workflow.Phase.SHADOW or not rawsql.postgresql() or connection.in_atomic_block:
+        return False
+    sets, params, step = agent_run_final_turn_parts(run=run, turn=turn, engine=engine)
+    names, values, step_params = rawsql.insert_parts([step])
+    insert = Also(
+        f"INSERT INTO {rawsql.table(Step)} ({names}) SELECT v.* FROM change CROSS JOIN (VALUES {values}) v "  # noqa: S608 - names from the model's meta
+        "RETURNING id",
+        step_params,
+        returns=True,
+    )
+    rows = _transition_in_one(
+        run, AgentRun.Status.COMPLETED, answer[:500], None, None, alone=True,
+        condition=("lease_token = %s", [run.lease_token]), together=[insert], more_sets=(sets, params),
+    )  # fmt: skip
+    if not rows:
+        agent_run_final_turn_dropped(run=run)
+        return False
+    agent_run_final_turn_recorded(run=run, turn=turn, engine=engine, step=step, step_id=rows[0][-1])
+    return True
 
 
 def agent_run_finish(*, run: AgentRun, answer: str) -> AgentRun:

@@ -147,6 +147,41 @@ def _turn_steps(run: AgentRun, turn: ModelTurn, abnormal: str) -> list[Step]:
     return [_new_step(run, index, Step.Kind.FINAL, turn.text, **measured)]
 
 
+_TURN_SETS = [
+    "turns = turns + 1",
+    "tokens_in = tokens_in + %s",
+    "tokens_out = tokens_out + %s",
+    "cache_read_tokens = cache_read_tokens + %s",
+    "cache_write_tokens = cache_write_tokens + %s",
+    "engine = %s",
+]
+
+
+def agent_run_final_turn_parts(*, run: AgentRun, turn: ModelTurn, engine: str) -> tuple[list[str], list[Any], Step]:
+    """A final turn (text alone, ended normally) as agent_run_record_turn records it, for a statement of the caller's
+    that also changes the run's row (PostgreSQL): the SET clauses that count it (no updated_at: the caller's change
+    sets it) with their parameters, and its step, unsaved, numbered as the turn counted. Once written:
+    agent_run_final_turn_recorded; otherwise agent_run_final_turn_dropped."""
+    counts = [turn.tokens_in, turn.tokens_out, turn.cache_read_tokens, turn.cache_write_tokens]
+    run.turns += 1
+    (step,) = _turn_steps(run, turn, "")
+    return list(_TURN_SETS), [*counts, engine], step
+
+
+def agent_run_final_turn_recorded(*, run: AgentRun, turn: ModelTurn, engine: str, step: Step, step_id: int) -> None:
+    rawsql.inserted(step, step_id)
+    run.tokens_in += turn.tokens_in
+    run.tokens_out += turn.tokens_out
+    run.cache_read_tokens += turn.cache_read_tokens
+    run.cache_write_tokens += turn.cache_write_tokens
+    run.engine = engine
+    _held(run, [step])
+
+
+def agent_run_final_turn_dropped(*, run: AgentRun) -> None:
+    run.turns -= 1
+
+
 def agent_run_record_turn(*, run: AgentRun, turn: ModelTurn, engine: str, abnormal: str = "") -> bool:
     """Persist a model turn: its thought (with tokens and latency) and one action step per tool call. False, and
     nothing recorded, when this worker's lease is gone (the turn outlived it; the worker holding the run asks

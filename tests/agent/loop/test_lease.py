@@ -117,3 +117,39 @@ def test_it_proposes_nothing_once_another_worker_took_the_run_after_the_turn(set
     run.refresh_from_db()
     assert taken and (run.status, run.lease_token) == ("running", "another-worker")
     assert not ProposedAction.objects.filter(run=run).exists()
+
+
+def test_it_neither_records_the_answer_nor_completes_once_another_worker_took_the_run(settings) -> None:
+    """The final turn and the run's completion are one statement, conditional on the lease: taken by another worker
+    after the model answered, the run is neither completed nor given the answer's step, and keeps its new holder."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement finish is PostgreSQL's")
+    from agent.models import ProposedAction
+    from agent.services.actions import proposed_action_approve
+    from tests.factories import UserFactory, WorkflowFactory
+
+    settings.AGENT_LLM_PROVIDER = "offline"
+    workflow = WorkflowFactory(phase="triage", playbook=[{"tool": "reply_to_customer", "args": {"body": "Done."}}])
+    ticket = TicketFactory(source="local", tenant_link__tenant_id="acme", tags=["episode"])
+    run = AgentRunFactory(ticket=ticket, workflow=workflow, phase="triage", trigger="manual")
+    assert run_advance(run_id=run.pk) == Outcome.PAUSED
+    proposed_action_approve(action=ProposedAction.objects.get(run=run), user=UserFactory(groups=["reviewers"]))
+    taken: list[bool] = []
+
+    def take_over_before_the_finish(execute, sql, params, many, context):
+        if "turns = turns + 1" in sql and not taken:
+            with _other_connection() as other:
+                other.execute(
+                    "UPDATE agent_agentrun SET lease_token = 'another-worker', "
+                    "lease_expires_at = now() + interval '1 hour' WHERE id = %s",
+                    [run.pk],
+                )
+            taken.append(True)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(take_over_before_the_finish):
+        assert run_advance(run_id=run.pk) == Outcome.LOST
+
+    run.refresh_from_db()
+    assert taken and (run.status, run.turns, run.lease_token) == ("running", 1, "another-worker")
+    assert not run.steps.filter(kind="final").exists()

@@ -32,9 +32,9 @@ FIRST_ADVANCE_READ_UNCHANGED = 5
 APPROVAL = 3
 # The claim, the call's start with the lease's renewal, the reply posted by the local helpdesk (6: the tool's own),
 # the settlement with its entry, the observation and running again with its entry (these three one statement,
-# conditional on the lease), the comments after the call, the turn, completed with its entry, the lease's release
-# and the week's usage and resolution time.
-SECOND_ADVANCE = 12
+# conditional on the lease), the comments after the call, and the final turn with completed, its entry, the lease's
+# release and the week's usage and resolution time (one statement, conditional on the lease).
+SECOND_ADVANCE = 11
 
 
 def _statements(captured: CaptureQueriesContext) -> int:
