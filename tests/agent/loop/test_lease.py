@@ -45,27 +45,30 @@ def _other_connection():
     return psycopg.connect(**dsn, password=db["PASSWORD"] or None, autocommit=True)
 
 
-def test_it_writes_no_observation_and_no_resume_once_another_worker_took_the_run_after_the_call(settings) -> None:
-    """The observation of an approved call, the lease's renewal and the run's move back to running are one
-    statement, conditional on the lease: taken by another worker while the call ran, none of it is written. What
-    the call did is still recorded on its action (the worker knows it; the new holder reads it)."""
-    if connection.vendor != "postgresql":
-        pytest.skip("the one-statement observation is PostgreSQL's")
+def _episode_run(settings, *, approved: bool):
+    """A triage run of the offline engine's one-call playbook; approved: its proposal approved, the run waiting to
+    go on."""
     from agent.models import ProposedAction
     from agent.services.actions import proposed_action_approve
-    from audit.models import AuditEvent
     from tests.factories import UserFactory, WorkflowFactory
 
     settings.AGENT_LLM_PROVIDER = "offline"
     workflow = WorkflowFactory(phase="triage", playbook=[{"tool": "reply_to_customer", "args": {"body": "Done."}}])
     ticket = TicketFactory(source="local", tenant_link__tenant_id="acme", tags=["episode"])
     run = AgentRunFactory(ticket=ticket, workflow=workflow, phase="triage", trigger="manual")
-    assert run_advance(run_id=run.pk) == Outcome.PAUSED
-    proposed_action_approve(action=ProposedAction.objects.get(run=run), user=UserFactory(groups=["reviewers"]))
+    if approved:
+        assert run_advance(run_id=run.pk) == Outcome.PAUSED
+        proposed_action_approve(action=ProposedAction.objects.get(run=run), user=UserFactory(groups=["reviewers"]))
+    return run
+
+
+def _advance_losing_the_lease_before(run, statement) -> list[bool]:
+    """Advance the run; just before its first statement that `statement(sql)` picks, another worker takes the run's
+    lease (on a connection of its own). Returns [True] once that happened."""
     taken: list[bool] = []
 
-    def take_over_before_the_observation(execute, sql, params, many, context):
-        if 'INSERT INTO "agent_step"' in sql and "guard AS" in sql and not taken:
+    def take_over(execute, sql, params, many, context):
+        if statement(sql) and not taken:
             with _other_connection() as other:
                 other.execute(
                     "UPDATE agent_agentrun SET lease_token = 'another-worker', "
@@ -75,8 +78,22 @@ def test_it_writes_no_observation_and_no_resume_once_another_worker_took_the_run
             taken.append(True)
         return execute(sql, params, many, context)
 
-    with connection.execute_wrapper(take_over_before_the_observation):
+    with connection.execute_wrapper(take_over):
         assert run_advance(run_id=run.pk) == Outcome.LOST
+    return taken
+
+
+def test_it_writes_no_observation_and_no_resume_once_another_worker_took_the_run_after_the_call(settings) -> None:
+    """The observation of an approved call, the lease's renewal and the run's move back to running are one
+    statement, conditional on the lease: taken by another worker while the call ran, none of it is written. What
+    the call did is still recorded on its action (the worker knows it; the new holder reads it)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement observation is PostgreSQL's")
+    from agent.models import ProposedAction
+    from audit.models import AuditEvent
+
+    run = _episode_run(settings, approved=True)
+    taken = _advance_losing_the_lease_before(run, lambda sql: 'INSERT INTO "agent_step"' in sql and "guard AS" in sql)
 
     run.refresh_from_db()
     assert taken and (run.status, run.lease_token) == ("awaiting_approval", "another-worker")
@@ -92,27 +109,9 @@ def test_it_proposes_nothing_once_another_worker_took_the_run_after_the_turn(set
     if connection.vendor != "postgresql":
         pytest.skip("the proposal's lease condition is PostgreSQL's")
     from agent.models import ProposedAction
-    from tests.factories import WorkflowFactory
 
-    settings.AGENT_LLM_PROVIDER = "offline"
-    workflow = WorkflowFactory(phase="triage", playbook=[{"tool": "reply_to_customer", "args": {"body": "Done."}}])
-    ticket = TicketFactory(source="local", tenant_link__tenant_id="acme", tags=["episode"])
-    run = AgentRunFactory(ticket=ticket, workflow=workflow, phase="triage", trigger="manual")
-    taken: list[bool] = []
-
-    def take_over_before_the_proposal(execute, sql, params, many, context):
-        if 'INSERT INTO "agent_proposedaction"' in sql and not taken:
-            with _other_connection() as other:
-                other.execute(
-                    "UPDATE agent_agentrun SET lease_token = 'another-worker', "
-                    "lease_expires_at = now() + interval '1 hour' WHERE id = %s",
-                    [run.pk],
-                )
-            taken.append(True)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(take_over_before_the_proposal):
-        assert run_advance(run_id=run.pk) == Outcome.LOST
+    run = _episode_run(settings, approved=False)
+    taken = _advance_losing_the_lease_before(run, lambda sql: 'INSERT INTO "agent_proposedaction"' in sql)
 
     run.refresh_from_db()
     assert taken and (run.status, run.lease_token) == ("running", "another-worker")
@@ -124,31 +123,8 @@ def test_it_neither_records_the_answer_nor_completes_once_another_worker_took_th
     after the model answered, the run is neither completed nor given the answer's step, and keeps its new holder."""
     if connection.vendor != "postgresql":
         pytest.skip("the one-statement finish is PostgreSQL's")
-    from agent.models import ProposedAction
-    from agent.services.actions import proposed_action_approve
-    from tests.factories import UserFactory, WorkflowFactory
-
-    settings.AGENT_LLM_PROVIDER = "offline"
-    workflow = WorkflowFactory(phase="triage", playbook=[{"tool": "reply_to_customer", "args": {"body": "Done."}}])
-    ticket = TicketFactory(source="local", tenant_link__tenant_id="acme", tags=["episode"])
-    run = AgentRunFactory(ticket=ticket, workflow=workflow, phase="triage", trigger="manual")
-    assert run_advance(run_id=run.pk) == Outcome.PAUSED
-    proposed_action_approve(action=ProposedAction.objects.get(run=run), user=UserFactory(groups=["reviewers"]))
-    taken: list[bool] = []
-
-    def take_over_before_the_finish(execute, sql, params, many, context):
-        if "turns = turns + 1" in sql and not taken:
-            with _other_connection() as other:
-                other.execute(
-                    "UPDATE agent_agentrun SET lease_token = 'another-worker', "
-                    "lease_expires_at = now() + interval '1 hour' WHERE id = %s",
-                    [run.pk],
-                )
-            taken.append(True)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(take_over_before_the_finish):
-        assert run_advance(run_id=run.pk) == Outcome.LOST
+    run = _episode_run(settings, approved=True)
+    taken = _advance_losing_the_lease_before(run, lambda sql: "turns = turns + 1" in sql)
 
     run.refresh_from_db()
     assert taken and (run.status, run.turns, run.lease_token) == ("running", 1, "another-worker")
