@@ -113,6 +113,9 @@ class BedrockEngine:
         # Each turn encodes every observation again, and nothing is kept for the next: a run's turns are separate
         # tasks that any worker process may take, each building the conversation from the transcript its claim read,
         # and the encoding is ~0.05 ms of a call's ~13 ms of worker CPU (bench/tokens.py under cProfile).
+        # With sorted keys: a turn asked in the advance that ran a call (a run resumed after an approval or a crash)
+        # holds its observation as the tool built it, every later turn as PostgreSQL's jsonb gives it back (keys by
+        # length, then bytes). Bedrock reads the history from its cache only if it is the same bytes every turn.
         from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
         messages: list[Any] = [HumanMessage(content=conversation.ticket_prompt)]
@@ -124,7 +127,7 @@ class BedrockEngine:
                 )
             )
             messages.extend(
-                ToolMessage(content=json.dumps(r.observation, default=str), tool_call_id=r.tool_call_id)
+                ToolMessage(content=json.dumps(r.observation, default=str, sort_keys=True), tool_call_id=r.tool_call_id)
                 for r in exchange.results
             )
         return messages

@@ -6,6 +6,7 @@ Observation the model can read and react to.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -117,10 +118,20 @@ def _plain(value: Any) -> Any:
     if isinstance(value, _ATOMS):
         return value
     if type(value) is dict:
-        return {key: _plain(item) for key, item in value.items()}
+        return {key if type(key) is str else _json_key(key): _plain(item) for key, item in value.items()}
     if type(value) is list:
         return [_plain(item) for item in value]
-    return asdict(Observation(ok=True, data=value))["data"]  # anything else exactly as asdict converts it
+    converted = asdict(Observation(ok=True, data=value))["data"]  # anything else exactly as asdict converts it
+    return _plain(converted) if type(converted) is dict else converted  # a dataclass: its dicts' keys as below
+
+
+def _json_key(key: Any) -> Any:
+    # A number, a boolean or None as a key becomes the string JSON writes for it, as the transcript stores it: the
+    # observation held in memory then has the keys the stored one has (the Bedrock engine sorts them, which would
+    # order 9 before 10 but "10" before "9", and fail on a mix of strings and numbers).
+    if isinstance(key, (int, float)) or key is None:  # a boolean is an int
+        return json.dumps(key)
+    return key
 
 
 class Reconciled(StrEnum):
