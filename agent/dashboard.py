@@ -254,6 +254,10 @@ def _usage_by_engine(first: date, since: datetime) -> dict[str, list[int]]:
     """Token sums per engine: the weekly rollups of the runs that ended in the window, plus the runs still open
     that started in it (read from the partial index on open runs). Also "tickets": how many of those runs a
     ticket's creation started (one per ticket: follow-ups and runs started by hand count no new ticket)."""
+    # The open runs are summed here rather than kept in a rollup: their tokens grow with every model turn (the
+    # turn's own UPDATE, agent/services/transcript.py), not only when their status changes, so a kept sum would put
+    # a write of one shared (week, engine) row into every turn's statement, and every worker's turns would queue on
+    # it. Reading them costs one range of the partial index on open runs: their number, not the tickets'.
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
     names = ("tickets", "tokens_in", "tokens_out", "cache_read_tokens", "cache_write_tokens")
     ended = UsageWeek.objects.filter(week__gte=first).values("engine").annotate(**{n: Sum(n) for n in names})

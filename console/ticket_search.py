@@ -225,6 +225,7 @@ def ticket_page_get(*, query: TicketQuery, user: AbstractBaseUser) -> TicketPage
     runs = AgentRun.objects.select_related("workflow").order_by("-created_at", "-id")
     rows = list(
         page.select_related("tenant_link", "assignee")
+        .defer("raw_payload")  # the whole Zendesk event, which no list shows
         .prefetch_related(Prefetch("runs", queryset=runs, to_attr="run_list"))
         .order_by(*order)[: PAGE_SIZE + 1]
     )

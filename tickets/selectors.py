@@ -13,7 +13,8 @@ TICKET_ORDER = ("-created_at", "-id")  # newest first; the API pages by keyset o
 
 def ticket_list_filtered(*, status: str | None = None, workflow: str | None = None) -> QuerySet[Ticket]:
     """Tickets, newest first, optionally in one status or worked by one workflow (by slug)."""
-    tickets = Ticket.objects.select_related("tenant_link").order_by(*TICKET_ORDER)
+    # Not the stored Zendesk event (raw_payload): TicketOut leaves it out, and it can be many times the rest of a row.
+    tickets = Ticket.objects.select_related("tenant_link").defer("raw_payload").order_by(*TICKET_ORDER)
     if status:
         tickets = tickets.filter(status=status)
     if workflow:

@@ -110,6 +110,9 @@ class BedrockEngine:
 
     @staticmethod
     def _messages(conversation: Conversation) -> list[Any]:
+        # Each turn encodes every observation again, and nothing is kept for the next: a run's turns are separate
+        # tasks that any worker process may take, each building the conversation from the transcript its claim read,
+        # and the encoding is ~0.05 ms of a call's ~13 ms of worker CPU (bench/tokens.py under cProfile).
         from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
         messages: list[Any] = [HumanMessage(content=conversation.ticket_prompt)]

@@ -58,7 +58,8 @@ REPLAYS_SHOWN = 10
 
 
 def regression_case_list(*, workflow: Workflow) -> list[RegressionCase]:
-    return list(RegressionCase.objects.filter(workflow=workflow, active=True).select_related("ticket").order_by("-id"))
+    cases = RegressionCase.objects.filter(workflow=workflow, active=True).select_related("ticket")
+    return list(cases.defer("ticket__raw_payload").order_by("-id"))
 
 
 def replay_list(*, workflow: Workflow) -> list[Replay]:
@@ -77,7 +78,8 @@ def replay_get(*, replay_id: int) -> ReplayDetail | None:
     replay = Replay.objects.filter(pk=replay_id).select_related("workflow", "version", "created_by").first()
     if replay is None:
         return None
-    return ReplayDetail(replay, list(replay.items.select_related("ticket", "case").order_by("position")))
+    items = replay.items.select_related("ticket", "case").defer("ticket__raw_payload")
+    return ReplayDetail(replay, list(items.order_by("position")))
 
 
 # --- The API's reads ------------------------------------------------------------------------------------------

@@ -122,9 +122,9 @@ def queue_page_get(
             moment, pk = cursor
             actions = actions.filter(Q(created_at__gt=moment) | Q(created_at=moment, pk__gt=pk))
         found = list(
-            actions.select_related("run__ticket__tenant_link", "run__ticket__assignee", "run__workflow").order_by(
-                "created_at", "id"
-            )[: QUEUE_PAGE + 1]
+            actions.select_related("run__ticket__tenant_link", "run__ticket__assignee", "run__workflow")
+            .defer("run__ticket__raw_payload")  # the whole Zendesk event: no list shows it, and it outweighs the row
+            .order_by("created_at", "id")[: QUEUE_PAGE + 1]
         )
         rows = [
             QueueItem(action, sla_overdue=bool(action.sla_due_at and action.sla_due_at <= now))
@@ -137,7 +137,9 @@ def queue_page_get(
         moment, pk = cursor
         runs = runs.filter(Q(updated_at__lt=moment) | Q(updated_at=moment, pk__lt=pk))
     found = list(
-        runs.select_related("ticket__tenant_link", "workflow").order_by("-updated_at", "-id")[: QUEUE_PAGE + 1]
+        runs.select_related("ticket__tenant_link", "workflow")
+        .defer("ticket__raw_payload")
+        .order_by("-updated_at", "-id")[: QUEUE_PAGE + 1]
     )
     more = len(found) > QUEUE_PAGE
     found = found[:QUEUE_PAGE]
@@ -163,6 +165,7 @@ def next_pending_get(*, user: AbstractBaseUser, skip: list[int] | None = None) -
         .filter(Q(run__ticket__assignee__isnull=True) | Q(run__ticket__assignee=user))
         .exclude(pk__in=skip or [])
         .select_related("run__ticket")
+        .defer("run__ticket__raw_payload")
         .order_by("created_at", "id")
         .first()
     )

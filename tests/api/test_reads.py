@@ -15,6 +15,7 @@ from tests.factories import (
     TicketFactory,
     WorkflowFactory,
 )
+from tickets.models import Ticket
 
 pytestmark = pytest.mark.django_db
 
@@ -198,3 +199,20 @@ def test_it_serves_the_docs_and_the_schema(anonymous) -> None:
     assert "/api/actions/{action_id}/approve" in paths
     assert "/api/webhooks/zendesk" in paths
     assert "bearer" in str(schema.json()["components"]["securitySchemes"]).lower()
+
+
+def test_it_lists_tickets_without_reading_their_zendesk_payload(reviewer) -> None:
+    payload = {"detail": {"description": "x" * 10_000}}  # the stored Zendesk event: TicketOut leaves it out
+    TicketFactory(raw_payload=payload)
+    with CaptureQueriesContext(connection) as one:
+        assert reviewer.get("/api/tickets").status_code == 200
+    tickets = [TicketFactory(raw_payload=payload) for _ in range(3)]
+    with CaptureQueriesContext(connection) as four:
+        response = reviewer.get("/api/tickets")
+
+    assert len(four) == len(one)
+    assert not [query["sql"] for query in four if "raw_payload" in query["sql"]]
+    items = response.json()["items"]
+    assert [item["subject"] for item in items[:3]] == [ticket.subject for ticket in reversed(tickets)]
+    assert all("raw_payload" not in item for item in items)
+    assert {item["tenant_id"] for item in items} == set(Ticket.objects.values_list("tenant_link__tenant_id", flat=True))

@@ -274,3 +274,30 @@ def test_it_links_the_other_pages_in_the_nav(reviewer) -> None:
     body = reviewer.get("/").content.decode()
     for url in ("/workflows/", "/workflows/dashboard/", "/audit/"):
         assert f'href="{url}"' in body
+
+
+def test_it_lists_the_queue_without_reading_each_tickets_zendesk_payload(reviewer) -> None:
+    payload = {"detail": {"description": "x" * 10_000}}  # the stored Zendesk event: no list shows it
+    workflow = WorkflowFactory()
+
+    def add(n: int) -> None:
+        for _ in range(n):
+            ProposedActionFactory(
+                run__workflow=workflow, run__ticket__raw_payload=payload, run__status=AgentRun.Status.AWAITING_APPROVAL
+            )
+            AgentRunFactory(workflow=workflow, ticket__raw_payload=payload, status=AgentRun.Status.ESCALATED)
+            AgentRunFactory(workflow=workflow, ticket__raw_payload=payload, status=AgentRun.Status.RUNNING)
+
+    add(1)
+    with CaptureQueriesContext(connection) as one:
+        assert reviewer.get("/").status_code == 200
+    add(3)
+    with CaptureQueriesContext(connection) as four:
+        page = reviewer.get("/").content.decode()
+
+    assert len(four) == len(one)  # nothing reads the payload of a row afterwards, one query a row
+    assert not [query["sql"] for query in four if "raw_payload" in query["sql"]]
+    for ticket in Ticket.objects.select_related("tenant_link"):
+        assert f"#{ticket.external_id} {ticket.subject}</a>" in page
+        assert f">{ticket.tenant_id}</td>" in page
+    assert page.count("data-nav-item") == 12

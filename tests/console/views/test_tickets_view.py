@@ -8,6 +8,8 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agent.models import AgentRun, Step
@@ -227,3 +229,20 @@ def test_it_reads_runs_for_the_evidence_filter_without_parallel_workers() -> Non
         assert "parallel_workers=0" in (cursor.fetchone()[0] or [])
         cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'agent_run_workflow_ticket'")
         assert "(workflow_id, ticket_id) INCLUDE (id)" in cursor.fetchone()[0]
+
+
+def test_it_lists_tickets_without_reading_their_zendesk_payload(reviewer) -> None:
+    payload = {"detail": {"description": "x" * 10_000}}  # the stored Zendesk event: no list shows it
+    AgentRunFactory(ticket__raw_payload=payload, ticket__subject="Payload 0", status=AgentRun.Status.COMPLETED)
+    with CaptureQueriesContext(connection) as one:
+        assert reviewer.get("/tickets/", {"q": "payload"}).status_code == 200
+    for n in range(1, 4):
+        AgentRunFactory(ticket__raw_payload=payload, ticket__subject=f"Payload {n}", status=AgentRun.Status.COMPLETED)
+    with CaptureQueriesContext(connection) as four:
+        page = reviewer.get("/tickets/", {"q": "payload"}).content.decode()
+
+    assert len(four) == len(one)
+    assert not [query["sql"] for query in four if "raw_payload" in query["sql"]]
+    assert sorted(_rows(page)) == sorted(Ticket.objects.values_list("external_id", flat=True))
+    for ticket in Ticket.objects.select_related("tenant_link"):
+        assert ticket.subject in page and ticket.tenant_id in page
