@@ -19,7 +19,14 @@ from agent.lifecycle import ACTION_TRANSITIONS, action_initial_check, action_tra
 from agent.models import AgentRun, ProposedAction, Step, Workflow
 from agent.permissions import reviewer_required
 from agent.policy import Risk
-from agent.services.leases import ADVANCE_STARTED, LeaseLost, lease_hold, lease_renewal, lease_renewed
+from agent.services.leases import (
+    ADVANCE_STARTED,
+    LeaseLost,
+    lease_check_locked,
+    lease_hold,
+    lease_renewal,
+    lease_renewed,
+)
 from agent.services.rollups import rollup_action_decided, rollup_action_decided_also
 from agent.services.runs import (
     agent_run_dispatch,
@@ -76,7 +83,8 @@ def agent_run_await_decisions(*, run: AgentRun) -> bool:
     Either the decision sees the run waiting and enqueues it, or this sees the decision. On PostgreSQL a running
     run's move to waiting is one statement, with its audit entry, conditional on a proposal still pending, which it
     locks (_PENDING_LOCKED says how that orders it with a decision). Elsewhere, or when the run moved on meanwhile,
-    the run's row is locked first, as the approve and reject services lock it before looking at its status."""
+    the run's row is locked first, as the approve and reject services lock it before looking at its status. Either
+    way only while the advance that claimed the run holds its lease: LeaseLost, nothing changed, otherwise."""
     if run.status == AgentRun.Status.RUNNING and rawsql.postgresql():
         reason = "A proposed action awaits a reviewer."
         if agent_run_transition_if(
@@ -93,6 +101,7 @@ def agent_run_await_decisions(*, run: AgentRun) -> bool:
 @transaction.atomic
 def _await_decisions_locked(*, run: AgentRun) -> bool:
     locked = AgentRun.objects.select_for_update().get(pk=run.pk)
+    lease_check_locked(run, locked)  # the moves below are on `locked`: a run another worker took is not this one's
     if not locked.actions.filter(status=ProposedAction.Status.PENDING).exists():
         if locked.status == AgentRun.Status.AWAITING_APPROVAL:
             agent_run_transition_in(run=locked, status=AgentRun.Status.RUNNING, reason="Every proposal is decided.")

@@ -173,6 +173,21 @@ ADVANCE_STARTED = "_advance_started"
 _RELEASED = "_lease_released"
 
 
+def lease_of_advance(run: AgentRun) -> str | None:
+    """The lease of the advance that claimed this run (run_advance), which every status change the advance makes is
+    conditional on: a worker whose lease another took (it expired and another worker claimed the run, or a reviewer
+    took the run over) changes nothing. None for a run loaded by anyone else (a reviewer, an admin, the reconciler,
+    a task escalating a failed run): their changes hold no lease of an advance."""
+    return run.lease_token if ADVANCE_STARTED in run.__dict__ else None
+
+
+def lease_check_locked(run: AgentRun, locked: AgentRun) -> None:
+    """On the run's locked row (`locked`): LeaseLost when the advance that loaded `run` no longer holds its lease."""
+    lease = lease_of_advance(run)
+    if lease is not None and locked.lease_token != lease:
+        raise LeaseLost
+
+
 def lease_release_sets(run: AgentRun) -> tuple[list[str], list[Any]] | None:
     """The SET clauses (and parameters) that release this worker's lease with the status change that stops the run,
     counting the advance's time: only where the lease is still this worker's (CASE), so a run taken over meanwhile

@@ -27,7 +27,13 @@ from agent.lifecycle import (
 )
 from agent.models import AgentRun, ProposedAction, Step, Workflow
 from agent.permissions import reviewer_required
-from agent.services.leases import lease_release_noted, lease_release_sets
+from agent.services.leases import (
+    lease_check_locked,
+    lease_hold,
+    lease_of_advance,
+    lease_release_noted,
+    lease_release_sets,
+)
 from agent.services.rollups import RUN_RETURNING, rollup_run_finished, rollup_run_finished_also
 from agent.services.transcript import (
     agent_run_final_turn_dropped,
@@ -147,7 +153,10 @@ def agent_run_transition(
 
     On PostgreSQL the common case is one statement (the move, its audit entry, the lease's release and the dashboard's
     counts, see agent_run_transition_in), which needs no transaction of its own: in autocommit it is one, and what
-    waits for its commit (transaction.on_commit) runs after it. Anything more takes a transaction."""
+    waits for its commit (transaction.on_commit) runs after it. Anything more takes a transaction.
+
+    A run an advance claimed moves only while that advance holds its lease (leases.lease_of_advance): LeaseLost,
+    nothing changed, when another worker (or a reviewer) took it."""
     if not connection.in_atomic_block and _transition_in_one(
         run, status, reason, user, also, alone=True, together=together
     ):
@@ -214,16 +223,19 @@ def agent_run_transition_in(
     The status the caller holds is checked against the lifecycle and then made the condition of one UPDATE: the
     run (with its ticket and workflow) stays loaded, and nothing is read again. When the row has moved on meanwhile
     (another worker, a reviewer), the move is decided again on the locked row, as it always was. Either way the run
-    passed in is the one returned, its status fields as stored. `tried`: _transition_in_one found the row moved."""
+    passed in is the one returned, its status fields as stored. `tried`: _transition_in_one found the row moved.
+    A run an advance claimed moves only while the advance holds its lease, else LeaseLost (agent_run_transition)."""
     if not tried and _transition_in_one(run, status, reason, user, also, alone=False):
         return run
+    lease = lease_of_advance(run)
     now = timezone.now()
     started_at = run.started_at or (now if status == AgentRun.Status.RUNNING else None)
     finished_at = now if status in RUN_FINAL else run.finished_at
     if status in RUN_TRANSITIONS.get(run.status, frozenset()) and not rawsql.postgresql():
         # Only fields change here and the database enforces the run's relations and constraints: no full_clean(),
         # which costs a query per loaded relation on every status change.
-        moved = AgentRun.objects.filter(pk=run.pk, status=run.status).update(
+        held = {"lease_token": lease} if lease is not None else {}
+        moved = AgentRun.objects.filter(pk=run.pk, status=run.status, **held).update(
             status=status, status_reason=reason, started_at=started_at, finished_at=finished_at, updated_at=now,
             **(also or {}),
         )  # fmt: skip
@@ -233,6 +245,7 @@ def agent_run_transition_in(
         previous = run.status
     else:
         locked = AgentRun.objects.select_for_update().get(pk=run.pk)
+        lease_check_locked(run, locked)  # before the lifecycle: a run taken over is no longer this worker's to move
         run_transition_check(current=locked.status, target=status)
         previous = locked.status
         started_at = locked.started_at or (now if status == AgentRun.Status.RUNNING else None)
@@ -284,7 +297,8 @@ def _transition_in_one(
     and the dashboard's counts of a run that ends, one statement. False, nothing changed, when the row moved on or
     this is not the common case. `alone`: outside any transaction, so it must be one statement (the counts of a run
     whose ticket is not loaded are statements of their own: False). `more_sets`: SET clauses of the same UPDATE (with
-    their parameters). The rows it returned, as the change returns them: empty (false) when nothing changed."""
+    their parameters). Conditional on the lease of the advance that claimed the run, if one did. The rows it
+    returned, as the change returns them: empty (false) when nothing changed."""
     from agent.suites import suite_rerun_later, suite_waiting_sql
 
     previous = run.status
@@ -313,10 +327,17 @@ def _transition_in_one(
     returning = f"id, {suite_waiting_sql(table)}" if stopping and run.workflow_id is not None else "id, NULL"
     if rollups is not None:
         returning += f", {RUN_RETURNING}"
-    where = f"id = %s AND status = %s AND {condition[0]}" if condition[0] else "id = %s AND status = %s"
+    where, where_params = "id = %s AND status = %s", [run.pk, previous]
+    lease = lease_of_advance(run)
+    if lease is not None:
+        where += " AND lease_token = %s"
+        where_params.append(lease)
+    if condition[0]:
+        where += f" AND {condition[0]}"
+        where_params += condition[1]
     rows = audited_change(
         f"UPDATE {table} SET {', '.join(sets)} WHERE {where} RETURNING {returning}",  # noqa: S608 - names from the model's meta
-        [*params, run.pk, previous, *condition[1]],
+        [*params, *where_params],
         verb="run.status_changed",
         model=AgentRun,
         payload={"from": previous, "to": status, "reason": reason},
@@ -366,11 +387,19 @@ def helpdesk_escalation_post(run: AgentRun, note: str) -> str:
 
 
 def agent_run_escalate(*, run: AgentRun, reason: str) -> AgentRun:
-    """Hand the ticket to humans: a private note saying why, routed to the humans pod, the run escalated."""
+    """Hand the ticket to humans: a private note saying why, routed to the humans pod, the run escalated. By an
+    advance, only while it holds the run's lease (LeaseLost otherwise): renewed before the note as before any slow
+    call, and the condition of the move after it."""
+    if lease_of_advance(run) is not None:
+        lease_hold(run)  # renewed before the note (a slow call) when one ran since: LeaseLost if another worker took it
     problem = helpdesk_escalation_post(run, f"Agent Console escalated this ticket to a human.\nWhy: {reason}")
     with transaction.atomic():
         step_append(run=run, kind=Step.Kind.FINAL, content=f"Escalated to humans: {reason}{problem}")
+        lease = run.lease_token
         run.refresh_from_db()
+        # The lease this worker holds, not whoever's the row holds now: the move is conditional on it, and the
+        # advance releases it.
+        run.lease_token = lease
         return agent_run_transition(run=run, status=AgentRun.Status.ESCALATED, reason=reason)
 
 
@@ -402,9 +431,10 @@ def agent_run_finish_with_turn(*, run: AgentRun, answer: str, turn: ModelTurn, e
         step_params,
         returns=True,
     )
+    # Conditional on the advance's lease as every move of a run an advance claimed is (_transition_in_one).
     rows = _transition_in_one(
-        run, AgentRun.Status.COMPLETED, answer[:500], None, None, alone=True,
-        condition=("lease_token = %s", [run.lease_token]), together=[insert], more_sets=(sets, params),
+        run, AgentRun.Status.COMPLETED, answer[:500], None, None, alone=True, together=[insert],
+        more_sets=(sets, params),
     )  # fmt: skip
     if not rows:
         agent_run_final_turn_dropped(run=run)
