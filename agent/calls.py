@@ -36,7 +36,7 @@ from agent.services.actions import (
     proposed_action_start_execution,
     tenant_budget_lock,
 )
-from agent.services.leases import lease_hold
+from agent.services.leases import Advance, lease_hold
 from agent.services.transcript import action_held, run_actions
 from agent.tools.base import ErrorType, Observation, Reconciled, Tool, ToolContext
 from audit.models import AuditEvent
@@ -152,7 +152,7 @@ def observation_of(action: ProposedAction) -> Observation | Undecided:
     return _with_edit(action, observed)
 
 
-def _settle(run: AgentRun, tool: Tool, action: ProposedAction, result: Observation) -> ProposedAction:
+def _settle(run: AgentRun, tool: Tool, action: ProposedAction, result: Observation, advance: Advance) -> ProposedAction:
     """Record what a call did. A success of a write is verified by re-reading state; an outcome that is not known
     is reconciled the same way before anything else may happen. A call whose outcome is known is settled with its
     observation, in the loop's next statement (proposed_action_settle_later; the loop observes every call it ran)."""
@@ -161,13 +161,13 @@ def _settle(run: AgentRun, tool: Tool, action: ProposedAction, result: Observati
     if result.ok and tool.has_verifier:
         lease_hold(run)
         verification = tool.invoke_verify(action.args, ctx, result, started)
-        return proposed_action_settle_later(run=run, action=action, status=ProposedAction.Status.EXECUTED,
+        return proposed_action_settle_later(advance=advance, action=action, status=ProposedAction.Status.EXECUTED,
                                             result=result, verification=verification)  # fmt: skip
     if result.ok:
-        return proposed_action_settle_later(run=run, action=action, status=ProposedAction.Status.EXECUTED,
+        return proposed_action_settle_later(advance=advance, action=action, status=ProposedAction.Status.EXECUTED,
                                             result=result)  # fmt: skip
     if not result.uncertain:
-        return proposed_action_settle_later(run=run, action=action, status=ProposedAction.Status.FAILED,
+        return proposed_action_settle_later(advance=advance, action=action, status=ProposedAction.Status.FAILED,
                                             result=result)  # fmt: skip
     lease_hold(run)
     state, check = tool.invoke_reconcile(action.args, ctx, result, started)
@@ -208,7 +208,7 @@ def _interrupted_attempt(action: ProposedAction) -> Observation:
     return Observation.failure(ErrorType.OUTCOME_UNKNOWN, INTERRUPTED, uncertain=True)
 
 
-def _execute(run: AgentRun, action: ProposedAction) -> Observation:
+def _execute(run: AgentRun, action: ProposedAction, advance: Advance) -> Observation:
     """Run an allowed call. One that already started (or whose outcome is unknown) is reconciled first: applied,
     it is answered from state; of unknown outcome, it is sent again only to a system that applies a request once
     per idempotency key."""
@@ -227,7 +227,7 @@ def _execute(run: AgentRun, action: ProposedAction) -> Observation:
     result = tool.invoke(action.args, ctx)
     if tool.risk == Risk.HELPDESK:  # it may have posted a comment: the next turn reads them again
         ticket_comments_forget(run.ticket)
-    return _settled(_held(run, _settle(run, tool, action, result)))
+    return _settled(_held(run, _settle(run, tool, action, result, advance)))
 
 
 def _same_intent(
@@ -286,9 +286,13 @@ def _repeated(run: AgentRun, earlier: ProposedAction) -> Observation:
     )
 
 
-def call_dispatch(run: AgentRun, step: Step, rationale: str, turn_writes: list[str]) -> Observation | Undecided:
+def call_dispatch(
+    run: AgentRun, step: Step, rationale: str, turn_writes: list[str], advance: Advance
+) -> Observation | Undecided:
     """Decide one tool call through the gate and, if allowed, run it: its observation, or Undecided.REVIEWER
-    when it waits for a reviewer. A call decided or run before (a resumed run) answers from what was recorded."""
+    when it waits for a reviewer. A call decided or run before (a resumed run) answers from what was recorded.
+    `advance`: the loop's advance, which holds the run's lease (a proposal is conditional on it) and a call's
+    settlement for its observation's statement."""
     # The run's calls so far, read once: this call's own action (a resumed run) and the intent of earlier ones.
     actions = run_actions(run)
     action = next((a for a in actions if a.tool_call_id == step.tool_call_id), None)
@@ -331,7 +335,7 @@ def call_dispatch(run: AgentRun, step: Step, rationale: str, turn_writes: list[s
             }[decision.verdict]
             action = proposed_action_create(
                 run=run, step=step, tool=tool, args=args, rationale=rationale, status=status, reason=decision.reason,
-                retry_of=None if decision.fresh_key else root,
+                retry_of=None if decision.fresh_key else root, advance=advance,
             )  # fmt: skip
             action_held(run, action)
     if decision.verdict == Verdict.REFUSE:
@@ -345,4 +349,4 @@ def call_dispatch(run: AgentRun, step: Step, rationale: str, turn_writes: list[s
     assert action is not None
     if decision.verdict != Verdict.EXECUTE:
         return observation_of(action)  # a dry run's observation, or a proposal waiting for a reviewer
-    return _execute(run, action)
+    return _execute(run, action, advance)

@@ -27,12 +27,11 @@ from agent.policy import Risk
 from agent.prompts import ticket_comments_forget, ticket_comments_held, ticket_comments_hold
 from agent.services.actions import agent_run_await_decisions, settlement_take
 from agent.services.leases import (
-    ADVANCE_STARTED,
+    Advance,
     LeaseLost,
     agent_run_claim,
     agent_run_release,
     lease_hold,
-    lease_released,
     lease_renewal,
     lease_renewed,
 )
@@ -57,6 +56,7 @@ from tickets.helpdesk import (
     ticket_context_local_record,
     ticket_context_local_recorded,
 )
+from tickets.snapshot import TicketSnapshot
 
 logger = logging.getLogger(__name__)
 FINISHED_WITH_UNKNOWN = (
@@ -104,7 +104,7 @@ def _writes_still_to_dispatch(run: AgentRun, steps: list[Step]) -> list[str]:
 # --- The boxes of the diagram ---------------------------------------------------------------------------------
 
 
-def think(run: AgentRun) -> ModelTurn:
+def think(run: AgentRun, advance: Advance) -> ModelTurn:
     """The model's next turn, recorded at once (its thought, and one action step per tool call), so a worker that
     dies after it resumes from the calls instead of asking again."""
     lease_hold(run)
@@ -115,14 +115,10 @@ def think(run: AgentRun) -> ModelTurn:
     if not turn.tool_calls and not abnormal and rawsql.postgresql():
         # A final answer is recorded by the statement that ends the run (_finish), a moment later, with nothing but
         # this process's own checks in between: a worker that dies meanwhile leaves the turn to be asked again.
-        run.__dict__[_FINAL_HELD] = engine.name
+        advance.final_engine = engine.name
         return turn
     _turn_record(run, turn, engine.name, abnormal)
     return turn
-
-
-# Set on the run while its final turn (text alone) waits for the statement that ends the run: the engine's name.
-_FINAL_HELD = "_final_turn_held"
 
 
 def _turn_record(run: AgentRun, turn: ModelTurn, engine: str, abnormal: str = "") -> None:
@@ -131,22 +127,24 @@ def _turn_record(run: AgentRun, turn: ModelTurn, engine: str, abnormal: str = ""
         raise LeaseLost
 
 
-def _final_turn_record(run: AgentRun, turn: ModelTurn) -> None:
+def _final_turn_record(run: AgentRun, turn: ModelTurn, advance: Advance) -> None:
     """The final turn think held, recorded now on its own (the run does not end by the statement that records it)."""
-    engine = run.__dict__.pop(_FINAL_HELD, None)
+    engine, advance.final_engine = advance.final_engine, None
     if engine is not None:
         _turn_record(run, turn, engine)
 
 
-def act(run: AgentRun, step: Step, thought: str, turn_writes: list[str]) -> Observation | Undecided:
+def act(run: AgentRun, step: Step, thought: str, turn_writes: list[str], advance: Advance) -> Observation | Undecided:
     """One call through the gate (agent/calls.py): refused, recorded as a dry run, proposed to a reviewer, or run."""
     with telemetry.tool_call(step) as traced:
-        observation = call_dispatch(run, step, thought, turn_writes)
+        observation = call_dispatch(run, step, thought, turn_writes, advance)
         traced.observed(observation if isinstance(observation, Observation) else None)
     return observation
 
 
-def observe(run: AgentRun, step: Step, observation: Observation, *, last: bool = False) -> Outcome | None:
+def observe(
+    run: AgentRun, step: Step, observation: Observation, advance: Advance, *, last: bool = False
+) -> Outcome | None:
     """What the call returned, stored as the observation the model reads on its next turn. A write whose
     verification failed ends the run: the ticket goes to humans. `last`: the turn's last call, after which the
     run goes on (persist)."""
@@ -159,7 +157,7 @@ def observe(run: AgentRun, step: Step, observation: Observation, *, last: bool =
         # worker took the run. Then the calls are decided again one by one, as below and in persist.
         resume = last and not failed and run.status == AgentRun.Status.AWAITING_APPROVAL
         written = observation_record(
-            run=run, settlement=settlement_take(run), resume_reason=RESUMED if resume else "", **output
+            run=run, settlement=settlement_take(advance), resume_reason=RESUMED if resume else "", **output
         )
     if written is None:
         # After the slow call, the lease is renewed before what it returned is written: in the same statement on
@@ -171,27 +169,28 @@ def observe(run: AgentRun, step: Step, observation: Observation, *, last: bool =
         if renewal is not None:
             lease_renewed(run, written is not None)
     if failed:
-        agent_run_escalate(run=run, reason=f"Verification of {step.tool_name} failed: {observation.message}")
+        reason = f"Verification of {step.tool_name} failed: {observation.message}"
+        agent_run_escalate(run=run, reason=reason, advance=advance)
         return Outcome.DONE
     return None
 
 
-def persist(run: AgentRun, *, waiting: bool) -> Outcome | None:
+def persist(run: AgentRun, advance: Advance, *, waiting: bool) -> Outcome | None:
     """The turn's end, stored on the run: it waits for reviewers (paused), or every call is decided and it goes on."""
     if waiting:
         # A decision may have landed while the turn was still being dispatched: then there is nothing to wait for.
         # (It reads the run itself, locked.)
-        return Outcome.PAUSED if agent_run_await_decisions(run=run) else Outcome.CONTINUE
+        return Outcome.PAUSED if agent_run_await_decisions(run=run, advance=advance) else Outcome.CONTINUE
     if run.status == AgentRun.Status.AWAITING_APPROVAL:
         try:
-            agent_run_transition(run=run, status=AgentRun.Status.RUNNING, reason=RESUMED)
+            agent_run_transition(run=run, status=AgentRun.Status.RUNNING, reason=RESUMED, advance=advance)
         except InvalidTransition:
             # The run moved on during the calls (a reviewer took it over): its lease is gone, this worker stops.
             raise LeaseLost from None
     return None
 
 
-def _calls(run: AgentRun) -> Outcome | None:
+def _calls(run: AgentRun, advance: Advance) -> Outcome | None:
     """act -> observe for each call of the latest turn still without an observation, then persist the turn's end.
     Returns an outcome when the run must stop here."""
     pending, thought = _pending_steps(run)
@@ -200,22 +199,21 @@ def _calls(run: AgentRun) -> Outcome | None:
     waiting = False
     for position, step in enumerate(pending):
         if step.tool_name == ESCALATE_TOOL:
-            agent_run_escalate(
-                run=run, reason=str((step.tool_input or {}).get("reason", "")) or "The agent asked for a human."
-            )
+            reason = str((step.tool_input or {}).get("reason", "")) or "The agent asked for a human."
+            agent_run_escalate(run=run, reason=reason, advance=advance)
             return Outcome.DONE
         tool = get_tool(step.tool_name)
         later = [s for s in pending[position + 1 :] if s.tool_name != ESCALATE_TOOL]
         turn_writes = _writes_still_to_dispatch(run, later) if tool is not None and tool.customer_facing else []
-        observation = act(run, step, thought, turn_writes)
+        observation = act(run, step, thought, turn_writes, advance)
         if observation is Undecided.REVIEWER:
             waiting = True
             continue
         assert isinstance(observation, Observation), f"call {step.tool_call_id} was left {observation}"
-        stop = observe(run, step, observation, last=not waiting and position == len(pending) - 1)
+        stop = observe(run, step, observation, advance, last=not waiting and position == len(pending) - 1)
         if stop is not None:
             return stop
-    return persist(run, waiting=waiting)
+    return persist(run, advance, waiting=waiting)
 
 
 # --- Around the turn --------------------------------------------------------------------------------------------
@@ -239,14 +237,14 @@ def _abnormal_reason(turn: ModelTurn) -> str:
     return ABNORMAL_STOP.format(stop=turn.stop_reason or "(none)", why=why, calls=calls)
 
 
-def _read_ticket(run: AgentRun) -> bool:
+def _read_ticket(run: AgentRun, read: TicketSnapshot | None) -> bool:
     """The ticket as of its current version: requester, organization, custom fields, comments. Read from the
     helpdesk only when a webhook reported a newer version than the one held (tickets/helpdesk.py caches it). A
     helpdesk outage does not stop a run that already holds a version to work from. True when the helpdesk was
-    asked (a slow call)."""
+    asked (a slow call). `read`: a snapshot of a local ticket read already (by _start)."""
     held = run.ticket
     try:
-        run.ticket = ticket_context_ensure(ticket=held)
+        run.ticket = ticket_context_ensure(ticket=held, read=read)
     except HelpdeskError as exc:
         if not run.ticket.context_version:
             raise
@@ -291,7 +289,7 @@ def _reviewer_answered_after_failure(run: AgentRun) -> bool:
     )
 
 
-def _finish(run: AgentRun, turn: ModelTurn) -> Outcome:
+def _finish(run: AgentRun, turn: ModelTurn, advance: Advance) -> Outcome:
     """The model answered with text alone. A run with a write of unknown outcome, one that failed and was never
     done since, or one not proven, is not "completed" on the model's word: it goes to the humans, who are told.
     A run that completes records the answer's turn in the same statement (PostgreSQL, outside shadow)."""
@@ -299,26 +297,28 @@ def _finish(run: AgentRun, turn: ModelTurn) -> Outcome:
     uncertain = sorted((a for a in run_actions(run) if a.status == ProposedAction.Status.UNCERTAIN), key=lambda a: a.pk)
     unknown = [a.tool for a in uncertain]
     if unknown:
-        _final_turn_record(run, turn)
-        agent_run_escalate(run=run, reason=FINISHED_WITH_UNKNOWN.format(writes=", ".join(unknown)))
+        _final_turn_record(run, turn, advance)
+        agent_run_escalate(run=run, reason=FINISHED_WITH_UNKNOWN.format(writes=", ".join(unknown)), advance=advance)
         return Outcome.DONE
     state = run_state(run=run, tenant_id=run.ticket.tenant_id, actions=run_actions(run))
     unproven = state.holding_writes + ([] if _reviewer_answered_after_failure(run) else
                                        [f"{tool} (failed)" for tool in state.failed_writes])  # fmt: skip
     if unproven:
-        _final_turn_record(run, turn)
-        agent_run_escalate(run=run, reason=FINISHED_WITH_UNPROVEN.format(writes=", ".join(unproven)))
+        _final_turn_record(run, turn, advance)
+        agent_run_escalate(run=run, reason=FINISHED_WITH_UNPROVEN.format(writes=", ".join(unproven)), advance=advance)
         return Outcome.DONE
-    engine = run.__dict__.get(_FINAL_HELD)
-    if engine is not None and agent_run_finish_with_turn(run=run, answer=answer, turn=turn, engine=engine):
-        run.__dict__.pop(_FINAL_HELD)
+    engine = advance.final_engine
+    if engine is not None and agent_run_finish_with_turn(
+        run=run, answer=answer, turn=turn, engine=engine, advance=advance
+    ):
+        advance.final_engine = None
         return Outcome.DONE
-    _final_turn_record(run, turn)  # the lease is gone (LeaseLost), or the run ends otherwise
-    agent_run_finish(run=run, answer=answer)
+    _final_turn_record(run, turn, advance)  # the lease is gone (LeaseLost), or the run ends otherwise
+    agent_run_finish(run=run, answer=answer, advance=advance)
     return Outcome.DONE
 
 
-def _start(run: AgentRun) -> AgentRun:
+def _start(run: AgentRun, advance: Advance) -> AgentRun:
     """A queued run starts; every run reads its ticket as of now before it goes on."""
     # The workflow version this run runs, recorded when it starts: in the same UPDATE that starts a queued run.
     if run.status == AgentRun.Status.QUEUED:
@@ -327,12 +327,17 @@ def _start(run: AgentRun) -> AgentRun:
         # A ticket of the console's own helpdesk read for the first time, when the read changes nothing but the
         # version read (no network): recorded in the start's own statement.
         read = ticket_context_local_record(ticket=run.ticket)
-        together = [Also(*read)] if read is not None else []
-        run = agent_run_transition(run=run, status=AgentRun.Status.RUNNING, also=also, together=together)
-        if read is not None:
-            ticket_context_local_recorded(ticket=run.ticket, params=read[1])
+        together = [Also(*read.update)] if read.update is not None else []
+        run = agent_run_transition(
+            run=run, status=AgentRun.Status.RUNNING, also=also, together=together, advance=advance
+        )
+        if read.update is not None:
+            ticket_context_local_recorded(ticket=run.ticket, params=read.update[1])
+        snapshot = read.snapshot
+    else:
+        snapshot = None
     run = agent_run_pin_version(run=run)  # a no-op once pinned
-    if _read_ticket(run):
+    if _read_ticket(run, snapshot):
         lease_hold(run, slow_call_next=False, always=True)  # the helpdesk was asked, a slow call: renew
     return run
 
@@ -348,31 +353,34 @@ def run_advance(*, run_id: int) -> Outcome:
     if run is None:
         finished = not AgentRun.objects.filter(pk=run_id).exclude(status__in=RUN_FINAL).exists()
         return Outcome.DONE if finished else Outcome.BUSY
-    started = run.__dict__[ADVANCE_STARTED] = time.monotonic()
+    # What this advance holds (its lease, a final turn or a call's settlement waiting for their statement): passed
+    # to the services that need it, and gone with the advance.
+    advance = Advance(lease=run.lease_token)
     try:
-        run = _start(run)
+        run = _start(run, advance)
         stopped = _unrecorded_stop(run)
         if stopped:
-            agent_run_escalate(run=run, reason=stopped)
+            agent_run_escalate(run=run, reason=stopped, advance=advance)
             return Outcome.DONE
-        stop = _calls(run)  # resume: the latest turn's calls still to act on
+        stop = _calls(run, advance)  # resume: the latest turn's calls still to act on
         if stop is not None:
             return stop
         bound = _bound_hit(run)
         if bound:
-            agent_run_escalate(run=run, reason=f"Stopped because {bound}.")
+            agent_run_escalate(run=run, reason=f"Stopped because {bound}.", advance=advance)
             return Outcome.DONE
-        turn = think(run)  # the run loaded here follows what the turn recorded
+        turn = think(run, advance)  # the run loaded here follows what the turn recorded
         abnormal = _abnormal_reason(turn)
         if abnormal:
-            agent_run_escalate(run=run, reason=abnormal)
+            agent_run_escalate(run=run, reason=abnormal, advance=advance)
             return Outcome.DONE
         if not turn.tool_calls:
-            return _finish(run, turn)
-        return _calls(run) or Outcome.CONTINUE  # act -> observe for each call of this turn, then persist
+            return _finish(run, turn, advance)
+        return _calls(run, advance) or Outcome.CONTINUE  # act -> observe for each call of this turn, then persist
     except LeaseLost:
         logger.warning("run %s: lease lost mid-turn; another worker carries on", run_id)
         return Outcome.LOST
     finally:
-        if not lease_released(run):  # a status change that stopped the run released it already
-            agent_run_release(run_id=run_id, token=run.lease_token, active_ms=int((time.monotonic() - started) * 1000))
+        if not advance.released:  # a status change that stopped the run released it already
+            active_ms = int((time.monotonic() - advance.started) * 1000)
+            agent_run_release(run_id=run_id, token=advance.lease, active_ms=active_ms)

@@ -13,7 +13,7 @@ Both implement the same operations, so the demo and the tests run the same code 
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import httpx
 from celery import current_app
@@ -303,41 +303,48 @@ def helpdesk_for(ticket: Ticket) -> Helpdesk:
     return LocalHelpdesk()
 
 
-def ticket_context_ensure(*, ticket: Ticket, force: bool = False) -> Ticket:
+def ticket_context_ensure(*, ticket: Ticket, force: bool = False, read: TicketSnapshot | None = None) -> Ticket:
     """The ticket with its requester, organization, custom fields and comments as of its current version: read
     from the helpdesk only when the version we hold is older than the one the webhook reported (or never read).
-    Network first, outside any transaction; then one transaction applies what was read."""
+    Network first, outside any transaction; then one transaction applies what was read. `read`: the snapshot the
+    caller read already (ticket_context_local_record's), not read again."""
     helpdesk = helpdesk_for(ticket)
     if not force and not helpdesk.context_stale(ticket):
         return ticket
-    snapshot = ticket.__dict__.pop(_LOCAL_READ, None) or helpdesk.read_ticket(ticket)
+    snapshot = read or helpdesk.read_ticket(ticket)
     if isinstance(helpdesk, LocalHelpdesk) and _local_read_changes_nothing(ticket, snapshot):
         _context_read_at(ticket, "local")
         return ticket
     return ticket_snapshot_apply(ticket=ticket, snapshot=snapshot)
 
 
-# A local ticket's snapshot read by ticket_context_local_record and not recorded there: ticket_context_ensure's.
-_LOCAL_READ = "_local_read"
 _CONTEXT_READ = (
     'UPDATE "tickets_ticket" SET context_version = %s, context_fetched_at = %s, updated_at = %s WHERE id = %s'
 )
 
 
-def ticket_context_local_record(*, ticket: Ticket) -> tuple[str, list[Any]] | None:
+class LocalRead(NamedTuple):
+    """ticket_context_local_record's answer: `update`, the UPDATE that records a read changing nothing but the version
+    read, with its parameters; or else `snapshot`, a read that changes more, for ticket_context_ensure's `read` (not
+    read twice). Both None when nothing was read."""
+
+    update: tuple[str, list[Any]] | None = None
+    snapshot: TicketSnapshot | None = None
+
+
+def ticket_context_local_record(*, ticket: Ticket) -> LocalRead:
     """ticket_context_ensure's read of a ticket of the console's own helpdesk when it changes nothing but the version
     read (_local_read_changes_nothing), as the UPDATE that records it (PostgreSQL), for a caller to make part of a
-    statement of its own; call ticket_context_local_recorded once that is written. None in every other case: then
-    ticket_context_ensure reads it (a snapshot read here is kept for it, not read twice)."""
+    statement of its own; call ticket_context_local_recorded once that is written. In every other case no UPDATE:
+    then ticket_context_ensure reads it (given the snapshot read here, if any, so as not to read it twice)."""
     helpdesk = helpdesk_for(ticket)
     if not rawsql.postgresql() or not isinstance(helpdesk, LocalHelpdesk) or not helpdesk.context_stale(ticket):
-        return None
+        return LocalRead()
     snapshot = helpdesk.read_ticket(ticket)
     if not _local_read_changes_nothing(ticket, snapshot):
-        ticket.__dict__[_LOCAL_READ] = snapshot
-        return None
+        return LocalRead(snapshot=snapshot)
     now = timezone.now()
-    return _CONTEXT_READ, ["local", now, now, ticket.pk]
+    return LocalRead(update=(_CONTEXT_READ, ["local", now, now, ticket.pk]))
 
 
 def ticket_context_local_recorded(*, ticket: Ticket, params: list[Any]) -> None:

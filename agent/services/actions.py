@@ -19,14 +19,7 @@ from agent.lifecycle import ACTION_TRANSITIONS, action_initial_check, action_tra
 from agent.models import AgentRun, ProposedAction, Step, Workflow
 from agent.permissions import reviewer_required
 from agent.policy import Risk
-from agent.services.leases import (
-    ADVANCE_STARTED,
-    LeaseLost,
-    lease_check_locked,
-    lease_hold,
-    lease_renewal,
-    lease_renewed,
-)
+from agent.services.leases import Advance, LeaseLost, lease_check_locked, lease_hold, lease_renewal, lease_renewed
 from agent.services.rollups import rollup_action_decided, rollup_action_decided_also
 from agent.services.runs import (
     agent_run_dispatch,
@@ -76,7 +69,7 @@ _PENDING_LOCKED = (
 )
 
 
-def agent_run_await_decisions(*, run: AgentRun) -> bool:
+def agent_run_await_decisions(*, run: AgentRun, advance: Advance | None = None) -> bool:
     """Mark the run as waiting for reviewers, unless every proposal was decided meanwhile (a reviewer can approve
     while the turn is still being dispatched). True: it waits, and the decision will resume it; False: go on now.
 
@@ -84,7 +77,7 @@ def agent_run_await_decisions(*, run: AgentRun) -> bool:
     run's move to waiting is one statement, with its audit entry, conditional on a proposal still pending, which it
     locks (_PENDING_LOCKED says how that orders it with a decision). Elsewhere, or when the run moved on meanwhile,
     the run's row is locked first, as the approve and reject services lock it before looking at its status. Either
-    way only while the advance that claimed the run holds its lease: LeaseLost, nothing changed, otherwise."""
+    way, by an `advance`, only while it holds the run's lease: LeaseLost, nothing changed, otherwise."""
     if run.status == AgentRun.Status.RUNNING and rawsql.postgresql():
         reason = "A proposed action awaits a reviewer."
         if agent_run_transition_if(
@@ -93,15 +86,18 @@ def agent_run_await_decisions(*, run: AgentRun) -> bool:
             reason=reason,
             condition=_PENDING_LOCKED,
             params=[ProposedAction.Status.PENDING],
+            advance=advance,
         ):
             return True
-    return _await_decisions_locked(run=run)
+    return _await_decisions_locked(run=run, advance=advance)
 
 
 @transaction.atomic
-def _await_decisions_locked(*, run: AgentRun) -> bool:
+def _await_decisions_locked(*, run: AgentRun, advance: Advance | None) -> bool:
     locked = AgentRun.objects.select_for_update().get(pk=run.pk)
-    lease_check_locked(run, locked)  # the moves below are on `locked`: a run another worker took is not this one's
+    # The moves below are made on `locked`, checked here: a run another worker took is not this one's to move. (The
+    # advance's lease is released at its end, as before, not by these moves.)
+    lease_check_locked(locked, advance)
     if not locked.actions.filter(status=ProposedAction.Status.PENDING).exists():
         if locked.status == AgentRun.Status.AWAITING_APPROVAL:
             agent_run_transition_in(run=locked, status=AgentRun.Status.RUNNING, reason="Every proposal is decided.")
@@ -123,9 +119,11 @@ def proposed_action_create(
     status: str,
     reason: str,
     retry_of: ProposedAction | None = None,
+    advance: Advance | None = None,
 ) -> ProposedAction:
     """Record a call the gate allowed, proposed or made a dry run; pre-approved calls say why. A repeat of an
-    earlier call of the run (same tool and arguments) points at the first one and is sent with its key."""
+    earlier call of the run (same tool and arguments) points at the first one and is sent with its key. By an
+    `advance`, only while it holds the run's lease (LeaseLost otherwise, PostgreSQL)."""
     action_initial_check(status=status)
     action = ProposedAction(
         run=run,
@@ -153,13 +151,13 @@ def proposed_action_create(
     # the gate's checked arguments; the database enforces lengths, keys and uniqueness: no full_clean(). Proposed by
     # an advance (PostgreSQL), it is inserted only while that advance's worker holds the run's lease: a worker whose
     # lease another took since its last renewal proposes nothing (LeaseLost), in the same statement.
-    if ADVANCE_STARTED in run.__dict__ and rawsql.postgresql():
+    if advance is not None and rawsql.postgresql():
         names, values, params = rawsql.insert_parts([action])
         sql = (
             f'INSERT INTO "agent_proposedaction" ({names}) SELECT v.* FROM (VALUES {values}) v '  # noqa: S608 - names from the model's meta
             'WHERE EXISTS (SELECT 1 FROM "agent_agentrun" WHERE id = %s AND lease_token = %s) RETURNING id'
         )
-        params = [*params, run.pk, run.lease_token]
+        params = [*params, run.pk, advance.lease]
     else:
         sql, params = rawsql.insert_sql(action)
     rows = audited_change(
@@ -279,38 +277,38 @@ class Settlement(NamedTuple):
     reconciliation: Observation | None
 
 
-_SETTLEMENT = "_settlement_held"
-
-
 def proposed_action_settle_later(
     *,
-    run: AgentRun,
+    advance: Advance | None,
     action: ProposedAction,
     status: str,
     result: Observation,
     verification: Observation | None = None,
 ) -> ProposedAction:
-    """proposed_action_settle, written with the call's observation instead of before it (PostgreSQL, outside a
-    transaction, a move the lifecycle allows): the action is settled as loaded here, and the loop's next statement,
-    observation_record, writes the settlement and its audit entry, conditional on the lease. A worker that dies
-    before that leaves the call started with no outcome, which the next advance reconciles, as any call interrupted
-    after it was sent. Elsewhere it is written now."""
+    """proposed_action_settle, written with the call's observation instead of before it (by an `advance`, on
+    PostgreSQL, outside a transaction, a move the lifecycle allows): the action is settled as loaded here and held
+    by the advance, and the loop's next statement, observation_record, writes the settlement and its audit entry,
+    conditional on the lease. A worker that dies before that leaves the call started with no outcome, which the next
+    advance reconciles, as any call interrupted after it was sent. Elsewhere it is written now."""
     if (
-        connection.in_atomic_block
+        advance is None
+        or advance.settlement is not None
+        or connection.in_atomic_block
         or not rawsql.postgresql()
         or status not in ACTION_TRANSITIONS.get(action.status, frozenset())
-        or _SETTLEMENT in run.__dict__
     ):
         return proposed_action_settle(action=action, status=status, result=result, verification=verification)
     previous = action.status
     _settlement_apply(action, status, result, verification, None)
-    run.__dict__[_SETTLEMENT] = Settlement(action, previous, status, result, verification, None)
+    advance.settlement = Settlement(action, previous, status, result, verification, None)
     return action
 
 
-def settlement_take(run: AgentRun) -> Settlement | None:
-    """The settlement proposed_action_settle_later left for the run's next statement, if any (taken: written once)."""
-    return run.__dict__.pop(_SETTLEMENT, None)
+def settlement_take(advance: Advance) -> Settlement | None:
+    """The settlement proposed_action_settle_later left with the advance for its next statement, if any (taken:
+    written once)."""
+    settlement, advance.settlement = advance.settlement, None
+    return settlement
 
 
 def settlement_sql(settlement: Settlement, *, guard: str) -> tuple[str, list[Any], str, list[Any]]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models, transaction
@@ -16,6 +17,9 @@ from agent.lifecycle import RUN_CLAIMABLE
 from agent.models import AgentRun, ProposedAction, Step, Workflow, WorkflowVersion
 from agentconsole import rawsql
 from tickets.models import TenantLink, Ticket, TicketComment
+
+if TYPE_CHECKING:
+    from agent.services.actions import Settlement
 
 
 @cache
@@ -166,49 +170,52 @@ def lease_renewed(run: AgentRun, renewed: bool) -> None:
 _PENDING = "_lease_fresh_after"
 
 
-# Set by run_advance on the run it claimed: when it started (time.monotonic()). A status change that stops the run
-# (it ends, or waits for reviewers) then releases the lease in its own UPDATE (lease_release_sets), and the advance
-# has nothing left to release once that commits.
-ADVANCE_STARTED = "_advance_started"
-_RELEASED = "_lease_released"
+@dataclass(eq=False)
+class Advance:
+    """One advance of a run by this worker (run_advance): what it holds while it works on the run, created when it
+    claimed the run, passed to the services that need it, and gone with the advance (never stored on the run).
+
+    - `lease`: the lease token it claimed. Every status change the advance makes, and every proposal, is conditional
+      on it: a worker whose lease another took (it expired and another worker claimed the run, or a reviewer took
+      the run over) changes nothing (LeaseLost).
+    - `started`: when it began (time.monotonic()). A status change that stops the run (it ends, or waits for
+      reviewers) releases the lease in its own UPDATE (lease_release_sets), counting the time since.
+    - `released`: that release committed; the advance has nothing left to release.
+    - `final_engine`: the engine of a final turn (text alone) held for the statement that ends the run.
+    - `settlement`: a call's settlement held for the statement that writes its observation.
+
+    Services called outside an advance (a reviewer, an admin, the reconciler, a task escalating a failed run) get
+    none: their changes hold no lease of an advance."""
+
+    lease: str
+    started: float = field(default_factory=time.monotonic)
+    released: bool = False
+    final_engine: str | None = None
+    settlement: Settlement | None = None
 
 
-def lease_of_advance(run: AgentRun) -> str | None:
-    """The lease of the advance that claimed this run (run_advance), which every status change the advance makes is
-    conditional on: a worker whose lease another took (it expired and another worker claimed the run, or a reviewer
-    took the run over) changes nothing. None for a run loaded by anyone else (a reviewer, an admin, the reconciler,
-    a task escalating a failed run): their changes hold no lease of an advance."""
-    return run.lease_token if ADVANCE_STARTED in run.__dict__ else None
-
-
-def lease_check_locked(run: AgentRun, locked: AgentRun) -> None:
-    """On the run's locked row (`locked`): LeaseLost when the advance that loaded `run` no longer holds its lease."""
-    lease = lease_of_advance(run)
-    if lease is not None and locked.lease_token != lease:
+def lease_check_locked(locked: AgentRun, advance: Advance | None) -> None:
+    """On the run's locked row (`locked`): LeaseLost when the advance no longer holds the run's lease."""
+    if advance is not None and locked.lease_token != advance.lease:
         raise LeaseLost
 
 
-def lease_release_sets(run: AgentRun) -> tuple[list[str], list[Any]] | None:
+def lease_release_sets(advance: Advance | None) -> tuple[list[str], list[Any]] | None:
     """The SET clauses (and parameters) that release this worker's lease with the status change that stops the run,
     counting the advance's time: only where the lease is still this worker's (CASE), so a run taken over meanwhile
-    keeps its new holder. None when the run was not claimed by an advance. Call lease_release_noted after."""
-    started = run.__dict__.get(ADVANCE_STARTED)
-    if started is None or run.__dict__.get(_RELEASED):
+    keeps its new holder. None outside an advance, or once released. Call lease_release_noted after."""
+    if advance is None or advance.released:
         return None
     mine = "lease_token = %s"
-    active_ms = int((time.monotonic() - started) * 1000)
+    active_ms = int((time.monotonic() - advance.started) * 1000)
     sets = [
         f"lease_expires_at = CASE WHEN {mine} THEN NULL ELSE lease_expires_at END",
         f"active_ms = active_ms + CASE WHEN {mine} THEN %s ELSE 0 END",
         f"lease_token = CASE WHEN {mine} THEN '' ELSE lease_token END",
     ]
-    return sets, [run.lease_token, run.lease_token, active_ms, run.lease_token]
+    return sets, [advance.lease, advance.lease, active_ms, advance.lease]
 
 
-def lease_release_noted(run: AgentRun) -> None:
+def lease_release_noted(advance: Advance) -> None:
     """The lease went with the status change: once that commits, the advance releases nothing more."""
-    transaction.on_commit(lambda: run.__dict__.__setitem__(_RELEASED, True))
-
-
-def lease_released(run: AgentRun) -> bool:
-    return bool(run.__dict__.get(_RELEASED))
+    transaction.on_commit(lambda: setattr(advance, "released", True))

@@ -27,13 +27,7 @@ from agent.lifecycle import (
 )
 from agent.models import AgentRun, ProposedAction, Step, Workflow
 from agent.permissions import reviewer_required
-from agent.services.leases import (
-    lease_check_locked,
-    lease_hold,
-    lease_of_advance,
-    lease_release_noted,
-    lease_release_sets,
-)
+from agent.services.leases import Advance, lease_check_locked, lease_hold, lease_release_noted, lease_release_sets
 from agent.services.rollups import RUN_RETURNING, rollup_run_finished, rollup_run_finished_also
 from agent.services.transcript import (
     agent_run_final_turn_dropped,
@@ -145,6 +139,7 @@ def agent_run_transition(
     user: AbstractBaseUser | None = None,
     also: dict[str, Any] | None = None,
     together: Sequence[Also] = (),
+    advance: Advance | None = None,
 ) -> AgentRun:
     """Move a run along its lifecycle, audited; anything the lifecycle does not allow raises. `also`: fields the
     same UPDATE records (the version a starting run pins), set on the run passed in too. `together`: changes of
@@ -155,24 +150,31 @@ def agent_run_transition(
     counts, see agent_run_transition_in), which needs no transaction of its own: in autocommit it is one, and what
     waits for its commit (transaction.on_commit) runs after it. Anything more takes a transaction.
 
-    A run an advance claimed moves only while that advance holds its lease (leases.lease_of_advance): LeaseLost,
-    nothing changed, when another worker (or a reviewer) took it."""
+    `advance`: the advance (leases.Advance) making the move, which it makes only while the advance holds the run's
+    lease: LeaseLost, nothing changed, when another worker (or a reviewer) took it. The move that stops the run
+    releases that lease."""
     if not connection.in_atomic_block and _transition_in_one(
-        run, status, reason, user, also, alone=True, together=together
+        run, status, reason, user, also, alone=True, together=together, advance=advance
     ):
         return run
     with transaction.atomic():
-        moved = agent_run_transition_in(run=run, status=status, reason=reason, user=user, also=also, tried=True)
+        moved = agent_run_transition_in(
+            run=run, status=status, reason=reason, user=user, also=also, tried=True, advance=advance
+        )
         for statement in together:
             rawsql.run(statement.sql, statement.params)
         return moved
 
 
-def agent_run_transition_if(*, run: AgentRun, status: str, reason: str, condition: str, params: list[Any]) -> bool:
+def agent_run_transition_if(
+    *, run: AgentRun, status: str, reason: str, condition: str, params: list[Any], advance: Advance | None = None
+) -> bool:
     """agent_run_transition's one statement (PostgreSQL, a move the lifecycle allows from the status held), made also
     conditional on `condition`, SQL on the run's row ("agent_agentrun") with its parameters. No transaction of its
     own. False, nothing changed: the condition did not hold, or the row moved on."""
-    return bool(_transition_in_one(run, status, reason, None, None, alone=True, condition=(condition, params)))
+    return bool(
+        _transition_in_one(run, status, reason, None, None, alone=True, condition=(condition, params), advance=advance)
+    )
 
 
 class TransitionParts(NamedTuple):
@@ -216,6 +218,7 @@ def agent_run_transition_in(
     user: AbstractBaseUser | None = None,
     also: dict[str, Any] | None = None,
     tried: bool = False,
+    advance: Advance | None = None,
 ) -> AgentRun:
     """agent_run_transition for a caller already inside a transaction of its own (no savepoint): if the move
     raises, the caller's transaction rolls back with it.
@@ -224,17 +227,16 @@ def agent_run_transition_in(
     run (with its ticket and workflow) stays loaded, and nothing is read again. When the row has moved on meanwhile
     (another worker, a reviewer), the move is decided again on the locked row, as it always was. Either way the run
     passed in is the one returned, its status fields as stored. `tried`: _transition_in_one found the row moved.
-    A run an advance claimed moves only while the advance holds its lease, else LeaseLost (agent_run_transition)."""
-    if not tried and _transition_in_one(run, status, reason, user, also, alone=False):
+    Made by an `advance`, only while it holds the run's lease, else LeaseLost (agent_run_transition)."""
+    if not tried and _transition_in_one(run, status, reason, user, also, alone=False, advance=advance):
         return run
-    lease = lease_of_advance(run)
     now = timezone.now()
     started_at = run.started_at or (now if status == AgentRun.Status.RUNNING else None)
     finished_at = now if status in RUN_FINAL else run.finished_at
     if status in RUN_TRANSITIONS.get(run.status, frozenset()) and not rawsql.postgresql():
         # Only fields change here and the database enforces the run's relations and constraints: no full_clean(),
         # which costs a query per loaded relation on every status change.
-        held = {"lease_token": lease} if lease is not None else {}
+        held = {"lease_token": advance.lease} if advance is not None else {}
         moved = AgentRun.objects.filter(pk=run.pk, status=run.status, **held).update(
             status=status, status_reason=reason, started_at=started_at, finished_at=finished_at, updated_at=now,
             **(also or {}),
@@ -245,7 +247,7 @@ def agent_run_transition_in(
         previous = run.status
     else:
         locked = AgentRun.objects.select_for_update().get(pk=run.pk)
-        lease_check_locked(run, locked)  # before the lifecycle: a run taken over is no longer this worker's to move
+        lease_check_locked(locked, advance)  # before the lifecycle: a run taken over is no longer this worker's to move
         run_transition_check(current=locked.status, target=status)
         previous = locked.status
         started_at = locked.started_at or (now if status == AgentRun.Status.RUNNING else None)
@@ -291,14 +293,15 @@ def _transition_in_one(
     condition: tuple[str, list[Any]] = ("", []),
     together: Sequence[Also] = (),
     more_sets: tuple[list[str], list[Any]] = ([], []),
+    advance: Advance | None = None,
 ) -> list[tuple[Any, ...]]:
     """agent_run_transition_in's common case on PostgreSQL, a move the lifecycle allows from the status held: the
     conditional UPDATE, its audit entry, the lease's release and (for a run that stops) the suite run waiting for it
     and the dashboard's counts of a run that ends, one statement. False, nothing changed, when the row moved on or
     this is not the common case. `alone`: outside any transaction, so it must be one statement (the counts of a run
     whose ticket is not loaded are statements of their own: False). `more_sets`: SET clauses of the same UPDATE (with
-    their parameters). Conditional on the lease of the advance that claimed the run, if one did. The rows it
-    returned, as the change returns them: empty (false) when nothing changed."""
+    their parameters). Made by an `advance`, conditional on its lease. The rows it returned, as the change returns
+    them: empty (false) when nothing changed."""
     from agent.suites import suite_rerun_later, suite_waiting_sql
 
     previous = run.status
@@ -318,7 +321,7 @@ def _transition_in_one(
         params.append(rawsql.prep(AgentRun, name, value.pk if isinstance(value, models.Model) else value))
     sets += more_sets[0]
     params += more_sets[1]
-    release = lease_release_sets(run) if status in RUN_STOPPED else None
+    release = lease_release_sets(advance) if status in RUN_STOPPED else None
     if release is not None:
         sets += release[0]
         params += release[1]
@@ -328,10 +331,9 @@ def _transition_in_one(
     if rollups is not None:
         returning += f", {RUN_RETURNING}"
     where, where_params = "id = %s AND status = %s", [run.pk, previous]
-    lease = lease_of_advance(run)
-    if lease is not None:
+    if advance is not None:
         where += " AND lease_token = %s"
-        where_params.append(lease)
+        where_params.append(advance.lease)
     if condition[0]:
         where += f" AND {condition[0]}"
         where_params += condition[1]
@@ -347,8 +349,8 @@ def _transition_in_one(
     )
     if not rows:
         return []
-    if release is not None:
-        lease_release_noted(run)
+    if release is not None and advance is not None:
+        lease_release_noted(advance)
     for field, value in (also or {}).items():
         setattr(run, field, value)
     run.status, run.status_reason, run.started_at, run.finished_at, run.updated_at = (
@@ -386,21 +388,19 @@ def helpdesk_escalation_post(run: AgentRun, note: str) -> str:
     return ""
 
 
-def agent_run_escalate(*, run: AgentRun, reason: str) -> AgentRun:
+def agent_run_escalate(*, run: AgentRun, reason: str, advance: Advance | None = None) -> AgentRun:
     """Hand the ticket to humans: a private note saying why, routed to the humans pod, the run escalated. By an
-    advance, only while it holds the run's lease (LeaseLost otherwise): renewed before the note as before any slow
+    `advance`, only while it holds the run's lease (LeaseLost otherwise): renewed before the note as before any slow
     call, and the condition of the move after it."""
-    if lease_of_advance(run) is not None:
+    if advance is not None:
         lease_hold(run)  # renewed before the note (a slow call) when one ran since: LeaseLost if another worker took it
     problem = helpdesk_escalation_post(run, f"Agent Console escalated this ticket to a human.\nWhy: {reason}")
     with transaction.atomic():
         step_append(run=run, kind=Step.Kind.FINAL, content=f"Escalated to humans: {reason}{problem}")
         lease = run.lease_token
         run.refresh_from_db()
-        # The lease this worker holds, not whoever's the row holds now: the move is conditional on it, and the
-        # advance releases it.
-        run.lease_token = lease
-        return agent_run_transition(run=run, status=AgentRun.Status.ESCALATED, reason=reason)
+        run.lease_token = lease  # this worker's lease (its caller releases it by this token), not the row's holder now
+        return agent_run_transition(run=run, status=AgentRun.Status.ESCALATED, reason=reason, advance=advance)
 
 
 def _dry_run_note(run: AgentRun, answer: str) -> str:
@@ -416,7 +416,7 @@ def _dry_run_note(run: AgentRun, answer: str) -> str:
     return "\n".join(lines)
 
 
-def agent_run_finish_with_turn(*, run: AgentRun, answer: str, turn: ModelTurn, engine: str) -> bool:
+def agent_run_finish_with_turn(*, run: AgentRun, answer: str, turn: ModelTurn, engine: str, advance: Advance) -> bool:
     """agent_run_finish with the final turn that gave `answer` recorded by the same statement (PostgreSQL, a run
     outside shadow, which posts nothing): the turn counted, its step, the move to completed with its audit entry,
     the lease's release and the dashboard's counts, conditional on this worker's lease. False, nothing written: the
@@ -431,10 +431,9 @@ def agent_run_finish_with_turn(*, run: AgentRun, answer: str, turn: ModelTurn, e
         step_params,
         returns=True,
     )
-    # Conditional on the advance's lease as every move of a run an advance claimed is (_transition_in_one).
     rows = _transition_in_one(
         run, AgentRun.Status.COMPLETED, answer[:500], None, None, alone=True, together=[insert],
-        more_sets=(sets, params),
+        more_sets=(sets, params), advance=advance,
     )  # fmt: skip
     if not rows:
         agent_run_final_turn_dropped(run=run)
@@ -443,8 +442,9 @@ def agent_run_finish_with_turn(*, run: AgentRun, answer: str, turn: ModelTurn, e
     return True
 
 
-def agent_run_finish(*, run: AgentRun, answer: str) -> AgentRun:
-    """The model is done. In shadow, its only output is a private note listing what it would have done."""
+def agent_run_finish(*, run: AgentRun, answer: str, advance: Advance | None = None) -> AgentRun:
+    """The model is done. In shadow, its only output is a private note listing what it would have done. By an
+    `advance`, only while it holds the run's lease (agent_run_transition)."""
     if run.phase == Workflow.Phase.SHADOW:
         from tickets.helpdesk import HelpdeskError, helpdesk_for
         from tickets.snapshot import comment_marker
@@ -454,10 +454,12 @@ def agent_run_finish(*, run: AgentRun, answer: str) -> AgentRun:
                 run.ticket, _dry_run_note(run, answer), marker=comment_marker(f"run-{run.pk}-shadow-note")
             )
         except HelpdeskError as exc:
-            return agent_run_escalate(run=run, reason=f"the shadow note could not be posted: {exc.message}")
+            return agent_run_escalate(
+                run=run, reason=f"the shadow note could not be posted: {exc.message}", advance=advance
+            )
     # No read of the run first: the transition is conditional on the status held, and decided again on the locked
     # row if that moved meanwhile.
-    return agent_run_transition(run=run, status=AgentRun.Status.COMPLETED, reason=answer[:500])
+    return agent_run_transition(run=run, status=AgentRun.Status.COMPLETED, reason=answer[:500], advance=advance)
 
 
 def _withdraw_open_proposals(run: AgentRun, user: AbstractBaseUser) -> list[int]:
