@@ -2,11 +2,11 @@
 bills tokens the way Bedrock does, prompt caching included.
 
 The product reaches it through AWS_ENDPOINT_URL_BEDROCK_RUNTIME, so botocore and langchain-aws run as in
-production. The model calls `tool` `calls` times (a read tool), then answers. Tokens are estimated at 4 characters
-each. Caching follows Bedrock's rules for Claude: the prompt is tools, then system, then messages; a cachePoint
-marks the end of a cacheable prefix of at least MIN_CACHE_TOKENS; a request reads the longest prefix cached before
-(5 minutes) that ends at a cache point or up to 20 blocks before one, writes the prefixes it marks that were
-not, and pays full price for the rest.
+production. The model calls `tool` `calls` times (a read tool), then answers; given `write_at`, that call is
+`write` instead. Tokens are estimated at 4 characters each. Caching follows Bedrock's rules for Claude: the prompt
+is tools, then system, then messages; a cachePoint marks the end of a cacheable prefix of at least
+MIN_CACHE_TOKENS; a request reads the longest prefix cached before (5 minutes) that ends at a cache point or up to
+20 blocks before one, writes the prefixes it marks that were not, and pays full price for the rest.
 
 It is one asyncio loop on a thread of its own: a call waiting out its latency costs a timer, not a thread, so
 the stand-in stays a small share of the CPU the bench measures (it shares the machine with the workers). It
@@ -79,8 +79,13 @@ def invalid(body: bytes) -> str:
 
 
 class ConverseStandIn:
-    def __init__(self, *, latency: float, calls: int, tool: str, tool_args: dict[str, Any]) -> None:
+    def __init__(
+        self, *, latency: float, calls: int, tool: str, tool_args: dict[str, Any], write_at: int | None = None,
+        write: tuple[str, dict[str, Any]] = ("", {}),
+    ) -> None:  # fmt: skip
         self.latency, self.calls, self.tool, self.tool_args = latency, calls, tool, tool_args
+        # The call numbered write_at (from 0) is `write` (a tool and its arguments) instead of the read.
+        self.write_at, self.write = write_at, write
         self.bill = Bill()
         self._cache: dict[str, float] = {}
         self._loop = asyncio.new_event_loop()
@@ -195,11 +200,11 @@ class ConverseStandIn:
             1 for m in request.get("messages") or [] for block in m.get("content") or [] if "toolResult" in block
         )
         if results < self.calls:
+            tool, args = self.write if results == self.write_at else (self.tool, self.tool_args)
             content = [
                 {"text": f"Looking further (step {results + 1})."},
-                {"toolUse": {"toolUseId": f"tu-{results}-{time.monotonic_ns()}", "name": self.tool,
-                             "input": self.tool_args}},
-            ]  # fmt: skip
+                {"toolUse": {"toolUseId": f"tu-{results}-{time.monotonic_ns()}", "name": tool, "input": args}},
+            ]
             stop = "tool_use"
         else:
             content, stop = [{"text": "The cache was reset and the dashboard is current again."}], "end_turn"

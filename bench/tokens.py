@@ -5,9 +5,12 @@ Tickets run through the real Bedrock path (BedrockEngine, langchain-aws, botocor
 (bench/_converse_standin.py) that bills as Bedrock does: the prompt is tools, system, messages; each cachePoint
 closes a cacheable prefix (at least 1,024 tokens); a prefix seen within 5 minutes is read from the cache at 0.1x the
 input price, a new one written at 1.25x, the rest paid in full. The uncached figure is the same requests priced as
-if they carried no cache point. Each ticket makes --calls read calls (search_runbooks) and a final answer.
+if they carried no cache point. Each ticket makes --calls read calls (search_runbooks) and a final answer. With
+--approval, its third call is a write a reviewer approves (solve_ticket: the bench has no company's Admin API, and a
+reply or a note would change the ticket's own text in the prompt): the run resumes, runs it and asks the model in the
+same advance, as a run does after every approval.
 
-    .venv/bin/python bench/tokens.py [--tickets 20] [--calls 5]
+    .venv/bin/python bench/tokens.py [--tickets 20] [--calls 5] [--approval]
 
 Prints input tokens per ticket by kind, their price-weighted total against the uncached one, and the dashboard's
 cost against the stand-in's bill.
@@ -38,17 +41,23 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tickets", type=int, default=20)
     parser.add_argument("--calls", type=int, default=5)
+    parser.add_argument("--approval", action="store_true", help="the third call is a write a reviewer approves")
     args = parser.parse_args(argv)
     from _converse_standin import PRICES, ConverseStandIn
 
     standin = ConverseStandIn(latency=0, calls=args.calls, tool="search_runbooks",
-                              tool_args={"query": "stale dashboard cache"})  # fmt: skip
+                              tool_args={"query": "stale dashboard cache"}, write_at=2 if args.approval else None,
+                              write=("solve_ticket", {}))  # fmt: skip
     os.environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] = standin.url
     setup()
+    from django.contrib.auth.models import Group, User
+
     from agent.dashboard import dashboard_get
     from agent.loop import Outcome, run_advance
-    from agent.models import AgentRun, Runbook, Workflow
+    from agent.models import AgentRun, ProposedAction, Runbook, Workflow
+    from agent.services.actions import proposed_action_approve
     from agent.services.rollups import rollups_rebuild
+    from agentconsole.roles import REVIEWERS
     from tickets.models import TenantLink, Ticket
 
     AgentRun.objects.all().delete()
@@ -66,14 +75,20 @@ def main(argv: list[str] | None = None) -> None:
                   "runbook": "Search the runbooks, read what they say, and answer the customer. " * 20},
     )  # fmt: skip
     link, _ = TenantLink.objects.get_or_create(organization_id="bench-org", defaults={"tenant_id": "acme"})
+    reviewer, _ = User.objects.get_or_create(username="bench-reviewer")
+    reviewer.groups.add(Group.objects.get_or_create(name=REVIEWERS)[0])
+    approved = 0
     for n in range(args.tickets):
         ticket = Ticket.objects.create(
             external_id=f"bench-tok-{n}", subject="Dashboard shows stale data", tags=["bench-tokens"],
             description="The numbers stopped updating this morning.", tenant_link=link, organization_id="bench-org",
         )  # fmt: skip
         run = AgentRun.objects.create(ticket=ticket, workflow=workflow, phase=workflow.phase, trigger="manual")
-        while run_advance(run_id=run.pk) == Outcome.CONTINUE:
-            pass
+        while (outcome := run_advance(run_id=run.pk)) in (Outcome.CONTINUE, Outcome.PAUSED):
+            if outcome == Outcome.PAUSED:
+                for action in ProposedAction.objects.filter(run=run, status=ProposedAction.Status.PENDING):
+                    proposed_action_approve(action=action, user=reviewer)
+                    approved += 1
     resolved = AgentRun.objects.filter(status=AgentRun.Status.COMPLETED).count()
     bill = standin.bill
     standin.close()
@@ -84,8 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     per = max(resolved, 1)
     dashboard = dashboard_get().cost_usd
-    print(f"Tokens: {args.tickets} tickets ({resolved} resolved), {args.calls + 1} model calls each, through "
-          f"BedrockEngine to the Converse stand-in ({bill.requests} requests)")  # fmt: skip
+    print(f"Tokens: {args.tickets} tickets ({resolved} resolved), {args.calls + 1} model calls each, {approved} "
+          f"approvals, through BedrockEngine to the Converse stand-in ({bill.requests} requests)")  # fmt: skip
     print(
         f"input tokens per resolved ticket: {bill.input / per:.0f} uncached + {bill.cache_read / per:.0f} cache "
         f"read + {bill.cache_write / per:.0f} cache write; without caching {bill.uncached_input / per:.0f}"
