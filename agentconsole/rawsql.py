@@ -38,8 +38,9 @@ def quote(name: str) -> str:
 
 
 @cache
-def _fields(model: type[models.Model]) -> tuple[models.Field, ...]:
-    return tuple(model._meta.concrete_fields)
+def _fields(model: type[models.Model], without: tuple[str, ...] = ()) -> tuple[models.Field, ...]:
+    """The concrete fields, but those named in `without` (left deferred, as QuerySet.defer leaves them)."""
+    return tuple(field for field in model._meta.concrete_fields if field.name not in without)
 
 
 def table(model: type[models.Model]) -> str:
@@ -47,15 +48,15 @@ def table(model: type[models.Model]) -> str:
 
 
 @cache
-def columns(model: type[models.Model], alias: str = "") -> str:
-    """Every concrete column of the model, in the order `load` reads them."""
+def columns(model: type[models.Model], alias: str = "", without: tuple[str, ...] = ()) -> str:
+    """Every concrete column of the model but the fields named in `without`, in the order `load` reads them."""
     prefix = f"{alias}." if alias else ""
-    return ", ".join(prefix + quote(field.column) for field in _fields(model))
+    return ", ".join(prefix + quote(field.column) for field in _fields(model, without))
 
 
 @cache
-def width(model: type[models.Model]) -> int:
-    return len(_fields(model))
+def width(model: type[models.Model], without: tuple[str, ...] = ()) -> int:
+    return len(_fields(model, without))
 
 
 @cache
@@ -64,10 +65,12 @@ def column(model: type[models.Model], name: str) -> str:
 
 
 @cache
-def _converters(model: type[models.Model], vendor: str) -> tuple[tuple[int, tuple[Callable[..., Any], ...], Any], ...]:
+def _converters(
+    model: type[models.Model], vendor: str, without: tuple[str, ...] = ()
+) -> tuple[tuple[int, tuple[Callable[..., Any], ...], Any], ...]:
     """The columns that have converters (each field's own, then the backend's), by position."""
     loaded = []
-    for offset, field in enumerate(_fields(model)):
+    for offset, field in enumerate(_fields(model, without)):
         col = field.get_col(model._meta.db_table)
         found = tuple(connection.ops.get_db_converters(col) + col.get_db_converters(connection))
         if found:
@@ -76,11 +79,11 @@ def _converters(model: type[models.Model], vendor: str) -> tuple[tuple[int, tupl
 
 
 @cache
-def _attnames(model: type[models.Model]) -> tuple[str, ...] | None:
+def _attnames(model: type[models.Model], without: tuple[str, ...] = ()) -> tuple[str, ...] | None:
     """The attribute names `instance` sets straight into a new instance's __dict__, as Model.__init__ would have set
     them: None when some attribute is not a plain field's (a descriptor of its own, e.g. a file), so it cannot."""
     names = []
-    for field in _fields(model):
+    for field in _fields(model, without):
         if getattr(type(getattr(model, field.attname, None)), "__set__", None) not in _PLAIN_SETS:
             return None
         names.append(field.attname)
@@ -93,13 +96,15 @@ def _attnames(model: type[models.Model]) -> tuple[str, ...] | None:
 _PLAIN_SETS = (getattr(DeferredAttribute, "__set__", None), models.ForeignKey.descriptor_class.__set__)
 
 
-def instance(model: type[M], values: Sequence[Any], alias: str = DEFAULT_DB_ALIAS) -> M:
-    """`model.from_db(alias, None, values)` for a row of every concrete field in order: the same instance, built
-    without Model.__init__'s per-field setattr when the model allows it (no pre_init/post_init receivers, plain
-    field attributes)."""
-    names = _attnames(model)
+def instance(model: type[M], values: Sequence[Any], alias: str = DEFAULT_DB_ALIAS, without: tuple[str, ...] = ()) -> M:
+    """`model.from_db(alias, None, values)` for a row of every concrete field in order (but those named in
+    `without`, deferred): the same instance, built without Model.__init__'s per-field setattr when the model allows it
+    (no pre_init/post_init receivers, plain field attributes). A deferred field is one missing from the instance's
+    __dict__, as the ORM leaves it: read, it is loaded by a query of its own."""
+    names = _attnames(model, without)
     if names is None or pre_init.has_listeners(model) or post_init.has_listeners(model):
-        return model.from_db(alias, None, values)
+        loaded = [field.attname for field in _fields(model, without)] if without else None
+        return model.from_db(alias, loaded, values)
     new = model.__new__(model)
     state = new._state = ModelState()
     state.adding, state.db = False, alias
@@ -107,14 +112,15 @@ def instance(model: type[M], values: Sequence[Any], alias: str = DEFAULT_DB_ALIA
     return new
 
 
-def load(model: type[M], row: Sequence[Any], start: int = 0) -> M:
-    """A model instance from `columns(model)` at `row[start:]`, converted as the ORM converts what it reads."""
-    values = list(row[start : start + width(model)])
+def load(model: type[M], row: Sequence[Any], start: int = 0, without: tuple[str, ...] = ()) -> M:
+    """A model instance from `columns(model, without=without)` at `row[start:]`, converted as the ORM converts what
+    it reads."""
+    values = list(row[start : start + width(model, without)])
     db = connections[DEFAULT_DB_ALIAS]  # the connection itself: each attribute read through the proxy costs a lookup
-    for offset, converters, col in _converters(model, db.vendor):
+    for offset, converters, col in _converters(model, db.vendor, without):
         for convert in converters:
             values[offset] = convert(values[offset], col, db)
-    return instance(model, values)
+    return instance(model, values, without=without)
 
 
 @cache

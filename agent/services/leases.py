@@ -22,6 +22,11 @@ if TYPE_CHECKING:
     from agent.services.actions import Settlement
 
 
+# The stored Zendesk event, which no part of a turn reads (deferred: a read would load it): it can be many times the
+# rest of the row, and the claim of every model call would decode it.
+_TICKET_UNREAD = ("raw_payload",)
+
+
 @cache
 def _claim_sql() -> str:
     run, ticket, link, workflow = (rawsql.table(m) for m in (AgentRun, Ticket, TenantLink, Workflow))
@@ -32,7 +37,7 @@ def _claim_sql() -> str:
         f"WITH c AS (UPDATE {run} SET lease_token = %s, lease_expires_at = %s "  # noqa: S608 - names from the models' meta
         f"WHERE id = %s AND status IN ({claimable}) AND (lease_expires_at IS NULL OR lease_expires_at < %s) "
         f"RETURNING {rawsql.columns(AgentRun)}) "
-        f"SELECT c.*, {rawsql.columns(Ticket, 't')}, {rawsql.columns(TenantLink, 'l')}, "
+        f"SELECT c.*, {rawsql.columns(Ticket, 't', _TICKET_UNREAD)}, {rawsql.columns(TenantLink, 'l')}, "
         f"{rawsql.columns(Workflow, 'w')}, "
         f"(SELECT json_agg(s.* ORDER BY s.index) FROM {step} s WHERE s.run_id = c.id), "
         f"(SELECT json_agg(a.* ORDER BY a.created_at, a.id) FROM {action} a WHERE a.run_id = c.id), "
@@ -59,8 +64,8 @@ def _claim_in_one(*, run_id: int, token: str, expires: datetime, now: datetime) 
     at = 0
     run = rawsql.load(AgentRun, row, at)
     at += rawsql.width(AgentRun)
-    ticket = rawsql.load(Ticket, row, at)
-    at += rawsql.width(Ticket)
+    ticket = rawsql.load(Ticket, row, at, _TICKET_UNREAD)
+    at += rawsql.width(Ticket, _TICKET_UNREAD)
     link = rawsql.load(TenantLink, row, at) if ticket.tenant_link_id is not None else None
     at += rawsql.width(TenantLink)
     workflow = rawsql.load(Workflow, row, at) if run.workflow_id is not None else None
@@ -100,7 +105,7 @@ def agent_run_claim(*, run_id: int, lease_seconds: int) -> AgentRun | None:
     )
     if not claimed:
         return None
-    run = AgentRun.objects.select_related("ticket__tenant_link", "workflow").get(pk=run_id)
+    run = AgentRun.objects.select_related("ticket__tenant_link", "workflow").defer("ticket__raw_payload").get(pk=run_id)
     run.__dict__[_FRESH] = True  # the lease was just set: the first slow call needs no renewal before it
     return run
 

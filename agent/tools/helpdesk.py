@@ -64,10 +64,15 @@ def pods_described() -> str:
     )
 
 
+def _ticket(ctx: ToolContext) -> Ticket | None:
+    # Not the stored Zendesk event (raw_payload), which no helpdesk operation reads: it can outweigh the whole row.
+    return Ticket.objects.select_related("tenant_link").defer("raw_payload").filter(pk=ctx.ticket_id).first()
+
+
 def _on_ticket(
     ctx: ToolContext, operation: Callable[[object, Ticket], HelpdeskResult], *, comment: bool = False
 ) -> Observation:
-    ticket = Ticket.objects.select_related("tenant_link").filter(pk=ctx.ticket_id).first()
+    ticket = _ticket(ctx)
     if ticket is None:
         return Observation.failure(ErrorType.NOT_FOUND, TICKET_NOT_FOUND.format(ticket_id=ctx.ticket_id))
     helpdesk = helpdesk_for(ticket)
@@ -111,7 +116,7 @@ class _Comment(Tool):
     def reconcile(
         self, args: BodyArgs, ctx: ToolContext, attempt: Observation, started_at: datetime
     ) -> tuple[Reconciled, Observation]:
-        ticket = Ticket.objects.select_related("tenant_link").filter(pk=ctx.ticket_id).first()
+        ticket = _ticket(ctx)
         if ticket is None or not ctx.idempotency_key:
             return Reconciled.UNKNOWN, Observation.failure(ErrorType.NOT_FOUND, COMMENT_NOT_CHECKED)
         helpdesk = helpdesk_for(ticket)

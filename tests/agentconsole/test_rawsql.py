@@ -20,6 +20,7 @@ from tests.factories import (
     TicketCommentFactory,
     WorkflowFactory,
 )
+from tickets.models import Ticket
 
 pytestmark = pytest.mark.django_db
 
@@ -92,3 +93,29 @@ def test_it_builds_instances_through_the_model_when_a_receiver_watches_them() ->
     finally:
         post_init.disconnect(receiver, sender=AgentRun)
     assert seen == [loaded] and loaded.pk == run.pk
+
+
+@pytest.mark.parametrize("watched", [False, True], ids=["plain", "through-the-model"])
+def test_it_loads_a_field_left_out_as_the_orm_defers_it(watched: bool) -> None:
+    ticket = AgentRunFactory().ticket
+    Ticket.objects.filter(pk=ticket.pk).update(raw_payload={"ticket": {"id": 7}})
+    without = ("raw_payload",)
+    sql = f"SELECT {rawsql.columns(Ticket, without=without)} FROM {rawsql.table(Ticket)} WHERE id = %s"  # noqa: S608 - names from the model's meta
+    (row,) = rawsql.execute(sql, [ticket.pk])
+    if watched:
+        post_init.connect(_watch, sender=Ticket)
+    try:
+        loaded = rawsql.load(Ticket, row, without=without)
+    finally:
+        post_init.disconnect(_watch, sender=Ticket)
+    orm = Ticket.objects.defer("raw_payload").get(pk=ticket.pk)
+    assert "raw_payload" not in sql and len(row) == len(Ticket._meta.concrete_fields) - 1
+    assert loaded.get_deferred_fields() == orm.get_deferred_fields() == {"raw_payload"}
+    assert {k: v for k, v in loaded.__dict__.items() if k != "_state"} == {
+        k: v for k, v in orm.__dict__.items() if k != "_state"
+    }
+    assert loaded.raw_payload == {"ticket": {"id": 7}}  # read, it is loaded as a deferred field is
+
+
+def _watch(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
+    pass

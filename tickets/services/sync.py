@@ -40,23 +40,29 @@ def _link_locked(organization_id: str) -> TenantLink | None:
     return rawsql.load(TenantLink, rows[0]) if rows else None
 
 
+# The stored Zendesk event, which a read of the ticket's context never uses (deferred: a read would load it).
+_UNREAD = ("raw_payload",)
+
+
 def _ticket_locked(pk: int) -> Ticket:
     """The ticket, its row locked, with its tenant link (which whoever works the ticket next reads). On PostgreSQL
     written by hand (agentconsole.rawsql: the ORM's columns and converters): every new ticket the agent works is
     read here first, and building the queryset cost more CPU than the statement."""
     if not rawsql.postgresql():
-        return Ticket.objects.select_for_update(of=("self",)).select_related("tenant_link").get(pk=pk)
+        tickets = Ticket.objects.select_for_update(of=("self",)).select_related("tenant_link")
+        return tickets.defer(*_UNREAD).get(pk=pk)
     link_pk = rawsql.column(TenantLink, "id")
     rows = rawsql.execute(
-        f"SELECT {rawsql.columns(Ticket, 't')}, {rawsql.columns(TenantLink, 'l')} FROM {rawsql.table(Ticket)} t "  # noqa: S608 - names from the model's meta
+        f"SELECT {rawsql.columns(Ticket, 't', _UNREAD)}, {rawsql.columns(TenantLink, 'l')} "  # noqa: S608 - names from the model's meta
+        f"FROM {rawsql.table(Ticket)} t "
         f"LEFT JOIN {rawsql.table(TenantLink)} l ON l.{link_pk} = t.{rawsql.column(Ticket, 'tenant_link')} "
         f"WHERE t.{rawsql.column(Ticket, 'id')} = %s FOR UPDATE OF t",
         [pk],
     )
     if not rows:
         raise Ticket.DoesNotExist(f"No ticket {pk}.")
-    ticket = rawsql.load(Ticket, rows[0])
-    start = rawsql.width(Ticket)
+    ticket = rawsql.load(Ticket, rows[0], 0, _UNREAD)
+    start = rawsql.width(Ticket, _UNREAD)
     link_pk_at = start + [field.primary_key for field in TenantLink._meta.concrete_fields].index(True)
     link = rawsql.load(TenantLink, rows[0], start) if rows[0][link_pk_at] is not None else None
     Ticket._meta.get_field("tenant_link").set_cached_value(ticket, link)
