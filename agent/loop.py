@@ -117,13 +117,15 @@ def think(run: AgentRun, advance: Advance) -> ModelTurn:
         # this process's own checks in between: a worker that dies meanwhile leaves the turn to be asked again.
         advance.final_engine = engine.name
         return turn
-    _turn_record(run, turn, engine.name, abnormal)
+    _turn_record(run, turn, engine.name, abnormal, comments=conversation.comments_shown)
     return turn
 
 
-def _turn_record(run: AgentRun, turn: ModelTurn, engine: str, abnormal: str = "") -> None:
+def _turn_record(
+    run: AgentRun, turn: ModelTurn, engine: str, abnormal: str = "", *, comments: list[int] | None = None
+) -> None:
     # A turn that outlived the lease is dropped: the worker now holding the run asks again.
-    if not agent_run_record_turn(run=run, turn=turn, engine=engine, abnormal=abnormal):
+    if not agent_run_record_turn(run=run, turn=turn, engine=engine, abnormal=abnormal, comments=comments):
         raise LeaseLost
 
 

@@ -109,16 +109,16 @@ def engine_for(version: WorkflowVersion) -> Engine:
     return OfflineEngine()
 
 
-def _comments_before(run: AgentRun) -> list[TicketComment]:
-    started = run.started_at or run.created_at
-    comments = run.ticket.comments.filter(delivery=TicketComment.Delivery.SENT).order_by("created_at", "id")
-    return [c for c in comments if c.created_at <= started or c.pk == run.trigger_comment_id]
-
-
-def _conversation_parts(version: WorkflowVersion, run: AgentRun) -> tuple[str, str, list[dict[str, Any]], str, str]:
+def _conversation_parts(
+    version: WorkflowVersion, run: AgentRun
+) -> tuple[str, str, list[dict[str, Any]], str, str, dict[int, str]]:
+    """What the replay's model is told: the ticket as the run's first turn showed it, and the comments that arrived
+    while the run worked, after the same turns as in the run (`news`, by the turn they follow)."""
     ticket = run.ticket
     earlier = prompts.earlier_runs(run)
-    comments = _comments_before(run)
+    sent = list(run.ticket.comments.filter(delivery=TicketComment.Delivery.SENT).order_by("created_at", "id"))
+    shown = prompts.comments_shown(run, sent, list(run.steps.all()))
+    comments = shown.opening
     playbook = list(version.playbook or [])
     if run.trigger == AgentRun.Trigger.CUSTOMER_COMMENT and playbook:
         playbook = prompts.follow_up_playbook(playbook)
@@ -132,7 +132,8 @@ def _conversation_parts(version: WorkflowVersion, run: AgentRun) -> tuple[str, s
     latest = prompts.latest_customer_comment(run, comments)
     history = run_history(earlier) if earlier else "(no earlier runs)"
     ticket_text = prompts.ticket_prompt(run, comments=comments, earlier=earlier)
-    return system, ticket_text, playbook, history, clip(latest.body, 300) if latest else ""
+    news = prompts.news_after_turns(run, shown.later)
+    return system, ticket_text, playbook, history, clip(latest.body, 300) if latest else "", news
 
 
 def _dry_run(args: dict[str, Any]) -> Observation:
@@ -175,7 +176,7 @@ def ticket_replay(*, version: WorkflowVersion, run: AgentRun, engine: Engine, li
     """Work the ticket of a past run with this version, answering every call from the run's recording."""
     result = TicketReplay()
     recording = Recording(run)
-    system, ticket_text, playbook, history, latest = _conversation_parts(version, run)
+    system, ticket_text, playbook, history, latest, news = _conversation_parts(version, run)
     tools = version_tools(version)
     specs = [tool.spec() for tool in tools.values()] + [prompts.ESCALATE_SPEC]
     ctx = ToolContext(ticket_id=run.ticket_id, tenant_id=run.ticket.tenant_id, run_id=None, replay=True)
@@ -221,7 +222,8 @@ def ticket_replay(*, version: WorkflowVersion, run: AgentRun, engine: Engine, li
                 result.outcome = "escalated"
                 result.final_text = f"Verification of {call.name} failed: {observation.get('message', '')}"
                 break
-        exchanges.append(Exchange(text=turn.text, tool_calls=turn.tool_calls, results=results))
+        news_now = news.get(len(exchanges) + 1, "")
+        exchanges.append(Exchange(text=turn.text, tool_calls=turn.tool_calls, results=results, news=news_now))
     _compare(result, run)
     return result
 

@@ -6,11 +6,11 @@ Tickets run through the real Bedrock path (BedrockEngine, langchain-aws, botocor
 closes a cacheable prefix (at least 1,024 tokens); a prefix seen within 5 minutes is read from the cache at 0.1x the
 input price, a new one written at 1.25x, the rest paid in full. The uncached figure is the same requests priced as
 if they carried no cache point. Each ticket makes --calls read calls (search_runbooks) and a final answer. With
---approval, its third call is a write a reviewer approves (solve_ticket: the bench has no company's Admin API, and a
-reply or a note would change the ticket's own text in the prompt): the run resumes, runs it and asks the model in the
+--approval, its third call is a write a reviewer approves (--write: solve_ticket by default, the bench has no company's
+Admin API; a reply or a private note posts a comment on the ticket): the run resumes, runs it and asks the model in the
 same advance, as a run does after every approval.
 
-    .venv/bin/python bench/tokens.py [--tickets 20] [--calls 5] [--approval]
+    .venv/bin/python bench/tokens.py [--tickets 20] [--calls 5] [--approval [--write reply_to_customer]]
 
 Prints input tokens per ticket by kind, their price-weighted total against the uncached one, and the dashboard's
 cost against the stand-in's bill.
@@ -36,18 +36,26 @@ configure(
     BEDROCK_CACHE_WRITE_USD_PER_MTOK="3.75",
 )
 
+# The writes --approval may make, with their arguments: a comment posted on the ticket, or none.
+WRITES = {
+    "solve_ticket": {},
+    "reply_to_customer": {"body": "The dashboard's cache was reset: the numbers are current again."},
+    "add_private_note": {"body": "Cache age 3 h; reset through the Admin API. Routing to platform: caches."},
+}
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tickets", type=int, default=20)
     parser.add_argument("--calls", type=int, default=5)
     parser.add_argument("--approval", action="store_true", help="the third call is a write a reviewer approves")
+    parser.add_argument("--write", choices=sorted(WRITES), default="solve_ticket", help="the approved write")
     args = parser.parse_args(argv)
     from _converse_standin import PRICES, ConverseStandIn
 
     standin = ConverseStandIn(latency=0, calls=args.calls, tool="search_runbooks",
                               tool_args={"query": "stale dashboard cache"}, write_at=2 if args.approval else None,
-                              write=("solve_ticket", {}))  # fmt: skip
+                              write=(args.write, WRITES[args.write]))  # fmt: skip
     os.environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] = standin.url
     setup()
     from django.contrib.auth.models import Group, User
@@ -99,8 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     per = max(resolved, 1)
     dashboard = dashboard_get().cost_usd
+    which = f" ({args.write})" if approved else ""
     print(f"Tokens: {args.tickets} tickets ({resolved} resolved), {args.calls + 1} model calls each, {approved} "
-          f"approvals, through BedrockEngine to the Converse stand-in ({bill.requests} requests)")  # fmt: skip
+          f"approvals{which}, through BedrockEngine to the Converse stand-in ({bill.requests} requests)")  # fmt: skip
     print(
         f"input tokens per resolved ticket: {bill.input / per:.0f} uncached + {bill.cache_read / per:.0f} cache "
         f"read + {bill.cache_write / per:.0f} cache write; without caching {bill.uncached_input / per:.0f}"

@@ -130,6 +130,12 @@ class BedrockEngine:
                 ToolMessage(content=json.dumps(r.observation, default=str, sort_keys=True), tool_call_id=r.tool_call_id)
                 for r in exchange.results
             )
+            # What arrived on the ticket meanwhile: a text block after the observations, in the same user message
+            # (langchain-aws merges them), where it stays on every later turn.
+            if exchange.news:
+                messages.append(HumanMessage(content=exchange.news))
+        if conversation.news:
+            messages.append(HumanMessage(content=conversation.news))
         return messages
 
     def next_turn(self, conversation: Conversation, tools: list[dict[str, Any]]) -> ModelTurn:

@@ -25,11 +25,13 @@ class ToolResult:
 
 @dataclass(frozen=True)
 class Exchange:
-    """One model turn and the observations of its tool calls."""
+    """One model turn and the observations of its tool calls; `news`, what arrived on the ticket meanwhile (comments
+    by the customer or support staff), shown with the observations."""
 
     text: str
     tool_calls: list[ToolCall]
     results: list[ToolResult]
+    news: str = ""
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,11 @@ class Conversation:
     # For the offline engine: the workflow's structured runbook and the values its templates may use.
     playbook: list[dict[str, Any]] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)
+    # What arrived on the ticket since the last turn, shown after the last observations; and the comments this turn
+    # shows for the first time (in the ticket prompt on the run's first turn), recorded with the turn so every later
+    # turn shows them in the same place. None: nothing to record.
+    news: str = ""
+    comments_shown: list[int] | None = None
 
 
 # Converse's stopReason for a turn that ended normally: with tool calls to make, or with the final answer.

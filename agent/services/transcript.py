@@ -109,8 +109,9 @@ _RECORD_TURN = (
 )
 
 
-def _turn_steps(run: AgentRun, turn: ModelTurn, abnormal: str) -> list[Step]:
-    """The steps of a model turn numbered `run.turns` (already counted)."""
+def _turn_steps(run: AgentRun, turn: ModelTurn, abnormal: str, comments: list[int] | None = None) -> list[Step]:
+    """The steps of a model turn numbered `run.turns` (already counted). `comments`: those the turn showed the model
+    first, kept on its thought (agent.prompts.comments_shown)."""
     measured = {
         "latency_ms": turn.latency_ms,
         "tokens_in": turn.tokens_in,
@@ -131,7 +132,8 @@ def _turn_steps(run: AgentRun, turn: ModelTurn, abnormal: str) -> list[Step]:
             )
         ]
     if turn.tool_calls:
-        steps = [_new_step(run, index, Step.Kind.THOUGHT, turn.text, **measured)]
+        shown = {"tool_input": {"comments": comments}} if comments is not None else {}
+        steps = [_new_step(run, index, Step.Kind.THOUGHT, turn.text, **shown, **measured)]
         for offset, call in enumerate(turn.tool_calls, start=1):
             steps.append(
                 _new_step(
@@ -182,18 +184,21 @@ def agent_run_final_turn_dropped(*, run: AgentRun) -> None:
     run.turns -= 1
 
 
-def agent_run_record_turn(*, run: AgentRun, turn: ModelTurn, engine: str, abnormal: str = "") -> bool:
+def agent_run_record_turn(
+    *, run: AgentRun, turn: ModelTurn, engine: str, abnormal: str = "", comments: list[int] | None = None
+) -> bool:
     """Persist a model turn: its thought (with tokens and latency) and one action step per tool call. False, and
     nothing recorded, when this worker's lease is gone (the turn outlived it; the worker holding the run asks
     again): the check is the condition of the UPDATE that counts the turn, not one more statement. On PostgreSQL
     the count and the steps are one statement.
 
     A turn that ended abnormally (`abnormal` says why: a guardrail, a token limit, a filter) is kept as one final
-    step carrying the reason and none of its tool calls, so nothing it asked for can ever run."""
+    step carrying the reason and none of its tool calls, so nothing it asked for can ever run. `comments`: the
+    ticket's comments the turn showed the model first, kept on its thought for the turns after it."""
     counts = [turn.tokens_in, turn.tokens_out, turn.cache_read_tokens, turn.cache_write_tokens]
     now = timezone.now()
     run.turns += 1  # the steps carry the turn's number; put back when nothing was recorded
-    steps = _turn_steps(run, turn, abnormal)
+    steps = _turn_steps(run, turn, abnormal, comments)
     if rawsql.postgresql():
         recorded = rawsql.insert(
             steps, guard=_RECORD_TURN, guard_params=[*counts, engine, now, run.pk, run.lease_token]
